@@ -1,0 +1,55 @@
+//! Command-line interface: clap types, one file per command area, dispatch to the library.
+
+use clap::{Parser, Subcommand};
+
+mod cache;
+mod dataset;
+mod demo;
+mod serve;
+mod split;
+mod stats;
+
+/// cxr8 — train, watch and compare chest X-ray classifiers (NIH ChestX-ray14 / CXR8).
+#[derive(Debug, Parser)]
+#[command(name = "cxr8", version, about)]
+pub struct Cli {
+    /// More log output (-v debug, -vv trace). RUST_LOG overrides.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Start the dashboard (the default command).
+    Serve(serve::ServeArgs),
+    /// Generate the synthetic demo data set (NIH layout).
+    Demo(demo::DemoArgs),
+    /// Data set tools: stats, split, cache.
+    #[command(subcommand)]
+    Dataset(dataset::DatasetCommand),
+}
+
+pub fn init_tracing(verbose: u8) {
+    let default = match verbose {
+        0 => "info",
+        1 => "debug",
+        _ => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+pub fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        None => serve::run(serve::ServeArgs::default()),
+        Some(Command::Serve(args)) => serve::run(args),
+        Some(Command::Demo(args)) => demo::run(args),
+        Some(Command::Dataset(cmd)) => dataset::run(cmd),
+    }
+}

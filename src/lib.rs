@@ -1,0 +1,10 @@
+//! cxr8: train, watch and compare chest X-ray classifiers (NIH ChestX-ray14) from a local dashboard.
+
+/// Command-line interface: clap types and dispatch to the library.
+pub mod cli;
+/// Label files, images, splits, caches and the synthetic demo data set.
+pub mod data;
+/// Burn model definitions (CNN families) and their configs.
+pub mod model;
+/// Training engine: configs, loop, metrics, checkpoints, events.
+pub mod train;

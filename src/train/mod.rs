@@ -1,0 +1,3 @@
+//! Training engine: run configuration, the training loop on a worker thread, metrics, checkpoints, events.
+
+pub mod augment;

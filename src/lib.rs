@@ -6,5 +6,7 @@ pub mod cli;
 pub mod data;
 /// Burn model definitions (CNN families) and their configs.
 pub mod model;
+/// Run store: SQLite (WAL) holding runs, per-epoch metrics and events.
+pub mod store;
 /// Training engine: configs, loop, metrics, checkpoints, events.
 pub mod train;

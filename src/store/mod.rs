@@ -1,0 +1,624 @@
+//! The run store: one SQLite database (WAL) under the data dir holding runs, per-epoch metrics
+//! and run events. Knows nothing about Burn or HTTP: metrics arrive as serde JSON values.
+//!
+//! Every write is one short transaction, so a crash leaves either the whole epoch row or none.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
+
+use rusqlite::{params, Connection, OptionalExtension};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("run store {}: {source}", path.display())]
+    Sqlite {
+        path: PathBuf,
+        #[source]
+        source: rusqlite::Error,
+    },
+    #[error("cannot create the data folder {}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("no run with id '{0}'")]
+    UnknownRun(String),
+    #[error("run store {}: schema version {found} is newer than this cxr8 understands ({supported}); upgrade cxr8", path.display())]
+    TooNew { path: PathBuf, found: i64, supported: i64 },
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Where a run is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RunStatus {
+    Queued,
+    Running,
+    Done,
+    Failed,
+    Cancelled,
+    /// Was running when the process stopped (crash, kill, reboot); can be resumed.
+    Interrupted,
+}
+
+impl RunStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunStatus::Queued => "queued",
+            RunStatus::Running => "running",
+            RunStatus::Done => "done",
+            RunStatus::Failed => "failed",
+            RunStatus::Cancelled => "cancelled",
+            RunStatus::Interrupted => "interrupted",
+        }
+    }
+
+    fn parse(s: &str) -> RunStatus {
+        match s {
+            "queued" => RunStatus::Queued,
+            "running" => RunStatus::Running,
+            "done" => RunStatus::Done,
+            "cancelled" => RunStatus::Cancelled,
+            "interrupted" => RunStatus::Interrupted,
+            _ => RunStatus::Failed,
+        }
+    }
+
+    pub fn is_finished(self) -> bool {
+        matches!(self, RunStatus::Done | RunStatus::Failed | RunStatus::Cancelled)
+    }
+}
+
+/// What is known about a run when it is submitted.
+#[derive(Debug, Clone)]
+pub struct NewRun<'a> {
+    pub name: &'a str,
+    pub config: &'a serde_json::Value,
+    pub dataset: &'a str,
+    pub model: &'a str,
+    pub image_size: u32,
+    pub epochs_planned: u32,
+    pub tags: &'a [String],
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Run {
+    pub id: String,
+    pub name: String,
+    pub status: RunStatus,
+    pub config: serde_json::Value,
+    pub dataset: String,
+    pub model: String,
+    pub image_size: u32,
+    pub epochs_planned: u32,
+    pub epochs_done: u32,
+    pub best_epoch: Option<u32>,
+    pub best_metric_name: Option<String>,
+    pub best_metric: Option<f64>,
+    pub created_at: String,
+    pub started_at: Option<String>,
+    pub finished_at: Option<String>,
+    pub tags: Vec<String>,
+    pub notes: String,
+    pub error: Option<String>,
+    pub checkpoint_dir: Option<String>,
+    pub device: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EpochRow {
+    pub epoch: u32,
+    pub metrics: serde_json::Value,
+    pub committed_at: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EventRow {
+    /// Increases across the whole store: a client resumes a stream from the last `seq` it saw.
+    pub seq: i64,
+    pub run_id: String,
+    pub kind: String,
+    pub payload: serde_json::Value,
+    pub at: String,
+}
+
+const SCHEMA_VERSION: i64 = 1;
+
+const SCHEMA_V1: &str = "
+CREATE TABLE runs (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    status TEXT NOT NULL,
+    config TEXT NOT NULL,
+    dataset TEXT NOT NULL,
+    model TEXT NOT NULL,
+    image_size INTEGER NOT NULL,
+    epochs_planned INTEGER NOT NULL,
+    epochs_done INTEGER NOT NULL DEFAULT 0,
+    best_epoch INTEGER,
+    best_metric_name TEXT,
+    best_metric REAL,
+    created_at TEXT NOT NULL,
+    started_at TEXT,
+    finished_at TEXT,
+    tags TEXT NOT NULL DEFAULT '[]',
+    notes TEXT NOT NULL DEFAULT '',
+    error TEXT,
+    checkpoint_dir TEXT,
+    device TEXT
+);
+CREATE TABLE epochs (
+    run_id TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+    epoch INTEGER NOT NULL,
+    metrics TEXT NOT NULL,
+    committed_at TEXT NOT NULL,
+    PRIMARY KEY (run_id, epoch)
+);
+CREATE TABLE events (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    run_id TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+    kind TEXT NOT NULL,
+    payload TEXT NOT NULL,
+    at TEXT NOT NULL
+);
+CREATE INDEX events_by_run ON events(run_id, seq);
+";
+
+pub struct Store {
+    conn: Mutex<Connection>,
+    path: PathBuf,
+}
+
+impl Store {
+    /// Opens (creating if needed) `<data_dir>/cxr8.sqlite`.
+    pub fn open(data_dir: impl AsRef<Path>) -> Result<Store> {
+        let dir = data_dir.as_ref();
+        std::fs::create_dir_all(dir).map_err(|source| Error::Io {
+            path: dir.into(),
+            source,
+        })?;
+        let path = dir.join("cxr8.sqlite");
+        let conn = Connection::open(&path).map_err(|source| Error::Sqlite {
+            path: path.clone(),
+            source,
+        })?;
+        Store::init(conn, path)
+    }
+
+    /// A private in-memory store, for tests and dry runs.
+    pub fn open_in_memory() -> Result<Store> {
+        let path = PathBuf::from(":memory:");
+        let conn = Connection::open_in_memory().map_err(|source| Error::Sqlite {
+            path: path.clone(),
+            source,
+        })?;
+        Store::init(conn, path)
+    }
+
+    fn init(conn: Connection, path: PathBuf) -> Result<Store> {
+        let wrap = |source| Error::Sqlite {
+            path: path.clone(),
+            source,
+        };
+        // WAL: readers (the web pages) never block the writer (the training worker).
+        conn.pragma_update(None, "journal_mode", "WAL").map_err(wrap)?;
+        conn.pragma_update(None, "synchronous", "FULL").map_err(wrap)?;
+        conn.pragma_update(None, "foreign_keys", "ON").map_err(wrap)?;
+        conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(wrap)?;
+        let version: i64 = conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .map_err(wrap)?;
+        if version > SCHEMA_VERSION {
+            return Err(Error::TooNew {
+                path,
+                found: version,
+                supported: SCHEMA_VERSION,
+            });
+        }
+        if version < 1 {
+            conn.execute_batch(&format!("BEGIN; {SCHEMA_V1} PRAGMA user_version = 1; COMMIT;"))
+                .map_err(wrap)?;
+        }
+        Ok(Store {
+            conn: Mutex::new(conn),
+            path,
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn conn(&self) -> MutexGuard<'_, Connection> {
+        // A panic while holding the lock cannot leave SQLite half-written (transactions roll
+        // back), so the connection stays usable.
+        self.conn.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn wrap(&self) -> impl Fn(rusqlite::Error) -> Error + '_ {
+        move |source| Error::Sqlite {
+            path: self.path.clone(),
+            source,
+        }
+    }
+
+    /// Records a new queued run and returns its id.
+    pub fn create_run(&self, new: &NewRun<'_>) -> Result<String> {
+        let id = new_run_id();
+        let tags = serde_json::to_string(new.tags).expect("strings serialise");
+        self.conn()
+            .execute(
+                "INSERT INTO runs (id, name, status, config, dataset, model, image_size, epochs_planned, created_at, tags)
+                 VALUES (?1, ?2, 'queued', ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                params![id, new.name, new.config.to_string(), new.dataset, new.model, new.image_size, new.epochs_planned, now(), tags],
+            )
+            .map_err(self.wrap())?;
+        Ok(id)
+    }
+
+    pub fn set_status(&self, id: &str, status: RunStatus, error: Option<&str>) -> Result<()> {
+        let conn = self.conn();
+        let changed = match status {
+            RunStatus::Running => conn.execute(
+                "UPDATE runs SET status = ?2, error = NULL, started_at = COALESCE(started_at, ?3), finished_at = NULL WHERE id = ?1",
+                params![id, status.as_str(), now()],
+            ),
+            s if s.is_finished() || s == RunStatus::Interrupted => conn.execute(
+                "UPDATE runs SET status = ?2, error = ?3, finished_at = ?4 WHERE id = ?1",
+                params![id, status.as_str(), error, now()],
+            ),
+            _ => conn.execute("UPDATE runs SET status = ?2, error = ?3 WHERE id = ?1", params![id, status.as_str(), error]),
+        }
+        .map_err(self.wrap())?;
+        if changed == 0 {
+            return Err(Error::UnknownRun(id.into()));
+        }
+        Ok(())
+    }
+
+    pub fn set_runtime_info(&self, id: &str, device: &str, checkpoint_dir: &str) -> Result<()> {
+        self.conn()
+            .execute(
+                "UPDATE runs SET device = ?2, checkpoint_dir = ?3 WHERE id = ?1",
+                params![id, device, checkpoint_dir],
+            )
+            .map_err(self.wrap())?;
+        Ok(())
+    }
+
+    /// Stores one epoch's metrics (replacing a row of the same epoch, as a resumed run re-runs
+    /// an epoch that was interrupted before its checkpoint) and the best-so-far, atomically.
+    pub fn record_epoch(
+        &self,
+        id: &str,
+        epoch: u32,
+        metrics: &serde_json::Value,
+        best: Option<(u32, &str, f64)>,
+    ) -> Result<()> {
+        let mut conn = self.conn();
+        let tx = conn.transaction().map_err(self.wrap())?;
+        tx.execute(
+            "INSERT INTO epochs (run_id, epoch, metrics, committed_at) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (run_id, epoch) DO UPDATE SET metrics = excluded.metrics, committed_at = excluded.committed_at",
+            params![id, epoch, metrics.to_string(), now()],
+        )
+        .map_err(self.wrap())?;
+        tx.execute(
+            "UPDATE runs SET epochs_done = MAX(epochs_done, ?2) WHERE id = ?1",
+            params![id, epoch],
+        )
+        .map_err(self.wrap())?;
+        if let Some((best_epoch, name, value)) = best {
+            tx.execute(
+                "UPDATE runs SET best_epoch = ?2, best_metric_name = ?3, best_metric = ?4 WHERE id = ?1",
+                params![id, best_epoch, name, value],
+            )
+            .map_err(self.wrap())?;
+        }
+        tx.commit().map_err(self.wrap())
+    }
+
+    /// Appends an event and returns its sequence number.
+    pub fn append_event(&self, id: &str, kind: &str, payload: &serde_json::Value) -> Result<i64> {
+        let conn = self.conn();
+        conn.execute(
+            "INSERT INTO events (run_id, kind, payload, at) VALUES (?1, ?2, ?3, ?4)",
+            params![id, kind, payload.to_string(), now()],
+        )
+        .map_err(self.wrap())?;
+        Ok(conn.last_insert_rowid())
+    }
+
+    pub fn run(&self, id: &str) -> Result<Option<Run>> {
+        self.conn()
+            .query_row(
+                &format!("SELECT {RUN_COLUMNS} FROM runs WHERE id = ?1"),
+                [id],
+                run_from_row,
+            )
+            .optional()
+            .map_err(self.wrap())
+    }
+
+    /// All runs, newest first.
+    pub fn runs(&self) -> Result<Vec<Run>> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare(&format!(
+                "SELECT {RUN_COLUMNS} FROM runs ORDER BY created_at DESC, id DESC"
+            ))
+            .map_err(self.wrap())?;
+        let rows = stmt.query_map([], run_from_row).map_err(self.wrap())?;
+        rows.collect::<rusqlite::Result<_>>().map_err(self.wrap())
+    }
+
+    pub fn epochs(&self, id: &str) -> Result<Vec<EpochRow>> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare("SELECT epoch, metrics, committed_at FROM epochs WHERE run_id = ?1 ORDER BY epoch")
+            .map_err(self.wrap())?;
+        let rows = stmt
+            .query_map([id], |r| {
+                Ok(EpochRow {
+                    epoch: r.get(0)?,
+                    metrics: parse_json(r.get::<_, String>(1)?),
+                    committed_at: r.get(2)?,
+                })
+            })
+            .map_err(self.wrap())?;
+        rows.collect::<rusqlite::Result<_>>().map_err(self.wrap())
+    }
+
+    /// Events of a run with `seq > after`, oldest first.
+    pub fn events_after(&self, id: &str, after: i64) -> Result<Vec<EventRow>> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare("SELECT seq, run_id, kind, payload, at FROM events WHERE run_id = ?1 AND seq > ?2 ORDER BY seq")
+            .map_err(self.wrap())?;
+        let rows = stmt
+            .query_map(params![id, after], |r| {
+                Ok(EventRow {
+                    seq: r.get(0)?,
+                    run_id: r.get(1)?,
+                    kind: r.get(2)?,
+                    payload: parse_json(r.get::<_, String>(3)?),
+                    at: r.get(4)?,
+                })
+            })
+            .map_err(self.wrap())?;
+        rows.collect::<rusqlite::Result<_>>().map_err(self.wrap())
+    }
+
+    /// At start-up: runs left `running` by a process that died are `interrupted`. Returns them.
+    pub fn mark_interrupted(&self) -> Result<Vec<String>> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare("SELECT id FROM runs WHERE status = 'running'")
+            .map_err(self.wrap())?;
+        let ids: Vec<String> = stmt
+            .query_map([], |r| r.get(0))
+            .map_err(self.wrap())?
+            .collect::<rusqlite::Result<_>>()
+            .map_err(self.wrap())?;
+        conn.execute(
+            "UPDATE runs SET status = 'interrupted', finished_at = ?1, error = 'the process stopped while this run was training' WHERE status = 'running'",
+            [now()],
+        )
+        .map_err(self.wrap())?;
+        Ok(ids)
+    }
+
+    pub fn update_meta(&self, id: &str, name: &str, tags: &[String], notes: &str) -> Result<()> {
+        let tags = serde_json::to_string(tags).expect("strings serialise");
+        let changed = self
+            .conn()
+            .execute(
+                "UPDATE runs SET name = ?2, tags = ?3, notes = ?4 WHERE id = ?1",
+                params![id, name, tags, notes],
+            )
+            .map_err(self.wrap())?;
+        if changed == 0 {
+            return Err(Error::UnknownRun(id.into()));
+        }
+        Ok(())
+    }
+
+    /// Deletes a run with its epochs and events (checkpoint files are the caller's to remove).
+    pub fn delete_run(&self, id: &str) -> Result<()> {
+        let changed = self
+            .conn()
+            .execute("DELETE FROM runs WHERE id = ?1", [id])
+            .map_err(self.wrap())?;
+        if changed == 0 {
+            return Err(Error::UnknownRun(id.into()));
+        }
+        Ok(())
+    }
+
+    /// SQLite's own consistency check; "ok" when the file is sound.
+    pub fn integrity_check(&self) -> Result<String> {
+        self.conn()
+            .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+            .map_err(self.wrap())
+    }
+}
+
+const RUN_COLUMNS: &str =
+    "id, name, status, config, dataset, model, image_size, epochs_planned, epochs_done, best_epoch, \
+     best_metric_name, best_metric, created_at, started_at, finished_at, tags, notes, error, checkpoint_dir, device";
+
+fn run_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Run> {
+    Ok(Run {
+        id: r.get(0)?,
+        name: r.get(1)?,
+        status: RunStatus::parse(&r.get::<_, String>(2)?),
+        config: parse_json(r.get::<_, String>(3)?),
+        dataset: r.get(4)?,
+        model: r.get(5)?,
+        image_size: r.get(6)?,
+        epochs_planned: r.get(7)?,
+        epochs_done: r.get(8)?,
+        best_epoch: r.get(9)?,
+        best_metric_name: r.get(10)?,
+        best_metric: r.get(11)?,
+        created_at: r.get(12)?,
+        started_at: r.get(13)?,
+        finished_at: r.get(14)?,
+        tags: serde_json::from_str(&r.get::<_, String>(15)?).unwrap_or_default(),
+        notes: r.get(16)?,
+        error: r.get(17)?,
+        checkpoint_dir: r.get(18)?,
+        device: r.get(19)?,
+    })
+}
+
+/// Stored JSON was written by us; an unreadable value is kept visible as a string rather than
+/// failing the whole page.
+fn parse_json(text: String) -> serde_json::Value {
+    serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text))
+}
+
+/// UTC, RFC 3339 with milliseconds: sorts as text in time order.
+pub fn now() -> String {
+    let format =
+        time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z");
+    time::OffsetDateTime::now_utc().format(&format).expect("valid format")
+}
+
+/// Sortable, readable and unique enough for one machine: `20261129-034512-7f3a`.
+fn new_run_id() -> String {
+    use rand::Rng;
+    let format = time::macros::format_description!("[year][month][day]-[hour][minute][second]");
+    let stamp = time::OffsetDateTime::now_utc().format(&format).expect("valid format");
+    format!("{stamp}-{:04x}", rand::rng().random::<u16>())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn store_with_run() -> (Store, String) {
+        let store = Store::open_in_memory().unwrap();
+        let config = json!({"model": "resnet-18"});
+        let id = store
+            .create_run(&NewRun {
+                name: "first",
+                config: &config,
+                dataset: "demo",
+                model: "resnet-18",
+                image_size: 64,
+                epochs_planned: 3,
+                tags: &["a".into()],
+            })
+            .unwrap();
+        (store, id)
+    }
+
+    #[test]
+    fn run_life_cycle() {
+        let (store, id) = store_with_run();
+        let run = store.run(&id).unwrap().unwrap();
+        assert_eq!(run.status, RunStatus::Queued);
+        assert_eq!(run.config["model"], "resnet-18");
+        assert_eq!(run.tags, ["a"]);
+        store.set_status(&id, RunStatus::Running, None).unwrap();
+        assert!(store.run(&id).unwrap().unwrap().started_at.is_some());
+        store
+            .record_epoch(&id, 1, &json!({"val_loss": 0.5}), Some((1, "val_mean_auroc", 0.7)))
+            .unwrap();
+        store.record_epoch(&id, 2, &json!({"val_loss": 0.4}), None).unwrap();
+        // A resumed run re-records epoch 2: replaced, not duplicated.
+        store
+            .record_epoch(&id, 2, &json!({"val_loss": 0.3}), Some((2, "val_mean_auroc", 0.8)))
+            .unwrap();
+        let epochs = store.epochs(&id).unwrap();
+        assert_eq!(epochs.iter().map(|e| e.epoch).collect::<Vec<_>>(), [1, 2]);
+        assert_eq!(epochs[1].metrics["val_loss"], 0.3);
+        let run = store.run(&id).unwrap().unwrap();
+        assert_eq!(
+            (run.epochs_done, run.best_epoch, run.best_metric),
+            (2, Some(2), Some(0.8))
+        );
+        store
+            .set_status(&id, RunStatus::Failed, Some("loss became NaN"))
+            .unwrap();
+        let run = store.run(&id).unwrap().unwrap();
+        assert_eq!(run.status, RunStatus::Failed);
+        assert_eq!(run.error.as_deref(), Some("loss became NaN"));
+        assert!(run.finished_at.is_some());
+    }
+
+    #[test]
+    fn events_resume_after_a_sequence_number() {
+        let (store, id) = store_with_run();
+        let seqs: Vec<i64> = (0..5)
+            .map(|i| store.append_event(&id, "epoch", &json!({"epoch": i})).unwrap())
+            .collect();
+        let rest = store.events_after(&id, seqs[2]).unwrap();
+        assert_eq!(
+            rest.iter()
+                .map(|e| e.payload["epoch"].as_i64().unwrap())
+                .collect::<Vec<_>>(),
+            [3, 4]
+        );
+        assert!(store.events_after(&id, seqs[4]).unwrap().is_empty());
+    }
+
+    #[test]
+    fn running_runs_become_interrupted_after_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let id = {
+            let store = Store::open(dir.path()).unwrap();
+            let config = json!({});
+            let id = store
+                .create_run(&NewRun {
+                    name: "x",
+                    config: &config,
+                    dataset: "d",
+                    model: "m",
+                    image_size: 64,
+                    epochs_planned: 1,
+                    tags: &[],
+                })
+                .unwrap();
+            store.set_status(&id, RunStatus::Running, None).unwrap();
+            store.record_epoch(&id, 1, &json!({"val_loss": 1.0}), None).unwrap();
+            id
+        };
+        let store = Store::open(dir.path()).unwrap();
+        assert_eq!(store.mark_interrupted().unwrap(), [id.clone()]);
+        let run = store.run(&id).unwrap().unwrap();
+        assert_eq!(run.status, RunStatus::Interrupted);
+        assert_eq!(store.epochs(&id).unwrap().len(), 1, "committed epochs survive");
+        assert_eq!(store.integrity_check().unwrap(), "ok");
+    }
+
+    #[test]
+    fn unknown_runs_and_deletion() {
+        let (store, id) = store_with_run();
+        store.append_event(&id, "status", &json!({})).unwrap();
+        store.delete_run(&id).unwrap();
+        assert!(store.run(&id).unwrap().is_none());
+        assert!(store.events_after(&id, 0).unwrap().is_empty(), "events go with the run");
+        assert!(matches!(store.delete_run(&id), Err(Error::UnknownRun(_))));
+        assert!(matches!(
+            store.set_status("nope", RunStatus::Done, None),
+            Err(Error::UnknownRun(_))
+        ));
+    }
+
+    #[test]
+    fn a_newer_schema_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        drop(Store::open(dir.path()).unwrap());
+        let conn = Connection::open(dir.path().join("cxr8.sqlite")).unwrap();
+        conn.pragma_update(None, "user_version", 99).unwrap();
+        drop(conn);
+        let message = Store::open(dir.path()).err().unwrap().to_string();
+        assert!(message.contains("upgrade cxr8"), "{message}");
+    }
+}

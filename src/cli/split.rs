@@ -78,7 +78,9 @@ pub fn render(split: &Split) -> String {
     let r = &split.report;
     let mut out = String::new();
     let w = &mut out;
-    let _ = writeln!(w, "strategy {:?}, seed {}", r.strategy, r.seed);
+    let strategy = serde_json::to_value(r.strategy).ok();
+    let strategy = strategy.as_ref().and_then(|v| v.as_str()).unwrap_or("?");
+    let _ = writeln!(w, "strategy {strategy}, seed {}", r.seed);
     if r.missing_on_disk > 0 {
         let _ = writeln!(w, "left out {} rows whose image is not on disk", r.missing_on_disk);
     }

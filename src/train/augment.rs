@@ -158,11 +158,12 @@ impl Normalization {
 /// Turns one `size × size` u8 image into normalised f32 pixels (`out`, row-major), applying the
 /// drawn augmentation.
 ///
-/// Intensity jitter and normalisation are folded into a 256-entry table per image, so the
-/// per-pixel work is only the geometric warp: one inverse affine map from output to input
-/// coordinates (computed once per image) and a bilinear blend of four table entries. Blending
-/// normalised values equals normalising the blend because normalisation is affine; clamping
-/// jittered intensities to 0..1 happens before the blend, a difference too small to matter.
+/// Without a warp, each pixel is one lookup in a 256-entry table (exact normalisation). With a
+/// warp, the inverse affine map from output to input coordinates is computed once per image and
+/// stepped along each row in 16.16 fixed point; the four neighbours are blended in integers to
+/// 1/16 of a grey level, then intensity jitter and normalisation are one multiply-add and a
+/// clamp. Integer blending keeps the inner loop short, which matters: this runs for every
+/// training image every epoch.
 ///
 /// Samples that fall outside the source take the nearest edge pixel, not black: the warps are
 /// a few pixels at most, edge pixels of a film are usually background already, and a black
@@ -171,54 +172,89 @@ impl Normalization {
 pub fn render(src: &[u8], size: usize, params: &AugmentParams, norm: &Normalization, out: &mut [f32]) {
     assert_eq!(src.len(), size * size, "source image is not {size}×{size}");
     assert_eq!(out.len(), size * size, "output buffer is not {size}×{size}");
-    let table = if params.changes_intensity() {
-        jitter_table(src, params, norm)
-    } else {
-        norm.table()
-    };
+    let intensity = IntensityMap::new(src, params, norm);
     if !params.moves_pixels() {
+        let table: [f32; 256] = if params.changes_intensity() {
+            std::array::from_fn(|v| intensity.apply(v as f32 / 255.0))
+        } else {
+            norm.table()
+        };
         for (o, &p) in out.iter_mut().zip(src) {
             *o = table[p as usize];
         }
         return;
     }
+    // Blended values run 0..=BLEND_MAX for grey levels 0..=255.
+    const BLEND_SHIFT: u32 = 12;
+    const BLEND_MAX: f32 = (255u32 * 256 * 256 >> BLEND_SHIFT) as f32;
+    let per_step = IntensityMap {
+        gain: intensity.gain / BLEND_MAX,
+        ..intensity
+    };
     let warp = InverseWarp::new(params, size);
-    let last = (size - 1) as f32;
-    let max_index = size - 1;
+    let to_fixed = |v: f32| (v as f64 * 65536.0).round() as i64;
+    let (step_x, step_y) = (to_fixed(warp.a), to_fixed(warp.c));
+    let max_coord = ((size - 1) as i64) << 16;
+    let last = size - 1;
     for (y, row) in out.chunks_exact_mut(size).enumerate() {
         let yf = y as f32;
-        let (row_x, row_y) = (warp.b * yf + warp.ox, warp.d * yf + warp.oy);
-        for (x, o) in row.iter_mut().enumerate() {
-            let xf = x as f32;
-            let sx = (warp.a * xf + row_x).clamp(0.0, last);
-            let sy = (warp.c * xf + row_y).clamp(0.0, last);
-            // Both are non-negative here, so truncation is floor.
-            let (x0, y0) = (sx as usize, sy as usize);
-            let (fx, fy) = (sx - x0 as f32, sy - y0 as f32);
-            let x1 = (x0 + 1).min(max_index);
-            let y1 = (y0 + 1).min(max_index);
-            let top = &src[y0 * size..y0 * size + size];
-            let bottom = &src[y1 * size..y1 * size + size];
-            let t0 = table[top[x0] as usize];
-            let t1 = table[top[x1] as usize];
-            let b0 = table[bottom[x0] as usize];
-            let b1 = table[bottom[x1] as usize];
-            let upper = t0 + (t1 - t0) * fx;
-            let lower = b0 + (b1 - b0) * fx;
-            *o = upper + (lower - upper) * fy;
+        let mut sx = to_fixed(warp.b * yf + warp.ox);
+        let mut sy = to_fixed(warp.d * yf + warp.oy);
+        for o in row.iter_mut() {
+            let (cx, cy) = (sx.clamp(0, max_coord), sy.clamp(0, max_coord));
+            sx += step_x;
+            sy += step_y;
+            let (x0, y0) = ((cx >> 16) as usize, (cy >> 16) as usize);
+            // Weights in 1/256 of a pixel.
+            let (fx, fy) = (((cx >> 8) & 0xff) as u32, ((cy >> 8) & 0xff) as u32);
+            let (x1, y1) = ((x0 + 1).min(last), (y0 + 1).min(last));
+            let top = &src[y0 * size..][..size];
+            let bottom = &src[y1 * size..][..size];
+            let upper = top[x0] as u32 * (256 - fx) + top[x1] as u32 * fx;
+            let lower = bottom[x0] as u32 * (256 - fx) + bottom[x1] as u32 * fx;
+            let blended = (upper * (256 - fy) + lower * fy) >> BLEND_SHIFT;
+            *o = per_step.apply(blended as f32);
         }
     }
 }
 
-/// Brightness/contrast then normalisation for each possible pixel value of this image.
-fn jitter_table(src: &[u8], params: &AugmentParams, norm: &Normalization) -> [f32; 256] {
-    let sum: u64 = src.iter().map(|&p| p as u64).sum();
-    let image_mean = sum as f32 / (src.len().max(1) as f32 * 255.0);
-    std::array::from_fn(|v| {
-        let x = v as f32 / 255.0;
-        let jittered = ((x - image_mean) * params.contrast + image_mean + params.brightness).clamp(0.0, 1.0);
-        (jittered - norm.mean) / norm.std
-    })
+/// Brightness, contrast (about the image's mean) and normalisation folded into one
+/// multiply-add and clamp, from intensity on the 0..1 scale to the normalised value.
+#[derive(Clone, Copy)]
+struct IntensityMap {
+    gain: f32,
+    bias: f32,
+    /// Normalised black and white: jitter saturates instead of leaving the film's range.
+    low: f32,
+    high: f32,
+}
+
+impl IntensityMap {
+    fn new(src: &[u8], params: &AugmentParams, norm: &Normalization) -> Self {
+        let image_mean = if params.contrast != 1.0 {
+            src.iter().map(|&p| p as u64).sum::<u64>() as f32 / (src.len().max(1) as f32 * 255.0)
+        } else {
+            0.0
+        };
+        // (clamp(x·c + m·(1-c) + b, 0, 1) - mean) / std, expanded.
+        IntensityMap {
+            gain: params.contrast / norm.std,
+            bias: (image_mean * (1.0 - params.contrast) + params.brightness - norm.mean) / norm.std,
+            low: -norm.mean / norm.std,
+            high: (1.0 - norm.mean) / norm.std,
+        }
+    }
+
+    fn apply(&self, x: f32) -> f32 {
+        // Plain comparisons (no NaN handling needed) compile to single min/max instructions.
+        let y = x * self.gain + self.bias;
+        let y = if y < self.low { self.low } else { y };
+        if y > self.high {
+            self.high
+        } else {
+            y
+        }
+    }
 }
 
 /// Output pixel (x, y) reads the source at (a·x + b·y + ox, c·x + d·y + oy). Pixel centres sit on
@@ -302,11 +338,8 @@ mod tests {
         );
         for y in 0..size {
             for x in 0..size {
-                assert_eq!(
-                    out[y * size + x],
-                    UNIT.apply(src[y * size + size - 1 - x]),
-                    "pixel ({x}, {y})"
-                );
+                let want = UNIT.apply(src[y * size + size - 1 - x]);
+                assert!((out[y * size + x] - want).abs() < 1e-6, "pixel ({x}, {y})");
             }
         }
     }
@@ -325,7 +358,48 @@ mod tests {
                 // Content moved right 3, up 2; outside the source the nearest edge pixel.
                 let sx = (x as isize - 3).clamp(0, size as isize - 1) as usize;
                 let sy = (y + 2).min(size - 1);
-                assert_eq!(out[y * size + x], UNIT.apply(src[sy * size + sx]), "pixel ({x}, {y})");
+                let want = UNIT.apply(src[sy * size + sx]);
+                assert!((out[y * size + x] - want).abs() < 1e-6, "pixel ({x}, {y})");
+            }
+        }
+    }
+
+    #[test]
+    fn half_pixel_shift_blends_neighbours() {
+        let (size, src) = (8, textured(8));
+        let out = rendered(
+            &src,
+            size,
+            AugmentParams {
+                shift_x: 0.5,
+                ..AugmentParams::IDENTITY
+            },
+            &UNIT,
+        );
+        for y in 0..size {
+            for x in 1..size {
+                let want = (UNIT.apply(src[y * size + x - 1]) + UNIT.apply(src[y * size + x])) / 2.0;
+                // Blending is exact to 1/16 of a grey level.
+                assert!((out[y * size + x] - want).abs() < 1.0 / 4080.0, "pixel ({x}, {y})");
+            }
+        }
+    }
+
+    #[test]
+    fn jitter_is_the_same_with_and_without_a_warp() {
+        let (size, src) = (8, textured(8));
+        let norm = Normalization { mean: 0.45, std: 0.27 };
+        let jitter = AugmentParams {
+            brightness: 0.07,
+            contrast: 1.08,
+            ..AugmentParams::IDENTITY
+        };
+        let flat = rendered(&src, size, jitter, &norm);
+        let flipped = rendered(&src, size, AugmentParams { hflip: true, ..jitter }, &norm);
+        for y in 0..size {
+            for x in 0..size {
+                let (a, b) = (flipped[y * size + x], flat[y * size + size - 1 - x]);
+                assert!((a - b).abs() < 1e-5, "pixel ({x}, {y}): {a} vs {b}");
             }
         }
     }

@@ -172,6 +172,9 @@ impl Normalization {
 pub fn render(src: &[u8], size: usize, params: &AugmentParams, norm: &Normalization, out: &mut [f32]) {
     assert_eq!(src.len(), size * size, "source image is not {size}×{size}");
     assert_eq!(out.len(), size * size, "output buffer is not {size}×{size}");
+    if size == 0 {
+        return;
+    }
     let intensity = IntensityMap::new(src, params, norm);
     if !params.moves_pixels() {
         let table: [f32; 256] = if params.changes_intensity() {
@@ -195,25 +198,46 @@ pub fn render(src: &[u8], size: usize, params: &AugmentParams, norm: &Normalizat
     let to_fixed = |v: f32| (v as f64 * 65536.0).round() as i64;
     let (step_x, step_y) = (to_fixed(warp.a), to_fixed(warp.c));
     let max_coord = ((size - 1) as i64) << 16;
+    // Coordinates in [0, size - 1) have their right and lower neighbours inside the image.
+    let interior = max_coord as u64;
     let last = size - 1;
     for (y, row) in out.chunks_exact_mut(size).enumerate() {
         let yf = y as f32;
         let mut sx = to_fixed(warp.b * yf + warp.ox);
         let mut sy = to_fixed(warp.d * yf + warp.oy);
         for o in row.iter_mut() {
-            let (cx, cy) = (sx.clamp(0, max_coord), sy.clamp(0, max_coord));
+            let (x, y) = (sx, sy);
             sx += step_x;
             sy += step_y;
-            let (x0, y0) = ((cx >> 16) as usize, (cy >> 16) as usize);
-            // Weights in 1/256 of a pixel.
-            let (fx, fy) = (((cx >> 8) & 0xff) as u32, ((cy >> 8) & 0xff) as u32);
-            let (x1, y1) = ((x0 + 1).min(last), (y0 + 1).min(last));
-            let top = &src[y0 * size..][..size];
-            let bottom = &src[y1 * size..][..size];
-            let upper = top[x0] as u32 * (256 - fx) + top[x1] as u32 * fx;
-            let lower = bottom[x0] as u32 * (256 - fx) + bottom[x1] as u32 * fx;
-            let blended = (upper * (256 - fy) + lower * fy) >> BLEND_SHIFT;
-            *o = per_step.apply(blended as f32);
+            // Weights in 1/256 of a pixel; wrapping arithmetic because indices are in range by
+            // construction and overflow checks would double the work in debug builds.
+            let blended = if (x as u64) < interior && (y as u64) < interior {
+                // All four neighbours inside: the common case, one bounds check.
+                let (fx, fy) = (((x >> 8) & 0xff) as u32, ((y >> 8) & 0xff) as u32);
+                let base = ((y >> 16) as usize).wrapping_mul(size).wrapping_add((x >> 16) as usize);
+                let quad = &src[base..base + size + 2];
+                let upper = (quad[0] as u32).wrapping_mul(256 - fx) + (quad[1] as u32).wrapping_mul(fx);
+                let lower = (quad[size] as u32).wrapping_mul(256 - fx) + (quad[size + 1] as u32).wrapping_mul(fx);
+                (upper.wrapping_mul(256 - fy) + lower.wrapping_mul(fy)) >> BLEND_SHIFT
+            } else {
+                let (cx, cy) = (x.clamp(0, max_coord), y.clamp(0, max_coord));
+                let (fx, fy) = (((cx >> 8) & 0xff) as u32, ((cy >> 8) & 0xff) as u32);
+                let (x0, y0) = ((cx >> 16) as usize, (cy >> 16) as usize);
+                let (x1, y1) = ((x0 + 1).min(last), (y0 + 1).min(last));
+                let top = &src[y0 * size..][..size];
+                let bottom = &src[y1 * size..][..size];
+                let upper = top[x0] as u32 * (256 - fx) + top[x1] as u32 * fx;
+                let lower = bottom[x0] as u32 * (256 - fx) + bottom[x1] as u32 * fx;
+                (upper * (256 - fy) + lower * fy) >> BLEND_SHIFT
+            };
+            // Parked as raw bits; converted below in a separate pass.
+            *o = f32::from_bits(blended);
+        }
+        // Converting per pixel inside the loop above serialises it (scalar int-to-float writes
+        // only part of its register, so each pixel waits for the previous one); a pass of its
+        // own over the row vectorises instead.
+        for o in row.iter_mut() {
+            *o = per_step.apply(o.to_bits() as f32);
         }
     }
 }
@@ -231,8 +255,9 @@ struct IntensityMap {
 
 impl IntensityMap {
     fn new(src: &[u8], params: &AugmentParams, norm: &Normalization) -> Self {
+        // Wrapping add: a u64 cannot overflow here, and checked adds do not vectorise in debug builds.
         let image_mean = if params.contrast != 1.0 {
-            src.iter().map(|&p| p as u64).sum::<u64>() as f32 / (src.len().max(1) as f32 * 255.0)
+            src.iter().fold(0u64, |sum, &p| sum.wrapping_add(p as u64)) as f32 / (src.len().max(1) as f32 * 255.0)
         } else {
             0.0
         };

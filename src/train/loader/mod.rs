@@ -241,8 +241,13 @@ impl Loader {
                 num_labels,
             });
         }
-        // Checking one image catches a wrong size without reading the whole cache.
         let size = source.size();
+        if size == 0 {
+            return Err(Error::Config(
+                "the image source has images of size 0: rebuild the cache".into(),
+            ));
+        }
+        // Checking one image catches a wrong size without reading the whole cache.
         if let Some(&index) = items.first() {
             let got = source.pixels(index).len();
             if got != size * size {
@@ -811,6 +816,15 @@ mod tests {
             VecSource::new(3, vec![0; 10]).is_err(),
             "a partial image must be refused"
         );
+    }
+
+    #[test]
+    fn loader_and_epochs_can_move_to_the_training_thread() {
+        fn send_sync<T: Send + Sync>() {}
+        fn send<T: Send>() {}
+        send_sync::<Loader>();
+        send::<EpochBatches>();
+        send::<Batch>();
     }
 
     #[test]

@@ -322,18 +322,18 @@ fn parse_nih(path: &Path, names: &[String], body: &[(u64, csv::StringRecord)]) -
             match NIH_FINDINGS.iter().position(|f| *f == finding) {
                 Some(i) => targets |= 1 << i,
                 None if finding == NO_FINDING => {}
-                None => {
-                    match labels::canonical(finding).and_then(|c| NIH_FINDINGS.iter().position(|f| *f == c)) {
-                        Some(i) => targets |= 1 << i,
-                        None => return Err(err(
+                None => match labels::canonical(finding).and_then(|c| NIH_FINDINGS.iter().position(|f| *f == c)) {
+                    Some(i) => targets |= 1 << i,
+                    None => {
+                        return Err(err(
                             "Finding Labels",
                             format!(
                                 "unknown finding '{finding}' (expected one of {} or '{NO_FINDING}', separated by '|')",
                                 NIH_FINDINGS.join(", ")
                             ),
-                        )),
+                        ))
                     }
-                }
+                },
             }
         }
         let follow_up = match follow_col.map(|c| row[c].trim()) {

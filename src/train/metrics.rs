@@ -746,23 +746,3 @@ mod tests {
         assert_eq!(targets_from_bits(&[0b101, 0], 3), [1., 0., 1., 0., 0., 0.]);
     }
 }
-
-#[cfg(test)]
-mod speed_probe {
-    #[test]
-    #[ignore]
-    fn speed_probe() {
-        use rand::{Rng, SeedableRng};
-        let (rows, labels) = (112_120, 14);
-        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
-        let probs: Vec<f32> = (0..rows * labels).map(|_| (rng.random::<f32>() * 1000.0).round() / 1000.0).collect();
-        let targets: Vec<f32> = (0..rows * labels).map(|_| if rng.random::<f32>() < 0.1 { 1.0 } else { 0.0 }).collect();
-        let names: Vec<String> = (0..labels).map(|i| format!("L{i}")).collect();
-        let t = std::time::Instant::now();
-        let e = super::evaluate(&names, crate::data::Task::MultiLabel, &probs, &targets, None);
-        eprintln!("evaluate: {:?} mean_auroc {:?}", t.elapsed(), e.mean_auroc);
-        let t = std::time::Instant::now();
-        let th = super::tune_thresholds(labels, &probs, &targets);
-        eprintln!("tune: {:?} {}", t.elapsed(), th.len());
-    }
-}

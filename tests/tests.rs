@@ -1,4 +1,5 @@
 //! Integration tests: one crate, a module per area (real NIH files, the binary, end to end).
 
 mod nih_real;
+mod eval;
 mod util;

@@ -5,6 +5,7 @@ use clap::{Parser, Subcommand};
 mod cache;
 mod dataset;
 mod demo;
+mod eval;
 mod serve;
 mod split;
 mod stats;
@@ -29,6 +30,8 @@ pub enum Command {
     /// Data set tools: stats, split, cache.
     #[command(subcommand)]
     Dataset(dataset::DatasetCommand),
+    /// Metrics (AUROC, AP, F1, confusion counts) for predictions made by any model.
+    Eval(eval::EvalArgs),
 }
 
 pub fn init_tracing(verbose: u8) {
@@ -51,5 +54,6 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Some(Command::Serve(args)) => serve::run(args),
         Some(Command::Demo(args)) => demo::run(args),
         Some(Command::Dataset(cmd)) => dataset::run(cmd),
+        Some(Command::Eval(args)) => eval::run(args),
     }
 }

@@ -2,3 +2,4 @@
 
 pub mod augment;
 pub mod loader;
+pub mod metrics;

@@ -377,7 +377,12 @@ where
         let mut lr = progress.schedule.lr(epoch_index, 0.0);
         let mut batches = data.train_batches(epoch).peekable();
         let mut index = 0usize;
-        while let Some(batch) = batches.next() {
+        loop {
+            // Checked before the loader decodes the next batch, and again after (decoding can be slow).
+            if cancel.is_cancelled() {
+                return Ok(Outcome::Cancelled);
+            }
+            let Some(batch) = batches.next() else { break };
             if cancel.is_cancelled() {
                 return Ok(Outcome::Cancelled);
             }
@@ -802,7 +807,7 @@ mod tests {
             .load_model::<Flex, _>(Slot::Best, tiny_net::<Flex>(200, &device), &device)
             .unwrap();
         let val = &ToySource::new().val[0];
-        let (images, targets) = val.tensors::<Flex>(&device);
+        let (images, _) = val.tensors::<Flex>(&device);
         let pa = a.forward(images.clone()).into_data().to_vec::<f32>().unwrap();
         let pb = b.forward(images.clone()).into_data().to_vec::<f32>().unwrap();
         assert_eq!(pa, pb);
@@ -821,7 +826,6 @@ mod tests {
             let l: f32 = loss_fn.compute(a.forward(x), y).into_scalar();
             sum += l as f64 * batch.n as f64;
         }
-        let _ = targets;
         let loss = sum / 64.0;
         assert!(
             (loss - val_of(&state.val_metrics, "loss")).abs() < 1e-6,
@@ -838,30 +842,85 @@ mod tests {
         assert_eq!(epoch_events(&a), epoch_events(&b));
     }
 
-    #[test]
-    fn resume_continues_the_epoch_count_and_matches_a_straight_run() {
+    /// Runs `cfg` straight, and again cancelled during epoch 3 then resumed; the resumed epochs
+    /// must equal the straight ones (weights, optimiser state, schedule and RNG all restored).
+    fn assert_resume_matches_straight(cfg: TrainConfig, label: &str) {
         let tmp = tempfile::tempdir().unwrap();
-        let (_, straight) = run(setup(config(4), tmp.path(), "straight"), &mut ToySource::new());
+        let (_, straight) = run(setup(cfg.clone(), tmp.path(), "straight"), &mut ToySource::new());
 
-        let (first, _) = run(setup(config(2), tmp.path(), "split"), &mut ToySource::new());
-        first.unwrap();
-        let mut again = setup(config(4), tmp.path(), "split");
+        let cancel = CancelHandle::new();
+        let mut source = ToySource::new();
+        source.cancel_at = Some((3, 2, cancel.clone()));
+        let (first, _) = run_with_cancel(setup(cfg.clone(), tmp.path(), "split"), &mut source, &cancel);
+        assert_eq!(first.unwrap(), Outcome::Cancelled, "{label}");
+        let mut again = setup(cfg, tmp.path(), "split");
         again.resume = true;
         let (second, resumed) = run(again, &mut ToySource::new());
         second.unwrap();
         assert!(
             matches!(resumed[0], TrainEvent::Started { first_epoch: 3, .. }),
-            "{:?}",
+            "{label}: {:?}",
             resumed[0]
         );
         let resumed_epochs = epoch_events(&resumed);
-        assert_eq!(resumed_epochs.iter().map(|(e, _)| *e).collect::<Vec<_>>(), vec![3, 4]);
+        assert_eq!(
+            resumed_epochs.iter().map(|(e, _)| *e).collect::<Vec<_>>(),
+            vec![3, 4],
+            "{label}"
+        );
         let straight_epochs = epoch_events(&straight);
         for ((e1, v1), (e2, v2)) in straight_epochs[2..].iter().zip(&resumed_epochs) {
             assert_eq!(e1, e2);
             let (l1, l2) = (val_of(v1, "loss"), val_of(v2, "loss"));
-            assert!((l1 - l2).abs() < 1e-6, "epoch {e1}: straight {l1}, resumed {l2}");
+            assert!(
+                (l1 - l2).abs() < 1e-6,
+                "{label}, epoch {e1}: straight {l1}, resumed {l2}"
+            );
         }
+    }
+
+    #[test]
+    fn resume_continues_the_epoch_count_and_matches_a_straight_run() {
+        assert_resume_matches_straight(config(4), "adam, constant");
+        let sgd = TrainConfig {
+            optimizer: OptimizerKind::Sgd,
+            nesterov: true,
+            lr: 0.1,
+            schedule: crate::train::config::ScheduleKind::Cosine,
+            warmup_epochs: 1,
+            grad_clip: Some(1.0),
+            weight_decay: 1e-4,
+            ..config(4)
+        };
+        assert_resume_matches_straight(sgd, "sgd nesterov, cosine, clipping");
+        let plateau = TrainConfig {
+            optimizer: OptimizerKind::AdamW,
+            weight_decay: 1e-2,
+            schedule: crate::train::config::ScheduleKind::Plateau,
+            plateau_patience: 1,
+            loss: LossKind::Focal,
+            ..config(4)
+        };
+        assert_resume_matches_straight(plateau, "adamw, plateau, focal");
+    }
+
+    #[test]
+    fn a_straight_run_differs_without_restored_optimiser_state() {
+        // Guards the test above: resuming Adam with fresh moments would change epoch 3.
+        let tmp = tempfile::tempdir().unwrap();
+        let (_, straight) = run(setup(config(3), tmp.path(), "s"), &mut ToySource::new());
+        run(setup(config(2), tmp.path(), "p"), &mut ToySource::new()).0.unwrap();
+        let ckpts = RunCheckpoints::new(tmp.path(), "p");
+        std::fs::write(ckpts.slot_dir(Slot::Last).unwrap().unwrap().join("optim.mpk"), {
+            let fresh: Optim<AB, TinyNet<AB>> = Optim::from_config(&config(3));
+            fresh.to_bytes().unwrap()
+        })
+        .unwrap();
+        let mut again = setup(config(3), tmp.path(), "p");
+        again.resume = true;
+        let (_, resumed) = run(again, &mut ToySource::new());
+        let (a, b) = (&epoch_events(&straight)[2].1, &epoch_events(&resumed)[0].1);
+        assert!((val_of(a, "loss") - val_of(b, "loss")).abs() > 1e-7, "{a} vs {b}");
     }
 
     #[test]

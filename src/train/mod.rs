@@ -1,5 +1,17 @@
 //! Training engine: run configuration, the training loop on a worker thread, metrics, checkpoints, events.
 
 pub mod augment;
+pub mod checkpoint;
+pub mod config;
+mod error;
+pub mod event;
 pub mod loader;
+pub mod loss;
 pub mod metrics;
+pub mod optim;
+pub mod presets;
+pub mod runner;
+
+pub use config::{FieldError, TrainConfig};
+pub use error::{Error, Result};
+pub use event::{EventSink, TrainEvent};

@@ -1,0 +1,820 @@
+//! The run configuration: one [`TrainConfig`] used by the CLI (flattened clap args), the web form,
+//! the JSON API, the store and checkpoints, with one [`TrainConfig::validate`] that names every
+//! impossible value.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use crate::model::{Architecture, ModelSpec, NormKind};
+use crate::train::augment::AugmentConfig;
+
+/// How images are divided into train / validation / test sets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum SplitStrategy {
+    /// Random split by patient, so no patient is in two sets.
+    #[default]
+    Patient,
+    /// NIH's own train_val_list / test_list.
+    Official,
+    /// At most N images per class (for small, balanced experiments).
+    Balanced,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum OptimizerKind {
+    Sgd,
+    #[default]
+    Adam,
+    #[value(name = "adamw")]
+    #[serde(rename = "adamw")]
+    AdamW,
+}
+
+/// How the learning rate changes over epochs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum ScheduleKind {
+    #[default]
+    Constant,
+    /// Multiply by `step_gamma` every `step_size` epochs.
+    Step,
+    /// Cosine decay from the base rate to `min_lr` over the run (after warm-up).
+    Cosine,
+    /// Multiply by `plateau_factor` when the monitored metric has not improved for `plateau_patience` epochs.
+    Plateau,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum LossKind {
+    /// Binary cross-entropy on logits, one sigmoid per label (multi-label).
+    #[default]
+    Bce,
+    /// Focal loss (Lin et al. 2017): BCE that down-weights easy examples.
+    Focal,
+    /// Softmax cross-entropy over labels (single-label).
+    Ce,
+    /// Mean squared error on activated outputs (the school project used this with softmax).
+    Mse,
+    /// Mean absolute error on activated outputs.
+    Mae,
+}
+
+/// The function that turns logits into probabilities.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum OutputActivation {
+    Sigmoid,
+    Softmax,
+}
+
+/// The validation quantity used to pick the best checkpoint, for early stopping and the plateau schedule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum Monitor {
+    #[default]
+    ValMeanAuroc,
+    ValLoss,
+    ValAccuracy,
+}
+
+impl Monitor {
+    /// The key of this quantity in the validation metrics JSON object.
+    pub fn key(self) -> &'static str {
+        match self {
+            Monitor::ValMeanAuroc => "mean_auroc",
+            Monitor::ValLoss => "loss",
+            Monitor::ValAccuracy => "accuracy",
+        }
+    }
+
+    pub fn higher_is_better(self) -> bool {
+        !matches!(self, Monitor::ValLoss)
+    }
+
+    /// True when `candidate` beats `best` (any finite value beats none).
+    pub fn improves(self, candidate: f64, best: Option<f64>) -> bool {
+        match best {
+            None => candidate.is_finite(),
+            Some(b) if self.higher_is_better() => candidate > b,
+            Some(b) => candidate < b,
+        }
+    }
+}
+
+/// Where training runs. A local stand-in: the backend module owns the real `DeviceChoice`, and
+/// the lead maps this onto it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum DeviceChoice {
+    /// CUDA when a GPU is usable, else CPU.
+    #[default]
+    Auto,
+    Cpu,
+    Cuda,
+}
+
+/// Everything that defines a training run. Defaults are a reasonable multi-label ResNet-18 run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, clap::Args)]
+#[serde(default, deny_unknown_fields)]
+pub struct TrainConfig {
+    // --- data ---
+    /// Label file (NIH Data_Entry_2017*.csv[.gz], Kaggle sample_labels.csv or one-hot CSV).
+    #[arg(long)]
+    pub labels: Option<PathBuf>,
+    /// Image folder (default: `images/` next to the label file).
+    #[arg(long)]
+    pub images: Option<PathBuf>,
+    /// How to split images into train / validation / test.
+    #[arg(long, value_enum, default_value_t = SplitStrategy::Patient)]
+    pub split: SplitStrategy,
+    /// Fraction of patients (or images) held out for validation.
+    #[arg(long, default_value_t = 0.1)]
+    pub val_fraction: f32,
+    /// Fraction held out for testing (ignored by the official split).
+    #[arg(long, default_value_t = 0.2)]
+    pub test_fraction: f32,
+    /// Images per class for the balanced split.
+    #[arg(long)]
+    pub per_class: Option<usize>,
+    /// Use at most this many images (a quick look at a big data set).
+    #[arg(long)]
+    pub max_images: Option<usize>,
+    /// Skip rows whose image file is missing instead of stopping.
+    #[arg(long, default_value_t = false)]
+    pub allow_missing_images: bool,
+    /// Side of the square network input, pixels.
+    #[arg(long, default_value_t = 224)]
+    pub image_size: u32,
+    /// Sample training images so rare labels are seen as often as common ones.
+    #[arg(long, default_value_t = false)]
+    pub balanced_sampling: bool,
+
+    // --- model ---
+    /// Network architecture.
+    #[arg(long, value_enum, default_value_t = Architecture::ResNet18)]
+    pub architecture: Architecture,
+    /// Normalisation layer after convolutions.
+    #[arg(long, value_enum, default_value_t = NormKind::Batch)]
+    pub norm: NormKind,
+    /// Channel width multiplier (1.0 = the published network).
+    #[arg(long, default_value_t = 1.0)]
+    pub width: f32,
+    /// Dropout before the classifier head.
+    #[arg(long, default_value_t = 0.0)]
+    pub dropout: f32,
+
+    // --- augmentation ---
+    #[command(flatten)]
+    pub augment: AugmentConfig,
+
+    // --- optimisation ---
+    /// Passes over the training set.
+    #[arg(long, default_value_t = 10)]
+    pub epochs: usize,
+    /// Images per optimiser step.
+    #[arg(long, default_value_t = 16)]
+    pub batch_size: usize,
+    /// Optimiser.
+    #[arg(long, value_enum, default_value_t = OptimizerKind::Adam)]
+    pub optimizer: OptimizerKind,
+    /// Base learning rate.
+    #[arg(long, default_value_t = 1e-3)]
+    pub lr: f64,
+    /// SGD momentum (0 = plain SGD).
+    #[arg(long, default_value_t = 0.9)]
+    pub momentum: f64,
+    /// SGD Nesterov momentum.
+    #[arg(long, default_value_t = false)]
+    pub nesterov: bool,
+    /// L2 penalty (SGD, Adam) or decoupled weight decay (AdamW).
+    #[arg(long, default_value_t = 0.0)]
+    pub weight_decay: f32,
+    /// Adam/AdamW first-moment decay.
+    #[arg(long, default_value_t = 0.9)]
+    pub beta1: f32,
+    /// Adam/AdamW second-moment decay.
+    #[arg(long, default_value_t = 0.999)]
+    pub beta2: f32,
+    /// Learning-rate schedule.
+    #[arg(long, value_enum, default_value_t = ScheduleKind::Constant)]
+    pub schedule: ScheduleKind,
+    /// Epochs of linear warm-up from near zero to the base rate (any schedule).
+    #[arg(long, default_value_t = 0)]
+    pub warmup_epochs: usize,
+    /// Step schedule: epochs between decays.
+    #[arg(long, default_value_t = 10)]
+    pub step_size: usize,
+    /// Step schedule: multiplier at each decay.
+    #[arg(long, default_value_t = 0.1)]
+    pub step_gamma: f64,
+    /// Cosine schedule: final learning rate.
+    #[arg(long, default_value_t = 0.0)]
+    pub min_lr: f64,
+    /// Plateau schedule: multiplier when the monitored metric stalls.
+    #[arg(long, default_value_t = 0.1)]
+    pub plateau_factor: f64,
+    /// Plateau schedule: epochs without improvement before decaying.
+    #[arg(long, default_value_t = 2)]
+    pub plateau_patience: usize,
+    /// Clip the global gradient norm of each parameter to this value.
+    #[arg(long)]
+    pub grad_clip: Option<f32>,
+
+    // --- loss ---
+    /// Loss function.
+    #[arg(long, value_enum, default_value_t = LossKind::Bce)]
+    pub loss: LossKind,
+    /// Weight positives by neg/pos per label (BCE and focal), computed on the training split.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub pos_weight: bool,
+    /// Focal loss focusing parameter gamma.
+    #[arg(long, default_value_t = 2.0)]
+    pub focal_gamma: f32,
+    /// Focal loss positive-class weight alpha in [0, 1] (none = unweighted).
+    #[arg(long)]
+    pub focal_alpha: Option<f32>,
+    /// Output activation for MSE/MAE (default sigmoid; BCE/focal imply sigmoid, CE softmax).
+    #[arg(long, value_enum)]
+    pub output_activation: Option<OutputActivation>,
+
+    // --- stopping and checkpoints ---
+    /// Stop after this many epochs without improvement of `early_stop_metric` (none = never).
+    #[arg(long)]
+    pub early_stopping: Option<usize>,
+    /// Metric watched by early stopping.
+    #[arg(long, value_enum, default_value_t = Monitor::ValMeanAuroc)]
+    pub early_stop_metric: Monitor,
+    /// Metric that picks the best checkpoint (and drives the plateau schedule).
+    #[arg(long, value_enum, default_value_t = Monitor::ValMeanAuroc)]
+    pub checkpoint_metric: Monitor,
+
+    // --- run ---
+    /// Random seed for weights, shuffling, augmentation and dropout.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Where to train.
+    #[arg(long, value_enum, default_value_t = DeviceChoice::Auto)]
+    pub device: DeviceChoice,
+    /// CPU threads (default: all cores).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// A name for the run shown in the dashboard.
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Free-form tags (repeat the flag for several).
+    #[arg(long = "tag")]
+    pub tags: Vec<String>,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        TrainConfig {
+            labels: None,
+            images: None,
+            split: SplitStrategy::Patient,
+            val_fraction: 0.1,
+            test_fraction: 0.2,
+            per_class: None,
+            max_images: None,
+            allow_missing_images: false,
+            image_size: 224,
+            balanced_sampling: false,
+            architecture: Architecture::ResNet18,
+            norm: NormKind::Batch,
+            width: 1.0,
+            dropout: 0.0,
+            augment: AugmentConfig::default(),
+            epochs: 10,
+            batch_size: 16,
+            optimizer: OptimizerKind::Adam,
+            lr: 1e-3,
+            momentum: 0.9,
+            nesterov: false,
+            weight_decay: 0.0,
+            beta1: 0.9,
+            beta2: 0.999,
+            schedule: ScheduleKind::Constant,
+            warmup_epochs: 0,
+            step_size: 10,
+            step_gamma: 0.1,
+            min_lr: 0.0,
+            plateau_factor: 0.1,
+            plateau_patience: 2,
+            grad_clip: None,
+            loss: LossKind::Bce,
+            pos_weight: true,
+            focal_gamma: 2.0,
+            focal_alpha: None,
+            output_activation: None,
+            early_stopping: None,
+            early_stop_metric: Monitor::ValMeanAuroc,
+            checkpoint_metric: Monitor::ValMeanAuroc,
+            seed: 42,
+            device: DeviceChoice::Auto,
+            threads: None,
+            name: None,
+            tags: Vec::new(),
+        }
+    }
+}
+
+/// One rejected setting: the field's name (as in JSON and, with `-` for `_`, on the command line)
+/// and what to do about it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FieldError {
+    pub field: String,
+    pub message: String,
+}
+
+impl std::fmt::Display for FieldError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.field, self.message)
+    }
+}
+
+/// Smallest and largest accepted input side, pixels: below 64 the findings vanish, above 1024 is
+/// larger than the NIH originals.
+pub const MIN_IMAGE_SIZE: u32 = 64;
+pub const MAX_IMAGE_SIZE: u32 = 1024;
+/// Upper bounds that catch typos (an extra zero) rather than limit real use.
+pub const MAX_EPOCHS: usize = 10_000;
+pub const MAX_BATCH_SIZE: usize = 4096;
+pub const MAX_WIDTH: f32 = 8.0;
+
+impl TrainConfig {
+    /// The model part of the config.
+    pub fn model_spec(&self) -> ModelSpec {
+        ModelSpec {
+            architecture: self.architecture,
+            norm: self.norm,
+            width: self.width,
+            dropout: self.dropout,
+        }
+    }
+
+    /// The activation that turns this run's logits into probabilities (and that MSE/MAE apply).
+    pub fn activation(&self) -> OutputActivation {
+        match self.loss {
+            LossKind::Bce | LossKind::Focal => OutputActivation::Sigmoid,
+            LossKind::Ce => OutputActivation::Softmax,
+            LossKind::Mse | LossKind::Mae => self.output_activation.unwrap_or(OutputActivation::Sigmoid),
+        }
+    }
+
+    /// Parses a JSON config (missing fields take defaults, unknown fields and names are errors)
+    /// and validates it.
+    pub fn from_json(text: &str) -> Result<TrainConfig, Vec<FieldError>> {
+        let config: TrainConfig = serde_json::from_str(text).map_err(|e| {
+            vec![FieldError {
+                field: "config".into(),
+                message: format!("not a valid run configuration: {e}"),
+            }]
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks every value a run cannot use; returns all problems at once.
+    pub fn validate(&self) -> Result<(), Vec<FieldError>> {
+        let mut errors = Vec::new();
+        let mut bad = |field: &str, message: String| {
+            errors.push(FieldError {
+                field: field.into(),
+                message,
+            })
+        };
+
+        // data
+        match &self.labels {
+            None => bad("labels", "choose a label file (e.g. Data_Entry_2017_v2020.csv)".into()),
+            Some(p) if p.as_os_str().is_empty() => bad("labels", "choose a label file".into()),
+            _ => {}
+        }
+        for (field, v) in [
+            ("val_fraction", self.val_fraction),
+            ("test_fraction", self.test_fraction),
+        ] {
+            if !(v.is_finite() && (0.0..1.0).contains(&v)) {
+                bad(
+                    field,
+                    format!("is {v}; use a fraction from 0 up to (not including) 1, e.g. 0.1"),
+                );
+            }
+        }
+        if self.split != SplitStrategy::Official {
+            let sum = self.val_fraction + self.test_fraction;
+            if sum.is_finite() && sum >= 1.0 {
+                bad(
+                    "test_fraction",
+                    format!("validation + test fractions are {sum}, leaving nothing to train on; keep the sum below 1"),
+                );
+            }
+        }
+        if self.split == SplitStrategy::Balanced && self.per_class.is_none() {
+            bad(
+                "per_class",
+                "the balanced split needs a number of images per class".into(),
+            );
+        }
+        if self.per_class == Some(0) {
+            bad("per_class", "must be at least 1".into());
+        }
+        if self.max_images == Some(0) {
+            bad(
+                "max_images",
+                "must be at least 1 (leave it empty to use every image)".into(),
+            );
+        }
+        if !(MIN_IMAGE_SIZE..=MAX_IMAGE_SIZE).contains(&self.image_size) {
+            bad(
+                "image_size",
+                format!(
+                    "is {}; use {MIN_IMAGE_SIZE} to {MAX_IMAGE_SIZE} pixels (224 is the usual choice)",
+                    self.image_size
+                ),
+            );
+        }
+
+        // model
+        if !(self.width.is_finite() && self.width > 0.0 && self.width <= MAX_WIDTH) {
+            bad(
+                "width",
+                format!("is {}; use a multiplier above 0 and at most {MAX_WIDTH}", self.width),
+            );
+        }
+        if !(self.dropout.is_finite() && (0.0..1.0).contains(&self.dropout)) {
+            bad(
+                "dropout",
+                format!("is {}; use a probability from 0 up to (not including) 1", self.dropout),
+            );
+        }
+
+        // augmentation
+        let aug = &self.augment;
+        for (field, v, max) in [
+            ("aug_rotate", aug.rotate_deg, 180.0),
+            ("aug_translate", aug.translate, 0.5),
+            ("aug_scale", aug.scale, 0.5),
+            ("aug_brightness", aug.brightness, 1.0),
+            ("aug_contrast", aug.contrast, 1.0),
+        ] {
+            if !(v.is_finite() && (0.0..=max).contains(&v)) {
+                bad(field, format!("is {v}; use 0 to {max}"));
+            }
+        }
+
+        // optimisation
+        if self.epochs == 0 || self.epochs > MAX_EPOCHS {
+            bad("epochs", format!("is {}; use 1 to {MAX_EPOCHS}", self.epochs));
+        }
+        if self.batch_size == 0 || self.batch_size > MAX_BATCH_SIZE {
+            bad(
+                "batch_size",
+                format!("is {}; use 1 to {MAX_BATCH_SIZE}", self.batch_size),
+            );
+        }
+        if !(self.lr.is_finite() && self.lr > 0.0) {
+            bad(
+                "lr",
+                format!(
+                    "is {}; the learning rate must be a positive number, e.g. 0.001",
+                    self.lr
+                ),
+            );
+        } else if self.lr > 10.0 {
+            bad(
+                "lr",
+                format!("is {}; rates above 10 always diverge, try 0.001", self.lr),
+            );
+        }
+        if !(self.momentum.is_finite() && (0.0..1.0).contains(&self.momentum)) {
+            bad(
+                "momentum",
+                format!("is {}; use 0 up to (not including) 1, e.g. 0.9", self.momentum),
+            );
+        }
+        if self.nesterov && (self.optimizer != OptimizerKind::Sgd || self.momentum == 0.0) {
+            bad(
+                "nesterov",
+                "Nesterov momentum needs the sgd optimizer with momentum above 0".into(),
+            );
+        }
+        if !(self.weight_decay.is_finite() && self.weight_decay >= 0.0 && self.weight_decay < 1.0) {
+            bad(
+                "weight_decay",
+                format!("is {}; use 0 up to 1, typically 1e-4", self.weight_decay),
+            );
+        }
+        for (field, v) in [("beta1", self.beta1), ("beta2", self.beta2)] {
+            if !(v.is_finite() && (0.0..1.0).contains(&v)) {
+                bad(field, format!("is {v}; use 0 up to (not including) 1"));
+            }
+        }
+        if self.epochs > 0 && self.warmup_epochs >= self.epochs {
+            bad(
+                "warmup_epochs",
+                format!(
+                    "is {} but the run has {} epochs; warm up for fewer epochs",
+                    self.warmup_epochs, self.epochs
+                ),
+            );
+        }
+        if self.step_size == 0 {
+            bad("step_size", "must be at least 1 epoch".into());
+        }
+        if !(self.step_gamma.is_finite() && self.step_gamma > 0.0 && self.step_gamma <= 1.0) {
+            bad(
+                "step_gamma",
+                format!("is {}; use a multiplier above 0 and at most 1", self.step_gamma),
+            );
+        }
+        if !(self.min_lr.is_finite() && self.min_lr >= 0.0) {
+            bad("min_lr", format!("is {}; use 0 or a positive rate", self.min_lr));
+        } else if self.schedule == ScheduleKind::Cosine && self.lr.is_finite() && self.min_lr >= self.lr {
+            bad(
+                "min_lr",
+                format!("is {} but must be below the learning rate {}", self.min_lr, self.lr),
+            );
+        }
+        if !(self.plateau_factor.is_finite() && self.plateau_factor > 0.0 && self.plateau_factor < 1.0) {
+            bad(
+                "plateau_factor",
+                format!("is {}; use a multiplier between 0 and 1", self.plateau_factor),
+            );
+        }
+        if let Some(clip) = self.grad_clip {
+            if !(clip.is_finite() && clip > 0.0) {
+                bad(
+                    "grad_clip",
+                    format!("is {clip}; use a positive norm, e.g. 1.0, or leave it empty"),
+                );
+            }
+        }
+
+        // loss
+        if !(self.focal_gamma.is_finite() && (0.0..=10.0).contains(&self.focal_gamma)) {
+            bad(
+                "focal_gamma",
+                format!("is {}; use 0 to 10 (2 is usual)", self.focal_gamma),
+            );
+        }
+        if let Some(alpha) = self.focal_alpha {
+            if !(alpha.is_finite() && (0.0..=1.0).contains(&alpha)) {
+                bad("focal_alpha", format!("is {alpha}; use 0 to 1, or leave it empty"));
+            }
+        }
+        match (self.loss, self.output_activation) {
+            (LossKind::Bce | LossKind::Focal, Some(OutputActivation::Softmax)) => bad(
+                "output_activation",
+                "BCE and focal loss work on per-label sigmoids; use ce for softmax, or mse/mae".into(),
+            ),
+            (LossKind::Ce, Some(OutputActivation::Sigmoid)) => bad(
+                "output_activation",
+                "cross-entropy works on a softmax; use bce for per-label sigmoids".into(),
+            ),
+            _ => {}
+        }
+
+        // stopping and run
+        if self.early_stopping == Some(0) {
+            bad(
+                "early_stopping",
+                "patience must be at least 1 epoch (leave it empty to never stop early)".into(),
+            );
+        }
+        if self.threads == Some(0) {
+            bad(
+                "threads",
+                "must be at least 1 (leave it empty to use every core)".into(),
+            );
+        }
+        if let Some(name) = &self.name {
+            if name.chars().count() > 100 {
+                bad("name", "is longer than 100 characters".into());
+            }
+        }
+        for tag in &self.tags {
+            if tag.trim().is_empty() || tag.chars().count() > 40 || tag.contains(',') {
+                bad("tags", format!("tag {tag:?} must be 1 to 40 characters without commas"));
+            }
+        }
+
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(errors)
+        }
+    }
+
+    /// A copy without the fields that may change between a run and its resumption (epoch count,
+    /// name, tags, device, threads), used to check a resume asks for the same training.
+    pub fn resume_key(&self) -> TrainConfig {
+        TrainConfig {
+            epochs: 0,
+            name: None,
+            tags: Vec::new(),
+            device: DeviceChoice::Auto,
+            threads: None,
+            ..self.clone()
+        }
+    }
+
+    /// Applies the options given explicitly on the command line (or via the environment) to
+    /// `base`, e.g. a preset: `--preset quick-demo --epochs 3` keeps the preset but runs 3 epochs.
+    /// `parsed` is the config clap built from the same `matches`.
+    pub fn with_cli_overrides(base: &TrainConfig, parsed: &TrainConfig, matches: &clap::ArgMatches) -> TrainConfig {
+        use clap::parser::ValueSource;
+        let mut merged = serde_json::to_value(base).expect("config serialises");
+        let given = serde_json::to_value(parsed).expect("config serialises");
+        for id in matches.ids() {
+            let explicit = matches!(
+                matches.value_source(id.as_str()),
+                Some(ValueSource::CommandLine | ValueSource::EnvVariable)
+            );
+            if !explicit {
+                continue;
+            }
+            let key = id.as_str();
+            // Clap ids are field names; augmentation fields live one level down in JSON.
+            if let Some(v) = given.get(key) {
+                merged[key] = v.clone();
+            } else if let Some(v) = given["augment"].get(key) {
+                merged["augment"][key] = v.clone();
+            }
+        }
+        serde_json::from_value(merged).expect("merged config deserialises")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::{CommandFactory, FromArgMatches, Parser};
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        config: TrainConfig,
+    }
+
+    fn valid() -> TrainConfig {
+        TrainConfig {
+            labels: Some("labels.csv".into()),
+            ..TrainConfig::default()
+        }
+    }
+
+    #[test]
+    fn clap_defaults_equal_serde_defaults() {
+        let cli = Cli::try_parse_from(["x"]).unwrap();
+        assert_eq!(cli.config, TrainConfig::default());
+        let from_empty_json: TrainConfig = serde_json::from_str("{}").unwrap();
+        assert_eq!(from_empty_json, TrainConfig::default());
+    }
+
+    #[test]
+    fn json_round_trips_and_rejects_unknown_names() {
+        let config = valid();
+        let json = serde_json::to_string(&config).unwrap();
+        assert_eq!(TrainConfig::from_json(&json).unwrap(), config);
+        let err = TrainConfig::from_json(r#"{"labels":"a.csv","optimizer":"adagrad"}"#).unwrap_err();
+        assert!(err[0].message.contains("adagrad"), "{err:?}");
+        let err = TrainConfig::from_json(r#"{"labels":"a.csv","learning_rate":0.1}"#).unwrap_err();
+        assert!(err[0].message.contains("learning_rate"), "{err:?}");
+    }
+
+    #[test]
+    fn default_with_labels_is_valid() {
+        assert_eq!(valid().validate(), Ok(()));
+    }
+
+    #[test]
+    fn every_impossible_value_is_rejected_with_its_field() {
+        type Edit = fn(&mut TrainConfig);
+        let cases: &[(&str, Edit, &str)] = &[
+            ("no label file", |c| c.labels = None, "labels"),
+            ("batch 0", |c| c.batch_size = 0, "batch_size"),
+            ("huge batch", |c| c.batch_size = 100_000, "batch_size"),
+            ("lr 0", |c| c.lr = 0.0, "lr"),
+            ("lr negative", |c| c.lr = -0.1, "lr"),
+            ("lr NaN", |c| c.lr = f64::NAN, "lr"),
+            ("lr infinite", |c| c.lr = f64::INFINITY, "lr"),
+            ("image too small", |c| c.image_size = 32, "image_size"),
+            ("image too big", |c| c.image_size = 2048, "image_size"),
+            ("epochs 0", |c| c.epochs = 0, "epochs"),
+            ("val fraction 1", |c| c.val_fraction = 1.0, "val_fraction"),
+            ("val fraction negative", |c| c.val_fraction = -0.1, "val_fraction"),
+            ("test fraction NaN", |c| c.test_fraction = f32::NAN, "test_fraction"),
+            (
+                "fractions sum to 1",
+                |c| {
+                    c.val_fraction = 0.5;
+                    c.test_fraction = 0.5
+                },
+                "test_fraction",
+            ),
+            ("width 0", |c| c.width = 0.0, "width"),
+            ("width negative", |c| c.width = -1.0, "width"),
+            ("dropout 1", |c| c.dropout = 1.0, "dropout"),
+            ("dropout negative", |c| c.dropout = -0.5, "dropout"),
+            ("balanced without N", |c| c.split = SplitStrategy::Balanced, "per_class"),
+            ("per class 0", |c| c.per_class = Some(0), "per_class"),
+            ("max images 0", |c| c.max_images = Some(0), "max_images"),
+            ("momentum 1", |c| c.momentum = 1.0, "momentum"),
+            ("nesterov with adam", |c| c.nesterov = true, "nesterov"),
+            ("weight decay negative", |c| c.weight_decay = -1e-4, "weight_decay"),
+            ("beta1 1", |c| c.beta1 = 1.0, "beta1"),
+            ("beta2 negative", |c| c.beta2 = -0.1, "beta2"),
+            ("warm-up as long as the run", |c| c.warmup_epochs = 10, "warmup_epochs"),
+            ("step size 0", |c| c.step_size = 0, "step_size"),
+            ("step gamma 0", |c| c.step_gamma = 0.0, "step_gamma"),
+            (
+                "cosine floor above lr",
+                |c| {
+                    c.schedule = ScheduleKind::Cosine;
+                    c.min_lr = 1.0
+                },
+                "min_lr",
+            ),
+            ("plateau factor 1", |c| c.plateau_factor = 1.0, "plateau_factor"),
+            ("grad clip 0", |c| c.grad_clip = Some(0.0), "grad_clip"),
+            ("focal gamma negative", |c| c.focal_gamma = -1.0, "focal_gamma"),
+            ("focal alpha above 1", |c| c.focal_alpha = Some(1.5), "focal_alpha"),
+            (
+                "softmax with bce",
+                |c| c.output_activation = Some(OutputActivation::Softmax),
+                "output_activation",
+            ),
+            ("early stopping 0", |c| c.early_stopping = Some(0), "early_stopping"),
+            ("threads 0", |c| c.threads = Some(0), "threads"),
+            ("empty tag", |c| c.tags = vec![" ".into()], "tags"),
+            ("rotation NaN", |c| c.augment.rotate_deg = f32::NAN, "aug_rotate"),
+        ];
+        for (what, edit, field) in cases {
+            let mut config = valid();
+            edit(&mut config);
+            let errors = config.validate().expect_err(what);
+            assert!(
+                errors.iter().any(|e| e.field == *field && !e.message.is_empty()),
+                "{what}: expected an error on {field}, got {errors:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn all_problems_are_reported_at_once() {
+        let config = TrainConfig {
+            batch_size: 0,
+            epochs: 0,
+            lr: -1.0,
+            ..valid()
+        };
+        let fields: Vec<String> = config.validate().unwrap_err().into_iter().map(|e| e.field).collect();
+        for f in ["batch_size", "epochs", "lr"] {
+            assert!(fields.iter().any(|x| x == f), "{f} missing from {fields:?}");
+        }
+    }
+
+    #[test]
+    fn activation_follows_the_loss() {
+        let mut c = valid();
+        assert_eq!(c.activation(), OutputActivation::Sigmoid);
+        c.loss = LossKind::Ce;
+        assert_eq!(c.activation(), OutputActivation::Softmax);
+        c.loss = LossKind::Mse;
+        c.output_activation = Some(OutputActivation::Softmax);
+        assert_eq!(c.activation(), OutputActivation::Softmax);
+    }
+
+    #[test]
+    fn explicit_flags_override_a_base_config_and_defaults_do_not() {
+        let base = TrainConfig {
+            epochs: 30,
+            lr: 0.05,
+            architecture: Architecture::SimpleCnn,
+            ..valid()
+        };
+        let matches = Cli::command()
+            .try_get_matches_from(["x", "--epochs", "3", "--aug-hflip", "true"])
+            .unwrap();
+        let parsed = Cli::from_arg_matches(&matches).unwrap().config;
+        let merged = TrainConfig::with_cli_overrides(&base, &parsed, &matches);
+        assert_eq!(merged.epochs, 3);
+        assert!(merged.augment.hflip);
+        assert_eq!(merged.lr, 0.05, "lr was not given, the base value stays");
+        assert_eq!(merged.architecture, Architecture::SimpleCnn);
+    }
+
+    #[test]
+    fn monitor_direction() {
+        assert!(Monitor::ValMeanAuroc.improves(0.8, Some(0.7)));
+        assert!(!Monitor::ValMeanAuroc.improves(0.6, Some(0.7)));
+        assert!(Monitor::ValLoss.improves(0.5, Some(0.7)));
+        assert!(Monitor::ValLoss.improves(0.5, None));
+        assert!(!Monitor::ValLoss.improves(f64::NAN, None));
+    }
+}

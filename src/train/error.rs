@@ -1,0 +1,53 @@
+//! The training engine's error type: each variant says what went wrong and what to try.
+
+use std::path::PathBuf;
+
+use super::config::FieldError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The run configuration has impossible values.
+    #[error("invalid run configuration: {}", .0.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("; "))]
+    Config(Vec<FieldError>),
+    /// A checkpoint that could not be written or read back.
+    #[error("checkpoint {}: {message}", path.display())]
+    Checkpoint { path: PathBuf, message: String },
+    /// A resume that cannot continue the run it names.
+    #[error("cannot resume: {0}")]
+    Resume(String),
+    /// The batch source failed (missing image, unreadable cache...).
+    #[error("reading training data: {0}")]
+    Data(String),
+    /// A batch whose shape does not match what it claims.
+    #[error("bad batch: {0}")]
+    Batch(String),
+    /// The loss became NaN or infinite.
+    #[error("loss became {value} at epoch {epoch}, batch {batch}; the run diverged — lower the learning rate (e.g. divide it by 10), or set --grad-clip 1.0")]
+    NonFinite { epoch: usize, batch: usize, value: f32 },
+}
+
+impl Error {
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io {
+            path: path.into(),
+            source,
+        }
+    }
+}
+
+impl From<crate::data::Error> for Error {
+    fn from(e: crate::data::Error) -> Self {
+        match e {
+            crate::data::Error::Io { path, source } => Error::Io { path, source },
+            other => Error::Data(other.to_string()),
+        }
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,124 @@
+//! [`TrainEvent`]: everything a run reports, as plain serde data. It is all that crosses from the
+//! training thread to the store and the web, through an [`EventSink`].
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use super::config::TrainConfig;
+
+/// One thing that happened in a run. Serialised with a `"type"` tag, e.g. `{"type":"batch",...}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum TrainEvent {
+    Started {
+        config: Box<TrainConfig>,
+        run_id: String,
+        num_params: usize,
+        device: String,
+        /// First epoch this session runs (1-based; above 1 when resuming).
+        first_epoch: usize,
+    },
+    /// A training step finished. `batch` is 1-based, `of` the number of batches in the epoch.
+    Batch {
+        epoch: usize,
+        batch: usize,
+        of: usize,
+        loss: f32,
+        images_per_sec: f32,
+        lr: f64,
+    },
+    /// An epoch finished; metrics are objects that include `"loss"`.
+    Epoch {
+        epoch: usize,
+        train: serde_json::Value,
+        val: serde_json::Value,
+        lr: f64,
+        seconds: f64,
+    },
+    Checkpoint {
+        path: PathBuf,
+        epoch: usize,
+        /// True for the best-so-far checkpoint, false for the last-epoch one.
+        best: bool,
+    },
+    Finished {
+        best_epoch: Option<usize>,
+        best_metric: Option<f64>,
+        /// True when early stopping ended the run before its last epoch.
+        stopped_early: bool,
+    },
+    Failed {
+        message: String,
+    },
+    Cancelled,
+}
+
+impl TrainEvent {
+    /// Events after which nothing more comes.
+    pub fn is_terminal(&self) -> bool {
+        matches!(
+            self,
+            TrainEvent::Finished { .. } | TrainEvent::Failed { .. } | TrainEvent::Cancelled
+        )
+    }
+}
+
+/// Where a run's events go. Implemented for `mpsc::Sender` and closures; a sink whose receiver
+/// has gone away just drops events (the run carries on, its checkpoints still count).
+pub trait EventSink: Send {
+    fn emit(&mut self, event: TrainEvent);
+}
+
+impl EventSink for std::sync::mpsc::Sender<TrainEvent> {
+    fn emit(&mut self, event: TrainEvent) {
+        let _ = self.send(event);
+    }
+}
+
+impl<F: FnMut(TrainEvent) + Send> EventSink for F {
+    fn emit(&mut self, event: TrainEvent) {
+        self(event)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_round_trip_with_a_type_tag() {
+        let events = [
+            TrainEvent::Batch {
+                epoch: 1,
+                batch: 2,
+                of: 3,
+                loss: 0.5,
+                images_per_sec: 10.0,
+                lr: 1e-3,
+            },
+            TrainEvent::Cancelled,
+            TrainEvent::Failed { message: "x".into() },
+        ];
+        for event in events {
+            let json = serde_json::to_value(&event).unwrap();
+            assert!(json["type"].is_string());
+            assert_eq!(serde_json::from_value::<TrainEvent>(json).unwrap(), event);
+        }
+        assert_eq!(
+            serde_json::to_value(TrainEvent::Cancelled).unwrap()["type"],
+            "cancelled"
+        );
+    }
+
+    #[test]
+    fn terminal_events() {
+        assert!(TrainEvent::Cancelled.is_terminal());
+        assert!(!TrainEvent::Checkpoint {
+            path: "a".into(),
+            epoch: 1,
+            best: true
+        }
+        .is_terminal());
+    }
+}

@@ -1,0 +1,1057 @@
+//! The training loop. It runs on its own `std::thread` ([`spawn`]) or the caller's ([`train`]),
+//! is generic over the model ([`ImageClassifier`]), the batch source ([`BatchSource`]) and the
+//! metrics ([`EpochMetrics`]), and reports everything as [`TrainEvent`]s. It stops between batches
+//! when cancelled, fails with a hint when the loss stops being finite, checkpoints every epoch,
+//! resumes from the last checkpoint and stops early when the watched metric stalls.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use burn::module::AutodiffModule;
+use burn::module::Module;
+use burn::optim::GradientsParams;
+use burn::tensor::backend::{AutodiffBackend, Backend};
+use burn::tensor::{ElementConversion, Tensor, TensorData};
+
+use super::checkpoint::{CheckpointState, RunCheckpoints, Slot, FORMAT_VERSION};
+use super::config::{Monitor, TrainConfig};
+use super::error::{Error, Result};
+use super::event::{EventSink, TrainEvent};
+use super::loss::{activate, Loss};
+use super::optim::{Optim, Schedule};
+
+/// A network that maps images `[n, 1, S, S]` to logits `[n, labels]`. The model module implements
+/// it for its `Classifier`; the loop needs nothing else from a model.
+pub trait ImageClassifier<B: Backend>: Module<B> {
+    fn forward(&self, images: Tensor<B, 4>) -> Tensor<B, 2>;
+}
+
+/// One CPU batch: normalised grey images and 0/1 targets, both row-major.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Batch {
+    /// `n * 1 * size * size` values.
+    pub images: Vec<f32>,
+    /// `n * num_labels` values.
+    pub targets: Vec<f32>,
+    pub n: usize,
+    pub size: usize,
+    pub num_labels: usize,
+}
+
+impl Batch {
+    /// Checks the buffers match the stated shape and the run's label count.
+    pub fn check(&self, num_labels: usize) -> Result<()> {
+        if self.n == 0 {
+            return Err(Error::Batch("empty batch".into()));
+        }
+        if self.num_labels != num_labels {
+            return Err(Error::Batch(format!(
+                "batch has {} labels, the model {num_labels}",
+                self.num_labels
+            )));
+        }
+        if self.images.len() != self.n * self.size * self.size {
+            return Err(Error::Batch(format!(
+                "{} image values for {} images of {}x{}",
+                self.images.len(),
+                self.n,
+                self.size,
+                self.size
+            )));
+        }
+        if self.targets.len() != self.n * self.num_labels {
+            return Err(Error::Batch(format!(
+                "{} target values for {} images x {} labels",
+                self.targets.len(),
+                self.n,
+                self.num_labels
+            )));
+        }
+        Ok(())
+    }
+
+    fn tensors<B: Backend>(&self, device: &B::Device) -> (Tensor<B, 4>, Tensor<B, 2>) {
+        let images = Tensor::from_data(
+            TensorData::new(self.images.clone(), [self.n, 1, self.size, self.size]),
+            device,
+        );
+        let targets = Tensor::from_data(TensorData::new(self.targets.clone(), [self.n, self.num_labels]), device);
+        (images, targets)
+    }
+}
+
+/// What a batch source may fail with (the loader's own error, boxed).
+pub type BatchError = Box<dyn std::error::Error + Send + Sync>;
+pub type BatchResult = std::result::Result<Batch, BatchError>;
+
+/// Where batches come from. The training order may depend on the epoch (shuffled from the run's
+/// seed and the epoch number, so a resumed run sees the same order as a straight one).
+pub trait BatchSource: Send {
+    /// Training batches of 1-based `epoch`.
+    fn train_batches(&mut self, epoch: usize) -> Box<dyn Iterator<Item = BatchResult> + '_>;
+    fn val_batches(&mut self) -> Box<dyn Iterator<Item = BatchResult> + '_>;
+    /// Batches per training epoch (for progress).
+    fn train_batch_count(&self) -> usize;
+}
+
+/// Per-epoch metrics from probabilities and targets (row-major `[n, num_labels]`). Should return
+/// a JSON object; the loop adds `"loss"` to it and reads [`Monitor::key`] fields from it.
+pub trait EpochMetrics: Send {
+    fn evaluate(&self, probabilities: &[f32], targets: &[f32], num_labels: usize) -> serde_json::Value;
+}
+
+impl<F: Fn(&[f32], &[f32], usize) -> serde_json::Value + Send> EpochMetrics for F {
+    fn evaluate(&self, probabilities: &[f32], targets: &[f32], num_labels: usize) -> serde_json::Value {
+        self(probabilities, targets, num_labels)
+    }
+}
+
+/// Stops a run between batches. Clones share the flag.
+#[derive(Debug, Clone, Default)]
+pub struct CancelHandle(Arc<AtomicBool>);
+
+impl CancelHandle {
+    pub fn new() -> Self {
+        Self::default()
+    }
+    pub fn cancel(&self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+    pub fn is_cancelled(&self) -> bool {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// Everything a run needs besides the model, data, metrics and event sink.
+#[derive(Debug, Clone)]
+pub struct RunSetup<D> {
+    pub config: TrainConfig,
+    pub run_id: String,
+    /// Checkpoints go to `<ckpt_dir>/<run_id>/`.
+    pub ckpt_dir: PathBuf,
+    pub device: D,
+    /// Shown in the `Started` event, e.g. "cpu (flex)" or "cuda:0".
+    pub device_name: String,
+    pub num_labels: usize,
+    /// Per-label `neg/pos` from the training split ([`super::loss::pos_weights`]); ignored when
+    /// resuming (the checkpoint's weights are used).
+    pub pos_weight: Option<Vec<f32>>,
+    /// Continue from `<ckpt_dir>/<run_id>/last.json` instead of starting afresh.
+    pub resume: bool,
+}
+
+/// How a run ended without an error.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    Finished {
+        best_epoch: Option<usize>,
+        best_metric: Option<f64>,
+        stopped_early: bool,
+    },
+    Cancelled,
+}
+
+/// Batch events at most this often (plus each epoch's last batch), so a fast model does not flood
+/// the store and the browser.
+const BATCH_EVENT_INTERVAL: Duration = Duration::from_millis(250);
+
+/// Seeds Burn's RNG per epoch (dropout, random init inside layers), so epoch `e` draws the same
+/// numbers whether the run was resumed or not.
+fn epoch_seed(seed: u64, epoch: usize) -> u64 {
+    seed ^ (epoch as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+}
+
+/// Starts [`train`] on a new thread named `train-<run-id>`; returns its handle and the cancel handle.
+pub fn spawn<B, M, F, S, X, E>(
+    setup: RunSetup<B::Device>,
+    build_model: F,
+    mut data: S,
+    metrics: X,
+    mut events: E,
+) -> std::io::Result<(std::thread::JoinHandle<Result<Outcome>>, CancelHandle)>
+where
+    B: AutodiffBackend,
+    M: AutodiffModule<B> + ImageClassifier<B> + 'static,
+    M::InnerModule: ImageClassifier<B::InnerBackend>,
+    F: FnOnce(&B::Device) -> M + Send + 'static,
+    S: BatchSource + 'static,
+    X: EpochMetrics + 'static,
+    E: EventSink + 'static,
+    B::Device: Send + 'static,
+{
+    let cancel = CancelHandle::new();
+    let handle_cancel = cancel.clone();
+    let handle = std::thread::Builder::new()
+        .name(format!("train-{}", setup.run_id))
+        .spawn(move || train::<B, M, F>(setup, build_model, &mut data, &metrics, &mut events, &cancel))?;
+    Ok((handle, handle_cancel))
+}
+
+/// Runs the whole training on the calling thread. Every end is reported as an event: `Finished`,
+/// `Cancelled`, or `Failed` (then the error is also returned).
+pub fn train<B, M, F>(
+    setup: RunSetup<B::Device>,
+    build_model: F,
+    data: &mut dyn BatchSource,
+    metrics: &dyn EpochMetrics,
+    events: &mut dyn EventSink,
+    cancel: &CancelHandle,
+) -> Result<Outcome>
+where
+    B: AutodiffBackend,
+    M: AutodiffModule<B> + ImageClassifier<B>,
+    M::InnerModule: ImageClassifier<B::InnerBackend>,
+    F: FnOnce(&B::Device) -> M,
+{
+    let result = run_loop::<B, M, F>(setup, build_model, data, metrics, events, cancel);
+    match &result {
+        Ok(Outcome::Cancelled) => events.emit(TrainEvent::Cancelled),
+        Ok(Outcome::Finished {
+            best_epoch,
+            best_metric,
+            stopped_early,
+        }) => events.emit(TrainEvent::Finished {
+            best_epoch: *best_epoch,
+            best_metric: *best_metric,
+            stopped_early: *stopped_early,
+        }),
+        Err(e) => events.emit(TrainEvent::Failed { message: e.to_string() }),
+    }
+    result
+}
+
+/// The monitored value in a metrics object, if present and a number.
+fn monitored(metrics: &serde_json::Value, monitor: Monitor) -> Option<f64> {
+    metrics.get(monitor.key()).and_then(|v| v.as_f64())
+}
+
+/// Adds `"loss"` to the metrics object (wrapping a non-object under `"metrics"`).
+fn with_loss(metrics: serde_json::Value, loss: f64) -> serde_json::Value {
+    match metrics {
+        serde_json::Value::Object(mut map) => {
+            map.insert("loss".into(), loss.into());
+            serde_json::Value::Object(map)
+        }
+        other => serde_json::json!({ "loss": loss, "metrics": other }),
+    }
+}
+
+/// Fields that differ between two configs, for a resume refusal.
+fn differing_fields(a: &TrainConfig, b: &TrainConfig) -> Vec<String> {
+    let (a, b) = (serde_json::to_value(a).unwrap(), serde_json::to_value(b).unwrap());
+    let (Some(a), Some(b)) = (a.as_object(), b.as_object()) else {
+        return Vec::new();
+    };
+    a.iter()
+        .filter(|(k, v)| b.get(*k) != Some(*v))
+        .map(|(k, v)| format!("{k} (checkpoint {v}, now {})", b.get(k).cloned().unwrap_or_default()))
+        .collect()
+}
+
+/// Mutable run state that a checkpoint carries across a resume.
+struct Progress {
+    schedule: Schedule,
+    best_epoch: Option<usize>,
+    best_metric: Option<f64>,
+    early_stop_best: Option<f64>,
+    epochs_without_improvement: usize,
+    pos_weight: Option<Vec<f32>>,
+    completed_epochs: usize,
+}
+
+fn run_loop<B, M, F>(
+    setup: RunSetup<B::Device>,
+    build_model: F,
+    data: &mut dyn BatchSource,
+    metrics: &dyn EpochMetrics,
+    events: &mut dyn EventSink,
+    cancel: &CancelHandle,
+) -> Result<Outcome>
+where
+    B: AutodiffBackend,
+    M: AutodiffModule<B> + ImageClassifier<B>,
+    M::InnerModule: ImageClassifier<B::InnerBackend>,
+    F: FnOnce(&B::Device) -> M,
+{
+    let RunSetup {
+        config,
+        run_id,
+        ckpt_dir,
+        device,
+        device_name,
+        num_labels,
+        pos_weight,
+        resume,
+    } = setup;
+    config.validate().map_err(Error::Config)?;
+    if num_labels == 0 {
+        return Err(Error::Batch("the data set has no labels".into()));
+    }
+    let ckpts = RunCheckpoints::new(&ckpt_dir, &run_id);
+
+    B::seed(&device, config.seed);
+    let mut model = build_model(&device);
+    let mut optim: Optim<B, M> = Optim::from_config(&config);
+    let mut progress = Progress {
+        schedule: Schedule::from_config(&config),
+        best_epoch: None,
+        best_metric: None,
+        early_stop_best: None,
+        epochs_without_improvement: 0,
+        pos_weight,
+        completed_epochs: 0,
+    };
+
+    if resume {
+        let state = ckpts.read_state(Slot::Last)?.ok_or_else(|| {
+            Error::Resume(format!(
+                "no checkpoint in {} (the run never finished an epoch)",
+                ckpts.path().display()
+            ))
+        })?;
+        if state.config.resume_key() != config.resume_key() {
+            let diff = differing_fields(&state.config.resume_key(), &config.resume_key());
+            return Err(Error::Resume(format!(
+                "the configuration differs from the checkpoint's: {}; resume with the original settings",
+                diff.join(", ")
+            )));
+        }
+        if state.num_labels != num_labels {
+            return Err(Error::Resume(format!(
+                "the checkpoint has {} labels, the data {num_labels}",
+                state.num_labels
+            )));
+        }
+        if state.epoch >= config.epochs {
+            return Err(Error::Resume(format!(
+                "the run already completed {} of {} epochs; raise the epoch count to train further",
+                state.epoch, config.epochs
+            )));
+        }
+        model = ckpts.load_model(Slot::Last, model, &device)?;
+        let optim_path = ckpts.path().to_path_buf();
+        optim = optim
+            .load_bytes(ckpts.read_optim_state(Slot::Last)?, &device)
+            .map_err(|message| Error::Checkpoint {
+                path: optim_path,
+                message: format!("unreadable optimiser state: {message}"),
+            })?;
+        progress = Progress {
+            schedule: Schedule {
+                epochs: config.epochs,
+                ..state.schedule
+            },
+            best_epoch: state.best_epoch,
+            best_metric: state.best_metric,
+            early_stop_best: state.early_stop_best,
+            epochs_without_improvement: state.epochs_without_improvement,
+            pos_weight: state.pos_weight,
+            completed_epochs: state.epoch,
+        };
+    }
+
+    let loss_fn = Loss::from_config(&config, progress.pos_weight.clone());
+    let activation = config.activation();
+    events.emit(TrainEvent::Started {
+        config: Box::new(config.clone()),
+        run_id: run_id.clone(),
+        num_params: model.num_params(),
+        device: device_name,
+        first_epoch: progress.completed_epochs + 1,
+    });
+
+    for epoch_index in progress.completed_epochs..config.epochs {
+        let epoch = epoch_index + 1;
+        let epoch_start = Instant::now();
+        B::seed(&device, epoch_seed(config.seed, epoch_index));
+
+        // --- training pass ---
+        let of = data.train_batch_count();
+        let mut train_loss_sum = 0.0f64;
+        let mut train_seen = 0usize;
+        let mut train_probs = Vec::new();
+        let mut train_targets = Vec::new();
+        let mut last_event = None::<Instant>;
+        let mut lr = progress.schedule.lr(epoch_index, 0.0);
+        let mut batches = data.train_batches(epoch).peekable();
+        let mut index = 0usize;
+        loop {
+            // Checked before the loader decodes the next batch, and again after (decoding can be slow).
+            if cancel.is_cancelled() {
+                return Ok(Outcome::Cancelled);
+            }
+            let Some(batch) = batches.next() else { break };
+            if cancel.is_cancelled() {
+                return Ok(Outcome::Cancelled);
+            }
+            let batch = batch.map_err(|e| Error::Data(e.to_string()))?;
+            batch.check(num_labels)?;
+            let step_start = Instant::now();
+            lr = progress.schedule.lr(epoch_index, index as f64 / of.max(1) as f64);
+            let (images, targets) = batch.tensors::<B>(&device);
+            let logits = model.forward(images);
+            let loss = loss_fn.compute(logits.clone(), targets);
+            let loss_value: f32 = loss.clone().into_scalar().elem();
+            if !loss_value.is_finite() {
+                return Err(Error::NonFinite {
+                    epoch,
+                    batch: index + 1,
+                    value: loss_value,
+                });
+            }
+            let grads = GradientsParams::from_grads(loss.backward(), &model);
+            model = optim.step(lr, model, grads);
+
+            let probs = activate(logits.detach(), activation).into_data();
+            train_probs.extend(probs.iter::<f32>());
+            train_targets.extend_from_slice(&batch.targets);
+            train_loss_sum += loss_value as f64 * batch.n as f64;
+            train_seen += batch.n;
+            index += 1;
+
+            let is_last = batches.peek().is_none();
+            if is_last || last_event.is_none_or(|t| t.elapsed() >= BATCH_EVENT_INTERVAL) {
+                last_event = Some(Instant::now());
+                let secs = step_start.elapsed().as_secs_f32().max(1e-6);
+                events.emit(TrainEvent::Batch {
+                    epoch,
+                    batch: index,
+                    of: of.max(index),
+                    loss: loss_value,
+                    images_per_sec: batch.n as f32 / secs,
+                    lr,
+                });
+            }
+        }
+        drop(batches);
+        if train_seen == 0 {
+            return Err(Error::Data(format!("epoch {epoch} had no training batches")));
+        }
+        let train_loss = train_loss_sum / train_seen as f64;
+
+        // --- validation pass, without autodiff ---
+        let valid_model = model.valid();
+        let mut val_loss_sum = 0.0f64;
+        let mut val_seen = 0usize;
+        let mut val_probs = Vec::new();
+        let mut val_targets = Vec::new();
+        for batch in data.val_batches() {
+            if cancel.is_cancelled() {
+                return Ok(Outcome::Cancelled);
+            }
+            let batch = batch.map_err(|e| Error::Data(e.to_string()))?;
+            batch.check(num_labels)?;
+            let (images, targets) = batch.tensors::<B::InnerBackend>(&device);
+            let logits = valid_model.forward(images);
+            let loss: f32 = loss_fn.compute(logits.clone(), targets).into_scalar().elem();
+            val_probs.extend(activate(logits, activation).into_data().iter::<f32>());
+            val_targets.extend_from_slice(&batch.targets);
+            val_loss_sum += loss as f64 * batch.n as f64;
+            val_seen += batch.n;
+        }
+        let val_loss = if val_seen > 0 {
+            val_loss_sum / val_seen as f64
+        } else {
+            f64::NAN
+        };
+        if !val_loss.is_finite() && val_seen > 0 {
+            return Err(Error::NonFinite {
+                epoch,
+                batch: 0,
+                value: val_loss as f32,
+            });
+        }
+
+        let train_metrics = with_loss(metrics.evaluate(&train_probs, &train_targets, num_labels), train_loss);
+        let val_metrics = if val_seen > 0 {
+            with_loss(metrics.evaluate(&val_probs, &val_targets, num_labels), val_loss)
+        } else {
+            serde_json::json!({})
+        };
+
+        // --- bookkeeping: schedule, best, early stopping ---
+        let checkpoint_value = monitored(&val_metrics, config.checkpoint_metric);
+        progress.schedule.end_epoch(checkpoint_value);
+        let improved = checkpoint_value.is_some_and(|v| config.checkpoint_metric.improves(v, progress.best_metric));
+        if improved {
+            progress.best_metric = checkpoint_value;
+            progress.best_epoch = Some(epoch);
+        }
+        match monitored(&val_metrics, config.early_stop_metric) {
+            Some(v) if config.early_stop_metric.improves(v, progress.early_stop_best) => {
+                progress.early_stop_best = Some(v);
+                progress.epochs_without_improvement = 0;
+            }
+            _ => progress.epochs_without_improvement += 1,
+        }
+        progress.completed_epochs = epoch;
+
+        events.emit(TrainEvent::Epoch {
+            epoch,
+            train: train_metrics.clone(),
+            val: val_metrics.clone(),
+            lr,
+            seconds: epoch_start.elapsed().as_secs_f64(),
+        });
+
+        // --- checkpoints ---
+        let state = CheckpointState {
+            format: FORMAT_VERSION,
+            run_id: run_id.clone(),
+            config: config.clone(),
+            epoch,
+            train_metrics,
+            val_metrics,
+            schedule: progress.schedule.clone(),
+            best_epoch: progress.best_epoch,
+            best_metric: progress.best_metric,
+            early_stop_best: progress.early_stop_best,
+            epochs_without_improvement: progress.epochs_without_improvement,
+            pos_weight: progress.pos_weight.clone(),
+            num_labels,
+        };
+        let optim_bytes = optim.to_bytes().map_err(|message| Error::Checkpoint {
+            path: ckpts.path().to_path_buf(),
+            message: format!("could not encode the optimiser state: {message}"),
+        })?;
+        let dir = ckpts.save_epoch::<B, M>(&model, &optim_bytes, &state)?;
+        ckpts.point(Slot::Last, epoch)?;
+        events.emit(TrainEvent::Checkpoint {
+            path: dir.clone(),
+            epoch,
+            best: false,
+        });
+        if improved {
+            ckpts.point(Slot::Best, epoch)?;
+            events.emit(TrainEvent::Checkpoint {
+                path: dir,
+                epoch,
+                best: true,
+            });
+        }
+
+        if let Some(patience) = config.early_stopping {
+            if progress.epochs_without_improvement >= patience && epoch < config.epochs {
+                return Ok(Outcome::Finished {
+                    best_epoch: progress.best_epoch,
+                    best_metric: progress.best_metric,
+                    stopped_early: true,
+                });
+            }
+        }
+    }
+
+    Ok(Outcome::Finished {
+        best_epoch: progress.best_epoch,
+        best_metric: progress.best_metric,
+        stopped_early: false,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::train::config::{LossKind, OptimizerKind};
+    use burn::backend::{Autodiff, Flex};
+    use burn::module::Param;
+    use rand::{Rng, SeedableRng};
+    use rand_chacha::ChaCha8Rng;
+    use std::sync::mpsc;
+
+    type AB = Autodiff<Flex>;
+
+    const SIZE: usize = 8;
+    const LABELS: usize = 2;
+
+    /// A linear classifier on raw pixels, initialised from its own seeded RNG so tests do not
+    /// depend on Burn's global RNG (which parallel tests share).
+    #[derive(Module, Debug)]
+    struct TinyNet<B: Backend> {
+        weight: Param<Tensor<B, 2>>,
+        bias: Param<Tensor<B, 1>>,
+    }
+
+    impl<B: Backend> ImageClassifier<B> for TinyNet<B> {
+        fn forward(&self, images: Tensor<B, 4>) -> Tensor<B, 2> {
+            let [n, _, _, _] = images.dims();
+            let x = images.reshape([n, SIZE * SIZE]);
+            x.matmul(self.weight.val()) + self.bias.val().unsqueeze::<2>()
+        }
+    }
+
+    fn tiny_net<B: Backend>(init_seed: u64, device: &B::Device) -> TinyNet<B> {
+        let mut rng = ChaCha8Rng::seed_from_u64(init_seed);
+        let w: Vec<f32> = (0..SIZE * SIZE * LABELS).map(|_| rng.random_range(-0.1..0.1)).collect();
+        TinyNet {
+            weight: Param::from_tensor(Tensor::from_data(TensorData::new(w, [SIZE * SIZE, LABELS]), device)),
+            bias: Param::from_tensor(Tensor::zeros([LABELS], device)),
+        }
+    }
+
+    /// Label 0: the top half is bright; label 1: the left half is bright; plus noise.
+    fn toy_batches(count: usize, n: usize, seed: u64) -> Vec<Batch> {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        (0..count)
+            .map(|_| {
+                let mut images = Vec::new();
+                let mut targets = Vec::new();
+                for _ in 0..n {
+                    let (top, left) = (rng.random_bool(0.5), rng.random_bool(0.5));
+                    for y in 0..SIZE {
+                        for x in 0..SIZE {
+                            let mut v: f32 = rng.random_range(-0.5..0.5);
+                            if top && y < SIZE / 2 {
+                                v += 1.0;
+                            }
+                            if left && x < SIZE / 2 {
+                                v += 1.0;
+                            }
+                            images.push(v);
+                        }
+                    }
+                    targets.extend([top as u8 as f32, left as u8 as f32]);
+                }
+                Batch {
+                    images,
+                    targets,
+                    n,
+                    size: SIZE,
+                    num_labels: LABELS,
+                }
+            })
+            .collect()
+    }
+
+    /// Fixed batches; can poison one with NaN or cancel the run when it hands out a given batch.
+    struct ToySource {
+        train: Vec<Batch>,
+        val: Vec<Batch>,
+        nan_at: Option<(usize, usize)>,
+        cancel_at: Option<(usize, usize, CancelHandle)>,
+    }
+
+    impl ToySource {
+        fn new() -> Self {
+            ToySource {
+                train: toy_batches(6, 16, 1),
+                val: toy_batches(2, 32, 2),
+                nan_at: None,
+                cancel_at: None,
+            }
+        }
+    }
+
+    impl BatchSource for ToySource {
+        fn train_batches(&mut self, epoch: usize) -> Box<dyn Iterator<Item = BatchResult> + '_> {
+            let nan_at = self.nan_at;
+            let cancel_at = self.cancel_at.clone();
+            // Rotate the order by epoch, as a shuffling loader would, reproducibly.
+            let count = self.train.len();
+            Box::new((0..count).map(move |i| {
+                let mut batch = self.train[(i + epoch) % count].clone();
+                if nan_at == Some((epoch, i + 1)) {
+                    batch.images[3] = f32::NAN;
+                }
+                if let Some((e, b, handle)) = &cancel_at {
+                    if (*e, *b) == (epoch, i + 1) {
+                        handle.cancel();
+                    }
+                }
+                Ok(batch)
+            }))
+        }
+        fn val_batches(&mut self) -> Box<dyn Iterator<Item = BatchResult> + '_> {
+            Box::new(self.val.iter().cloned().map(Ok))
+        }
+        fn train_batch_count(&self) -> usize {
+            self.train.len()
+        }
+    }
+
+    /// Mean AUROC by counting ordered positive/negative pairs (ties count half).
+    fn toy_metrics(probs: &[f32], targets: &[f32], labels: usize) -> serde_json::Value {
+        let n = probs.len() / labels;
+        let mut aurocs = Vec::new();
+        for l in 0..labels {
+            let (mut wins, mut pairs) = (0.0, 0.0);
+            for i in (0..n).filter(|&i| targets[i * labels + l] > 0.5) {
+                for j in (0..n).filter(|&j| targets[j * labels + l] < 0.5) {
+                    let (p, q) = (probs[i * labels + l], probs[j * labels + l]);
+                    wins += if p > q {
+                        1.0
+                    } else if p == q {
+                        0.5
+                    } else {
+                        0.0
+                    };
+                    pairs += 1.0;
+                }
+            }
+            aurocs.push(wins / pairs);
+        }
+        serde_json::json!({ "mean_auroc": aurocs.iter().sum::<f64>() / labels as f64 })
+    }
+
+    fn config(epochs: usize) -> TrainConfig {
+        TrainConfig {
+            labels: Some("toy.csv".into()),
+            epochs,
+            lr: 0.05,
+            optimizer: OptimizerKind::Adam,
+            loss: LossKind::Bce,
+            ..TrainConfig::default()
+        }
+    }
+
+    fn setup(config: TrainConfig, dir: &std::path::Path, run_id: &str) -> RunSetup<burn::tensor::Device<AB>> {
+        RunSetup {
+            config,
+            run_id: run_id.into(),
+            ckpt_dir: dir.to_path_buf(),
+            device: Default::default(),
+            device_name: "cpu".into(),
+            num_labels: LABELS,
+            pos_weight: None,
+            resume: false,
+        }
+    }
+
+    fn run(setup: RunSetup<burn::tensor::Device<AB>>, source: &mut ToySource) -> (Result<Outcome>, Vec<TrainEvent>) {
+        run_with_cancel(setup, source, &CancelHandle::new())
+    }
+
+    fn run_with_cancel(
+        setup: RunSetup<burn::tensor::Device<AB>>,
+        source: &mut ToySource,
+        cancel: &CancelHandle,
+    ) -> (Result<Outcome>, Vec<TrainEvent>) {
+        let mut events = Vec::new();
+        let mut sink = |e: TrainEvent| events.push(e);
+        let result = train::<AB, TinyNet<AB>, _>(setup, |d| tiny_net(7, d), source, &toy_metrics, &mut sink, cancel);
+        (result, events)
+    }
+
+    fn epoch_events(events: &[TrainEvent]) -> Vec<(usize, serde_json::Value)> {
+        events
+            .iter()
+            .filter_map(|e| match e {
+                TrainEvent::Epoch { epoch, val, .. } => Some((*epoch, val.clone())),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn val_of(v: &serde_json::Value, key: &str) -> f64 {
+        v[key].as_f64().unwrap()
+    }
+
+    #[test]
+    fn loss_decreases_and_the_toy_task_is_learnt() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (result, events) = run(setup(config(5), tmp.path(), "learn"), &mut ToySource::new());
+        let outcome = result.unwrap();
+        let epochs = epoch_events(&events);
+        assert_eq!(epochs.len(), 5);
+        let (first, last) = (&epochs[0].1, &epochs[4].1);
+        assert!(val_of(last, "loss") < val_of(first, "loss"), "{first} -> {last}");
+        assert!(val_of(last, "mean_auroc") > 0.95, "{last}");
+        assert!(matches!(
+            events[0],
+            TrainEvent::Started {
+                first_epoch: 1,
+                num_params: 130,
+                ..
+            }
+        ));
+        assert!(matches!(
+            events.last(),
+            Some(TrainEvent::Finished {
+                stopped_early: false,
+                ..
+            })
+        ));
+        assert!(matches!(
+            outcome,
+            Outcome::Finished {
+                best_epoch: Some(_),
+                ..
+            }
+        ));
+        assert!(events.iter().any(|e| matches!(
+            e,
+            TrainEvent::Batch {
+                epoch: 1,
+                batch: 6,
+                of: 6,
+                ..
+            }
+        )));
+    }
+
+    #[test]
+    fn checkpoint_reload_gives_the_same_predictions() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (result, _) = run(setup(config(1), tmp.path(), "ckpt"), &mut ToySource::new());
+        result.unwrap();
+        let ckpts = RunCheckpoints::new(tmp.path(), "ckpt");
+        let state = ckpts.read_state(Slot::Best).unwrap().unwrap();
+        assert_eq!(state.epoch, 1);
+        let device = Default::default();
+        // Two different starting points give identical weights once the checkpoint is loaded.
+        let a = ckpts
+            .load_model::<Flex, _>(Slot::Best, tiny_net::<Flex>(100, &device), &device)
+            .unwrap();
+        let b = ckpts
+            .load_model::<Flex, _>(Slot::Best, tiny_net::<Flex>(200, &device), &device)
+            .unwrap();
+        let val = &ToySource::new().val[0];
+        let (images, _) = val.tensors::<Flex>(&device);
+        let pa = a.forward(images.clone()).into_data().to_vec::<f32>().unwrap();
+        let pb = b.forward(images.clone()).into_data().to_vec::<f32>().unwrap();
+        assert_eq!(pa, pb);
+        let fresh = tiny_net::<Flex>(100, &device)
+            .forward(images.clone())
+            .into_data()
+            .to_vec::<f32>()
+            .unwrap();
+        assert_ne!(pa, fresh);
+        // And they are the predictions the run validated with: same loss over the validation set.
+        let loss_fn = Loss::from_config(&state.config, None);
+        let mut sum = 0.0;
+        let source = ToySource::new();
+        for batch in &source.val {
+            let (x, y) = batch.tensors::<Flex>(&device);
+            let l: f32 = loss_fn.compute(a.forward(x), y).into_scalar();
+            sum += l as f64 * batch.n as f64;
+        }
+        let loss = sum / 64.0;
+        assert!(
+            (loss - val_of(&state.val_metrics, "loss")).abs() < 1e-6,
+            "{loss} vs {}",
+            state.val_metrics
+        );
+    }
+
+    #[test]
+    fn same_seed_gives_the_same_metrics() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (_, a) = run(setup(config(2), tmp.path(), "a"), &mut ToySource::new());
+        let (_, b) = run(setup(config(2), tmp.path(), "b"), &mut ToySource::new());
+        assert_eq!(epoch_events(&a), epoch_events(&b));
+    }
+
+    /// Runs `cfg` straight, and again cancelled during epoch 3 then resumed; the resumed epochs
+    /// must equal the straight ones (weights, optimiser state, schedule and RNG all restored).
+    fn assert_resume_matches_straight(cfg: TrainConfig, label: &str) {
+        let tmp = tempfile::tempdir().unwrap();
+        let (_, straight) = run(setup(cfg.clone(), tmp.path(), "straight"), &mut ToySource::new());
+
+        let cancel = CancelHandle::new();
+        let mut source = ToySource::new();
+        source.cancel_at = Some((3, 2, cancel.clone()));
+        let (first, _) = run_with_cancel(setup(cfg.clone(), tmp.path(), "split"), &mut source, &cancel);
+        assert_eq!(first.unwrap(), Outcome::Cancelled, "{label}");
+        let mut again = setup(cfg, tmp.path(), "split");
+        again.resume = true;
+        let (second, resumed) = run(again, &mut ToySource::new());
+        second.unwrap();
+        assert!(
+            matches!(resumed[0], TrainEvent::Started { first_epoch: 3, .. }),
+            "{label}: {:?}",
+            resumed[0]
+        );
+        let resumed_epochs = epoch_events(&resumed);
+        assert_eq!(
+            resumed_epochs.iter().map(|(e, _)| *e).collect::<Vec<_>>(),
+            vec![3, 4],
+            "{label}"
+        );
+        let straight_epochs = epoch_events(&straight);
+        for ((e1, v1), (e2, v2)) in straight_epochs[2..].iter().zip(&resumed_epochs) {
+            assert_eq!(e1, e2);
+            let (l1, l2) = (val_of(v1, "loss"), val_of(v2, "loss"));
+            assert!(
+                (l1 - l2).abs() < 1e-6,
+                "{label}, epoch {e1}: straight {l1}, resumed {l2}"
+            );
+        }
+    }
+
+    #[test]
+    fn resume_continues_the_epoch_count_and_matches_a_straight_run() {
+        assert_resume_matches_straight(config(4), "adam, constant");
+        let sgd = TrainConfig {
+            optimizer: OptimizerKind::Sgd,
+            nesterov: true,
+            lr: 0.1,
+            schedule: crate::train::config::ScheduleKind::Cosine,
+            warmup_epochs: 1,
+            grad_clip: Some(1.0),
+            weight_decay: 1e-4,
+            ..config(4)
+        };
+        assert_resume_matches_straight(sgd, "sgd nesterov, cosine, clipping");
+        let plateau = TrainConfig {
+            optimizer: OptimizerKind::AdamW,
+            weight_decay: 1e-2,
+            schedule: crate::train::config::ScheduleKind::Plateau,
+            plateau_patience: 1,
+            loss: LossKind::Focal,
+            ..config(4)
+        };
+        assert_resume_matches_straight(plateau, "adamw, plateau, focal");
+    }
+
+    #[test]
+    fn a_straight_run_differs_without_restored_optimiser_state() {
+        // Guards the test above: resuming Adam with fresh moments would change epoch 3.
+        let tmp = tempfile::tempdir().unwrap();
+        let (_, straight) = run(setup(config(3), tmp.path(), "s"), &mut ToySource::new());
+        run(setup(config(2), tmp.path(), "p"), &mut ToySource::new()).0.unwrap();
+        let ckpts = RunCheckpoints::new(tmp.path(), "p");
+        std::fs::write(ckpts.slot_dir(Slot::Last).unwrap().unwrap().join("optim.mpk"), {
+            let fresh: Optim<AB, TinyNet<AB>> = Optim::from_config(&config(3));
+            fresh.to_bytes().unwrap()
+        })
+        .unwrap();
+        let mut again = setup(config(3), tmp.path(), "p");
+        again.resume = true;
+        let (_, resumed) = run(again, &mut ToySource::new());
+        let (a, b) = (&epoch_events(&straight)[2].1, &epoch_events(&resumed)[0].1);
+        assert!((val_of(a, "loss") - val_of(b, "loss")).abs() > 1e-7, "{a} vs {b}");
+    }
+
+    #[test]
+    fn resume_refuses_a_different_config_and_a_finished_run() {
+        let tmp = tempfile::tempdir().unwrap();
+        run(setup(config(1), tmp.path(), "r"), &mut ToySource::new()).0.unwrap();
+        let mut changed = setup(TrainConfig { lr: 0.5, ..config(3) }, tmp.path(), "r");
+        changed.resume = true;
+        let (result, events) = run(changed, &mut ToySource::new());
+        let message = result.unwrap_err().to_string();
+        assert!(message.contains("lr"), "{message}");
+        assert!(matches!(events.last(), Some(TrainEvent::Failed { .. })));
+
+        let mut done = setup(config(1), tmp.path(), "r");
+        done.resume = true;
+        let message = run(done, &mut ToySource::new()).0.unwrap_err().to_string();
+        assert!(message.contains("already completed 1 of 1"), "{message}");
+
+        let mut nothing = setup(config(2), tmp.path(), "never-ran");
+        nothing.resume = true;
+        let message = run(nothing, &mut ToySource::new()).0.unwrap_err().to_string();
+        assert!(message.contains("no checkpoint"), "{message}");
+    }
+
+    #[test]
+    fn cancel_stops_at_the_next_batch_and_keeps_the_last_checkpoint() {
+        let tmp = tempfile::tempdir().unwrap();
+        let cancel = CancelHandle::new();
+        let mut source = ToySource::new();
+        source.cancel_at = Some((2, 3, cancel.clone()));
+        let (result, events) = run_with_cancel(setup(config(5), tmp.path(), "c"), &mut source, &cancel);
+        assert_eq!(result.unwrap(), Outcome::Cancelled);
+        assert_eq!(events.last(), Some(&TrainEvent::Cancelled));
+        assert_eq!(epoch_events(&events).len(), 1, "epoch 2 must not complete");
+        let ckpts = RunCheckpoints::new(tmp.path(), "c");
+        assert_eq!(ckpts.read_state(Slot::Last).unwrap().unwrap().epoch, 1);
+    }
+
+    #[test]
+    fn cancel_from_another_thread_stops_a_spawned_run() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (tx, rx) = mpsc::channel();
+        let (handle, cancel) = spawn::<AB, TinyNet<AB>, _, _, _, _>(
+            setup(config(10_000), tmp.path(), "t"),
+            |d| tiny_net(7, d),
+            ToySource::new(),
+            toy_metrics,
+            tx,
+        )
+        .unwrap();
+        // Wait for training to be under way, then cancel.
+        loop {
+            if let TrainEvent::Batch { .. } = rx.recv().unwrap() {
+                break;
+            }
+        }
+        cancel.cancel();
+        assert_eq!(handle.join().unwrap().unwrap(), Outcome::Cancelled);
+        let rest: Vec<TrainEvent> = rx.iter().collect();
+        assert_eq!(rest.last(), Some(&TrainEvent::Cancelled));
+    }
+
+    #[test]
+    fn a_nan_loss_fails_the_run_naming_epoch_batch_and_a_fix() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut source = ToySource::new();
+        source.nan_at = Some((1, 2));
+        let (result, events) = run(setup(config(3), tmp.path(), "nan"), &mut source);
+        assert!(
+            matches!(result, Err(Error::NonFinite { epoch: 1, batch: 2, .. })),
+            "{result:?}"
+        );
+        let Some(TrainEvent::Failed { message }) = events.last() else {
+            panic!("no Failed event: {events:?}");
+        };
+        assert!(
+            message.contains("epoch 1, batch 2") && message.contains("lower the learning rate"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn early_stopping_ends_the_run_when_the_metric_stalls() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut events = Vec::new();
+        let mut sink = |e: TrainEvent| events.push(e);
+        // A metric that never improves after the first epoch.
+        let flat = |_: &[f32], _: &[f32], _: usize| serde_json::json!({ "mean_auroc": 0.5 });
+        let cfg = TrainConfig {
+            early_stopping: Some(2),
+            ..config(10)
+        };
+        let outcome = train::<AB, TinyNet<AB>, _>(
+            setup(cfg, tmp.path(), "es"),
+            |d| tiny_net(7, d),
+            &mut ToySource::new(),
+            &flat,
+            &mut sink,
+            &CancelHandle::new(),
+        )
+        .unwrap();
+        assert_eq!(
+            outcome,
+            Outcome::Finished {
+                best_epoch: Some(1),
+                best_metric: Some(0.5),
+                stopped_early: true
+            }
+        );
+        assert_eq!(epoch_events(&events).len(), 3);
+    }
+
+    #[test]
+    fn an_invalid_config_or_batch_fails_with_a_message() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (result, _) = run(
+            setup(
+                TrainConfig {
+                    batch_size: 0,
+                    ..config(1)
+                },
+                tmp.path(),
+                "bad",
+            ),
+            &mut ToySource::new(),
+        );
+        assert!(result.unwrap_err().to_string().contains("batch_size"));
+
+        let mut source = ToySource::new();
+        source.train[0].targets.pop();
+        let (result, _) = run(setup(config(1), tmp.path(), "bad2"), &mut source);
+        assert!(result.unwrap_err().to_string().contains("target values"));
+    }
+}

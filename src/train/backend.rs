@@ -176,7 +176,9 @@ fn describe(info: &CudaInfo) -> String {
     format!("{} ({gib:.0} GiB), device 0 of {}", info.name, info.device_count)
 }
 
-/// Threads the CPU backend and data loading use (rayon's global pool).
+/// Threads of rayon's global pool, used by data loading and, when burn-flex is built with its
+/// `rayon` feature, by the CPU backend's convolutions and matrix products (without that feature
+/// the backend runs on one thread).
 pub fn cpu_threads() -> usize {
     rayon::current_num_threads()
 }

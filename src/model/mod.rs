@@ -1,5 +1,14 @@
 //! Burn model definitions: the CNN families, their configs, normalisation choice.
 
+mod classifier;
+mod densenet;
+mod efficientnet;
+mod layers;
+mod mobilenet;
+mod resnet;
+mod simple_cnn;
 mod spec;
 
+pub use classifier::Classifier;
+pub use layers::scale_channels;
 pub use spec::{Architecture, ModelSpec, NormKind};

@@ -1,6 +1,7 @@
 //! Training engine: run configuration, the training loop on a worker thread, metrics, checkpoints, events.
 
 pub mod augment;
+pub mod backend;
 pub mod checkpoint;
 pub mod config;
 mod error;

@@ -1,0 +1,157 @@
+//! Building blocks shared by the architectures: the configurable normalisation layer, convolution
+//! and linear constructors with the project's initialisation, width scaling, and the trainable
+//! parameter counter.
+
+use burn::module::{Module, ModuleVisitor, Param};
+use burn::nn::conv::{Conv2d, Conv2dConfig};
+use burn::nn::{
+    BatchNorm, BatchNormConfig, GroupNorm, GroupNormConfig, Initializer, InstanceNorm, InstanceNormConfig, Linear,
+    LinearConfig, PaddingConfig2d,
+};
+use burn::prelude::*;
+
+use super::NormKind;
+
+/// Channel counts are rounded to a multiple of this, so group norm always has whole groups.
+const CHANNEL_DIVISOR: usize = 4;
+/// Narrowest layer a width multiplier may produce; thinner layers stop learning anything useful.
+const MIN_CHANNELS: usize = 8;
+/// Group norm's usual group count (Wu & He 2018); fewer when the channels do not divide.
+const GROUP_NORM_GROUPS: usize = 32;
+
+/// Scales a published channel count by the width multiplier. Width 1.0 leaves every published
+/// count unchanged (they are all multiples of 4).
+pub fn scale_channels(channels: usize, width: f32) -> usize {
+    let scaled = (channels as f32 * width / CHANNEL_DIVISOR as f32).round() as usize * CHANNEL_DIVISOR;
+    scaled.max(MIN_CHANNELS)
+}
+
+/// A normalisation layer over `[N, C, H, W]` chosen by [`NormKind`]. Burn's `LayerNorm`
+/// normalises only the last axis, so "layer" here is group norm with one group: statistics over
+/// C, H and W of each sample, which is what layer norm means for convolutional features.
+#[derive(Module, Debug)]
+pub enum Norm<B: Backend> {
+    Batch(BatchNorm<B>),
+    Group(GroupNorm<B>),
+    Instance(InstanceNorm<B>),
+}
+
+impl<B: Backend> Norm<B> {
+    /// γ = 1 and β = 0 are the Burn defaults for all three layers.
+    pub fn new(kind: NormKind, channels: usize, device: &B::Device) -> Self {
+        match kind {
+            NormKind::Batch => Norm::Batch(BatchNormConfig::new(channels).init(device)),
+            NormKind::Group => {
+                let groups = (1..=GROUP_NORM_GROUPS.min(channels))
+                    .rev()
+                    .find(|g| channels % g == 0)
+                    .unwrap_or(1);
+                Norm::Group(GroupNormConfig::new(groups, channels).init(device))
+            }
+            NormKind::Layer => Norm::Group(GroupNormConfig::new(1, channels).init(device)),
+            NormKind::Instance => Norm::Instance(InstanceNormConfig::new(channels).init(device)),
+        }
+    }
+
+    pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
+        match self {
+            Norm::Batch(norm) => norm.forward(x),
+            Norm::Group(norm) => norm.forward(x),
+            Norm::Instance(norm) => norm.forward(x),
+        }
+    }
+}
+
+/// A bias-free convolution (a norm always follows) with He/Kaiming normal fan-out initialisation,
+/// as in He et al. 2015 and torchvision's ResNet; "same" padding of `kernel / 2` on every side.
+pub fn conv<B: Backend>(
+    in_channels: usize,
+    out_channels: usize,
+    kernel: usize,
+    stride: usize,
+    groups: usize,
+    device: &B::Device,
+) -> Conv2d<B> {
+    let padding = kernel / 2;
+    Conv2dConfig::new([in_channels, out_channels], [kernel, kernel])
+        .with_stride([stride, stride])
+        .with_padding(PaddingConfig2d::Explicit(padding, padding, padding, padding))
+        .with_groups(groups)
+        .with_bias(false)
+        .with_initializer(Initializer::KaimingNormal {
+            gain: std::f64::consts::SQRT_2,
+            fan_out_only: true,
+        })
+        .init(device)
+}
+
+/// A fully connected layer with Burn's default weight initialisation and a zero bias.
+pub fn linear<B: Backend>(d_input: usize, d_output: usize, device: &B::Device) -> Linear<B> {
+    let mut layer = LinearConfig::new(d_input, d_output).init(device);
+    layer.bias = Some(Param::from_tensor(Tensor::zeros([d_output], device)));
+    layer
+}
+
+/// Convolution → norm, the unit every architecture repeats; the activation is left to the caller
+/// because it differs (ReLU, ReLU6, SiLU, none before a residual sum).
+#[derive(Module, Debug)]
+pub struct ConvNorm<B: Backend> {
+    conv: Conv2d<B>,
+    norm: Norm<B>,
+}
+
+impl<B: Backend> ConvNorm<B> {
+    pub fn new(
+        norm: NormKind,
+        channels: [usize; 2],
+        kernel: usize,
+        stride: usize,
+        groups: usize,
+        device: &B::Device,
+    ) -> Self {
+        ConvNorm {
+            conv: conv(channels[0], channels[1], kernel, stride, groups, device),
+            norm: Norm::new(norm, channels[1], device),
+        }
+    }
+
+    pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
+        self.norm.forward(self.conv.forward(x))
+    }
+
+    #[cfg(test)]
+    pub fn conv_weight(&self) -> Tensor<B, 4> {
+        self.conv.weight.val()
+    }
+}
+
+/// Mean over the spatial axes: `[N, C, H, W]` → `[N, C]`, for any H and W.
+pub fn global_average_pool<B: Backend>(x: Tensor<B, 4>) -> Tensor<B, 2> {
+    let [n, c, h, w] = x.dims();
+    x.reshape([n, c, h * w]).mean_dim(2).reshape([n, c])
+}
+
+/// Counts trainable parameters, skipping batch norm's running statistics: Burn visits those like
+/// parameters, but published parameter counts (and optimisers) leave them out.
+#[derive(Default)]
+pub struct TrainableCounter {
+    path: Vec<String>,
+    pub count: usize,
+}
+
+impl<B: Backend> ModuleVisitor<B> for TrainableCounter {
+    fn enter_module(&mut self, name: &str, _container_type: &str) {
+        self.path.push(name.to_string());
+    }
+
+    fn exit_module(&mut self, _name: &str, _container_type: &str) {
+        self.path.pop();
+    }
+
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
+        let running_statistic = self.path.last().is_some_and(|name| name.starts_with("running_"));
+        if !running_statistic {
+            self.count += param.shape().num_elements();
+        }
+    }
+}

@@ -2,6 +2,7 @@
 
 use clap::{Parser, Subcommand};
 
+mod bench;
 mod cache;
 mod dataset;
 mod demo;
@@ -29,6 +30,9 @@ pub enum Command {
     /// Data set tools: stats, split, cache.
     #[command(subcommand)]
     Dataset(dataset::DatasetCommand),
+    /// Throughput benchmarks (see BENCHMARKS.md).
+    #[command(subcommand)]
+    Bench(bench::BenchCommand),
 }
 
 pub fn init_tracing(verbose: u8) {
@@ -51,5 +55,6 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Some(Command::Serve(args)) => serve::run(args),
         Some(Command::Demo(args)) => demo::run(args),
         Some(Command::Dataset(cmd)) => dataset::run(cmd),
+        Some(Command::Bench(cmd)) => bench::run(cmd),
     }
 }

@@ -2,4 +2,5 @@
 
 mod nih_real;
 mod eval;
+mod images;
 mod util;

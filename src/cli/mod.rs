@@ -2,6 +2,7 @@
 
 use clap::{Parser, Subcommand};
 
+mod bench;
 mod cache;
 mod dataset;
 mod demo;
@@ -32,6 +33,9 @@ pub enum Command {
     Dataset(dataset::DatasetCommand),
     /// Metrics (AUROC, AP, F1, confusion counts) for predictions made by any model.
     Eval(eval::EvalArgs),
+    /// Throughput benchmarks (see BENCHMARKS.md).
+    #[command(subcommand)]
+    Bench(bench::BenchCommand),
 }
 
 pub fn init_tracing(verbose: u8) {
@@ -55,5 +59,6 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Some(Command::Demo(args)) => demo::run(args),
         Some(Command::Dataset(cmd)) => dataset::run(cmd),
         Some(Command::Eval(args)) => eval::run(args),
+        Some(Command::Bench(cmd)) => bench::run(cmd),
     }
 }

@@ -1,1 +1,766 @@
-//! (in progress)
+//! The decode/resize cache: every image of a label table decoded and resized once, stored as raw
+//! `size`×`size` u8 pixels in one memory-mappable file that training reads without decoding.
+//!
+//! File layout (little-endian), version 1:
+//!
+//! | bytes | content |
+//! |---|---|
+//! | 0..8 | magic `CXR8PIX\0` |
+//! | 8..12 | format version |
+//! | 12..16 | image side in px |
+//! | 16..24 | image count |
+//! | 24..32 | length of the id block |
+//! | 32..40, 40..48 | pixel mean and std (f64, pixel / 255 units) |
+//! | 48..80 | input key (label contents, size, recipe, names of the images found) |
+//! | 80..112 | SHA-256 of the pixel block (checked by [`Cache::verify`]) |
+//! | 112..120 | total file length |
+//! | 120..152 | SHA-256 of bytes 0..120 and the id block (checked on every open) |
+//! | 192.. | pixels, image after image, then the ids joined by `\n` |
+//!
+//! Files are written to a temp file, fsynced and renamed, so a crash leaves either no cache or a
+//! whole one; a truncated or foreign file fails [`Cache::open`] and [`build`] rebuilds it.
+
+use std::collections::{HashMap, HashSet};
+use std::fmt;
+use std::fs::File;
+use std::io::{Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use memmap2::{Mmap, MmapMut};
+use rayon::prelude::*;
+use sha2::{Digest, Sha256};
+
+use super::images::{self, ImageIndex, SquareResizer, Unreadable, REPORT_EXAMPLES};
+use super::{Error, LabelTable, Result};
+
+/// Where the CLI keeps caches unless told otherwise.
+pub const DEFAULT_CACHE_DIR: &str = "data/cache";
+/// File extension of cache files.
+pub const EXTENSION: &str = "cxr8px";
+
+const MAGIC: [u8; 8] = *b"CXR8PIX\0";
+const VERSION: u32 = 1;
+/// Header size; a multiple of 64 so every image starts cache-line aligned when `size²` is too.
+const HEADER_LEN: usize = 192;
+const META_CHECKED_LEN: usize = 120;
+/// Names how pixels are made from files; part of the key, so changing the decoder or resize
+/// recipe (and this string) never reuses stale pixels.
+const PIXEL_RECIPE: &str = "gray8; centre crop to square; Lanczos3 convolution (fast_image_resize 5)";
+
+/// Called from worker threads with (images done, images to do).
+pub type ProgressFn = Arc<dyn Fn(usize, usize) + Send + Sync>;
+
+/// How [`build`] behaves.
+#[derive(Clone, Default)]
+pub struct BuildOptions {
+    /// Build from the images that are there when some are missing or unreadable, instead of
+    /// failing; the report names what was skipped.
+    pub allow_missing: bool,
+    /// Decoder threads; `None` = rayon's default (all cores).
+    pub threads: Option<usize>,
+    /// Progress callback for a bar in the CLI or the web page.
+    pub progress: Option<ProgressFn>,
+    /// Rebuild even when a valid cache for the same inputs exists.
+    pub force: bool,
+}
+
+impl fmt::Debug for BuildOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BuildOptions")
+            .field("allow_missing", &self.allow_missing)
+            .field("threads", &self.threads)
+            .field("progress", &self.progress.as_ref().map(|_| "callback"))
+            .field("force", &self.force)
+            .finish()
+    }
+}
+
+/// What [`build`] did.
+#[derive(Debug, Clone)]
+pub struct CacheReport {
+    pub path: PathBuf,
+    /// Rows in the label table.
+    pub listed: usize,
+    /// Images in the cache.
+    pub cached: usize,
+    /// Listed images with no file.
+    pub missing: Vec<String>,
+    /// Files that could not be decoded (for a reused cache: those the build skipped).
+    pub unreadable: Vec<Unreadable>,
+    /// An existing cache for the same inputs was used; nothing was decoded.
+    pub reused: bool,
+    pub seconds: f64,
+}
+
+impl CacheReport {
+    /// Decode+resize throughput of this build (0 when the cache was reused).
+    pub fn images_per_sec(&self) -> f64 {
+        if self.reused || self.seconds <= 0.0 {
+            0.0
+        } else {
+            self.cached as f64 / self.seconds
+        }
+    }
+}
+
+impl fmt::Display for CacheReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.reused {
+            write!(f, "reused {} ({} images)", self.path.display(), self.cached)?;
+        } else {
+            write!(
+                f,
+                "cached {} of {} listed images in {:.1} s ({:.0} images/s) to {}",
+                self.cached,
+                self.listed,
+                self.seconds,
+                self.images_per_sec(),
+                self.path.display()
+            )?;
+        }
+        write_skipped(f, &self.missing, &self.unreadable)
+    }
+}
+
+fn write_skipped(f: &mut impl fmt::Write, missing: &[String], unreadable: &[Unreadable]) -> fmt::Result {
+    if !missing.is_empty() {
+        let shown: Vec<&str> = missing.iter().take(REPORT_EXAMPLES).map(String::as_str).collect();
+        write!(f, "\n  {} missing: {}", missing.len(), shown.join(", "))?;
+        if missing.len() > shown.len() {
+            write!(f, " and {} more", missing.len() - shown.len())?;
+        }
+    }
+    if !unreadable.is_empty() {
+        write!(f, "\n  {} unreadable:", unreadable.len())?;
+        for bad in unreadable.iter().take(REPORT_EXAMPLES) {
+            write!(f, "\n    {}", bad.message)?;
+        }
+        if unreadable.len() > REPORT_EXAMPLES {
+            write!(f, "\n    and {} more", unreadable.len() - REPORT_EXAMPLES)?;
+        }
+    }
+    Ok(())
+}
+
+/// An open, memory-mapped cache.
+#[derive(Debug)]
+pub struct Cache {
+    path: PathBuf,
+    map: Mmap,
+    size: u32,
+    count: usize,
+    mean: f64,
+    std: f64,
+    key: [u8; 32],
+    pixel_digest: [u8; 32],
+    ids: Vec<String>,
+    index: HashMap<String, usize>,
+}
+
+impl Cache {
+    /// Opens and checks a cache: magic, version, length and the header/id checksum. Pixels are
+    /// not hashed here (gigabytes for the full data set); see [`Cache::verify`].
+    pub fn open(path: impl AsRef<Path>) -> Result<Self> {
+        let path = path.as_ref();
+        let file = File::open(path).map_err(|e| Error::io(path, e))?;
+        // SAFETY: caches are only ever replaced by rename, never written in place, so the mapped
+        // file does not change under us while we hold it.
+        let map = unsafe { Mmap::map(&file) }.map_err(|e| Error::io(path, e))?;
+        let bad = |message: String| Error::Format {
+            path: path.to_path_buf(),
+            message: format!("{message}; delete it or run `cxr8 dataset cache` to rebuild it"),
+        };
+        if map.len() < HEADER_LEN || map[0..8] != MAGIC {
+            return Err(bad("not a cxr8 image cache (no cache header)".into()));
+        }
+        let u32_at = |at: usize| u32::from_le_bytes(map[at..at + 4].try_into().expect("4 bytes"));
+        let u64_at = |at: usize| u64::from_le_bytes(map[at..at + 8].try_into().expect("8 bytes"));
+        let version = u32_at(8);
+        if version != VERSION {
+            return Err(bad(format!(
+                "cache format version {version}, this cxr8 reads {VERSION}"
+            )));
+        }
+        let size = u32_at(12);
+        let count = u64_at(16);
+        let ids_len = u64_at(24);
+        let file_len = u64_at(112);
+        if file_len != map.len() as u64 {
+            return Err(bad(format!(
+                "truncated or extended: {} bytes, header says {file_len}",
+                map.len()
+            )));
+        }
+        let pixels_len = u64::from(size)
+            .checked_mul(u64::from(size))
+            .and_then(|s| s.checked_mul(count));
+        let expected = pixels_len.and_then(|p| p.checked_add(HEADER_LEN as u64 + ids_len));
+        if expected != Some(file_len) {
+            return Err(bad("damaged header: sizes do not add up to the file length".into()));
+        }
+        let pixels_end = HEADER_LEN + pixels_len.expect("checked above") as usize;
+        let ids_block = &map[pixels_end..];
+        if meta_digest(&map[..META_CHECKED_LEN], ids_block)[..] != map[120..152] {
+            return Err(bad("damaged header or image id list (checksum mismatch)".into()));
+        }
+        let ids_text = std::str::from_utf8(ids_block).map_err(|_| bad("image id list is not UTF-8".into()))?;
+        let ids: Vec<String> = if count == 0 {
+            Vec::new()
+        } else {
+            ids_text.split('\n').map(str::to_owned).collect()
+        };
+        if ids.len() as u64 != count {
+            return Err(bad(format!("{} image ids for {count} images", ids.len())));
+        }
+        let index = ids.iter().enumerate().map(|(i, id)| (id.clone(), i)).collect();
+        let f64_at = |at: usize| f64::from_le_bytes(map[at..at + 8].try_into().expect("8 bytes"));
+        Ok(Cache {
+            path: path.to_path_buf(),
+            size,
+            count: count as usize,
+            mean: f64_at(32),
+            std: f64_at(40),
+            key: map[48..80].try_into().expect("32 bytes"),
+            pixel_digest: map[80..112].try_into().expect("32 bytes"),
+            ids,
+            index,
+            map,
+        })
+    }
+
+    /// Hashes every pixel and compares with the header: catches damage inside the pixel block,
+    /// which [`Cache::open`] does not look at.
+    pub fn verify(&self) -> Result<()> {
+        let digest: [u8; 32] = Sha256::digest(self.pixels()).into();
+        if digest != self.pixel_digest {
+            return Err(Error::Format {
+                path: self.path.clone(),
+                message: "pixel data damaged (checksum mismatch); delete it or run `cxr8 dataset cache` to rebuild it"
+                    .into(),
+            });
+        }
+        Ok(())
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Number of images.
+    pub fn len(&self) -> usize {
+        self.count
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// Side of every (square) image in px.
+    pub fn size(&self) -> u32 {
+        self.size
+    }
+
+    /// Pixels of image `i`, row-major, `size²` bytes. Panics when `i >= len()`, like slice indexing.
+    pub fn image(&self, i: usize) -> &[u8] {
+        assert!(i < self.count, "image {i} out of range: the cache holds {}", self.count);
+        let side = self.size as usize * self.size as usize;
+        let start = HEADER_LEN + i * side;
+        &self.map[start..start + side]
+    }
+
+    /// Image file names in cache order.
+    pub fn ids(&self) -> &[String] {
+        &self.ids
+    }
+
+    /// Position of an image (by file name) in the cache.
+    pub fn index_of(&self, id: &str) -> Option<usize> {
+        self.index.get(id).copied()
+    }
+
+    /// Mean pixel value of all cached images, in pixel/255 units; training normalises by it.
+    pub fn mean(&self) -> f64 {
+        self.mean
+    }
+
+    /// Standard deviation of all cached pixels, in pixel/255 units.
+    pub fn std(&self) -> f64 {
+        self.std
+    }
+
+    fn pixels(&self) -> &[u8] {
+        let side = self.size as usize * self.size as usize;
+        &self.map[HEADER_LEN..HEADER_LEN + self.count * side]
+    }
+}
+
+/// The cache file for a label table at a size: `<cache_dir>/<label file stem>-<size>px-<key>.cxr8px`,
+/// the key hashing the table's contents (image names, patients, labels), the size and the pixel
+/// recipe. Which of the images were found is checked inside the file (see [`build`]).
+pub fn path_for(cache_dir: impl AsRef<Path>, table: &LabelTable, size: u32) -> PathBuf {
+    let key = hex::encode(&table_key(table, size)[..8]);
+    let file_name = table.source.file_name().and_then(|n| n.to_str()).unwrap_or("labels");
+    let stem = file_name.trim_end_matches(".gz").trim_end_matches(".csv");
+    let stem: String = stem
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    cache_dir.as_ref().join(format!("{stem}-{size}px-{key}.{EXTENSION}"))
+}
+
+fn table_key(table: &LabelTable, size: u32) -> [u8; 32] {
+    let mut hash = Sha256::new();
+    hash.update(PIXEL_RECIPE.as_bytes());
+    hash.update(VERSION.to_le_bytes());
+    hash.update(size.to_le_bytes());
+    for label in &table.labels {
+        hash.update(label.as_bytes());
+        hash.update([0]);
+    }
+    hash.update([1]);
+    for record in &table.records {
+        hash.update(record.image.as_bytes());
+        hash.update([0]);
+        hash.update(record.patient.as_bytes());
+        hash.update([0]);
+        hash.update(record.targets.to_le_bytes());
+    }
+    hash.finalize().into()
+}
+
+fn input_key(table_key: &[u8; 32], found: &[(&str, &Path)]) -> [u8; 32] {
+    let mut hash = Sha256::new();
+    hash.update(table_key);
+    for (name, _) in found {
+        hash.update(name.as_bytes());
+        hash.update([0]);
+    }
+    hash.finalize().into()
+}
+
+fn meta_digest(header: &[u8], ids_block: &[u8]) -> [u8; 32] {
+    let mut hash = Sha256::new();
+    hash.update(header);
+    hash.update(ids_block);
+    hash.finalize().into()
+}
+
+/// Decodes and resizes every image of `table` found in `index` into the cache at
+/// [`path_for`]`(cache_dir, table, size)`, or reuses that cache when it is valid and was built
+/// from the same images. Missing or unreadable images fail the build with a report of them,
+/// unless `options.allow_missing`.
+pub fn build(
+    table: &LabelTable,
+    index: &ImageIndex,
+    size: u32,
+    cache_dir: impl AsRef<Path>,
+    options: &BuildOptions,
+) -> Result<(Cache, CacheReport)> {
+    let started = Instant::now();
+    if size == 0 {
+        return Err(Error::Invalid("image size must be at least 1 px".into()));
+    }
+    let path = path_for(&cache_dir, table, size);
+    let mut seen = HashSet::new();
+    let mut found: Vec<(&str, &Path)> = Vec::new();
+    let mut missing = Vec::new();
+    for record in &table.records {
+        if !seen.insert(record.image.as_str()) {
+            continue;
+        }
+        match index.get(&record.image) {
+            Some(file) => found.push((&record.image, file)),
+            None => missing.push(record.image.clone()),
+        }
+    }
+    let fail = |missing: &[String], unreadable: &[Unreadable]| {
+        let mut message = format!(
+            "cannot cache {}: {} of {} listed images could not be used (looked in {})",
+            table.source.display(),
+            missing.len() + unreadable.len(),
+            table.records.len(),
+            index.root().display()
+        );
+        let _ = write_skipped(&mut message, missing, unreadable);
+        message.push_str("\nfix the image folder, or allow missing images (--allow-missing) to cache the rest");
+        Error::Invalid(message)
+    };
+    if !missing.is_empty() && !options.allow_missing {
+        return Err(fail(&missing, &[]));
+    }
+    if found.is_empty() {
+        return Err(fail(&missing, &[]));
+    }
+    let key = input_key(&table_key(table, size), &found);
+
+    if path.exists() && !options.force {
+        match Cache::open(&path) {
+            Ok(cache) if cache.key == key => {
+                let unreadable: Vec<Unreadable> = found
+                    .iter()
+                    .filter(|(name, _)| cache.index_of(name).is_none())
+                    .map(|(name, file)| Unreadable {
+                        name: (*name).to_owned(),
+                        message: format!("{}: could not be decoded when this cache was built", file.display()),
+                    })
+                    .collect();
+                if !unreadable.is_empty() && !options.allow_missing {
+                    return Err(fail(&missing, &unreadable));
+                }
+                let report = CacheReport {
+                    path,
+                    listed: table.records.len(),
+                    cached: cache.len(),
+                    missing,
+                    unreadable,
+                    reused: true,
+                    seconds: started.elapsed().as_secs_f64(),
+                };
+                return Ok((cache, report));
+            }
+            Ok(_) => tracing::info!("{} was built from other images; rebuilding", path.display()),
+            Err(e) => tracing::warn!("rebuilding unusable cache: {e}"),
+        }
+    }
+
+    let written = match options.threads {
+        Some(threads) => rayon::ThreadPoolBuilder::new()
+            .num_threads(threads.max(1))
+            .build()
+            .map_err(|e| Error::Invalid(format!("cannot start {threads} decoder threads: {e}")))?
+            .install(|| write_cache(&path, &found, size, &key, options)),
+        None => write_cache(&path, &found, size, &key, options),
+    }?;
+    if !written.unreadable.is_empty() && !options.allow_missing {
+        return Err(fail(&missing, &written.unreadable));
+    }
+    let cache = Cache::open(&path)?;
+    let report = CacheReport {
+        path,
+        listed: table.records.len(),
+        cached: cache.len(),
+        missing,
+        unreadable: written.unreadable,
+        reused: false,
+        seconds: started.elapsed().as_secs_f64(),
+    };
+    Ok((cache, report))
+}
+
+struct Written {
+    unreadable: Vec<Unreadable>,
+}
+
+/// Removes the temp file unless the build got as far as renaming it.
+struct TempFile(PathBuf);
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// Decodes `found` into a temp file next to `path` and renames it into place; writes nothing at
+/// `path` when images are unreadable and `allow_missing` is off.
+fn write_cache(
+    path: &Path,
+    found: &[(&str, &Path)],
+    size: u32,
+    key: &[u8; 32],
+    options: &BuildOptions,
+) -> Result<Written> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    let file_name = path.file_name().and_then(|n| n.to_str()).unwrap_or("cache");
+    let temp = TempFile(dir.join(format!(".{file_name}.tmp-{}", std::process::id())));
+    let io = |e: std::io::Error| Error::io(&temp.0, e);
+    let mut file = File::options()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&temp.0)
+        .map_err(io)?;
+    let side = size as usize * size as usize;
+    let full_len = HEADER_LEN + found.len() * side;
+    file.set_len(full_len as u64).map_err(io)?;
+    // SAFETY: the temp file is ours alone (process-unique name) until it is renamed.
+    let mut map = unsafe { MmapMut::map_mut(&file) }.map_err(io)?;
+
+    let done = AtomicUsize::new(0);
+    let total = found.len();
+    // Each image owns its slot, so threads write without locks and the bytes do not depend on
+    // scheduling; (sum, sum of squares) are exact integers for the same reason.
+    let results: Vec<std::result::Result<(u64, u64), String>> = map[HEADER_LEN..]
+        .par_chunks_mut(side)
+        .zip(found.par_iter())
+        .map_init(SquareResizer::new, |resizer, (slot, (_, file))| {
+            let result = images::load_gray(file)
+                .and_then(|gray| resizer.resize_into(&gray, size, slot))
+                .map(|()| pixel_sums(slot))
+                .map_err(|e| e.to_string());
+            let now = done.fetch_add(1, Ordering::Relaxed) + 1;
+            if let Some(progress) = &options.progress {
+                progress(now, total);
+            }
+            result
+        })
+        .collect();
+
+    let mut unreadable = Vec::new();
+    let mut ids: Vec<&str> = Vec::with_capacity(found.len());
+    let (mut sum, mut sum_sq) = (0u128, 0u128);
+    for (i, ((name, _), result)) in found.iter().zip(results).enumerate() {
+        match result {
+            Ok((s, sq)) => {
+                // Close the gaps left by unreadable images.
+                let kept = ids.len();
+                if kept != i {
+                    let from = HEADER_LEN + i * side;
+                    map.copy_within(from..from + side, HEADER_LEN + kept * side);
+                }
+                ids.push(name);
+                sum += u128::from(s);
+                sum_sq += u128::from(sq);
+            }
+            Err(message) => unreadable.push(Unreadable {
+                name: (*name).to_owned(),
+                message,
+            }),
+        }
+    }
+    if !unreadable.is_empty() && !options.allow_missing {
+        return Ok(Written { unreadable });
+    }
+    if ids.is_empty() {
+        let mut message = "no listed image could be decoded".to_owned();
+        let _ = write_skipped(&mut message, &[], &unreadable);
+        return Err(Error::Invalid(message));
+    }
+
+    let pixels_end = HEADER_LEN + ids.len() * side;
+    let pixel_digest: [u8; 32] = Sha256::digest(&map[HEADER_LEN..pixels_end]).into();
+    let n = (ids.len() * side) as f64;
+    let mean = sum as f64 / n;
+    let variance = (sum_sq as f64 / n - mean * mean).max(0.0);
+    let ids_block = ids.join("\n");
+    let file_len = pixels_end + ids_block.len();
+
+    let mut header = [0u8; HEADER_LEN];
+    header[0..8].copy_from_slice(&MAGIC);
+    header[8..12].copy_from_slice(&VERSION.to_le_bytes());
+    header[12..16].copy_from_slice(&size.to_le_bytes());
+    header[16..24].copy_from_slice(&(ids.len() as u64).to_le_bytes());
+    header[24..32].copy_from_slice(&(ids_block.len() as u64).to_le_bytes());
+    header[32..40].copy_from_slice(&(mean / 255.0).to_le_bytes());
+    header[40..48].copy_from_slice(&(variance.sqrt() / 255.0).to_le_bytes());
+    header[48..80].copy_from_slice(key);
+    header[80..112].copy_from_slice(&pixel_digest);
+    header[112..120].copy_from_slice(&(file_len as u64).to_le_bytes());
+    let digest = meta_digest(&header[..META_CHECKED_LEN], ids_block.as_bytes());
+    header[120..152].copy_from_slice(&digest);
+
+    map.flush().map_err(io)?;
+    drop(map);
+    file.set_len(pixels_end as u64).map_err(io)?;
+    file.seek(SeekFrom::Start(pixels_end as u64)).map_err(io)?;
+    file.write_all(ids_block.as_bytes()).map_err(io)?;
+    file.seek(SeekFrom::Start(0)).map_err(io)?;
+    file.write_all(&header).map_err(io)?;
+    file.sync_all().map_err(io)?;
+    drop(file);
+    std::fs::rename(&temp.0, path).map_err(|e| Error::io(path, e))?;
+    // Make the rename itself durable; not all platforms can open a folder, hence no error.
+    if let Ok(dir) = File::open(dir) {
+        let _ = dir.sync_all();
+    }
+    Ok(Written { unreadable })
+}
+
+fn pixel_sums(pixels: &[u8]) -> (u64, u64) {
+    pixels.iter().fold((0u64, 0u64), |(s, sq), &p| {
+        let p = u64::from(p);
+        (s + p, sq + p * p)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use image::GrayImage;
+
+    fn nih_table(names: &[&str]) -> LabelTable {
+        let mut text = String::from(
+            "Image Index,Finding Labels,Follow-up #,Patient ID,Patient Age,Patient Gender,View Position,\
+             OriginalImage[Width,Height],OriginalImagePixelSpacing[x,y]\n",
+        );
+        for (i, name) in names.iter().enumerate() {
+            text.push_str(&format!("{name},No Finding,0,{},50,M,PA,40,40,0.1,0.1\n", i + 1));
+        }
+        LabelTable::from_text("labels.csv", text).unwrap()
+    }
+
+    /// Writes `n` small PNGs with distinct content and returns the folder and names.
+    fn images(dir: &Path, n: usize) -> Vec<String> {
+        (0..n)
+            .map(|i| {
+                let name = format!("0000000{i}_000.png");
+                GrayImage::from_fn(40, 40, |x, y| {
+                    image::Luma([((x * 5 + y * 3 + i as u32 * 40) % 256) as u8])
+                })
+                .save(dir.join(&name))
+                .unwrap();
+                name
+            })
+            .collect()
+    }
+
+    #[test]
+    fn round_trip_matches_load_and_resize() {
+        let dir = tempfile::tempdir().unwrap();
+        let names = images(dir.path(), 3);
+        let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+        let table = nih_table(&refs);
+        let index = ImageIndex::scan(dir.path()).unwrap();
+        let calls = Arc::new(AtomicUsize::new(0));
+        let counter = calls.clone();
+        let options = BuildOptions {
+            progress: Some(Arc::new(move |_, total| {
+                assert_eq!(total, 3);
+                counter.fetch_add(1, Ordering::Relaxed);
+            })),
+            ..BuildOptions::default()
+        };
+        let (cache, report) = build(&table, &index, 16, dir.path().join("cache"), &options).unwrap();
+        assert_eq!(calls.load(Ordering::Relaxed), 3);
+        assert!(!report.reused);
+        assert_eq!((cache.len(), cache.size()), (3, 16));
+        assert_eq!(cache.ids(), &names[..]);
+        for (i, name) in names.iter().enumerate() {
+            let expected = images::load_resized(dir.path().join(name), 16).unwrap();
+            assert_eq!(cache.image(i), expected.as_raw().as_slice(), "{name}");
+            assert_eq!(cache.index_of(name), Some(i));
+        }
+        assert_eq!(cache.index_of("nope.png"), None);
+        cache.verify().unwrap();
+
+        // Mean/std equal a direct computation over the same pixels.
+        let all: Vec<f64> = (0..3)
+            .flat_map(|i| cache.image(i).to_vec())
+            .map(|p| p as f64 / 255.0)
+            .collect();
+        let mean = all.iter().sum::<f64>() / all.len() as f64;
+        let std = (all.iter().map(|p| (p - mean).powi(2)).sum::<f64>() / all.len() as f64).sqrt();
+        assert!((cache.mean() - mean).abs() < 1e-9 && (cache.std() - std).abs() < 1e-9);
+
+        // Same inputs: the file is reused, not rebuilt.
+        let (_, again) = build(&table, &index, 16, dir.path().join("cache"), &BuildOptions::default()).unwrap();
+        assert!(again.reused);
+    }
+
+    #[test]
+    fn cache_bytes_are_deterministic() {
+        let dir = tempfile::tempdir().unwrap();
+        let names = images(dir.path(), 5);
+        let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+        let table = nih_table(&refs);
+        let index = ImageIndex::scan(dir.path()).unwrap();
+        let one = |threads, sub: &str| {
+            let options = BuildOptions {
+                threads: Some(threads),
+                ..BuildOptions::default()
+            };
+            let (cache, _) = build(&table, &index, 12, dir.path().join(sub), &options).unwrap();
+            std::fs::read(cache.path()).unwrap()
+        };
+        assert_eq!(one(1, "a"), one(2, "b"));
+    }
+
+    #[test]
+    fn damaged_files_are_rejected_and_rebuilt() {
+        let dir = tempfile::tempdir().unwrap();
+        let names = images(dir.path(), 2);
+        let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+        let table = nih_table(&refs);
+        let index = ImageIndex::scan(dir.path()).unwrap();
+        let cache_dir = dir.path().join("cache");
+        let (cache, _) = build(&table, &index, 8, &cache_dir, &BuildOptions::default()).unwrap();
+        let path = cache.path().to_path_buf();
+        drop(cache);
+        let good = std::fs::read(&path).unwrap();
+
+        let reject = |bytes: &[u8], what: &str| {
+            std::fs::write(&path, bytes).unwrap();
+            let err = Cache::open(&path).unwrap_err();
+            assert!(err.to_string().contains(what), "{err}");
+        };
+        reject(&good[..good.len() - 1], "truncated");
+        reject(
+            b"PK\x03\x04 some zip file that happens to sit here",
+            "not a cxr8 image cache",
+        );
+        let mut bad_id = good.clone();
+        *bad_id.last_mut().unwrap() ^= 1;
+        reject(&bad_id, "checksum");
+
+        // A flipped pixel passes the cheap open but not verify().
+        let mut bad_pixel = good.clone();
+        bad_pixel[HEADER_LEN + 3] ^= 0xff;
+        std::fs::write(&path, &bad_pixel).unwrap();
+        assert!(Cache::open(&path).unwrap().verify().is_err());
+
+        // build() replaces a broken file with a good one.
+        std::fs::write(&path, &good[..100]).unwrap();
+        let (cache, report) = build(&table, &index, 8, &cache_dir, &BuildOptions::default()).unwrap();
+        assert!(!report.reused);
+        assert_eq!(std::fs::read(cache.path()).unwrap(), good);
+    }
+
+    #[test]
+    fn missing_and_unreadable_images() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut names = images(dir.path(), 2);
+        std::fs::write(dir.path().join("00000009_000.png"), b"not a png").unwrap();
+        names.insert(1, "00000009_000.png".into());
+        names.push("00000010_000.png".into()); // no file
+        let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+        let table = nih_table(&refs);
+        let index = ImageIndex::scan(dir.path()).unwrap();
+        let cache_dir = dir.path().join("cache");
+
+        let err = build(&table, &index, 8, &cache_dir, &BuildOptions::default()).unwrap_err();
+        assert!(err.to_string().contains("00000010_000.png"), "{err}");
+        assert!(err.to_string().contains("--allow-missing"), "{err}");
+
+        let allow = BuildOptions {
+            allow_missing: true,
+            ..BuildOptions::default()
+        };
+        let (cache, report) = build(&table, &index, 8, &cache_dir, &allow).unwrap();
+        assert_eq!(cache.ids(), &[names[0].clone(), names[2].clone()]);
+        assert_eq!(report.missing, vec!["00000010_000.png".to_owned()]);
+        assert_eq!(report.unreadable.len(), 1);
+        assert_eq!(report.unreadable[0].name, "00000009_000.png");
+        // The gap left by the unreadable image was closed: image 1 is the third file.
+        let expected = images::load_resized(dir.path().join(&names[2]), 8).unwrap();
+        assert_eq!(cache.image(1), expected.as_raw().as_slice());
+        drop(cache);
+
+        // Reusing that cache remembers what was skipped, and strict mode still refuses.
+        let (_, again) = build(&table, &index, 8, &cache_dir, &allow).unwrap();
+        assert!(again.reused);
+        assert_eq!(again.unreadable.len(), 1);
+        let strict_table = nih_table(&[&names[0], &names[1], &names[2]]);
+        let err = build(&strict_table, &index, 8, &cache_dir, &BuildOptions::default()).unwrap_err();
+        assert!(err.to_string().contains("00000009_000.png"), "{err}");
+    }
+}

@@ -59,9 +59,9 @@ impl Anatomy {
             diaphragm_left_y: 0.0, // set below: the left dome sits a little lower
             diaphragm_curvature: rng.random_range(0.9..1.5),
             heart_center_x: rng.random_range(0.04..0.10),
-            heart_center_y: rng.random_range(0.22..0.32),
-            heart_half_width: rng.random_range(0.28..0.35) * size,
-            heart_half_height: rng.random_range(0.22..0.27),
+            heart_center_y: rng.random_range(0.28..0.36),
+            heart_half_width: rng.random_range(0.33..0.39) * size,
+            heart_half_height: rng.random_range(0.26..0.31),
             rib_spacing: rng.random_range(0.13..0.16),
             rib_offset: rng.random_range(-0.86..-0.78),
             gastric_bubble: rng.random_bool(0.7),
@@ -211,11 +211,11 @@ impl Lesion {
                 volume_loss: rng.random_range(0.08..0.14),
             },
             "Cardiomegaly" => Lesion::Cardiomegaly {
-                scale: rng.random_range(1.3..1.55),
+                scale: rng.random_range(1.35..1.6),
             },
             "Effusion" => Lesion::Effusion {
                 side,
-                level: rng.random_range(0.12..0.35),
+                level: rng.random_range(0.2..0.45),
                 meniscus: rng.random_range(0.10..0.22),
             },
             "Infiltration" => {
@@ -611,7 +611,7 @@ fn density_at(shape: &Shape, lesions: &[Lesion], vessels: &[Vessel], seed: u64, 
             let yk = a.rib_offset + k as f32 * a.rib_spacing - 0.35 * ax + 0.55 * ax * ax;
             let dist = (y - yk).abs();
             let rib = smoothstep(0.03, 0.018, dist);
-            bone += 0.17 * rib * smoothstep(1.0, 0.9, body_r);
+            bone += 0.12 * rib * smoothstep(1.0, 0.9, body_r);
         }
         let clavicle_y = -0.62 - 0.18 * ax + 0.12 * ax * ax + a.rib_offset * 0.1 + 0.08;
         let clavicle = smoothstep(0.04, 0.025, (y - clavicle_y).abs()) * smoothstep(0.72, 0.6, ax);

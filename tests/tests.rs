@@ -4,3 +4,4 @@ mod nih_real;
 mod eval;
 mod images;
 mod util;
+mod demo;

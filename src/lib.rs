@@ -6,6 +6,10 @@ pub mod cli;
 pub mod data;
 /// Burn model definitions (CNN families) and their configs.
 pub mod model;
+/// The dashboard's job queue: one worker thread trains queued runs in order.
+pub mod queue;
+/// Recorded runs: submitting configs and executing them into the store.
+pub mod runs;
 /// Run store: SQLite (WAL) holding runs, per-epoch metrics and events.
 pub mod store;
 /// Training engine: configs, loop, metrics, checkpoints, events.

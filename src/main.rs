@@ -3,9 +3,9 @@
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    let cli = <cxr8::cli::Cli as clap::Parser>::parse();
+    let (cli, matches) = cxr8::cli::parse();
     cxr8::cli::init_tracing(cli.verbose);
-    match cxr8::cli::run(cli) {
+    match cxr8::cli::run(cli, &matches) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             // Print the whole cause chain: the outer context says what we were doing, the

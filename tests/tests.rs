@@ -1,7 +1,7 @@
 //! Integration tests: one crate, a module per area (real NIH files, the binary, end to end).
 
-mod nih_real;
+mod demo;
 mod eval;
 mod images;
+mod nih_real;
 mod util;
-mod demo;

@@ -10,6 +10,7 @@ mod eval;
 mod serve;
 mod split;
 mod stats;
+mod train;
 
 /// cxr8 — train, watch and compare chest X-ray classifiers (NIH ChestX-ray14 / CXR8).
 #[derive(Debug, Parser)]
@@ -31,6 +32,8 @@ pub enum Command {
     /// Data set tools: stats, split, cache.
     #[command(subcommand)]
     Dataset(dataset::DatasetCommand),
+    /// Train a model; the run is recorded in the store the dashboard shows.
+    Train(Box<train::TrainArgs>),
     /// Metrics (AUROC, AP, F1, confusion counts) for predictions made by any model.
     Eval(eval::EvalArgs),
     /// Throughput benchmarks (see BENCHMARKS.md).
@@ -52,8 +55,21 @@ pub fn init_tracing(verbose: u8) {
         .try_init();
 }
 
-pub fn run(cli: Cli) -> anyhow::Result<()> {
+/// Parses the command line. The matches are kept beside the typed values because `train` needs
+/// to know which flags were typed (they override a preset; defaults do not).
+pub fn parse() -> (Cli, clap::ArgMatches) {
+    use clap::{CommandFactory, FromArgMatches};
+    let matches = Cli::command().get_matches();
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    (cli, matches)
+}
+
+pub fn run(cli: Cli, matches: &clap::ArgMatches) -> anyhow::Result<()> {
     match cli.command {
+        Some(Command::Train(args)) => {
+            let sub = matches.subcommand_matches("train").expect("train subcommand matched");
+            train::run(*args, sub)
+        }
         None => serve::run(serve::ServeArgs::default()),
         Some(Command::Serve(args)) => serve::run(args),
         Some(Command::Demo(args)) => demo::run(args),

@@ -47,10 +47,11 @@ pub const SPLIT_FILES: [&str; 3] = ["train.csv", "val.csv", "test.csv"];
 /// How many example names an error message lists.
 const EXAMPLES: usize = 5;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "kebab-case")]
 pub enum Strategy {
     /// Seeded, label-stratified assignment of whole patients by fractions.
+    #[default]
     Patient,
     /// NIH's train_val_list.txt / test_list.txt; validation split out of train_val by patient.
     Official,

@@ -9,18 +9,8 @@ use serde::{Deserialize, Serialize};
 use crate::model::{Architecture, ModelSpec, NormKind};
 use crate::train::augment::AugmentConfig;
 
-/// How images are divided into train / validation / test sets.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "kebab-case")]
-pub enum SplitStrategy {
-    /// Random split by patient, so no patient is in two sets.
-    #[default]
-    Patient,
-    /// NIH's own train_val_list / test_list.
-    Official,
-    /// At most N images per class (for small, balanced experiments).
-    Balanced,
-}
+/// How images are divided into train / validation / test sets (the data layer's strategies).
+pub use crate::data::split::Strategy as SplitStrategy;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "kebab-case")]
@@ -105,17 +95,8 @@ impl Monitor {
     }
 }
 
-/// Where training runs. A local stand-in: the backend module owns the real `DeviceChoice`, and
-/// the lead maps this onto it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "kebab-case")]
-pub enum DeviceChoice {
-    /// CUDA when a GPU is usable, else CPU.
-    #[default]
-    Auto,
-    Cpu,
-    Cuda,
-}
+/// Where training runs (auto = CUDA when usable, else CPU).
+pub use crate::train::backend::DeviceChoice;
 
 /// Everything that defines a training run. Defaults are a reasonable multi-label ResNet-18 run.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, clap::Args)]
@@ -389,10 +370,12 @@ impl TrainConfig {
         };
 
         // data
-        match &self.labels {
-            None => bad("labels", "choose a label file (e.g. Data_Entry_2017_v2020.csv)".into()),
-            Some(p) if p.as_os_str().is_empty() => bad("labels", "choose a label file".into()),
-            _ => {}
+        // No label file means the built-in synthetic demo set.
+        if self.labels.as_ref().is_some_and(|p| p.as_os_str().is_empty()) {
+            bad(
+                "labels",
+                "give a label file path, or leave it out to use the demo data set".into(),
+            );
         }
         for (field, v) in [
             ("val_fraction", self.val_fraction),
@@ -696,7 +679,7 @@ mod tests {
     fn every_impossible_value_is_rejected_with_its_field() {
         type Edit = fn(&mut TrainConfig);
         let cases: &[(&str, Edit, &str)] = &[
-            ("no label file", |c| c.labels = None, "labels"),
+            ("empty label path", |c| c.labels = Some(PathBuf::new()), "labels"),
             ("batch 0", |c| c.batch_size = 0, "batch_size"),
             ("huge batch", |c| c.batch_size = 100_000, "batch_size"),
             ("lr 0", |c| c.lr = 0.0, "lr"),

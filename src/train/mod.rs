@@ -6,6 +6,7 @@ pub mod checkpoint;
 pub mod config;
 mod error;
 pub mod event;
+pub mod job;
 pub mod loader;
 pub mod loss;
 pub mod metrics;

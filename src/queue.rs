@@ -1,0 +1,265 @@
+//! The job queue behind the dashboard: runs wait in FIFO order and one dedicated worker thread
+//! trains them one at a time (one GPU/CPU job at a time), never on the async runtime. A panic in
+//! a job fails that run, not the worker.
+
+use std::collections::VecDeque;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+
+use crate::runs;
+use crate::store::{EventRow, RunStatus, Store};
+use crate::train::job::JobPaths;
+use crate::train::runner::CancelHandle;
+use crate::train::{FieldError, TrainConfig, TrainEvent};
+
+/// Why a queue operation was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum QueueError {
+    #[error("no run with id '{0}'")]
+    UnknownRun(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("the run store failed: {0}")]
+    Store(String),
+}
+
+/// Hears every stored event (for the dashboard's live broadcast).
+pub type EventListener = Arc<dyn Fn(&EventRow) + Send + Sync>;
+
+struct Job {
+    run_id: String,
+    resume: bool,
+}
+
+#[derive(Default)]
+struct State {
+    waiting: VecDeque<Job>,
+    running: Option<(String, CancelHandle)>,
+    shutdown: bool,
+}
+
+struct Shared {
+    store: Arc<Store>,
+    paths: JobPaths,
+    state: Mutex<State>,
+    wake: Condvar,
+    listener: EventListener,
+}
+
+impl Shared {
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// Handle to the queue; clones share it.
+#[derive(Clone)]
+pub struct Queue {
+    shared: Arc<Shared>,
+}
+
+impl Queue {
+    /// Starts the worker thread. Runs left `queued` in the store by an earlier process are queued
+    /// again, oldest first.
+    pub fn start(store: Arc<Store>, paths: JobPaths, listener: EventListener) -> std::io::Result<Queue> {
+        let mut state = State::default();
+        if let Ok(runs) = store.runs() {
+            for run in runs.iter().rev().filter(|r| r.status == RunStatus::Queued) {
+                state.waiting.push_back(Job {
+                    run_id: run.id.clone(),
+                    resume: false,
+                });
+            }
+        }
+        let shared = Arc::new(Shared {
+            store,
+            paths,
+            state: Mutex::new(state),
+            wake: Condvar::new(),
+            listener,
+        });
+        let worker = shared.clone();
+        std::thread::Builder::new()
+            .name("cxr8-worker".into())
+            .spawn(move || work(worker))?;
+        Ok(Queue { shared })
+    }
+
+    /// Validates a config, records it as a queued run and queues it.
+    pub fn submit(&self, config: TrainConfig) -> Result<String, Vec<FieldError>> {
+        config.validate()?;
+        let id = runs::submit(&self.shared.store, &config, &self.shared.paths).map_err(|e| {
+            vec![FieldError {
+                field: "store".into(),
+                message: e.to_string(),
+            }]
+        })?;
+        self.push(Job {
+            run_id: id.clone(),
+            resume: false,
+        });
+        Ok(id)
+    }
+
+    fn push(&self, job: Job) {
+        self.shared.state().waiting.push_back(job);
+        self.shared.wake.notify_all();
+    }
+
+    /// Stops a running run between batches, or takes a queued one off the queue.
+    pub fn cancel(&self, id: &str) -> Result<(), QueueError> {
+        let mut state = self.shared.state();
+        if let Some((running, handle)) = &state.running {
+            if running == id {
+                handle.cancel();
+                return Ok(());
+            }
+        }
+        if let Some(pos) = state.waiting.iter().position(|j| j.run_id == id) {
+            state.waiting.remove(pos);
+            drop(state);
+            return self
+                .shared
+                .store
+                .set_status(id, RunStatus::Cancelled, Some("cancelled before it started"))
+                .map_err(|e| QueueError::Store(e.to_string()));
+        }
+        match self.shared.store.run(id) {
+            Ok(None) => Err(QueueError::UnknownRun(id.into())),
+            Ok(Some(run)) => Err(QueueError::Conflict(format!(
+                "run {id} is {}, not queued or running",
+                run.status.as_str()
+            ))),
+            Err(e) => Err(QueueError::Store(e.to_string())),
+        }
+    }
+
+    /// Queues an interrupted, cancelled or failed run again; it continues from its last
+    /// checkpoint when it has one.
+    pub fn resume(&self, id: &str) -> Result<(), QueueError> {
+        let run = self
+            .shared
+            .store
+            .run(id)
+            .map_err(|e| QueueError::Store(e.to_string()))?;
+        let run = run.ok_or_else(|| QueueError::UnknownRun(id.into()))?;
+        if !matches!(
+            run.status,
+            RunStatus::Interrupted | RunStatus::Cancelled | RunStatus::Failed
+        ) {
+            return Err(QueueError::Conflict(format!(
+                "run {id} is {}: only interrupted, cancelled or failed runs can be resumed",
+                run.status.as_str()
+            )));
+        }
+        use crate::train::checkpoint::{RunCheckpoints, Slot};
+        let resume = matches!(
+            RunCheckpoints::new(&self.shared.paths.ckpt_dir, id).slot_dir(Slot::Last),
+            Ok(Some(_))
+        );
+        self.shared
+            .store
+            .set_status(id, RunStatus::Queued, None)
+            .map_err(|e| QueueError::Store(e.to_string()))?;
+        self.push(Job {
+            run_id: id.into(),
+            resume,
+        });
+        Ok(())
+    }
+
+    /// The running run (if any) and then the waiting ones, in training order.
+    pub fn queue(&self) -> Vec<String> {
+        let state = self.shared.state();
+        state
+            .running
+            .iter()
+            .map(|(id, _)| id.clone())
+            .chain(state.waiting.iter().map(|j| j.run_id.clone()))
+            .collect()
+    }
+
+    /// Cancels the running job and stops the worker after it (used at shutdown).
+    pub fn shutdown(&self) {
+        let mut state = self.shared.state();
+        state.shutdown = true;
+        if let Some((_, handle)) = &state.running {
+            handle.cancel();
+        }
+        self.shared.wake.notify_all();
+    }
+}
+
+fn work(shared: Arc<Shared>) {
+    loop {
+        let (job, cancel) = {
+            let mut state = shared.state();
+            loop {
+                if state.shutdown {
+                    return;
+                }
+                if let Some(job) = state.waiting.pop_front() {
+                    let cancel = CancelHandle::new();
+                    state.running = Some((job.run_id.clone(), cancel.clone()));
+                    break (job, cancel);
+                }
+                state = shared.wake.wait(state).unwrap_or_else(|p| p.into_inner());
+            }
+        };
+        run_one(&shared, &job, &cancel);
+        shared.state().running = None;
+    }
+}
+
+fn run_one(shared: &Shared, job: &Job, cancel: &CancelHandle) {
+    let store = shared.store.clone();
+    let fail = |message: String| {
+        tracing::error!("run {}: {message}", job.run_id);
+        let _ = store.set_status(&job.run_id, RunStatus::Failed, Some(&message));
+        let payload = serde_json::to_value(TrainEvent::Failed { message }).expect("events serialise");
+        if let Ok(seq) = store.append_event(&job.run_id, "done", &payload) {
+            (shared.listener)(&EventRow {
+                seq,
+                run_id: job.run_id.clone(),
+                kind: "done".into(),
+                payload,
+                at: crate::store::now(),
+            });
+        }
+    };
+    let config = match store.run(&job.run_id) {
+        Ok(Some(run)) => match TrainConfig::from_json(&run.config.to_string()) {
+            Ok(config) => config,
+            Err(errors) => return fail(format!("stored configuration is invalid: {errors:?}")),
+        },
+        Ok(None) => return, // deleted while it waited
+        Err(e) => return fail(e.to_string()),
+    };
+    let listener = shared.listener.clone();
+    let forward: runs::Listener = Box::new(move |_event, row| listener(row));
+    let result = catch_unwind(AssertUnwindSafe(|| {
+        runs::execute(
+            store.clone(),
+            &job.run_id,
+            &config,
+            &shared.paths,
+            job.resume,
+            cancel,
+            Some(forward),
+            None,
+        )
+    }));
+    match result {
+        Ok(Ok(_)) => {}
+        // The engine has already recorded the failure event and status.
+        Ok(Err(e)) => tracing::warn!("run {} ended with an error: {e}", job.run_id),
+        Err(panic) => {
+            let message = panic
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_else(|| "unknown panic".into());
+            fail(format!("the training job crashed: {message}"));
+        }
+    }
+}

@@ -1,0 +1,378 @@
+//! One training job end to end, shared by the CLI and the dashboard's worker: find the data set
+//! (the demo set when none is given), cache it at the run's image size, split it by patient,
+//! build loaders, pick the backend and run the loop. Knows nothing about the store or HTTP: it
+//! reports through an [`EventSink`].
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use burn::prelude::*;
+use burn::tensor::backend::AutodiffBackend;
+
+use crate::data::cache::{self, BuildOptions, Cache};
+use crate::data::images::ImageIndex;
+use crate::data::split::{self, SplitOptions};
+use crate::data::{LabelTable, Task};
+use crate::model::Classifier;
+use crate::train::backend::{self, BackendKind, CpuTrainBackend, CudaTrainBackend};
+use crate::train::config::TrainConfig;
+use crate::train::loader::{self, ImageSource, Loader, LoaderConfig};
+use crate::train::metrics;
+use crate::train::runner::{self, BatchResult, BatchSource, CancelHandle, ImageClassifier, Outcome, RunSetup};
+use crate::train::{Error, EventSink, FieldError, Result};
+
+impl<B: Backend> ImageClassifier<B> for Classifier<B> {
+    fn forward(&self, images: Tensor<B, 4>) -> Tensor<B, 2> {
+        Classifier::forward(self, images)
+    }
+}
+
+/// Where a job reads and writes.
+#[derive(Debug, Clone)]
+pub struct JobPaths {
+    /// Store, demo data set (`demo/`) and caches (`cache/`).
+    pub data_dir: PathBuf,
+    /// Checkpoints, one folder per run.
+    pub ckpt_dir: PathBuf,
+}
+
+impl JobPaths {
+    pub fn demo_dir(&self) -> PathBuf {
+        self.data_dir.join("demo")
+    }
+
+    pub fn cache_dir(&self) -> PathBuf {
+        self.data_dir.join("cache")
+    }
+}
+
+/// The label file and image folder a config points at; the demo set when it names none.
+pub fn dataset_paths(config: &TrainConfig, paths: &JobPaths) -> Result<(PathBuf, PathBuf)> {
+    match (&config.labels, &config.images) {
+        (Some(labels), Some(images)) => Ok((labels.clone(), images.clone())),
+        (Some(labels), None) => {
+            let folder = labels.parent().unwrap_or(Path::new("."));
+            Ok((labels.clone(), folder.to_path_buf()))
+        }
+        (None, Some(_)) => Err(Error::Config(vec![FieldError {
+            field: "labels".into(),
+            message: "--images needs --labels: the label file says which images to use".into(),
+        }])),
+        (None, None) => {
+            let demo = crate::data::demo::ensure(&paths.demo_dir()).map_err(data_error)?;
+            Ok((demo.label_file, demo.out.join("images")))
+        }
+    }
+}
+
+/// A short name for the data set, shown in run lists: `demo` for the synthetic set.
+pub fn dataset_name(config: &TrainConfig, paths: &JobPaths) -> String {
+    match &config.labels {
+        None => "demo".into(),
+        Some(labels) if labels.starts_with(paths.demo_dir()) => "demo".into(),
+        Some(labels) => labels.display().to_string(),
+    }
+}
+
+fn data_error(e: crate::data::Error) -> Error {
+    Error::Data(e.to_string())
+}
+
+/// Data ready for the loop: the cache and which cache images belong to each split.
+pub struct PreparedData {
+    pub labels: Vec<String>,
+    pub task: Task,
+    pub cache: Arc<Cache>,
+    /// Cache indices and label bitmasks per split.
+    pub train: (Vec<usize>, Vec<u32>),
+    pub val: (Vec<usize>, Vec<u32>),
+    pub test: (Vec<usize>, Vec<u32>),
+    pub dataset: String,
+}
+
+/// Progress of the data preparation (cache building), as (done, total).
+pub type DataProgress = Arc<dyn Fn(usize, usize) + Send + Sync>;
+
+pub fn prepare_data(config: &TrainConfig, paths: &JobPaths, progress: Option<DataProgress>) -> Result<PreparedData> {
+    let (labels_path, images_dir) = dataset_paths(config, paths)?;
+    let table = LabelTable::load(&labels_path).map_err(data_error)?;
+    let index = ImageIndex::scan(&images_dir).map_err(data_error)?;
+    let options = BuildOptions {
+        allow_missing: config.allow_missing_images,
+        threads: config.threads,
+        progress,
+        force: false,
+    };
+    let (cache, _report) =
+        cache::build(&table, &index, config.image_size, paths.cache_dir(), &options).map_err(data_error)?;
+    let split = split::split(
+        &table,
+        &SplitOptions {
+            strategy: config.split,
+            val_fraction: config.val_fraction as f64,
+            test_fraction: config.test_fraction as f64,
+            per_class: config.per_class,
+            seed: config.seed,
+            lists_dir: None,
+            images_dir: None,
+        },
+    )
+    .map_err(data_error)?;
+
+    let pick = |rows: &[usize], limit: Option<usize>| -> (Vec<usize>, Vec<u32>) {
+        rows.iter()
+            .filter_map(|&row| {
+                let record = &table.records[row];
+                cache.index_of(&record.image).map(|i| (i, record.targets))
+            })
+            .take(limit.unwrap_or(usize::MAX))
+            .unzip()
+    };
+    // --max-images keeps the split proportions: each split gets its share of the cap.
+    let total = (split.train.len() + split.val.len() + split.test.len()).max(1);
+    let share = |n: usize| {
+        config
+            .max_images
+            .map(|cap| ((cap as f64 * n as f64 / total as f64).ceil() as usize).max(1))
+    };
+    let train = pick(&split.train, share(split.train.len()));
+    let val = pick(&split.val, share(split.val.len()));
+    let test = pick(&split.test, share(split.test.len()));
+    if train.0.is_empty() || val.0.is_empty() {
+        return Err(Error::Data(format!(
+            "the split left {} training and {} validation images: use more images or a larger --val-fraction",
+            train.0.len(),
+            val.0.len()
+        )));
+    }
+    Ok(PreparedData {
+        labels: table.labels.clone(),
+        task: table.task,
+        cache: Arc::new(cache),
+        train,
+        val,
+        test,
+        dataset: dataset_name(config, paths),
+    })
+}
+
+/// The cache as the loader's pixel source.
+struct CacheSource(Arc<Cache>);
+
+impl ImageSource for CacheSource {
+    fn size(&self) -> usize {
+        self.0.size() as usize
+    }
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+    fn pixels(&self, i: usize) -> &[u8] {
+        self.0.image(i)
+    }
+}
+
+/// Training and validation loaders as the loop's batch source.
+struct Loaders {
+    train: Loader,
+    val: Loader,
+}
+
+fn to_runner_batch(batch: loader::Batch) -> runner::Batch {
+    runner::Batch {
+        images: batch.images,
+        targets: batch.targets,
+        n: batch.n,
+        size: batch.size,
+        num_labels: batch.num_labels,
+    }
+}
+
+impl BatchSource for Loaders {
+    fn train_batches(&mut self, epoch: usize) -> Box<dyn Iterator<Item = BatchResult> + '_> {
+        Box::new(self.train.epoch(epoch as u64).map(|b| Ok(to_runner_batch(b))))
+    }
+    fn val_batches(&mut self) -> Box<dyn Iterator<Item = BatchResult> + '_> {
+        Box::new(self.val.epoch(0).map(|b| Ok(to_runner_batch(b))))
+    }
+    fn train_batch_count(&self) -> usize {
+        self.train.num_batches()
+    }
+}
+
+/// Loader threads: leave the cores to the tensor backend, but keep one batch building ahead.
+fn loader_workers() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| (n.get() / 4).clamp(1, 8))
+        .unwrap_or(1)
+}
+
+fn loaders(config: &TrainConfig, data: &PreparedData) -> Result<Loaders> {
+    let source: Arc<dyn ImageSource> = Arc::new(CacheSource(data.cache.clone()));
+    let mean = (data.cache.mean() / 255.0) as f32;
+    let std = ((data.cache.std() / 255.0) as f32).max(1e-3);
+    let workers = loader_workers();
+    let train_config = LoaderConfig {
+        batch_size: config.batch_size,
+        shuffle: true,
+        seed: config.seed,
+        augment: config.augment.clone(),
+        mean,
+        std,
+        balanced: config.balanced_sampling,
+        drop_last: false,
+        workers,
+        prefetch: 2 * workers + 1,
+    };
+    let val_config = LoaderConfig {
+        workers,
+        prefetch: 2 * workers + 1,
+        ..LoaderConfig::eval(config.batch_size, mean, std)
+    };
+    let n = data.labels.len();
+    let err = |e: loader::Error| Error::Data(e.to_string());
+    Ok(Loaders {
+        train: Loader::new(
+            source.clone(),
+            data.train.0.clone(),
+            data.train.1.clone(),
+            n,
+            train_config,
+        )
+        .map_err(err)?,
+        val: Loader::new(source, data.val.0.clone(), data.val.1.clone(), n, val_config).map_err(err)?,
+    })
+}
+
+/// Metrics of one pass as the flat JSON object the loop, the store and the pages read:
+/// `mean_auroc`, `map`, `accuracy` (see below), the three named accuracies, `per_label`, ...
+pub fn metrics_json(labels: &[String], task: Task, probabilities: &[f32], targets: &[f32]) -> serde_json::Value {
+    let evaluation = metrics::evaluate(labels, task, probabilities, targets, None);
+    let mut value = serde_json::to_value(&evaluation).unwrap_or_default();
+    // "accuracy" is the one the school project meant for single-label data (top-1) and the
+    // per-label accuracy at 0.5 for multi-label data; both others stay under their own names.
+    let accuracy = match task {
+        Task::SingleLabel => evaluation.top1_accuracy,
+        Task::MultiLabel => evaluation.accuracy_per_label,
+    };
+    if let serde_json::Value::Object(map) = &mut value {
+        map.insert("accuracy".into(), serde_json::json!(accuracy));
+    }
+    value
+}
+
+/// Runs one job on the calling thread (the caller owns the thread: the CLI's main thread or the
+/// dashboard's worker). Events go to `events`; the data set is prepared first.
+pub fn run_job(
+    config: &TrainConfig,
+    run_id: &str,
+    paths: &JobPaths,
+    resume: bool,
+    events: &mut dyn EventSink,
+    cancel: &CancelHandle,
+    progress: Option<DataProgress>,
+) -> Result<Outcome> {
+    if let Err(errors) = config.validate() {
+        let err = Error::Config(errors);
+        events.emit(crate::train::TrainEvent::Failed {
+            message: err.to_string(),
+        });
+        return Err(err);
+    }
+    let prepared = match prepare_data(config, paths, progress) {
+        Ok(p) => p,
+        Err(e) => {
+            events.emit(crate::train::TrainEvent::Failed { message: e.to_string() });
+            return Err(e);
+        }
+    };
+    if let Some(threads) = config.threads {
+        if let Err(e) = backend::set_cpu_threads(threads) {
+            tracing::warn!("{e}");
+        }
+    }
+    let resolved = match backend::resolve(config.device) {
+        Ok(r) => r,
+        Err(e) => {
+            let err = Error::Config(vec![FieldError {
+                field: "device".into(),
+                message: e.to_string(),
+            }]);
+            events.emit(crate::train::TrainEvent::Failed {
+                message: err.to_string(),
+            });
+            return Err(err);
+        }
+    };
+    tracing::info!("{}", resolved.message);
+    match resolved.kind {
+        BackendKind::Cpu => run_on::<CpuTrainBackend>(
+            config,
+            run_id,
+            paths,
+            resume,
+            prepared,
+            Default::default(),
+            "cpu (flex)".into(),
+            events,
+            cancel,
+        ),
+        BackendKind::Cuda(info) => run_on::<CudaTrainBackend>(
+            config,
+            run_id,
+            paths,
+            resume,
+            prepared,
+            Default::default(),
+            format!("cuda:0 ({})", info.name),
+            events,
+            cancel,
+        ),
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn run_on<B: AutodiffBackend>(
+    config: &TrainConfig,
+    run_id: &str,
+    paths: &JobPaths,
+    resume: bool,
+    prepared: PreparedData,
+    device: B::Device,
+    device_name: String,
+    events: &mut dyn EventSink,
+    cancel: &CancelHandle,
+) -> Result<Outcome> {
+    let mut data = match loaders(config, &prepared) {
+        Ok(l) => l,
+        Err(e) => {
+            events.emit(crate::train::TrainEvent::Failed { message: e.to_string() });
+            return Err(e);
+        }
+    };
+    let num_labels = prepared.labels.len();
+    let pos_weight = config
+        .pos_weight
+        .then(|| loader::pos_weights(&prepared.train.1, num_labels));
+    let setup = RunSetup {
+        config: config.clone(),
+        run_id: run_id.to_string(),
+        ckpt_dir: paths.ckpt_dir.clone(),
+        device,
+        device_name,
+        num_labels,
+        pos_weight,
+        resume,
+    };
+    let spec = config.model_spec();
+    let labels = prepared.labels.clone();
+    let task = prepared.task;
+    let metrics = move |probs: &[f32], targets: &[f32], _n: usize| metrics_json(&labels, task, probs, targets);
+    runner::train::<B, Classifier<B>, _>(
+        setup,
+        move |device| Classifier::new(&spec, num_labels, device),
+        &mut data,
+        &metrics,
+        events,
+        cancel,
+    )
+}

@@ -10,3 +10,5 @@ pub mod model;
 pub mod store;
 /// Training engine: configs, loop, metrics, checkpoints, events.
 pub mod train;
+/// Dashboard: axum app with run list, run and compare pages, SVG charts, SSE and the JSON API.
+pub mod web;

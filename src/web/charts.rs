@@ -184,7 +184,10 @@ pub fn line_chart(chart: &LineChart, series: &[Series]) -> Result<String, Error>
             }
         };
         let x_format = |v: &f64| format_number(*v);
+        // Epoch axes: about one tick per epoch for short runs rather than fractional epochs.
+        let x_ticks = ((x1 - x0).round() as usize + 1).clamp(2, 10);
         ctx.configure_mesh()
+            .x_labels(x_ticks)
             .x_desc(chart.x_label.as_str())
             .y_desc(chart.y_label.as_str())
             .x_label_formatter(&x_format)

@@ -14,3 +14,5 @@ pub mod runs;
 pub mod store;
 /// Training engine: configs, loop, metrics, checkpoints, events.
 pub mod train;
+/// Dashboard: axum app with run list, run and compare pages, SVG charts, SSE and the JSON API.
+pub mod web;

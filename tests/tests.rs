@@ -5,3 +5,4 @@ mod eval;
 mod images;
 mod nih_real;
 mod util;
+mod web;

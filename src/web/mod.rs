@@ -1,0 +1,122 @@
+//! The dashboard: the axum router over the run store, with pages, SVG charts, live events (SSE)
+//! and the JSON API. Writes (submit, cancel, resume) go through the [`JobControl`] trait, which the
+//! training engine implements; this module never trains anything itself.
+
+pub mod charts;
+pub mod error;
+mod metrics;
+mod routes;
+mod sse;
+mod templates;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::Router;
+use tokio::sync::broadcast;
+use tower_http::compression::predicate::{NotForContentType, Predicate, SizeAbove};
+use tower_http::compression::CompressionLayer;
+use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::set_header::SetResponseHeaderLayer;
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
+
+pub use error::{AppError, FieldError};
+
+use crate::store::{EventRow, Store};
+
+/// Why a cancel or resume was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum JobError {
+    #[error("no run with id '{0}'")]
+    UnknownRun(String),
+    /// The run is not in a state that allows it (e.g. cancelling a finished run).
+    #[error("{0}")]
+    Conflict(String),
+}
+
+impl From<JobError> for AppError {
+    fn from(e: JobError) -> AppError {
+        match e {
+            JobError::UnknownRun(id) => AppError::unknown_run(&id),
+            JobError::Conflict(message) => AppError::Conflict(message),
+        }
+    }
+}
+
+/// The write side of the dashboard, implemented over the training engine (and by a fake in tests).
+/// Calls must return quickly: they queue or signal work, they do not wait for it.
+pub trait JobControl: Send + Sync {
+    /// Validates a training config (JSON, as posted) and queues a run; returns the new run's id,
+    /// or every invalid field.
+    fn submit(&self, config: serde_json::Value) -> Result<String, Vec<FieldError>>;
+    /// Asks a queued or running run to stop.
+    fn cancel(&self, id: &str) -> Result<(), JobError>;
+    /// Queues an interrupted or cancelled run to continue from its last checkpoint.
+    fn resume(&self, id: &str) -> Result<(), JobError>;
+    /// Ids of the runs waiting or running, in the order they will train.
+    fn queue(&self) -> Vec<String>;
+}
+
+/// How many live events a slow SSE client may fall behind before it is resynced from the store.
+pub const LIVE_EVENT_BUFFER: usize = 1024;
+
+/// Everything the handlers share.
+pub struct AppState {
+    pub store: Arc<Store>,
+    /// Live events, already stored (their `seq` is the SSE id). Whoever appends an event to the
+    /// store sends the returned row here; sending never blocks, and a send without subscribers
+    /// is fine.
+    pub events: broadcast::Sender<EventRow>,
+    pub jobs: Arc<dyn JobControl>,
+}
+
+impl AppState {
+    pub fn new(store: Arc<Store>, jobs: Arc<dyn JobControl>) -> AppState {
+        let (events, _) = broadcast::channel(LIVE_EVENT_BUFFER);
+        AppState { store, events, jobs }
+    }
+}
+
+/// Largest accepted request body: configs are small JSON objects.
+const BODY_LIMIT_BYTES: usize = 256 * 1024;
+/// Ordinary requests (pages, charts, API) finish well within this; event streams are exempt.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// Only our own scripts, styles and images; no inline code, no framing, forms post back to us.
+const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self'; style-src 'self'; \
+     img-src 'self' data:; connect-src 'self'; object-src 'none'; base-uri 'none'; \
+     frame-ancestors 'none'; form-action 'self'";
+
+/// Builds the whole app; `main` only binds it to a socket, tests call it with `oneshot`.
+pub fn app(state: Arc<AppState>) -> Router {
+    // SVG and HTML compress well; SSE must not be buffered by a compressor.
+    let compressible = SizeAbove::new(256)
+        .and(NotForContentType::GRPC)
+        .and(NotForContentType::SSE);
+    let bounded = routes::router()
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            REQUEST_TIMEOUT,
+        ))
+        .layer(RequestBodyLimitLayer::new(BODY_LIMIT_BYTES));
+    Router::new()
+        .merge(bounded)
+        .merge(sse::router())
+        .fallback(|| async { AppError::NotFound("no such page".into()) })
+        .with_state(state)
+        .layer(CompressionLayer::new().compress_when(compressible))
+        .layer(SetResponseHeaderLayer::overriding(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(CONTENT_SECURITY_POLICY),
+        ))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::REFERRER_POLICY,
+            HeaderValue::from_static("same-origin"),
+        ))
+        .layer(TraceLayer::new_for_http())
+}

@@ -1,0 +1,171 @@
+//! The JSON API: list and read runs, export metrics as CSV, and submit, cancel, resume or delete
+//! runs through [`JobControl`](crate::web::JobControl). Errors are JSON (`{"error", "fields"}`).
+
+use std::sync::Arc;
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{Path, State};
+use axum::http::{header, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+use axum::Json;
+use axum::Router;
+use serde::Serialize;
+use serde_json::{json, Value};
+
+use super::run::load_run;
+use crate::store::{EpochRow, Run, RunStatus};
+use crate::web::metrics::{self, LabelMetrics};
+use crate::web::{AppError, AppState, FieldError};
+
+pub fn router() -> Router<Arc<AppState>> {
+    Router::new()
+        .route("/api/runs", get(list_runs).post(submit_run))
+        .route("/api/runs/{id}", get(run_detail).delete(delete_run))
+        .route("/api/runs/{id}/metrics.csv", get(metrics_csv))
+        .route("/api/runs/{id}/cancel", post(cancel_run))
+        .route("/api/runs/{id}/resume", post(resume_run))
+}
+
+#[derive(Serialize)]
+struct RunList {
+    runs: Vec<Run>,
+    /// Run ids waiting or training, in order.
+    queue: Vec<String>,
+}
+
+async fn list_runs(State(state): State<Arc<AppState>>) -> Result<Json<RunList>, AppError> {
+    Ok(Json(RunList {
+        runs: state.store.runs()?,
+        queue: state.jobs.queue(),
+    }))
+}
+
+#[derive(Serialize)]
+struct RunDetail {
+    #[serde(flatten)]
+    run: Run,
+    /// Every epoch's scalar metrics (per-label rows are left out; see `per_label`).
+    epochs: Vec<EpochRow>,
+    /// Per-label validation metrics of the best epoch (`best_epoch`).
+    per_label: Vec<LabelMetrics>,
+    per_label_epoch: Option<u32>,
+}
+
+async fn run_detail(State(state): State<Arc<AppState>>, Path(id): Path<String>) -> Result<Json<RunDetail>, AppError> {
+    let run = load_run(&state, &id)?;
+    let epochs = state.store.epochs(&id)?;
+    let best = metrics::best_epoch(&run, &epochs);
+    let per_label = best.map(|e| metrics::per_label(&e.metrics)).unwrap_or_default();
+    let per_label_epoch = best.map(|e| e.epoch);
+    let epochs = epochs
+        .into_iter()
+        .map(|mut e| {
+            if let Some(object) = e.metrics.as_object_mut() {
+                object.remove("val_per_label");
+            }
+            e
+        })
+        .collect();
+    Ok(Json(RunDetail {
+        run,
+        epochs,
+        per_label,
+        per_label_epoch,
+    }))
+}
+
+/// One row per epoch; columns are `epoch`, `committed_at` and every numeric metric key.
+async fn metrics_csv(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+) -> Result<impl IntoResponse, AppError> {
+    let run = load_run(&state, &id)?;
+    let epochs = state.store.epochs(&id)?;
+    let keys = metrics::scalar_keys(&epochs);
+    let mut writer = csv::Writer::from_writer(Vec::new());
+    let csv_error = |e: csv::Error| AppError::Internal(format!("writing metrics CSV: {e}"));
+    let header = ["epoch", "committed_at"]
+        .into_iter()
+        .chain(keys.iter().map(String::as_str));
+    writer.write_record(header).map_err(csv_error)?;
+    for e in &epochs {
+        let mut record = vec![e.epoch.to_string(), e.committed_at.clone()];
+        // Full precision, and empty where an epoch lacks a metric.
+        record.extend(keys.iter().map(|k| {
+            metrics::number(&e.metrics, k)
+                .map(|v| v.to_string())
+                .unwrap_or_default()
+        }));
+        writer.write_record(&record).map_err(csv_error)?;
+    }
+    let body = writer
+        .into_inner()
+        .map_err(|e| AppError::Internal(format!("writing metrics CSV: {e}")))?;
+    // The id is ours (letters, digits, dashes), but keep the header safe whatever it holds.
+    let file: String = run
+        .id
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
+        .collect();
+    Ok((
+        [
+            (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_string()),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"cxr8-{file}-metrics.csv\""),
+            ),
+        ],
+        body,
+    ))
+}
+
+async fn submit_run(
+    State(state): State<Arc<AppState>>,
+    body: Result<Json<Value>, JsonRejection>,
+) -> Result<impl IntoResponse, AppError> {
+    let Json(config) = body.map_err(|rejection| AppError::BadRequest(rejection.body_text()))?;
+    if !config.is_object() {
+        return Err(AppError::Invalid(vec![FieldError::new(
+            "",
+            "send the training config as a JSON object, e.g. {\"model\": \"resnet-18\", \"epochs\": 10}",
+        )]));
+    }
+    let jobs = state.jobs.clone();
+    let id = tokio::task::spawn_blocking(move || jobs.submit(config))
+        .await
+        .map_err(|e| AppError::Internal(format!("submitting a run: {e}")))?
+        .map_err(AppError::Invalid)?;
+    let location = format!("/runs/{id}");
+    Ok((
+        StatusCode::CREATED,
+        [(header::LOCATION, location)],
+        Json(json!({ "id": id })),
+    ))
+}
+
+async fn cancel_run(State(state): State<Arc<AppState>>, Path(id): Path<String>) -> Result<impl IntoResponse, AppError> {
+    load_run(&state, &id)?;
+    state.jobs.cancel(&id)?;
+    Ok((StatusCode::ACCEPTED, Json(json!({ "id": id, "cancelling": true }))))
+}
+
+async fn resume_run(State(state): State<Arc<AppState>>, Path(id): Path<String>) -> Result<impl IntoResponse, AppError> {
+    load_run(&state, &id)?;
+    state.jobs.resume(&id)?;
+    Ok((StatusCode::ACCEPTED, Json(json!({ "id": id, "resuming": true }))))
+}
+
+/// Deletes a finished run's records. A queued or running run must be cancelled first, so the
+/// engine never writes to a run that is gone.
+async fn delete_run(State(state): State<Arc<AppState>>, Path(id): Path<String>) -> Result<StatusCode, AppError> {
+    let run = load_run(&state, &id)?;
+    if matches!(run.status, RunStatus::Queued | RunStatus::Running) || state.jobs.queue().contains(&id) {
+        return Err(AppError::Conflict(format!(
+            "run '{id}' is {}; cancel it before deleting it",
+            run.status.as_str()
+        )));
+    }
+    state.store.delete_run(&id)?;
+    Ok(StatusCode::NO_CONTENT)
+}

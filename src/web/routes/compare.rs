@@ -1,0 +1,322 @@
+//! Comparing runs: `/compare?runs=a,b` (overlaid curves, hyperparameters, best metrics, per-label
+//! AUROC) and its charts `/compare/charts/{name}.svg?runs=a,b`. The runs list's checkboxes submit
+//! `run=a&run=b`, which is accepted too.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use axum::extract::{Path, Query, State};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::Router;
+
+use super::run::load_run;
+use super::{chart_name, metric_key, metric_title, svg, ChartQuery};
+use crate::store::{EpochRow, Run};
+use crate::web::charts::{self, palette_hex, BarGroup, LineChart, Series};
+use crate::web::metrics;
+use crate::web::templates::{encode_query, Cell, ChartLink, ComparePage, CompareRun, TableRow};
+use crate::web::{AppError, AppState};
+
+/// More lines than this are unreadable on one chart (and the palette repeats).
+const MAX_COMPARED: usize = 8;
+
+/// Overlaid charts on the compare page, by metric key.
+const COMPARE_CHARTS: [&str; 5] = ["val_loss", "train_loss", "val_mean_auroc", "val_accuracy", "lr"];
+
+pub fn router() -> Router<Arc<AppState>> {
+    Router::new()
+        .route("/compare", get(compare_page))
+        .route("/compare/charts/{file}", get(compare_chart))
+}
+
+/// The raw query as pairs, since `run` may repeat.
+type Pairs = Vec<(String, String)>;
+
+fn value<'a>(pairs: &'a Pairs, key: &str) -> Option<&'a str> {
+    pairs.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+}
+
+fn chart_query(pairs: &Pairs) -> ChartQuery {
+    ChartQuery {
+        smooth: value(pairs, "smooth").map(String::from),
+        log: value(pairs, "log").map(String::from),
+    }
+}
+
+/// The runs to compare, in the order given, without duplicates.
+fn run_ids(pairs: &Pairs) -> Result<Vec<String>, AppError> {
+    let mut ids: Vec<String> = Vec::new();
+    for (key, value) in pairs {
+        if key == "runs" || key == "run" {
+            for id in value.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+                if !ids.iter().any(|i| i == id) {
+                    ids.push(id.to_string());
+                }
+            }
+        }
+    }
+    if ids.is_empty() {
+        return Err(AppError::BadRequest(
+            "choose runs to compare: /compare?runs=ID1,ID2 (or tick them on the runs list)".into(),
+        ));
+    }
+    if ids.len() > MAX_COMPARED {
+        return Err(AppError::BadRequest(format!(
+            "{} runs chosen; compare at most {MAX_COMPARED} at a time",
+            ids.len()
+        )));
+    }
+    Ok(ids)
+}
+
+fn load(state: &AppState, ids: &[String]) -> Result<Vec<(Run, Vec<EpochRow>)>, AppError> {
+    ids.iter()
+        .map(|id| {
+            let run = load_run(state, id)?;
+            let epochs = state.store.epochs(id)?;
+            Ok((run, epochs))
+        })
+        .collect()
+}
+
+/// Legend names: run names, with the id added where two runs share a name.
+fn display_names(runs: &[(Run, Vec<EpochRow>)]) -> Vec<String> {
+    runs.iter()
+        .map(|(run, _)| {
+            if runs.iter().filter(|(r, _)| r.name == run.name).count() > 1 {
+                format!("{} ({})", run.name, run.id)
+            } else {
+                run.name.clone()
+            }
+        })
+        .collect()
+}
+
+async fn compare_page(State(state): State<Arc<AppState>>, Query(pairs): Query<Pairs>) -> Result<ComparePage, AppError> {
+    let ids = run_ids(&pairs)?;
+    let display = chart_query(&pairs).display()?;
+    let only_differences = matches!(value(&pairs, "diff"), Some("1" | "on" | "true"));
+    let runs = load(&state, &ids)?;
+    let names = display_names(&runs);
+    let runs_param = ids.iter().map(|id| encode_query(id)).collect::<Vec<_>>().join(",");
+    let suffix = display.query_suffix();
+
+    let mut charts: Vec<ChartLink> = COMPARE_CHARTS
+        .iter()
+        .filter(|key| runs.iter().any(|(_, epochs)| !metrics::series(epochs, key).is_empty()))
+        .map(|key| ChartLink {
+            title: metric_title(key),
+            src: if *key == "lr" && !display.log {
+                format!("/compare/charts/{key}.svg?runs={runs_param}&log=1")
+            } else {
+                format!("/compare/charts/{key}.svg?runs={runs_param}{suffix}")
+            },
+            wide: false,
+        })
+        .collect();
+
+    // Hyperparameters: the union of flattened config keys.
+    let configs: Vec<Vec<(String, String)>> = runs.iter().map(|(r, _)| metrics::flatten_config(&r.config)).collect();
+    let keys: BTreeSet<&String> = configs.iter().flatten().map(|(k, _)| k).collect();
+    let mut params = Vec::new();
+    let mut params_hidden = 0;
+    for key in keys {
+        let values: Vec<String> = configs
+            .iter()
+            .map(|c| {
+                c.iter()
+                    .find(|(k, _)| k == key)
+                    .map(|(_, v)| v.clone())
+                    .unwrap_or_else(|| "–".into())
+            })
+            .collect();
+        let differs = values.iter().any(|v| *v != values[0]);
+        if only_differences && !differs {
+            params_hidden += 1;
+            continue;
+        }
+        params.push(TableRow {
+            key: key.clone(),
+            cells: values.into_iter().map(Cell::plain).collect(),
+            highlight: differs,
+        });
+    }
+
+    // Best value of each metric per run, the best run of each row marked.
+    let best_specs: [(&str, &str, bool); 5] = [
+        ("best validation mean AUROC", "val_mean_auroc", true),
+        ("best validation accuracy", "val_accuracy", true),
+        ("lowest validation loss", "val_loss", false),
+        ("lowest training loss", "train_loss", false),
+        ("seconds per epoch (mean)", "seconds", false),
+    ];
+    let best_rows = best_specs
+        .iter()
+        .map(|&(title, key, higher_is_better)| {
+            let values: Vec<Option<f64>> = runs
+                .iter()
+                .map(|(_, epochs)| {
+                    let points = metrics::series(epochs, key);
+                    let finite = points.iter().map(|p| p.1).filter(|v| v.is_finite());
+                    if key == "seconds" {
+                        let (sum, n) = finite.fold((0.0, 0), |(s, n), v| (s + v, n + 1));
+                        (n > 0).then(|| sum / n as f64)
+                    } else if higher_is_better {
+                        finite.reduce(f64::max)
+                    } else {
+                        finite.reduce(f64::min)
+                    }
+                })
+                .collect();
+            marked_row(title, &values, higher_is_better)
+        })
+        .collect();
+
+    // Per-label AUROC at each run's best epoch.
+    let per_label: Vec<Vec<metrics::LabelMetrics>> = runs
+        .iter()
+        .map(|(run, epochs)| {
+            metrics::best_epoch(run, epochs)
+                .map(|e| metrics::per_label(&e.metrics))
+                .unwrap_or_default()
+        })
+        .collect();
+    let mut label_names: Vec<String> = Vec::new();
+    for l in per_label.iter().flatten() {
+        if !label_names.contains(&l.label) {
+            label_names.push(l.label.clone());
+        }
+    }
+    let label_rows = label_names
+        .iter()
+        .map(|label| {
+            let values: Vec<Option<f64>> = per_label
+                .iter()
+                .map(|rows| rows.iter().find(|l| &l.label == label).and_then(|l| l.auroc))
+                .collect();
+            marked_row(label, &values, true)
+        })
+        .collect();
+    if !label_names.is_empty() {
+        charts.push(ChartLink {
+            title: "AUROC per label (best epoch of each run)".into(),
+            src: format!("/compare/charts/per_label_auroc.svg?runs={runs_param}"),
+            wide: true,
+        });
+    }
+
+    let toggle_href = format!(
+        "/compare?runs={runs_param}{suffix}{}",
+        if only_differences { "" } else { "&diff=1" }
+    );
+    Ok(ComparePage {
+        runs: runs
+            .iter()
+            .zip(names)
+            .enumerate()
+            .map(|(i, ((run, _), name))| CompareRun {
+                id: run.id.clone(),
+                name,
+                color: palette_hex(i),
+                status: run.status.as_str(),
+                demo: run.dataset == "demo",
+            })
+            .collect(),
+        charts,
+        smooth: display.smooth_text(),
+        log: display.log,
+        runs_param,
+        params,
+        params_hidden,
+        only_differences,
+        toggle_href,
+        best_rows,
+        label_rows,
+    })
+}
+
+/// A row of values with the best one(s) marked (ties all marked; none when fewer than two values).
+fn marked_row(title: &str, values: &[Option<f64>], higher_is_better: bool) -> TableRow {
+    let present: Vec<f64> = values.iter().flatten().copied().filter(|v| v.is_finite()).collect();
+    let best = if present.len() < 2 {
+        None
+    } else if higher_is_better {
+        present.iter().copied().reduce(f64::max)
+    } else {
+        present.iter().copied().reduce(f64::min)
+    };
+    TableRow {
+        key: title.to_string(),
+        cells: values
+            .iter()
+            .map(|v| Cell {
+                text: metrics::format_value(*v),
+                best: best.is_some() && *v == best,
+            })
+            .collect(),
+        highlight: false,
+    }
+}
+
+async fn compare_chart(
+    State(state): State<Arc<AppState>>,
+    Path(file): Path<String>,
+    Query(pairs): Query<Pairs>,
+) -> Result<impl IntoResponse, AppError> {
+    let name = chart_name(&file)?;
+    let ids = run_ids(&pairs)?;
+    let display = chart_query(&pairs).display()?;
+    let runs = load(&state, &ids)?;
+    let names = display_names(&runs);
+    if name == "per_label_auroc" {
+        let per_label: Vec<Vec<metrics::LabelMetrics>> = runs
+            .iter()
+            .map(|(run, epochs)| {
+                metrics::best_epoch(run, epochs)
+                    .map(|e| metrics::per_label(&e.metrics))
+                    .unwrap_or_default()
+            })
+            .collect();
+        let mut categories: Vec<String> = Vec::new();
+        for l in per_label.iter().flatten() {
+            if !categories.contains(&l.label) {
+                categories.push(l.label.clone());
+            }
+        }
+        let groups: Vec<BarGroup> = per_label
+            .iter()
+            .zip(&names)
+            .map(|(rows, name)| BarGroup {
+                name: name.clone(),
+                values: categories
+                    .iter()
+                    .map(|c| rows.iter().find(|l| &l.label == c).and_then(|l| l.auroc))
+                    .collect(),
+            })
+            .collect();
+        return Ok(svg(charts::bar_chart(
+            "AUROC per label",
+            &categories,
+            &groups,
+            (0.0, 1.0),
+        )?));
+    }
+    let key = metric_key(name);
+    let known = runs
+        .iter()
+        .any(|(_, epochs)| metrics::scalar_keys(epochs).iter().any(|k| k == key));
+    if !known && !COMPARE_CHARTS.contains(&key) {
+        return Err(AppError::NotFound(format!("no metric '{name}' in these runs")));
+    }
+    // Every run keeps its colour (its position) even when it has no points for this metric.
+    let series: Vec<Series> = runs
+        .iter()
+        .zip(&names)
+        .map(|((_, epochs), name)| Series::new(name.clone(), metrics::series(epochs, key)))
+        .collect();
+    let mut chart = LineChart::new(metric_title(key));
+    chart.y_label = key.replace('_', " ");
+    display.apply(&mut chart);
+    Ok(svg(charts::line_chart(&chart, &series)?))
+}

@@ -1,0 +1,164 @@
+//! Routes, one file per page area; this file merges them and serves the static assets, which are
+//! compiled into the binary so the dashboard works from any directory.
+
+mod api;
+mod compare;
+mod run;
+mod runs;
+
+use std::sync::Arc;
+
+use axum::http::header;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::Router;
+
+use crate::web::charts::LineChart;
+use crate::web::{AppError, AppState};
+
+pub fn router() -> Router<Arc<AppState>> {
+    Router::new()
+        .merge(runs::router())
+        .merge(run::router())
+        .merge(compare::router())
+        .merge(api::router())
+        .route("/static/style.css", get(style))
+        .route("/static/live.js", get(live_script))
+}
+
+async fn style() -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "text/css; charset=utf-8")],
+        include_str!("../../../static/style.css"),
+    )
+}
+
+async fn live_script() -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
+        include_str!("../../../static/live.js"),
+    )
+}
+
+/// An SVG chart response; charts change as runs train, so browsers revalidate.
+fn svg(body: String) -> impl IntoResponse {
+    (
+        [
+            (header::CONTENT_TYPE, "image/svg+xml"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        body,
+    )
+}
+
+/// The chart name from a `{name}.svg` path segment.
+fn chart_name(file: &str) -> Result<&str, AppError> {
+    file.strip_suffix(".svg")
+        .filter(|name| !name.is_empty())
+        .ok_or_else(|| AppError::NotFound(format!("no chart '{file}': chart addresses end in .svg")))
+}
+
+/// `?smooth=` and `?log=` as given on chart and page URLs (unparsed, so a bad value gets our
+/// error format rather than axum's plain-text rejection).
+#[derive(Debug, Default, serde::Deserialize)]
+struct ChartQuery {
+    smooth: Option<String>,
+    log: Option<String>,
+}
+
+/// Parsed chart display options.
+#[derive(Debug, Clone, Copy, Default)]
+struct Display {
+    smooth: Option<f64>,
+    log: bool,
+}
+
+impl ChartQuery {
+    fn display(&self) -> Result<Display, AppError> {
+        let smooth = match self.smooth.as_deref().map(str::trim) {
+            None | Some("") => None,
+            Some(text) => {
+                let weight: f64 = text.parse().map_err(|_| {
+                    AppError::BadRequest(format!("smooth must be a number from 0 to 0.99, not '{text}'"))
+                })?;
+                if !(0.0..1.0).contains(&weight) {
+                    return Err(AppError::BadRequest(format!(
+                        "smooth must be from 0 (off) to 0.99, not {weight}"
+                    )));
+                }
+                (weight > 0.0).then_some(weight)
+            }
+        };
+        let log = matches!(self.log.as_deref(), Some("1" | "true" | "on"));
+        Ok(Display { smooth, log })
+    }
+}
+
+impl Display {
+    fn apply(&self, chart: &mut LineChart) {
+        chart.smoothing = self.smooth;
+        chart.log_y = self.log;
+    }
+
+    /// The query suffix that carries these options to chart URLs (`&smooth=0.6&log=1`).
+    fn query_suffix(&self) -> String {
+        let mut out = String::new();
+        if let Some(s) = self.smooth {
+            out.push_str(&format!("&smooth={s}"));
+        }
+        if self.log {
+            out.push_str("&log=1");
+        }
+        out
+    }
+
+    fn smooth_text(&self) -> String {
+        self.smooth.map(|s| s.to_string()).unwrap_or_default()
+    }
+}
+
+/// Line charts shown for a run and what they plot: (address name, title, y label, series keys).
+const RUN_CHARTS: [(&str, &str, &str, &[(&str, &str)]); 4] = [
+    (
+        "loss",
+        "Loss",
+        "loss",
+        &[("train_loss", "train"), ("val_loss", "validation")],
+    ),
+    (
+        "accuracy",
+        "Accuracy",
+        "accuracy",
+        &[("train_accuracy", "train"), ("val_accuracy", "validation")],
+    ),
+    (
+        "auroc",
+        "Mean AUROC (validation)",
+        "AUROC",
+        &[("val_mean_auroc", "validation")],
+    ),
+    ("lr", "Learning rate", "lr", &[("lr", "learning rate")]),
+];
+
+/// Short chart names for the compare page, which plots one metric key per chart.
+fn metric_key(name: &str) -> &str {
+    match name {
+        "loss" => "val_loss",
+        "accuracy" => "val_accuracy",
+        "auroc" => "val_mean_auroc",
+        other => other,
+    }
+}
+
+fn metric_title(key: &str) -> String {
+    match key {
+        "train_loss" => "Training loss".into(),
+        "val_loss" => "Validation loss".into(),
+        "train_accuracy" => "Training accuracy".into(),
+        "val_accuracy" => "Validation accuracy".into(),
+        "val_mean_auroc" => "Validation mean AUROC".into(),
+        "lr" => "Learning rate".into(),
+        "seconds" => "Seconds per epoch".into(),
+        other => other.replace('_', " "),
+    }
+}

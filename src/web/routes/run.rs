@@ -1,0 +1,285 @@
+//! One run: `/runs/{id}` (header, charts, epoch table, per-label metrics and confusion grids for a
+//! chosen epoch, event log) and its charts `/runs/{id}/charts/{name}.svg`.
+
+use std::sync::Arc;
+
+use axum::extract::{Path, Query, State};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::Router;
+use serde::Deserialize;
+
+use super::runs::progress_pct;
+use super::{chart_name, svg, ChartQuery, RUN_CHARTS};
+use crate::store::{EventRow, Run};
+use crate::web::charts::{self, BarGroup, LineChart, Series};
+use crate::web::metrics::{self, LabelMetrics};
+use crate::web::templates::{encode_query, Cell, ChartLink, EventLine, RunPage, RunSummary, TableRow};
+use crate::web::{AppError, AppState};
+
+/// The event log shows the newest events; older ones stay in the store and the API.
+const EVENT_LOG_LINES: usize = 200;
+
+pub fn router() -> Router<Arc<AppState>> {
+    Router::new()
+        .route("/runs/{id}", get(run_page))
+        .route("/runs/{id}/charts/{file}", get(run_chart))
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct RunQuery {
+    epoch: Option<String>,
+    label: Option<String>,
+    #[serde(flatten)]
+    chart: ChartQuery,
+}
+
+impl RunQuery {
+    fn epoch(&self) -> Result<Option<u32>, AppError> {
+        match self.epoch.as_deref().map(str::trim) {
+            None | Some("") => Ok(None),
+            Some(text) => text
+                .parse()
+                .map(Some)
+                .map_err(|_| AppError::BadRequest(format!("epoch must be a whole number, not '{text}'"))),
+        }
+    }
+}
+
+pub(super) fn load_run(state: &AppState, id: &str) -> Result<Run, AppError> {
+    state.store.run(id)?.ok_or_else(|| AppError::unknown_run(id))
+}
+
+async fn run_page(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+    Query(query): Query<RunQuery>,
+) -> Result<RunPage, AppError> {
+    let display = query.chart.display()?;
+    let wanted_epoch = query.epoch()?;
+    let run = load_run(&state, &id)?;
+    let epochs = state.store.epochs(&id)?;
+    let events = state.store.events_after(&id, 0)?;
+    let now = crate::store::now();
+    let best = metrics::best_epoch(&run, &epochs).map(|e| e.epoch);
+    let chosen = metrics::chosen_epoch(&run, &epochs, wanted_epoch);
+    let base = format!("/runs/{}/charts", encode_query(&run.id));
+    let suffix = display.query_suffix();
+
+    let mut charts: Vec<ChartLink> = RUN_CHARTS
+        .iter()
+        .map(|(name, title, _, _)| ChartLink {
+            title: title.to_string(),
+            // The learning rate usually spans decades: log scale unless asked otherwise.
+            src: if *name == "lr" && !display.log {
+                format!("{base}/{name}.svg?log=1")
+            } else {
+                format!("{base}/{name}.svg?{}", suffix.trim_start_matches('&'))
+            },
+            wide: false,
+        })
+        .collect();
+    let labels = chosen.map(|e| metrics::per_label(&e.metrics)).unwrap_or_default();
+    if let (Some(e), false) = (chosen, labels.is_empty()) {
+        charts.push(ChartLink {
+            title: format!("AUROC per label, epoch {}", e.epoch),
+            src: format!("{base}/per_label_auroc.svg?epoch={}", e.epoch),
+            wide: true,
+        });
+    }
+
+    let keys = metrics::scalar_keys(&epochs);
+    let epoch_rows = epochs
+        .iter()
+        .map(|e| TableRow {
+            key: e.epoch.to_string(),
+            cells: keys
+                .iter()
+                .map(|k| Cell::plain(metrics::format_value(metrics::number(&e.metrics, k))))
+                .collect(),
+            highlight: Some(e.epoch) == best,
+        })
+        .collect();
+    let confusion = match chosen {
+        Some(e) => labels
+            .iter()
+            .filter(|l| l.confusion().is_some())
+            .map(|l| ChartLink {
+                title: l.label.clone(),
+                src: format!(
+                    "{base}/confusion.svg?epoch={}&label={}",
+                    e.epoch,
+                    encode_query(&l.label)
+                ),
+                wide: false,
+            })
+            .collect(),
+        None => Vec::new(),
+    };
+    let events_hidden = events.len().saturating_sub(EVENT_LOG_LINES);
+    let event_lines = events.iter().skip(events_hidden).rev().map(event_line).collect();
+
+    Ok(RunPage {
+        run: summary(&run, best, &now),
+        charts,
+        smooth: display.smooth_text(),
+        log: display.log,
+        epoch_columns: keys.iter().map(|k| k.replace('_', " ")).collect(),
+        epoch_keys: keys.join(","),
+        epoch_rows,
+        chosen_epoch: chosen.map(|e| e.epoch),
+        epoch_options: epochs.iter().map(|e| e.epoch).collect(),
+        labels: labels.iter().map(label_row).collect(),
+        confusion,
+        events: event_lines,
+        events_hidden,
+        last_seq: events.last().map(|e| e.seq).unwrap_or(0),
+        config_json: serde_json::to_string_pretty(&run.config).unwrap_or_default(),
+    })
+}
+
+fn summary(run: &Run, best: Option<u32>, now: &str) -> RunSummary {
+    let best = match (best, &run.best_metric_name, run.best_metric) {
+        (Some(epoch), Some(name), Some(value)) if run.best_epoch == Some(epoch) => {
+            format!(
+                "{} {} at epoch {epoch}",
+                name.replace('_', " "),
+                metrics::format_value(Some(value))
+            )
+        }
+        (Some(epoch), _, _) => format!("epoch {epoch}"),
+        _ => String::new(),
+    };
+    RunSummary {
+        id: run.id.clone(),
+        name: run.name.clone(),
+        status: run.status.as_str(),
+        finished: run.status.is_finished(),
+        progress_pct: progress_pct(run),
+        model: run.model.clone(),
+        dataset: run.dataset.clone(),
+        demo: run.dataset == "demo",
+        image_size: run.image_size,
+        epochs_done: run.epochs_done,
+        epochs_planned: run.epochs_planned,
+        best,
+        created_at: run.created_at.clone(),
+        duration: metrics::duration_seconds(run, now)
+            .map(metrics::format_duration)
+            .unwrap_or_default(),
+        device: run.device.clone().unwrap_or_default(),
+        tags: run.tags.clone(),
+        notes: run.notes.clone(),
+        error: run.error.clone().unwrap_or_default(),
+    }
+}
+
+fn label_row(l: &LabelMetrics) -> TableRow {
+    let count = |v: Option<u64>| v.map(|n| n.to_string()).unwrap_or_else(|| "–".into());
+    TableRow {
+        key: l.label.clone(),
+        cells: vec![
+            Cell::plain(metrics::format_value(l.auroc)),
+            Cell::plain(metrics::format_value(l.ap)),
+            Cell::plain(metrics::format_value(l.f1)),
+            Cell::plain(count(l.tp)),
+            Cell::plain(count(l.fp)),
+            Cell::plain(count(l.fn_)),
+            Cell::plain(count(l.tn)),
+            Cell::plain(count(l.support)),
+        ],
+        highlight: false,
+    }
+}
+
+/// One line of the event log: the payload's message if it has one, else its JSON.
+fn event_line(e: &EventRow) -> EventLine {
+    let summary = match e.payload.get("message").and_then(|m| m.as_str()) {
+        Some(message) => message.to_string(),
+        None => {
+            let mut text = e.payload.to_string();
+            if text.len() > 240 {
+                let cut = (0..=240).rev().find(|&i| text.is_char_boundary(i)).unwrap_or(0);
+                text.truncate(cut);
+                text.push('…');
+            }
+            text
+        }
+    };
+    EventLine {
+        seq: e.seq,
+        at: e.at.clone(),
+        kind: e.kind.clone(),
+        summary,
+    }
+}
+
+async fn run_chart(
+    State(state): State<Arc<AppState>>,
+    Path((id, file)): Path<(String, String)>,
+    Query(query): Query<RunQuery>,
+) -> Result<impl IntoResponse, AppError> {
+    let name = chart_name(&file)?;
+    let display = query.chart.display()?;
+    let run = load_run(&state, &id)?;
+    let epochs = state.store.epochs(&id)?;
+    let body = match name {
+        "per_label_auroc" => {
+            let chosen = metrics::chosen_epoch(&run, &epochs, query.epoch()?);
+            let labels = chosen.map(|e| metrics::per_label(&e.metrics)).unwrap_or_default();
+            let title = match chosen {
+                Some(e) => format!("AUROC per label (epoch {})", e.epoch),
+                None => "AUROC per label".into(),
+            };
+            let group = BarGroup {
+                name: run.name.clone(),
+                values: labels.iter().map(|l| l.auroc).collect(),
+            };
+            let categories: Vec<String> = labels.iter().map(|l| l.label.clone()).collect();
+            charts::bar_chart(&title, &categories, &[group], (0.0, 1.0))?
+        }
+        "confusion" => {
+            let wanted = query
+                .label
+                .as_deref()
+                .ok_or_else(|| AppError::BadRequest("the confusion chart needs ?label=NAME".into()))?;
+            let chosen = metrics::chosen_epoch(&run, &epochs, query.epoch()?)
+                .ok_or_else(|| AppError::NotFound(format!("run '{id}' has no epochs yet")))?;
+            let label = metrics::per_label(&chosen.metrics)
+                .into_iter()
+                .find(|l| l.label == wanted)
+                .ok_or_else(|| AppError::NotFound(format!("no label '{wanted}' at epoch {}", chosen.epoch)))?;
+            let counts = label.confusion().ok_or_else(|| {
+                AppError::NotFound(format!("no confusion counts for '{wanted}' at epoch {}", chosen.epoch))
+            })?;
+            let axis = ["negative".to_string(), "positive".to_string()];
+            charts::confusion_heatmap(&format!("{wanted} (epoch {})", chosen.epoch), &axis, &counts)?
+        }
+        _ => {
+            let (title, y_label, keys): (String, String, Vec<(String, String)>) =
+                match RUN_CHARTS.iter().find(|(n, ..)| *n == name) {
+                    Some((_, title, y, keys)) => (
+                        title.to_string(),
+                        y.to_string(),
+                        keys.iter().map(|(k, l)| (k.to_string(), l.to_string())).collect(),
+                    ),
+                    None if metrics::scalar_keys(&epochs).iter().any(|k| k == name) => (
+                        super::metric_title(name),
+                        name.to_string(),
+                        vec![(name.into(), name.into())],
+                    ),
+                    None => return Err(AppError::NotFound(format!("no chart '{name}' for run '{id}'"))),
+                };
+            let series: Vec<Series> = keys
+                .iter()
+                .map(|(key, label)| Series::new(label.clone(), metrics::series(&epochs, key)))
+                .filter(|s| !s.points.is_empty())
+                .collect();
+            let mut chart = LineChart::new(title);
+            chart.y_label = y_label;
+            display.apply(&mut chart);
+            charts::line_chart(&chart, &series)?
+        }
+    };
+    Ok(svg(body))
+}

@@ -1,0 +1,227 @@
+//! The runs list (`/`): one row per run, filtered and sorted by query parameters, with checkboxes
+//! that submit to the compare page.
+
+use std::cmp::Ordering;
+use std::sync::Arc;
+
+use axum::extract::{Query, State};
+use axum::routing::get;
+use axum::Router;
+use serde::Deserialize;
+
+use crate::store::{Run, RunStatus};
+use crate::web::metrics::{self, RANKING_KEY};
+use crate::web::templates::{encode_query, Column, RunRow, RunsPage};
+use crate::web::{AppError, AppState};
+
+pub fn router() -> Router<Arc<AppState>> {
+    Router::new().route("/", get(runs_page))
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct ListQuery {
+    /// Case-insensitive text found in the name, model, data set, id or a tag.
+    q: Option<String>,
+    status: Option<String>,
+    dataset: Option<String>,
+    sort: Option<String>,
+    dir: Option<String>,
+}
+
+const STATUSES: [&str; 6] = ["queued", "running", "done", "failed", "cancelled", "interrupted"];
+
+/// Sortable columns: (query key, header).
+const COLUMNS: [(&str, &str); 10] = [
+    ("name", "Name"),
+    ("status", "Status"),
+    ("model", "Model"),
+    ("dataset", "Data set"),
+    ("size", "Image"),
+    ("epochs", "Epochs"),
+    ("auroc", "Best AUROC"),
+    ("accuracy", "Accuracy"),
+    ("duration", "Duration"),
+    ("created", "Created"),
+];
+
+/// A run with the numbers the table shows and sorts by.
+pub(super) struct Summary {
+    pub run: Run,
+    pub best_auroc: Option<f64>,
+    pub best_accuracy: Option<f64>,
+    pub duration: Option<f64>,
+}
+
+pub(super) fn summarise(state: &AppState, run: Run, now: &str) -> Result<Summary, AppError> {
+    let epochs = state.store.epochs(&run.id)?;
+    let best = metrics::best_epoch(&run, &epochs);
+    let best_auroc = best.and_then(|e| metrics::number(&e.metrics, RANKING_KEY)).or(run
+        .best_metric
+        .filter(|_| run.best_metric_name.as_deref() == Some(RANKING_KEY)));
+    let best_accuracy = best.and_then(|e| metrics::number(&e.metrics, "val_accuracy"));
+    let duration = metrics::duration_seconds(&run, now);
+    Ok(Summary {
+        run,
+        best_auroc,
+        best_accuracy,
+        duration,
+    })
+}
+
+/// Percent of planned epochs done.
+pub(super) fn progress_pct(run: &Run) -> u32 {
+    if run.status == RunStatus::Done {
+        return 100;
+    }
+    (run.epochs_done * 100)
+        .checked_div(run.epochs_planned)
+        .unwrap_or(0)
+        .min(100)
+}
+
+async fn runs_page(State(state): State<Arc<AppState>>, Query(query): Query<ListQuery>) -> Result<RunsPage, AppError> {
+    let now = crate::store::now();
+    let all = state.store.runs()?;
+    let total = all.len();
+    let mut datasets: Vec<String> = all.iter().map(|r| r.dataset.clone()).collect();
+    datasets.sort();
+    datasets.dedup();
+
+    let q = query.q.clone().unwrap_or_default().trim().to_lowercase();
+    let status = query.status.clone().unwrap_or_default();
+    let dataset = query.dataset.clone().unwrap_or_default();
+    if !status.is_empty() && !STATUSES.contains(&status.as_str()) {
+        return Err(AppError::BadRequest(format!(
+            "unknown status '{status}'; use one of {}",
+            STATUSES.join(", ")
+        )));
+    }
+    let sort = query.sort.clone().unwrap_or_else(|| "created".into());
+    if !COLUMNS.iter().any(|(key, _)| *key == sort) {
+        let keys: Vec<&str> = COLUMNS.iter().map(|(k, _)| *k).collect();
+        return Err(AppError::BadRequest(format!(
+            "cannot sort by '{sort}'; use one of {}",
+            keys.join(", ")
+        )));
+    }
+    let descending = match query.dir.as_deref() {
+        Some("asc") => false,
+        Some("desc") => true,
+        None | Some("") => sort == "created",
+        Some(other) => return Err(AppError::BadRequest(format!("dir must be asc or desc, not '{other}'"))),
+    };
+
+    let mut summaries = Vec::new();
+    for run in all {
+        let matches_text = q.is_empty()
+            || [&run.name, &run.model, &run.dataset, &run.id]
+                .iter()
+                .any(|field| field.to_lowercase().contains(&q))
+            || run.tags.iter().any(|t| t.to_lowercase().contains(&q));
+        let matches_status = status.is_empty() || run.status.as_str() == status;
+        let matches_dataset = dataset.is_empty() || run.dataset == dataset;
+        if matches_text && matches_status && matches_dataset {
+            summaries.push(summarise(&state, run, &now)?);
+        }
+    }
+    sort_summaries(&mut summaries, &sort, descending);
+
+    let filter_query = format!(
+        "q={}&status={}&dataset={}",
+        encode_query(&q),
+        encode_query(&status),
+        encode_query(&dataset)
+    );
+    let columns = COLUMNS
+        .iter()
+        .map(|&(key, label)| {
+            let active = key == sort;
+            // Clicking the active column flips the order; a new column starts with its natural one.
+            let next_desc = if active {
+                !descending
+            } else {
+                matches!(key, "auroc" | "accuracy" | "created")
+            };
+            Column {
+                label,
+                href: format!(
+                    "/?{filter_query}&sort={key}&dir={}",
+                    if next_desc { "desc" } else { "asc" }
+                ),
+                arrow: match (active, descending) {
+                    (false, _) => "",
+                    (true, true) => "▼",
+                    (true, false) => "▲",
+                },
+            }
+        })
+        .collect();
+    let rows = summaries.into_iter().map(row).collect();
+    Ok(RunsPage {
+        rows,
+        total,
+        columns,
+        q,
+        status,
+        dataset,
+        statuses: STATUSES.to_vec(),
+        datasets,
+        sort,
+        dir: if descending { "desc" } else { "asc" }.into(),
+        queue: state.jobs.queue(),
+    })
+}
+
+fn sort_summaries(summaries: &mut [Summary], sort: &str, descending: bool) {
+    // Missing numbers sort last whichever the direction.
+    fn by_option(a: Option<f64>, b: Option<f64>, descending: bool) -> Ordering {
+        match (a, b) {
+            (Some(a), Some(b)) if descending => b.total_cmp(&a),
+            (Some(a), Some(b)) => a.total_cmp(&b),
+            (Some(_), None) => Ordering::Less,
+            (None, Some(_)) => Ordering::Greater,
+            (None, None) => Ordering::Equal,
+        }
+    }
+    summaries.sort_by(|a, b| {
+        let (ra, rb) = (&a.run, &b.run);
+        let ordering = match sort {
+            "auroc" => return by_option(a.best_auroc, b.best_auroc, descending),
+            "accuracy" => return by_option(a.best_accuracy, b.best_accuracy, descending),
+            "duration" => return by_option(a.duration, b.duration, descending),
+            "name" => ra.name.to_lowercase().cmp(&rb.name.to_lowercase()),
+            "status" => ra.status.as_str().cmp(rb.status.as_str()),
+            "model" => ra.model.cmp(&rb.model),
+            "dataset" => ra.dataset.cmp(&rb.dataset),
+            "size" => ra.image_size.cmp(&rb.image_size),
+            "epochs" => ra.epochs_done.cmp(&rb.epochs_done),
+            _ => ra.created_at.cmp(&rb.created_at).then(ra.id.cmp(&rb.id)),
+        };
+        if descending {
+            ordering.reverse()
+        } else {
+            ordering
+        }
+    });
+}
+
+fn row(summary: Summary) -> RunRow {
+    let run = summary.run;
+    RunRow {
+        progress_pct: progress_pct(&run),
+        show_progress: matches!(run.status, RunStatus::Running | RunStatus::Interrupted),
+        status: run.status.as_str(),
+        demo: run.dataset == "demo",
+        epochs: format!("{} / {}", run.epochs_done, run.epochs_planned),
+        best_auroc: metrics::format_value(summary.best_auroc),
+        best_accuracy: metrics::format_value(summary.best_accuracy),
+        duration: summary.duration.map(metrics::format_duration).unwrap_or_default(),
+        created: run.created_at.get(..16).unwrap_or(&run.created_at).replace('T', " "),
+        id: run.id,
+        name: run.name,
+        model: run.model,
+        dataset: run.dataset,
+        image_size: run.image_size,
+        tags: run.tags,
+    }
+}

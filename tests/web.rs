@@ -1,0 +1,578 @@
+//! The dashboard over a temporary store: every route through `oneshot`, and the event stream over
+//! a real loopback socket.
+
+use std::sync::{Arc, Mutex};
+
+use axum::body::Body;
+use axum::http::{header, Method, Request, StatusCode};
+use axum::Router;
+use cxr8::store::{EventRow, NewRun, RunStatus, Store};
+use cxr8::web::{app, AppState, FieldError, JobControl, JobError};
+use serde_json::{json, Value};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tower::ServiceExt;
+
+/// Stands in for the training engine: queues runs in the store, refuses configs without a model.
+struct FakeJobs {
+    store: Arc<Store>,
+    submitted: Mutex<Vec<Value>>,
+}
+
+impl JobControl for FakeJobs {
+    fn submit(&self, config: Value) -> Result<String, Vec<FieldError>> {
+        let mut errors = Vec::new();
+        if config.get("model").and_then(Value::as_str).is_none() {
+            errors.push(FieldError::new("model", "choose a model, e.g. resnet-18"));
+        }
+        if config.get("epochs").and_then(Value::as_u64) == Some(0) {
+            errors.push(FieldError::new("epochs", "train for at least 1 epoch"));
+        }
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        self.submitted.lock().unwrap().push(config.clone());
+        let id = self
+            .store
+            .create_run(&NewRun {
+                name: "submitted",
+                config: &config,
+                dataset: "demo",
+                model: config["model"].as_str().unwrap(),
+                image_size: 64,
+                epochs_planned: 1,
+                tags: &[],
+            })
+            .unwrap();
+        Ok(id)
+    }
+
+    fn cancel(&self, id: &str) -> Result<(), JobError> {
+        match self.store.run(id).unwrap() {
+            Some(run) if run.status == RunStatus::Running => Ok(()),
+            Some(run) => Err(JobError::Conflict(format!("run is {}", run.status.as_str()))),
+            None => Err(JobError::UnknownRun(id.into())),
+        }
+    }
+
+    fn resume(&self, _id: &str) -> Result<(), JobError> {
+        Ok(())
+    }
+
+    fn queue(&self) -> Vec<String> {
+        Vec::new()
+    }
+}
+
+struct Fixture {
+    state: Arc<AppState>,
+    jobs: Arc<FakeJobs>,
+    /// Finished, on the demo data set, three epochs with per-label metrics.
+    done: String,
+    /// Running, named like an attack.
+    script: String,
+}
+
+fn per_label(auroc: f64) -> Value {
+    json!([
+        {"label": "Effusion", "auroc": auroc, "ap": 0.4, "f1": 0.5, "tp": 140, "fp": 31, "fn": 17, "tn": 812, "support": 157},
+        {"label": "No Finding", "auroc": 0.6, "ap": 0.7, "f1": 0.6, "tp": 5, "fp": 4, "fn": 3, "tn": 2, "support": 8}
+    ])
+}
+
+fn fixture() -> Fixture {
+    let store = Arc::new(Store::open_in_memory().unwrap());
+    let config = json!({"model": "resnet-18", "lr": 0.001, "batch_size": 32});
+    let done = store
+        .create_run(&NewRun {
+            name: "baseline",
+            config: &config,
+            dataset: "demo",
+            model: "resnet-18",
+            image_size: 64,
+            epochs_planned: 3,
+            tags: &["smoke".into()],
+        })
+        .unwrap();
+    store.set_status(&done, RunStatus::Running, None).unwrap();
+    for (epoch, auroc) in [(1, 0.61), (2, 0.74), (3, 0.71)] {
+        let metrics = json!({
+            "train_loss": 1.0 / epoch as f64, "val_loss": 1.2 / epoch as f64,
+            "train_accuracy": 0.5 + 0.1 * epoch as f64, "val_accuracy": 0.45 + 0.1 * epoch as f64,
+            "val_mean_auroc": auroc, "lr": 0.001 / epoch as f64, "seconds": 12.5,
+            "val_per_label": per_label(auroc),
+        });
+        let best = (epoch == 2).then_some((2, "val_mean_auroc", 0.74));
+        store.record_epoch(&done, epoch, &metrics, best).unwrap();
+        store.append_event(&done, "epoch", &json!({"epoch": epoch})).unwrap();
+    }
+    store.set_status(&done, RunStatus::Done, None).unwrap();
+
+    let other_config = json!({"model": "densenet-121", "lr": 0.01, "batch_size": 32});
+    let script = store
+        .create_run(&NewRun {
+            name: "<script>alert(1)</script>",
+            config: &other_config,
+            dataset: "nih",
+            model: "densenet-121",
+            image_size: 224,
+            epochs_planned: 10,
+            tags: &["<b>x</b>".into()],
+        })
+        .unwrap();
+    store.set_status(&script, RunStatus::Running, None).unwrap();
+    store
+        .record_epoch(
+            &script,
+            1,
+            &json!({"val_loss": 0.9, "val_mean_auroc": 0.66, "val_per_label": per_label(0.9)}),
+            None,
+        )
+        .unwrap();
+
+    let jobs = Arc::new(FakeJobs {
+        store: store.clone(),
+        submitted: Mutex::new(Vec::new()),
+    });
+    let state = Arc::new(AppState::new(store, jobs.clone()));
+    Fixture {
+        state,
+        jobs,
+        done,
+        script,
+    }
+}
+
+impl Fixture {
+    fn app(&self) -> Router {
+        app(self.state.clone())
+    }
+}
+
+struct Reply {
+    status: StatusCode,
+    headers: axum::http::HeaderMap,
+    body: String,
+}
+
+impl Reply {
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body))
+    }
+
+    fn content_type(&self) -> &str {
+        self.headers
+            .get(header::CONTENT_TYPE)
+            .map(|v| v.to_str().unwrap())
+            .unwrap_or("")
+    }
+}
+
+async fn send(app: Router, method: Method, uri: &str, body: Option<&str>) -> Reply {
+    let mut request = Request::builder().method(method).uri(uri);
+    if body.is_some() {
+        request = request.header(header::CONTENT_TYPE, "application/json");
+    }
+    let request = request.body(Body::from(body.unwrap_or("").to_string())).unwrap();
+    let response = app.oneshot(request).await.unwrap();
+    let status = response.status();
+    let headers = response.headers().clone();
+    let bytes = axum::body::to_bytes(response.into_body(), 16 << 20).await.unwrap();
+    Reply {
+        status,
+        headers,
+        body: String::from_utf8(bytes.to_vec()).unwrap(),
+    }
+}
+
+async fn get(app: Router, uri: &str) -> Reply {
+    send(app, Method::GET, uri, None).await
+}
+
+#[tokio::test]
+async fn runs_page_lists_runs_escaped_with_security_headers() {
+    let f = fixture();
+    let page = get(f.app(), "/").await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page.content_type().starts_with("text/html"), "{}", page.content_type());
+    assert!(page.body.contains("baseline"));
+    assert!(page.body.contains("synthetic demo"), "demo runs are marked");
+    assert!(page.body.contains("0.7400"), "best mean AUROC of the best epoch");
+    assert!(
+        page.body.contains("&#60;script&#62;alert(1)&#60;/script&#62;"),
+        "the name is shown, escaped"
+    );
+    assert!(!page.body.contains("<script>alert"), "no injected script");
+    assert!(!page.body.contains("<b>x</b>"), "tags are escaped too");
+    assert_eq!(page.headers["x-content-type-options"], "nosniff");
+    let csp = page.headers[header::CONTENT_SECURITY_POLICY].to_str().unwrap();
+    assert!(
+        csp.contains("script-src 'self'") && csp.contains("style-src 'self'"),
+        "{csp}"
+    );
+    assert!(
+        page.body.contains(&format!("value=\"{}\"", f.done)),
+        "compare checkbox per run"
+    );
+}
+
+#[tokio::test]
+async fn runs_page_filters_and_sorts() {
+    let f = fixture();
+    let page = get(f.app(), "/?status=done").await;
+    assert!(page.body.contains("baseline") && !page.body.contains("alert(1)"));
+    let page = get(f.app(), "/?q=DENSENET").await;
+    assert!(!page.body.contains(">baseline<") && page.body.contains("alert(1)"));
+    let page = get(f.app(), "/?sort=auroc&dir=desc").await;
+    let (first, second) = (page.body.find("baseline").unwrap(), page.body.find("alert(1)").unwrap());
+    assert!(first < second, "0.74 sorts above 0.66");
+    let page = get(f.app(), "/?sort=auroc&dir=asc").await;
+    assert!(page.body.find("alert(1)").unwrap() < page.body.find("baseline").unwrap());
+    let bad = get(f.app(), "/?sort=colour").await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+    assert!(bad.json()["error"]
+        .as_str()
+        .unwrap()
+        .contains("cannot sort by 'colour'"));
+}
+
+#[tokio::test]
+async fn run_page_shows_epochs_labels_and_events() {
+    let f = fixture();
+    let page = get(f.app(), &format!("/runs/{}", f.done)).await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    assert!(page.body.contains("Per label, epoch 2"), "the best epoch by default");
+    assert!(page.body.contains("Effusion") && page.body.contains("812"));
+    assert!(page.body.contains(&format!("/runs/{}/charts/loss.svg", f.done)));
+    assert!(page.body.contains("confusion.svg?epoch=2&#38;label=No%20Finding"));
+    assert!(page.body.contains("class=\"best\""), "best epoch row marked");
+    assert!(page.body.contains("/static/live.js"));
+    let page = get(f.app(), &format!("/runs/{}?epoch=3", f.done)).await;
+    assert!(page.body.contains("Per label, epoch 3"));
+    let page = get(f.app(), &format!("/runs/{}", f.script)).await;
+    assert!(!page.body.contains("<script>alert"));
+    assert!(page.body.contains("<progress"));
+}
+
+#[tokio::test]
+async fn unknown_runs_are_404_everywhere() {
+    let f = fixture();
+    for uri in [
+        "/runs/nope",
+        "/runs/nope/charts/loss.svg",
+        "/runs/nope/events",
+        "/api/runs/nope",
+        "/api/runs/nope/metrics.csv",
+        "/compare?runs=nope",
+        "/compare/charts/val_loss.svg?runs=nope",
+    ] {
+        let reply = get(f.app(), uri).await;
+        assert_eq!(reply.status, StatusCode::NOT_FOUND, "{uri}");
+        assert!(
+            reply.json()["error"].as_str().unwrap().contains("'nope'"),
+            "{uri}: {}",
+            reply.body
+        );
+    }
+    let reply = get(f.app(), "/no/such/page").await;
+    assert_eq!(reply.status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn run_charts_are_svg() {
+    let f = fixture();
+    let chart = get(f.app(), &format!("/runs/{}/charts/loss.svg?smooth=0.6&log=1", f.done)).await;
+    assert_eq!(chart.status, StatusCode::OK);
+    assert_eq!(chart.content_type(), "image/svg+xml");
+    assert!(chart.body.starts_with("<svg") && chart.body.contains("validation"));
+    for name in ["accuracy", "auroc", "lr", "seconds", "per_label_auroc"] {
+        let chart = get(f.app(), &format!("/runs/{}/charts/{name}.svg", f.done)).await;
+        assert_eq!(chart.status, StatusCode::OK, "{name}: {}", chart.body);
+    }
+    let confusion = get(
+        f.app(),
+        &format!("/runs/{}/charts/confusion.svg?label=Effusion&epoch=1", f.done),
+    )
+    .await;
+    assert_eq!(confusion.status, StatusCode::OK);
+    assert!(confusion.body.contains("812") && confusion.body.contains("Effusion (epoch 1)"));
+    for (uri, status) in [
+        (format!("/runs/{}/charts/colour.svg", f.done), StatusCode::NOT_FOUND),
+        (format!("/runs/{}/charts/loss.png", f.done), StatusCode::NOT_FOUND),
+        (
+            format!("/runs/{}/charts/confusion.svg?label=Nope", f.done),
+            StatusCode::NOT_FOUND,
+        ),
+        (
+            format!("/runs/{}/charts/loss.svg?smooth=2", f.done),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            format!("/runs/{}/charts/loss.svg?smooth=abc", f.done),
+            StatusCode::BAD_REQUEST,
+        ),
+    ] {
+        assert_eq!(get(f.app(), &uri).await.status, status, "{uri}");
+    }
+}
+
+#[tokio::test]
+async fn compare_page_and_charts() {
+    let f = fixture();
+    let page = get(f.app(), &format!("/compare?runs={},{}", f.done, f.script)).await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    assert!(page.body.contains("baseline") && page.body.contains("&#60;script&#62;"));
+    assert!(page.body.contains("densenet-121") && page.body.contains("class=\"differs\""));
+    assert!(page.body.contains("0.7400 ★"), "best mean AUROC marked");
+    assert!(page.body.contains("0.9000 ★"), "best Effusion AUROC marked");
+    // Checkbox form submissions repeat `run`; "only differences" hides equal parameters.
+    let page = get(f.app(), &format!("/compare?run={}&run={}&diff=1", f.done, f.script)).await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(!page.body.contains("batch_size") && page.body.contains("1 identical hidden"));
+    let chart = get(
+        f.app(),
+        &format!("/compare/charts/val_loss.svg?runs={},{}", f.done, f.script),
+    )
+    .await;
+    assert_eq!(chart.status, StatusCode::OK);
+    assert!(
+        chart.body.contains("baseline") && chart.body.contains("&lt;script&gt;"),
+        "legend names, escaped"
+    );
+    let bars = get(
+        f.app(),
+        &format!("/compare/charts/per_label_auroc.svg?runs={},{}", f.done, f.script),
+    )
+    .await;
+    assert!(bars.body.contains("No Finding"));
+    assert_eq!(get(f.app(), "/compare").await.status, StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn api_reads_runs_and_metrics() {
+    let f = fixture();
+    let list = get(f.app(), "/api/runs").await.json();
+    assert_eq!(list["runs"].as_array().unwrap().len(), 2);
+    let detail = get(f.app(), &format!("/api/runs/{}", f.done)).await;
+    assert_eq!(detail.status, StatusCode::OK);
+    let detail = detail.json();
+    assert_eq!(detail["status"], "done");
+    assert_eq!(detail["config"]["model"], "resnet-18");
+    assert_eq!(detail["epochs"].as_array().unwrap().len(), 3);
+    assert_eq!(detail["epochs"][1]["epoch"], 2);
+    assert!(detail["epochs"][1]["metrics"].get("val_per_label").is_none());
+    assert_eq!(detail["per_label_epoch"], 2);
+    assert_eq!(detail["per_label"][0]["label"], "Effusion");
+    assert_eq!(detail["per_label"][0]["fn"], 17);
+
+    let csv = get(f.app(), &format!("/api/runs/{}/metrics.csv", f.done)).await;
+    assert!(csv.content_type().starts_with("text/csv"));
+    let mut lines = csv.body.lines();
+    assert_eq!(
+        lines.next().unwrap(),
+        "epoch,committed_at,train_loss,val_loss,train_accuracy,val_accuracy,val_mean_auroc,lr,seconds"
+    );
+    assert!(lines.next().unwrap().starts_with("1,"));
+    assert_eq!(csv.body.lines().count(), 4);
+}
+
+#[tokio::test]
+async fn api_submits_through_job_control() {
+    let f = fixture();
+    let created = send(
+        f.app(),
+        Method::POST,
+        "/api/runs",
+        Some(r#"{"model": "resnet-18", "epochs": 2}"#),
+    )
+    .await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
+    let id = created.json()["id"].as_str().unwrap().to_string();
+    assert_eq!(created.headers[header::LOCATION], format!("/runs/{id}").as_str());
+    assert_eq!(f.jobs.submitted.lock().unwrap().len(), 1);
+
+    let invalid = send(f.app(), Method::POST, "/api/runs", Some(r#"{"epochs": 0}"#)).await;
+    assert_eq!(invalid.status, StatusCode::UNPROCESSABLE_ENTITY);
+    let fields: Vec<String> = invalid.json()["fields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["field"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(fields, ["model", "epochs"]);
+
+    let malformed = send(f.app(), Method::POST, "/api/runs", Some(r#"{"model": "#)).await;
+    assert_eq!(malformed.status, StatusCode::BAD_REQUEST);
+    assert!(
+        malformed.json()["error"].is_string(),
+        "JSON error body: {}",
+        malformed.body
+    );
+    let not_object = send(f.app(), Method::POST, "/api/runs", Some("[1, 2]")).await;
+    assert_eq!(not_object.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(f.jobs.submitted.lock().unwrap().len(), 1, "nothing else was submitted");
+}
+
+#[tokio::test]
+async fn api_cancels_resumes_and_deletes() {
+    let f = fixture();
+    let cancel = send(f.app(), Method::POST, &format!("/api/runs/{}/cancel", f.script), None).await;
+    assert_eq!(cancel.status, StatusCode::ACCEPTED);
+    let refused = send(f.app(), Method::POST, &format!("/api/runs/{}/cancel", f.done), None).await;
+    assert_eq!(refused.status, StatusCode::CONFLICT);
+    let resume = send(f.app(), Method::POST, &format!("/api/runs/{}/resume", f.done), None).await;
+    assert_eq!(resume.status, StatusCode::ACCEPTED);
+    assert_eq!(
+        send(f.app(), Method::POST, "/api/runs/nope/cancel", None).await.status,
+        StatusCode::NOT_FOUND
+    );
+
+    let running = send(f.app(), Method::DELETE, &format!("/api/runs/{}", f.script), None).await;
+    assert_eq!(running.status, StatusCode::CONFLICT, "a running run is cancelled first");
+    let deleted = send(f.app(), Method::DELETE, &format!("/api/runs/{}", f.done), None).await;
+    assert_eq!(deleted.status, StatusCode::NO_CONTENT);
+    assert!(f.state.store.run(&f.done).unwrap().is_none());
+    assert_eq!(
+        send(f.app(), Method::DELETE, &format!("/api/runs/{}", f.done), None)
+            .await
+            .status,
+        StatusCode::NOT_FOUND
+    );
+}
+
+#[tokio::test]
+async fn static_assets_are_served() {
+    let f = fixture();
+    let css = get(f.app(), "/static/style.css").await;
+    assert!(css.content_type().starts_with("text/css") && css.body.contains(".badge"));
+    let js = get(f.app(), "/static/live.js").await;
+    assert!(js.content_type().starts_with("text/javascript") && js.body.contains("EventSource"));
+}
+
+/// Reads SSE frames from a raw HTTP response until `count` events have arrived.
+async fn read_events(stream: &mut tokio::net::TcpStream, count: usize) -> Vec<(i64, String, Value)> {
+    let mut text = String::new();
+    let mut buffer = [0u8; 4096];
+    loop {
+        // Only whole frames: the last one may still be arriving.
+        let complete = &text[..text.rfind("\n\n").map_or(0, |end| end + 2)];
+        let events: Vec<(i64, String, Value)> = complete
+            .split("\n\n")
+            .filter(|frame| frame.contains("data:") && frame.contains("id:"))
+            .map(|frame| {
+                let field = |name: &str| {
+                    frame
+                        .lines()
+                        .find_map(|l| l.strip_prefix(name))
+                        .map(|v| v.trim().to_string())
+                        .unwrap_or_default()
+                };
+                (
+                    field("id:").parse().unwrap(),
+                    field("event:"),
+                    serde_json::from_str(&field("data:")).unwrap(),
+                )
+            })
+            .collect();
+        if events.len() >= count {
+            return events;
+        }
+        // A guard against hanging forever when an event never comes, not a speed check.
+        let n = tokio::time::timeout(std::time::Duration::from_secs(60), stream.read(&mut buffer))
+            .await
+            .unwrap_or_else(|_| panic!("no event for 60 s; received so far: {text}"))
+            .unwrap();
+        assert!(n > 0, "stream closed early after: {text}");
+        text.push_str(&String::from_utf8_lossy(&buffer[..n]));
+    }
+}
+
+#[tokio::test]
+async fn event_stream_resumes_after_last_event_id_then_goes_live() {
+    let f = fixture();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let router = f.app();
+    let server = tokio::spawn(async move { axum::serve(listener, router).await });
+
+    let stored = f.state.store.events_after(&f.done, 0).unwrap();
+    assert_eq!(stored.len(), 3);
+    let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
+    let request = format!(
+        "GET /runs/{}/events HTTP/1.1\r\nHost: {address}\r\nAccept: text/event-stream\r\nAccept-Encoding: gzip\r\nLast-Event-ID: {}\r\n\r\n",
+        f.done, stored[0].seq
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let backlog = read_events(&mut stream, 2).await;
+    assert_eq!(
+        backlog.iter().map(|e| e.0).collect::<Vec<_>>(),
+        [stored[1].seq, stored[2].seq],
+        "only events after Last-Event-ID"
+    );
+    assert_eq!(backlog[0].1, "epoch");
+    assert_eq!(backlog[0].2["epoch"], 2);
+
+    // A live event of another run is not delivered; one of this run is, with its store seq as id.
+    let broadcast = |run: &str, kind: &str, payload: Value| {
+        let seq = f.state.store.append_event(run, kind, &payload).unwrap();
+        f.state
+            .events
+            .send(EventRow {
+                seq,
+                run_id: run.to_string(),
+                kind: kind.into(),
+                payload,
+                at: cxr8::store::now(),
+            })
+            .unwrap();
+        seq
+    };
+    broadcast(&f.script, "progress", json!({"epoch": 2, "step": 1, "steps": 10}));
+    let done_seq = broadcast(&f.done, "done", json!({"status": "done"}));
+    // The other run's progress event was sent first: had it been delivered, it would come first.
+    let live = read_events(&mut stream, 1).await;
+    assert_eq!(live, [(done_seq, "done".to_string(), json!({"status": "done"}))]);
+    server.abort();
+}
+
+#[tokio::test]
+async fn a_lagging_stream_is_resynced_from_the_store() {
+    let f = fixture();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let router = f.app();
+    let server = tokio::spawn(async move { axum::serve(listener, router).await });
+    let last = f.state.store.events_after(&f.done, 0).unwrap().last().unwrap().seq;
+    let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
+    let request = format!(
+        "GET /runs/{}/events?after={last} HTTP/1.1\r\nHost: {address}\r\n\r\n",
+        f.done
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    // Wait for the response head, so the handler has subscribed before we flood the channel.
+    let mut head = [0u8; 64];
+    let n = stream.read(&mut head).await.unwrap();
+    assert!(String::from_utf8_lossy(&head[..n]).starts_with("HTTP/1.1 200"));
+    // Far more than the channel holds, sent without waiting: the sender never blocks.
+    let total = cxr8::web::LIVE_EVENT_BUFFER + 200;
+    let mut seqs = Vec::new();
+    for i in 0..total {
+        let payload = json!({"epoch": 1, "step": i});
+        let seq = f.state.store.append_event(&f.done, "progress", &payload).unwrap();
+        let row = EventRow {
+            seq,
+            run_id: f.done.clone(),
+            kind: "progress".into(),
+            payload,
+            at: String::new(),
+        };
+        f.state.events.send(row).unwrap();
+        seqs.push(seq);
+    }
+    let received = read_events(&mut stream, total).await;
+    assert_eq!(
+        received.iter().map(|e| e.0).collect::<Vec<_>>(),
+        seqs,
+        "every event once, in order"
+    );
+    server.abort();
+}

@@ -56,11 +56,59 @@ pub struct Recorder {
     store: Arc<Store>,
     run_id: String,
     monitor: Monitor,
+    epochs_planned: usize,
+    batch_size: usize,
     best: Option<(usize, f64)>,
     listener: Option<Listener>,
 }
 
 impl Recorder {
+    /// What clients receive: the event's own fields plus what a page needs without doing
+    /// arithmetic (status word, overall fraction done, ETA).
+    fn payload(&self, event: &TrainEvent) -> Value {
+        if let TrainEvent::Epoch {
+            epoch,
+            train,
+            val,
+            lr,
+            seconds,
+        } = event
+        {
+            let mut row = flatten_epoch(*epoch, train, val, *lr, *seconds);
+            row["type"] = json!("epoch");
+            return row;
+        }
+        let mut value = serde_json::to_value(event).expect("events serialise");
+        match event {
+            TrainEvent::Batch {
+                epoch,
+                batch,
+                of,
+                images_per_sec,
+                ..
+            } => {
+                let planned = self.epochs_planned.max(1) as f64;
+                let done_batches = (*epoch as f64 - 1.0) * *of as f64 + *batch as f64;
+                let all_batches = planned * (*of).max(1) as f64;
+                value["fraction"] = json!((done_batches / all_batches).min(1.0));
+                if *images_per_sec > 0.0 {
+                    let seconds_per_batch = self.batch_size as f64 / *images_per_sec as f64;
+                    value["eta_seconds"] = json!(((all_batches - done_batches).max(0.0) * seconds_per_batch).round());
+                }
+            }
+            TrainEvent::Started { .. } => {
+                // The config is already stored with the run; clients need not receive it again.
+                value.as_object_mut().map(|m| m.remove("config"));
+                value["status"] = json!("running");
+            }
+            TrainEvent::Finished { .. } => value["status"] = json!("done"),
+            TrainEvent::Failed { .. } => value["status"] = json!("failed"),
+            TrainEvent::Cancelled => value["status"] = json!("cancelled"),
+            TrainEvent::Epoch { .. } | TrainEvent::Checkpoint { .. } => {}
+        }
+        value
+    }
+
     pub fn new(store: Arc<Store>, run_id: &str, config: &TrainConfig, listener: Option<Listener>) -> Self {
         // A resumed run keeps its best so far.
         let best = store
@@ -72,6 +120,8 @@ impl Recorder {
             store,
             run_id: run_id.into(),
             monitor: config.checkpoint_metric,
+            epochs_planned: config.epochs,
+            batch_size: config.batch_size,
             best,
             listener,
         }
@@ -121,18 +171,7 @@ impl Recorder {
             TrainEvent::Cancelled => self.store.set_status(id, RunStatus::Cancelled, None)?,
             TrainEvent::Batch { .. } | TrainEvent::Checkpoint { .. } => {}
         }
-        let payload = match event {
-            TrainEvent::Epoch {
-                epoch,
-                train,
-                val,
-                lr,
-                seconds,
-            } => {
-                json!({"type": "epoch", "row": flatten_epoch(*epoch, train, val, *lr, *seconds)})
-            }
-            other => serde_json::to_value(other).expect("events serialise"),
-        };
+        let payload = self.payload(event);
         let seq = self.store.append_event(id, kind(event), &payload)?;
         Ok(EventRow {
             seq,

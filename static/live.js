@@ -24,6 +24,13 @@
     return value.toFixed(4);
   }
 
+  function formatDuration(seconds) {
+    const s = Math.max(0, Math.round(seconds));
+    if (s < 60) return s + " s";
+    if (s < 3600) return Math.floor(s / 60) + " min " + (s % 60) + " s";
+    return Math.floor(s / 3600) + " h " + Math.floor((s % 3600) / 60) + " min";
+  }
+
   function setProgress(fraction, text) {
     const bar = document.getElementById("progress");
     if (bar && isFinite(fraction)) bar.value = Math.max(0, Math.min(100, fraction * 100));
@@ -57,14 +64,19 @@
 
   source.addEventListener("progress", function (event) {
     const p = parse(event);
+    const step = typeof p.step === "number" ? p.step : p.batch;
+    const steps = typeof p.steps === "number" ? p.steps : p.of;
     let fraction = typeof p.fraction === "number" ? p.fraction : NaN;
     if (isNaN(fraction) && planned > 0 && typeof p.epoch === "number") {
-      const within = typeof p.step === "number" && p.steps > 0 ? p.step / p.steps : 0;
+      const within = typeof step === "number" && steps > 0 ? step / steps : 0;
       fraction = (p.epoch - 1 + within) / planned;
     }
-    const text = typeof p.epoch === "number"
-      ? "epoch " + p.epoch + " / " + planned + (p.steps ? ", step " + p.step + " / " + p.steps : "")
+    let text = typeof p.epoch === "number"
+      ? "epoch " + p.epoch + " / " + planned + (steps ? ", batch " + step + " / " + steps : "")
       : "";
+    if (typeof p.images_per_sec === "number") text += ", " + p.images_per_sec.toFixed(0) + " img/s";
+    if (typeof p.loss === "number") text += ", loss " + p.loss.toFixed(4);
+    if (typeof p.eta_seconds === "number") text += ", ETA " + formatDuration(p.eta_seconds);
     setProgress(fraction, text);
   });
 

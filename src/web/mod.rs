@@ -2,6 +2,7 @@
 //! and the JSON API. Writes (submit, cancel, resume) go through the [`JobControl`] trait, which the
 //! training engine implements; this module never trains anything itself.
 
+mod auth;
 pub mod charts;
 pub mod error;
 mod metrics;
@@ -70,12 +71,19 @@ pub struct AppState {
     /// is fine.
     pub events: broadcast::Sender<EventRow>,
     pub jobs: Arc<dyn JobControl>,
+    /// Required on every request when set (a server listening beyond loopback).
+    pub token: Option<String>,
 }
 
 impl AppState {
     pub fn new(store: Arc<Store>, jobs: Arc<dyn JobControl>) -> AppState {
         let (events, _) = broadcast::channel(LIVE_EVENT_BUFFER);
-        AppState { store, events, jobs }
+        AppState {
+            store,
+            events,
+            jobs,
+            token: None,
+        }
     }
 }
 
@@ -104,6 +112,7 @@ pub fn app(state: Arc<AppState>) -> Router {
         .merge(bounded)
         .merge(sse::router())
         .fallback(|| async { AppError::NotFound("no such page".into()) })
+        .layer(axum::middleware::from_fn_with_state(state.clone(), auth::require_token))
         .with_state(state)
         .layer(CompressionLayer::new().compress_when(compressible))
         .layer(SetResponseHeaderLayer::overriding(

@@ -1,5 +1,6 @@
 //! Integration tests: one crate, a module per area (real NIH files, the binary, end to end).
 
+mod bench;
 mod demo;
 mod eval;
 mod images;

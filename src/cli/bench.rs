@@ -10,11 +10,65 @@ use rayon::prelude::*;
 use serde::Serialize;
 
 use crate::data::images::{self, ImageIndex, SquareResizer};
+use crate::model::{Architecture, ModelSpec, NormKind};
+use crate::train::backend::{self, BackendKind, CpuTrainBackend, CudaTrainBackend, DeviceChoice};
+use crate::train::bench::{TrainBench, TrainBenchConfig};
 
 #[derive(Debug, Subcommand)]
 pub enum BenchCommand {
     /// Decode+resize images/s of our cache pipeline against Python PIL on the same files and cores.
     Cache(CacheBenchArgs),
+    /// Training and inference images/s of one model on random inputs, optionally against PyTorch.
+    Train(TrainBenchArgs),
+    /// Batch building (augmentation + normalisation) images/s on synthetic images.
+    Augment(AugmentBenchArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct TrainBenchArgs {
+    #[arg(long, value_enum, default_value_t = Architecture::ResNet18)]
+    pub model: Architecture,
+    /// Image side in px.
+    #[arg(long, default_value_t = 128)]
+    pub size: usize,
+    #[arg(long, default_value_t = 16)]
+    pub batch: usize,
+    /// Timed training steps, and as many timed inference batches.
+    #[arg(long, default_value_t = 10)]
+    pub steps: usize,
+    /// Untimed steps before each timed part.
+    #[arg(long, default_value_t = 2)]
+    pub warmup: usize,
+    #[arg(long, value_enum, default_value_t = DeviceChoice::Auto)]
+    pub device: DeviceChoice,
+    /// Channel width multiplier (1.0 = the published model).
+    #[arg(long, default_value_t = 1.0)]
+    pub width: f32,
+    #[arg(long, value_enum, default_value_t = NormKind::Batch)]
+    pub norm: NormKind,
+    /// CPU threads for us and for PyTorch (default: all cores).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Print one JSON object instead of text.
+    #[arg(long)]
+    pub json: bool,
+    /// Also run benches/train_reference.py (PyTorch, CPU, same threads) and print the ratio.
+    #[arg(long)]
+    pub reference: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct AugmentBenchArgs {
+    /// Image side in px.
+    #[arg(long, default_value_t = 256)]
+    pub size: usize,
+    #[arg(long, default_value_t = 32)]
+    pub batch: usize,
+    #[arg(long, default_value_t = 50)]
+    pub batches: usize,
+    /// Loader worker threads (0 = the consumer's thread).
+    #[arg(long, default_value_t = 2)]
+    pub workers: usize,
 }
 
 #[derive(Debug, clap::Args)]
@@ -39,6 +93,18 @@ pub struct CacheBenchArgs {
 pub fn run(cmd: BenchCommand) -> anyhow::Result<()> {
     match cmd {
         BenchCommand::Cache(args) => bench_cache(args),
+        BenchCommand::Train(args) => bench_train(args),
+        BenchCommand::Augment(args) => {
+            anyhow::ensure!(
+                args.size >= 8 && args.batch >= 1 && args.batches >= 1,
+                "--size must be at least 8 and --batch, --batches at least 1"
+            );
+            println!(
+                "{}",
+                crate::train::loader::bench_augment(args.size, args.batch, args.batches, args.workers)
+            );
+            Ok(())
+        }
     }
 }
 
@@ -152,6 +218,209 @@ fn bench_cache(args: CacheBenchArgs) -> anyhow::Result<()> {
         println!("ratio:        {ratio:.2}× PIL's throughput");
     }
     Ok(())
+}
+
+#[derive(Debug, Serialize)]
+struct TrainBenchReport {
+    device: String,
+    threads: usize,
+    width: f32,
+    cxr8: TrainBench,
+    /// PyTorch's JSON as printed by benches/train_reference.py.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pytorch: Option<serde_json::Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pytorch_error: Option<String>,
+    /// cxr8 / PyTorch training images/s.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    train_ratio: Option<f64>,
+    /// cxr8 / PyTorch inference images/s.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    infer_ratio: Option<f64>,
+}
+
+fn bench_train(args: TrainBenchArgs) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        args.width > 0.0 && args.width.is_finite(),
+        "--width must be a positive number, e.g. 1.0 or 0.25"
+    );
+    if let Some(threads) = args.threads {
+        backend::set_cpu_threads(threads).context("setting --threads")?;
+    }
+    let threads = backend::cpu_threads();
+    let resolved = backend::resolve(args.device).context("choosing the device")?;
+    eprintln!("{}", resolved.message);
+    let config = TrainBenchConfig {
+        spec: ModelSpec {
+            architecture: args.model,
+            norm: args.norm,
+            width: args.width,
+            dropout: 0.0,
+        },
+        size: args.size,
+        batch: args.batch,
+        steps: args.steps,
+        warmup: args.warmup,
+        seed: 42,
+    };
+    let (cxr8, device) = match &resolved.kind {
+        BackendKind::Cpu => (
+            crate::train::bench::bench_train::<CpuTrainBackend>(&config, &Default::default()),
+            "cpu".to_string(),
+        ),
+        BackendKind::Cuda(info) => (
+            crate::train::bench::bench_train::<CudaTrainBackend>(&config, &Default::default()),
+            format!("cuda ({})", info.name),
+        ),
+    };
+    let cxr8 = cxr8.map_err(anyhow::Error::msg)?;
+    let (pytorch, pytorch_error) = if args.reference {
+        match run_torch(&args, threads, resolved.is_cuda()) {
+            Ok(value) => (Some(value), None),
+            Err(why) => (None, Some(why)),
+        }
+    } else {
+        (None, None)
+    };
+    let ratio = |key: &str, ours: f64| pytorch.as_ref().and_then(|p| p[key].as_f64()).map(|t| ours / t);
+    let report = TrainBenchReport {
+        train_ratio: ratio("train_images_per_s", cxr8.train_images_per_s),
+        infer_ratio: ratio("infer_images_per_s", cxr8.infer_images_per_s),
+        device,
+        threads,
+        width: args.width,
+        cxr8,
+        pytorch,
+        pytorch_error,
+    };
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+        return Ok(());
+    }
+    let c = &report.cxr8;
+    println!(
+        "{} ×{} at {}², batch {}, {} timed steps after {} warm-up, {} on {} threads, {:.1} M params",
+        c.model,
+        report.width,
+        c.size,
+        c.batch,
+        c.steps,
+        c.warmup,
+        report.device,
+        report.threads,
+        c.params as f64 / 1e6
+    );
+    let mib = |bytes: Option<u64>| bytes.map_or("?".to_string(), |b| format!("{:.0}", b as f64 / (1u64 << 20) as f64));
+    println!(
+        "cxr8 (Burn):  train {:>7.1} images/s ({:>7.1} ms/step)   inference {:>7.1} images/s   peak RSS {} MiB",
+        c.train_images_per_s,
+        c.train_ms_per_step,
+        c.infer_images_per_s,
+        mib(c.peak_rss_bytes)
+    );
+    match (&report.pytorch, &report.pytorch_error) {
+        (Some(p), _) => println!(
+            "PyTorch {}: train {:>7.1} images/s ({:>7.1} ms/step)   inference {:>7.1} images/s   peak RSS {} MiB",
+            p["torch_version"].as_str().unwrap_or("?"),
+            p["train_images_per_s"].as_f64().unwrap_or(f64::NAN),
+            p["train_ms_per_step"].as_f64().unwrap_or(f64::NAN),
+            p["infer_images_per_s"].as_f64().unwrap_or(f64::NAN),
+            mib(p["peak_rss_bytes"].as_u64())
+        ),
+        (None, Some(why)) => println!("PyTorch: not measured: {why}"),
+        (None, None) => {}
+    }
+    if let (Some(train), Some(infer)) = (report.train_ratio, report.infer_ratio) {
+        println!("ratio:        train {train:.2}×, inference {infer:.2}× PyTorch's images/s");
+    }
+    Ok(())
+}
+
+/// Runs benches/train_reference.py with the same model and shapes in benches/.venv, installing
+/// torch there on first use (see [`ensure_torch`]). Failures become a message for the output.
+fn run_torch(args: &TrainBenchArgs, threads: usize, cuda: bool) -> Result<serde_json::Value, String> {
+    let benches = benches_dir();
+    let script = benches.join("train_reference.py");
+    if !script.is_file() {
+        return Err(format!("{} not found", script.display()));
+    }
+    let python = ensure_venv_package(&benches, "torch", TORCH_INSTALL)?;
+    let out = Command::new(&python)
+        .arg(&script)
+        .args(["--model", args.model.name()])
+        .args(["--size", &args.size.to_string(), "--batch", &args.batch.to_string()])
+        .args(["--steps", &args.steps.to_string(), "--warmup", &args.warmup.to_string()])
+        .args(["--width", &args.width.to_string(), "--threads", &threads.to_string()])
+        .args(["--norm", norm_name(args.norm)])
+        .args(["--device", if cuda { "cuda" } else { "cpu" }])
+        .output()
+        .map_err(|e| format!("cannot run {}: {e}", python.display()))?;
+    if !out.status.success() {
+        return Err(format!(
+            "{} failed: {}",
+            script.display(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    serde_json::from_slice(&out.stdout).map_err(|e| format!("unexpected output from {}: {e}", script.display()))
+}
+
+fn norm_name(norm: NormKind) -> &'static str {
+    match norm {
+        NormKind::Batch => "batch",
+        NormKind::Group => "group",
+        NormKind::Layer => "layer",
+        NormKind::Instance => "instance",
+    }
+}
+
+/// pip arguments that install torch from PyPI. Its Linux x86-64 wheels all need the nvidia-* CUDA
+/// packages to import (even on the CPU; `--no-deps` fails at `import torch`), so this is the
+/// plain install: ~5 GB in the venv, once (see BENCHMARKS.md).
+const TORCH_INSTALL: &[&[&str]] = &[&["install", "--quiet", "torch"]];
+
+/// The venv's python, with `module` importable, creating benches/.venv and running each pip
+/// argument list of `installs` when it is not.
+fn ensure_venv_package(benches: &Path, module: &str, installs: &[&[&str]]) -> Result<PathBuf, String> {
+    let venv = benches.join(".venv");
+    let python = venv.join("bin/python");
+    let importable = |python: &Path| {
+        Command::new(python)
+            .args(["-c", &format!("import {module}")])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    if importable(&python) {
+        return Ok(python);
+    }
+    eprintln!("setting up {} with {module} (once)...", venv.display());
+    let step = |program: &Path, step_args: &[&str]| -> Result<(), String> {
+        let out = Command::new(program)
+            .args(step_args)
+            .output()
+            .map_err(|e| format!("cannot run {}: {e}", program.display()))?;
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(format!(
+                "`{} {}` failed: {}",
+                program.display(),
+                step_args.join(" "),
+                String::from_utf8_lossy(&out.stderr).trim()
+            ))
+        }
+    };
+    if !python.is_file() {
+        step(Path::new("python3"), &["-m", "venv", &venv.to_string_lossy()])?;
+    }
+    for install in installs {
+        step(&venv.join("bin/pip"), install)?;
+    }
+    if importable(&python) {
+        Ok(python)
+    } else {
+        Err(format!("{module} installed but `import {module}` still fails"))
+    }
 }
 
 /// The benches/ folder: in the current directory when run from the crate root, else the source tree's.

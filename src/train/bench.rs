@@ -1,0 +1,222 @@
+//! Training and inference throughput of one model on random inputs, for `cxr8 bench train`:
+//! the same step the runner takes (forward, [`Loss`] BCE on logits, backward, [`Optim`] Adam
+//! step), timed after a few warm-up steps, then inference batches on the inner backend.
+
+use std::time::Instant;
+
+use burn::module::AutodiffModule;
+use burn::optim::GradientsParams;
+use burn::prelude::*;
+use burn::tensor::backend::AutodiffBackend;
+use burn::tensor::{Distribution, ElementConversion};
+use serde::Serialize;
+
+use super::config::{LossKind, OptimizerKind, OutputActivation, TrainConfig};
+use super::loss::Loss;
+use super::optim::Optim;
+use crate::model::{Classifier, ModelSpec};
+
+/// Labels of the NIH data set: the head the real runs train.
+pub const BENCH_LABELS: usize = 14;
+
+/// What to measure.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TrainBenchConfig {
+    pub spec: ModelSpec,
+    /// Image side in px.
+    pub size: usize,
+    pub batch: usize,
+    /// Timed steps (training) and batches (inference).
+    pub steps: usize,
+    /// Untimed steps first: allocator, autotune and caches settle.
+    pub warmup: usize,
+    pub seed: u64,
+}
+
+/// Measured throughput; `peak_rss_bytes` is the process's high-water mark (VmHWM) at the end.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TrainBench {
+    pub model: String,
+    pub size: usize,
+    pub batch: usize,
+    pub steps: usize,
+    pub warmup: usize,
+    pub params: usize,
+    pub train_ms_per_step: f64,
+    pub train_images_per_s: f64,
+    pub infer_ms_per_batch: f64,
+    pub infer_images_per_s: f64,
+    /// The last training loss: finite, or the benchmark measured something broken.
+    pub final_loss: f32,
+    pub peak_rss_bytes: Option<u64>,
+}
+
+impl TrainBenchConfig {
+    fn check(&self) -> Result<(), String> {
+        if self.batch == 0 || self.steps == 0 {
+            return Err("--batch and --steps must be at least 1".to_string());
+        }
+        if self.size < 32 {
+            return Err(format!("--size {} is too small; give at least 32 px", self.size));
+        }
+        Ok(())
+    }
+}
+
+/// Runs the benchmark on backend `B` (an autodiff backend; inference uses its inner backend).
+/// Errors only for settings that cannot be measured.
+pub fn bench_train<B: AutodiffBackend>(config: &TrainBenchConfig, device: &B::Device) -> Result<TrainBench, String> {
+    config.check()?;
+    B::seed(device, config.seed);
+    let mut model: Classifier<B> = config.spec.init(BENCH_LABELS, device);
+    let params = model.num_params();
+    let train_config = TrainConfig {
+        optimizer: OptimizerKind::Adam,
+        loss: LossKind::Bce,
+        architecture: config.spec.architecture,
+        ..TrainConfig::default()
+    };
+    let mut optim = Optim::<B, Classifier<B>>::from_config(&train_config);
+    let loss_fn = Loss {
+        kind: LossKind::Bce,
+        activation: OutputActivation::Sigmoid,
+        pos_weight: None,
+        focal_gamma: train_config.focal_gamma,
+        focal_alpha: None,
+    };
+    let shape = [config.batch, 1, config.size, config.size];
+    let images = Tensor::<B, 4>::random(shape, Distribution::Normal(0.0, 1.0), device);
+    let targets = Tensor::<B, 2>::random([config.batch, BENCH_LABELS], Distribution::Bernoulli(0.3), device);
+
+    let mut final_loss = f32::NAN;
+    let mut step = |model: Classifier<B>| -> Classifier<B> {
+        let loss = loss_fn.compute(model.forward(images.clone()), targets.clone());
+        // Reading the loss each step as the runner does (it also syncs an asynchronous device).
+        final_loss = loss.clone().into_scalar().elem();
+        let grads = GradientsParams::from_grads(loss.backward(), &model);
+        optim.step(train_config.lr, model, grads)
+    };
+    for _ in 0..config.warmup {
+        model = step(model);
+    }
+    sync::<B>(device);
+    let start = Instant::now();
+    for _ in 0..config.steps {
+        model = step(model);
+    }
+    sync::<B>(device);
+    let train_seconds = start.elapsed().as_secs_f64();
+
+    let inference = model.valid();
+    let inner_images = images.inner();
+    let infer = || {
+        let logits = inference.forward(inner_images.clone());
+        let values: f32 = logits.sum().into_scalar().elem();
+        std::hint::black_box(values);
+    };
+    for _ in 0..config.warmup {
+        infer();
+    }
+    let start = Instant::now();
+    for _ in 0..config.steps {
+        infer();
+    }
+    let infer_seconds = start.elapsed().as_secs_f64();
+
+    let images_timed = (config.steps * config.batch) as f64;
+    Ok(TrainBench {
+        model: config.spec.architecture.name().to_string(),
+        size: config.size,
+        batch: config.batch,
+        steps: config.steps,
+        warmup: config.warmup,
+        params,
+        train_ms_per_step: 1e3 * train_seconds / config.steps as f64,
+        train_images_per_s: images_timed / train_seconds,
+        infer_ms_per_batch: 1e3 * infer_seconds / config.steps as f64,
+        infer_images_per_s: images_timed / infer_seconds,
+        final_loss,
+        peak_rss_bytes: peak_rss_bytes(),
+    })
+}
+
+/// Waits for queued device work; a failure here shows up as a wrong time, never as a crash.
+fn sync<B: Backend>(device: &B::Device) {
+    if let Err(e) = B::sync(device) {
+        tracing::warn!("device sync failed: {e:?}");
+    }
+}
+
+/// The process's peak resident memory (VmHWM in /proc/self/status), where Linux tells it.
+pub fn peak_rss_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    parse_vm_hwm(&status)
+}
+
+fn parse_vm_hwm(status: &str) -> Option<u64> {
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let mut parts = line["VmHWM:".len()..].split_whitespace();
+    let value: u64 = parts.next()?.parse().ok()?;
+    match parts.next() {
+        Some("kB") | None => Some(value * 1024),
+        Some(_) => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Architecture, NormKind};
+    use burn::backend::{Autodiff, Flex};
+
+    #[test]
+    fn vm_hwm_is_read_in_bytes() {
+        let status = "Name:\tcxr8\nVmPeak:\t  200 kB\nVmHWM:\t  1536 kB\nVmRSS:\t 1000 kB\n";
+        assert_eq!(parse_vm_hwm(status), Some(1536 * 1024));
+        assert_eq!(parse_vm_hwm("Name:\tcxr8\n"), None);
+    }
+
+    #[test]
+    fn tiny_simple_cnn_reports_positive_finite_throughput() {
+        let config = TrainBenchConfig {
+            spec: ModelSpec {
+                architecture: Architecture::SimpleCnn,
+                norm: NormKind::Batch,
+                width: 0.125,
+                dropout: 0.0,
+            },
+            size: 32,
+            batch: 2,
+            steps: 2,
+            warmup: 1,
+            seed: 1,
+        };
+        let result = bench_train::<Autodiff<Flex>>(&config, &Default::default()).unwrap();
+        assert_eq!(result.model, "simple-cnn");
+        assert!(result.params > 0);
+        assert!(result.final_loss.is_finite(), "{result:?}");
+        for rate in [result.train_images_per_s, result.infer_images_per_s] {
+            assert!(rate.is_finite() && rate > 0.0, "{result:?}");
+        }
+        if cfg!(target_os = "linux") {
+            assert!(result.peak_rss_bytes.unwrap() > 0);
+        }
+    }
+
+    #[test]
+    fn zero_steps_or_tiny_images_are_refused() {
+        let mut config = TrainBenchConfig {
+            spec: ModelSpec::default(),
+            size: 64,
+            batch: 1,
+            steps: 0,
+            warmup: 0,
+            seed: 1,
+        };
+        assert!(bench_train::<Autodiff<Flex>>(&config, &Default::default()).is_err());
+        config.steps = 1;
+        config.size = 8;
+        let message = bench_train::<Autodiff<Flex>>(&config, &Default::default()).unwrap_err();
+        assert!(message.contains("--size"), "{message}");
+    }
+}

@@ -6,6 +6,7 @@ use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
+use image::GrayImage;
 use serde::ser::SerializeMap;
 use serde::Serialize;
 
@@ -23,6 +24,11 @@ pub struct EvalArgs {
     /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,
+    /// With --checkpoint: the folder holding the listed images (default: the label file's folder).
+    #[arg(long, value_name = "DIR", requires = "checkpoint")]
+    pub images: Option<PathBuf>,
+    #[command(flatten)]
+    pub model: super::predict::CheckpointArgs,
 }
 
 /// What to evaluate; exactly one of these.
@@ -33,15 +39,20 @@ pub struct EvalSource {
     /// per label named `<Label>` or `prob_<Label>` (spelling as in any label file).
     #[arg(long, value_name = "CSV")]
     pub predictions: Option<PathBuf>,
+    /// Run a trained model (run id, run folder or epoch folder) on every listed image found.
+    #[arg(long, value_name = "RUN_ID|PATH")]
+    pub checkpoint: Option<String>,
 }
 
 pub fn run(args: EvalArgs) -> anyhow::Result<()> {
     let table = LabelTable::load(&args.labels).context("reading the label file")?;
-    let Some(predictions_path) = &args.source.predictions else {
-        anyhow::bail!("nothing to evaluate: pass --predictions CSV");
+    let predictions = match (&args.source.predictions, &args.source.checkpoint) {
+        (Some(path), _) => {
+            Predictions::load(path, &table).with_context(|| format!("reading predictions {}", path.display()))?
+        }
+        (None, Some(spec)) => Predictions::from_model(&args, spec, &table)?,
+        (None, None) => anyhow::bail!("nothing to evaluate: pass --predictions CSV or --checkpoint RUN_ID"),
     };
-    let predictions = Predictions::load(predictions_path, &table)
-        .with_context(|| format!("reading predictions {}", predictions_path.display()))?;
     for column in &predictions.ignored_columns {
         tracing::warn!(column = %column, "predictions column is not a label of the label file; ignored");
     }
@@ -72,7 +83,74 @@ struct Predictions {
 /// How many unknown ids an error message shows.
 const EXAMPLES: usize = 5;
 
+/// Images decoded per model chunk, so a large label file never holds all pixels at once.
+const CHUNK: usize = 256;
+
 impl Predictions {
+    /// Runs the checkpoint's model on every listed image found under `--images`.
+    fn from_model(args: &EvalArgs, spec: &str, table: &LabelTable) -> anyhow::Result<Self> {
+        use rayon::prelude::*;
+        let model = args.model.load(spec)?;
+        // The table's label order, as model outputs.
+        let mut outputs = Vec::with_capacity(table.labels.len());
+        for label in &table.labels {
+            let index = model.labels().iter().position(|l| l.eq_ignore_ascii_case(label));
+            outputs.push(index.ok_or_else(|| {
+                anyhow::anyhow!(
+                    "the label file has '{label}', which the model does not predict (it predicts: {})",
+                    model.labels().join(", ")
+                )
+            })?);
+        }
+        let folder = match &args.images {
+            Some(dir) => dir.clone(),
+            None => args.labels.parent().unwrap_or(Path::new(".")).to_path_buf(),
+        };
+        let index = data::images::ImageIndex::scan(&folder).context("listing the images")?;
+        let found: Vec<(usize, &Path)> = table
+            .records
+            .iter()
+            .enumerate()
+            .filter_map(|(row, r)| index.get(&r.image).map(|p| (row, p)))
+            .collect();
+        if found.is_empty() {
+            anyhow::bail!(
+                "none of the {} listed images is in {}: pass --images with the image folder",
+                table.len(),
+                folder.display()
+            );
+        }
+        if found.len() < table.len() {
+            tracing::warn!(
+                "{} of {} listed images not found; evaluating the rest",
+                table.len() - found.len(),
+                table.len()
+            );
+        }
+        let size = model.image_size();
+        let width = table.labels.len();
+        let (mut probs, mut targets) = (Vec::new(), Vec::new());
+        for chunk in found.chunks(CHUNK) {
+            let pixels: Vec<GrayImage> = chunk
+                .par_iter()
+                .map(|(_, path)| data::images::load_resized(path, size))
+                .collect::<Result<_, _>>()
+                .context("reading an image")?;
+            let refs: Vec<&[u8]> = pixels.iter().map(|p| p.as_raw().as_slice()).collect();
+            let out = model.probabilities(&refs);
+            let n_out = model.labels().len();
+            for (i, &(row, _)) in chunk.iter().enumerate() {
+                probs.extend(outputs.iter().map(|&o| out[i * n_out + o]));
+                targets.extend((0..width).map(|l| if table.records[row].has(l) { 1.0 } else { 0.0 }));
+            }
+        }
+        Ok(Predictions {
+            probs,
+            targets,
+            ignored_columns: Vec::new(),
+        })
+    }
+
     fn load(path: &Path, table: &LabelTable) -> anyhow::Result<Self> {
         let bytes = std::fs::read(path).map_err(|e| data::Error::io(path, e))?;
         let text = if bytes.starts_with(&[0x1f, 0x8b]) {

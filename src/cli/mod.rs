@@ -7,6 +7,7 @@ mod cache;
 mod dataset;
 mod demo;
 mod eval;
+mod predict;
 mod serve;
 mod split;
 mod stats;
@@ -36,6 +37,8 @@ pub enum Command {
     Train(Box<train::TrainArgs>),
     /// Metrics (AUROC, AP, F1, confusion counts) for predictions made by any model.
     Eval(eval::EvalArgs),
+    /// Per-label probabilities (and Grad-CAM heat maps) for X-ray images from a trained run.
+    Predict(predict::PredictArgs),
     /// Throughput benchmarks (see BENCHMARKS.md).
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -75,6 +78,7 @@ pub fn run(cli: Cli, matches: &clap::ArgMatches) -> anyhow::Result<()> {
         Some(Command::Demo(args)) => demo::run(args),
         Some(Command::Dataset(cmd)) => dataset::run(cmd),
         Some(Command::Eval(args)) => eval::run(args),
+        Some(Command::Predict(args)) => predict::run(args),
         Some(Command::Bench(cmd)) => bench::run(cmd),
     }
 }

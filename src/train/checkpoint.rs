@@ -63,6 +63,21 @@ pub struct CheckpointState {
     /// The loss's per-label positive weights, so a resume uses the same loss.
     pub pos_weight: Option<Vec<f32>>,
     pub num_labels: usize,
+    /// How inputs were prepared and what the outputs mean, for inference on new images. Absent
+    /// in checkpoints written before it was added (and when the caller did not know it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inference: Option<InferenceInfo>,
+}
+
+/// What a model needs besides its weights to be used on new images: the label names in output
+/// order, the square input size and the training set's pixel statistics on the 0..1 scale
+/// (inputs are `(x/255 - mean) / std`). Validation-tuned thresholds are in `val_metrics`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InferenceInfo {
+    pub labels: Vec<String>,
+    pub image_size: u32,
+    pub mean: f32,
+    pub std: f32,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -159,7 +174,8 @@ impl RunCheckpoints {
         Ok(self.read_pointer(slot)?.map(|p| self.root.join(p.dir)))
     }
 
-    fn require_slot(&self, slot: Slot) -> Result<PathBuf> {
+    /// The folder `slot` names; an error saying so when the slot was never written.
+    pub fn require_slot(&self, slot: Slot) -> Result<PathBuf> {
         self.slot_dir(slot)?.ok_or_else(|| Error::Checkpoint {
             path: self.root.clone(),
             message: format!("no {slot:?} checkpoint here yet (no {})", slot.pointer_file()),
@@ -170,36 +186,51 @@ impl RunCheckpoints {
         let Some(dir) = self.slot_dir(slot)? else {
             return Ok(None);
         };
-        let path = dir.join(STATE_FILE);
-        let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
-        let state: CheckpointState = serde_json::from_slice(&bytes).map_err(|e| Error::Checkpoint {
-            path: path.clone(),
-            message: format!("unreadable state: {e}"),
-        })?;
-        if state.format != FORMAT_VERSION {
-            return Err(Error::Checkpoint {
-                path,
-                message: format!("written by format {}, this build reads {FORMAT_VERSION}", state.format),
-            });
-        }
-        Ok(Some(state))
+        read_state_at(&dir).map(Some)
     }
 
     /// Loads the weights saved in `slot` into `model` (built with the same config).
     pub fn load_model<B: Backend, M: Module<B>>(&self, slot: Slot, model: M, device: &B::Device) -> Result<M> {
-        let path = self.require_slot(slot)?.join(MODEL_FILE);
-        let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
-        let record = Recorder::<B>::load(&ModelRecorder::default(), bytes, device).map_err(|e| Error::Checkpoint {
-            path,
-            message: format!("the saved weights do not fit this model (was it built with the same config?): {e}"),
-        })?;
-        Ok(model.load_record(record))
+        load_model_at(&self.require_slot(slot)?, model, device)
     }
 
     pub fn read_optim_state(&self, slot: Slot) -> Result<Vec<u8>> {
         let path = self.require_slot(slot)?.join(OPTIM_FILE);
         std::fs::read(&path).map_err(|e| Error::io(&path, e))
     }
+}
+
+/// Reads `state.json` of one epoch folder.
+pub fn read_state_at(epoch_dir: &Path) -> Result<CheckpointState> {
+    let path = epoch_dir.join(STATE_FILE);
+    let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
+    let state: CheckpointState = serde_json::from_slice(&bytes).map_err(|e| Error::Checkpoint {
+        path: path.clone(),
+        message: format!("unreadable state: {e}"),
+    })?;
+    if state.format != FORMAT_VERSION {
+        return Err(Error::Checkpoint {
+            path,
+            message: format!("written by format {}, this build reads {FORMAT_VERSION}", state.format),
+        });
+    }
+    Ok(state)
+}
+
+/// Loads the weights of one epoch folder into `model` (built with the same config).
+pub fn load_model_at<B: Backend, M: Module<B>>(epoch_dir: &Path, model: M, device: &B::Device) -> Result<M> {
+    let path = epoch_dir.join(MODEL_FILE);
+    let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
+    let record = Recorder::<B>::load(&ModelRecorder::default(), bytes, device).map_err(|e| Error::Checkpoint {
+        path,
+        message: format!("the saved weights do not fit this model (was it built with the same config?): {e}"),
+    })?;
+    Ok(model.load_record(record))
+}
+
+/// Whether `dir` looks like one epoch folder (weights and state side by side).
+pub fn is_epoch_dir(dir: &Path) -> bool {
+    dir.join(MODEL_FILE).is_file() && dir.join(STATE_FILE).is_file()
 }
 
 #[cfg(test)]
@@ -239,6 +270,7 @@ mod tests {
             epochs_without_improvement: 0,
             pos_weight: None,
             num_labels: 2,
+            inference: None,
         }
     }
 

@@ -15,6 +15,7 @@ use crate::data::split::{self, SplitOptions};
 use crate::data::{LabelTable, Task};
 use crate::model::Classifier;
 use crate::train::backend::{self, BackendKind, CpuTrainBackend, CudaTrainBackend};
+use crate::train::checkpoint::InferenceInfo;
 use crate::train::config::TrainConfig;
 use crate::train::loader::{self, ImageSource, Loader, LoaderConfig};
 use crate::train::metrics;
@@ -208,8 +209,7 @@ fn loader_workers() -> usize {
 
 fn loaders(config: &TrainConfig, data: &PreparedData) -> Result<Loaders> {
     let source: Arc<dyn ImageSource> = Arc::new(CacheSource(data.cache.clone()));
-    let mean = (data.cache.mean() / 255.0) as f32;
-    let std = ((data.cache.std() / 255.0) as f32).max(1e-3);
+    let (mean, std) = normalisation(&data.cache);
     let workers = loader_workers();
     let train_config = LoaderConfig {
         batch_size: config.batch_size,
@@ -241,6 +241,22 @@ fn loaders(config: &TrainConfig, data: &PreparedData) -> Result<Loaders> {
         .map_err(err)?,
         val: Loader::new(source, data.val.0.clone(), data.val.1.clone(), n, val_config).map_err(err)?,
     })
+}
+
+/// The loader's normalisation: the cache's pixel statistics on the 0..1 scale (std floored so a
+/// flat data set cannot divide by zero).
+fn normalisation(cache: &Cache) -> (f32, f32) {
+    ((cache.mean() / 255.0) as f32, ((cache.std() / 255.0) as f32).max(1e-3))
+}
+
+fn inference_info(config: &TrainConfig, data: &PreparedData) -> InferenceInfo {
+    let (mean, std) = normalisation(&data.cache);
+    InferenceInfo {
+        labels: data.labels.clone(),
+        image_size: config.image_size,
+        mean,
+        std,
+    }
 }
 
 /// Metrics of one pass as the flat JSON object the loop, the store and the pages read:
@@ -362,6 +378,7 @@ fn run_on<B: AutodiffBackend>(
         num_labels,
         pos_weight,
         resume,
+        inference: Some(inference_info(config, &prepared)),
     };
     let spec = config.model_spec();
     let labels = prepared.labels.clone();

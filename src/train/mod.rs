@@ -7,11 +7,13 @@ pub mod checkpoint;
 pub mod config;
 mod error;
 pub mod event;
+pub mod gradcam;
 pub mod job;
 pub mod loader;
 pub mod loss;
 pub mod metrics;
 pub mod optim;
+pub mod predict;
 pub mod presets;
 pub mod runner;
 

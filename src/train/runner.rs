@@ -15,7 +15,7 @@ use burn::optim::GradientsParams;
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{ElementConversion, Tensor, TensorData};
 
-use super::checkpoint::{CheckpointState, RunCheckpoints, Slot, FORMAT_VERSION};
+use super::checkpoint::{CheckpointState, InferenceInfo, RunCheckpoints, Slot, FORMAT_VERSION};
 use super::config::{Monitor, TrainConfig};
 use super::error::{Error, Result};
 use super::event::{EventSink, TrainEvent};
@@ -140,6 +140,8 @@ pub struct RunSetup<D> {
     pub pos_weight: Option<Vec<f32>>,
     /// Continue from `<ckpt_dir>/<run_id>/last.json` instead of starting afresh.
     pub resume: bool,
+    /// Stored in every checkpoint so the model can be used on new images later.
+    pub inference: Option<InferenceInfo>,
 }
 
 /// How a run ended without an error.
@@ -284,6 +286,7 @@ where
         num_labels,
         pos_weight,
         resume,
+        inference,
     } = setup;
     config.validate().map_err(Error::Config)?;
     if num_labels == 0 {
@@ -511,6 +514,7 @@ where
             epochs_without_improvement: progress.epochs_without_improvement,
             pos_weight: progress.pos_weight.clone(),
             num_labels,
+            inference: inference.clone(),
         };
         let optim_bytes = optim.to_bytes().map_err(|message| Error::Checkpoint {
             path: ckpts.path().to_path_buf(),
@@ -715,6 +719,7 @@ mod tests {
             num_labels: LABELS,
             pos_weight: None,
             resume: false,
+            inference: None,
         }
     }
 

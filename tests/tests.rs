@@ -4,4 +4,5 @@ mod demo;
 mod eval;
 mod images;
 mod nih_real;
+mod predict;
 mod util;

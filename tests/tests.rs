@@ -5,5 +5,6 @@ mod demo;
 mod eval;
 mod images;
 mod nih_real;
+mod predict;
 mod util;
 mod web;

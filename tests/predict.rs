@@ -1,0 +1,185 @@
+//! Inference end to end: train a tiny run on a tiny demo set, then predict, Grad-CAM, `cxr8
+//! predict` and `cxr8 eval --checkpoint` from its checkpoint.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use cxr8::data::demo::{self, DemoConfig};
+use cxr8::data::images;
+use cxr8::model::Architecture;
+use cxr8::train::backend::{CpuBackend, DeviceChoice};
+use cxr8::train::checkpoint::Slot;
+use cxr8::train::job::{self, JobPaths};
+use cxr8::train::predict::{CheckpointRef, Predictor};
+use cxr8::train::runner::CancelHandle;
+use cxr8::train::{TrainConfig, TrainEvent};
+
+struct Trained {
+    _tmp: tempfile::TempDir,
+    ckpt_dir: PathBuf,
+    labels: PathBuf,
+    images: PathBuf,
+}
+
+fn train_tiny() -> Trained {
+    let tmp = tempfile::tempdir().unwrap();
+    let report = demo::generate(&DemoConfig {
+        out: tmp.path().join("demo"),
+        images: 60,
+        size: 64,
+        seed: 3,
+    })
+    .unwrap();
+    let config = TrainConfig {
+        labels: Some(report.label_file.clone()),
+        images: Some(report.out.join("images")),
+        architecture: Architecture::SimpleCnn,
+        width: 0.25,
+        image_size: 64,
+        epochs: 1,
+        batch_size: 16,
+        device: DeviceChoice::Cpu,
+        ..TrainConfig::default()
+    };
+    let paths = JobPaths {
+        data_dir: tmp.path().join("data"),
+        ckpt_dir: tmp.path().join("ckpts"),
+    };
+    let mut events = |_: TrainEvent| {};
+    job::run_job(&config, "tiny", &paths, false, &mut events, &CancelHandle::new(), None).unwrap();
+    Trained {
+        ckpt_dir: paths.ckpt_dir,
+        labels: report.label_file,
+        images: report.out.join("images"),
+        _tmp: tmp,
+    }
+}
+
+fn first_image(dir: &Path) -> PathBuf {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).collect();
+    files.sort();
+    files[0].clone()
+}
+
+fn cxr8(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_cxr8")).args(args).output().unwrap()
+}
+
+#[test]
+fn a_trained_checkpoint_predicts_explains_and_evaluates() {
+    let run = train_tiny();
+    let ckpt = CheckpointRef::locate("tiny", &run.ckpt_dir, Slot::Best).unwrap();
+    let predictor = Predictor::<CpuBackend>::load(&ckpt, &Default::default()).unwrap();
+    assert_eq!(predictor.image_size(), 64);
+    assert!(!predictor.labels().is_empty());
+
+    // Probabilities for every label, and the same as the batch path on the cache's pixels.
+    let image_path = first_image(&run.images);
+    let probs = predictor.predict_path(&image_path).unwrap();
+    assert_eq!(probs.len(), predictor.labels().len());
+    assert!(probs.iter().all(|(_, p)| (0.0..=1.0).contains(p)), "{probs:?}");
+    let cached = images::load_resized(&image_path, 64).unwrap();
+    let batch = predictor.probabilities(&[cached.as_raw(), cached.as_raw()]);
+    let single: Vec<f32> = probs.iter().map(|(_, p)| *p).collect();
+    assert_eq!(&batch[..single.len()], &single[..]);
+    assert_eq!(&batch[single.len()..], &single[..]);
+
+    // A heat map at the model's input size, in [0, 1].
+    let heat = predictor.gradcam(&cached, 0).unwrap();
+    assert_eq!((heat.width, heat.height), (64, 64));
+    assert!(heat.values.iter().all(|v| (0.0..=1.0).contains(v)));
+
+    // The binary: JSON predictions and a heat-map PNG with the image's size.
+    let heat_dir = run.ckpt_dir.join("heat");
+    let label = predictor.labels()[0].clone();
+    let out = cxr8(&[
+        "predict",
+        "--checkpoint",
+        "tiny",
+        "--ckpt-dir",
+        run.ckpt_dir.to_str().unwrap(),
+        "--heatmap",
+        heat_dir.to_str().unwrap(),
+        "--label",
+        &label,
+        "--json",
+        image_path.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let first = &json[0];
+    assert_eq!(first["predictions"].as_array().unwrap().len(), predictor.labels().len());
+    assert_eq!(first["heatmap_label"], label.as_str());
+    let png = image::open(first["heatmap"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        (png.width(), png.height()),
+        images::load_gray(&image_path).unwrap().dimensions()
+    );
+
+    // eval --checkpoint: the same JSON report as --predictions.
+    let out = cxr8(&[
+        "eval",
+        "--checkpoint",
+        "tiny",
+        "--ckpt-dir",
+        run.ckpt_dir.to_str().unwrap(),
+        "--labels",
+        run.labels.to_str().unwrap(),
+        "--images",
+        run.images.to_str().unwrap(),
+        "--json",
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    for key in ["labels", "mean_auroc", "map", "rows", "task", "macro_f1", "thresholds"] {
+        assert!(report.get(key).is_some(), "missing {key}: {report}");
+    }
+    assert_eq!(report["rows"], 60);
+
+    // Clear errors: unknown run, unreadable image, unknown label.
+    let ckpt_dir = run.ckpt_dir.to_str().unwrap();
+    let out = cxr8(&[
+        "predict",
+        "--checkpoint",
+        "nope",
+        "--ckpt-dir",
+        ckpt_dir,
+        image_path.to_str().unwrap(),
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("no checkpoint 'nope'") && err.contains("tiny"),
+        "{err}"
+    );
+
+    let bad = run.ckpt_dir.join("bad.png");
+    std::fs::write(&bad, b"not an image").unwrap();
+    let out = cxr8(&[
+        "predict",
+        "--checkpoint",
+        "tiny",
+        "--ckpt-dir",
+        ckpt_dir,
+        bad.to_str().unwrap(),
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("bad.png"), "{err}");
+
+    let out = cxr8(&[
+        "predict",
+        "--checkpoint",
+        "tiny",
+        "--ckpt-dir",
+        ckpt_dir,
+        "--heatmap",
+        heat_dir.to_str().unwrap(),
+        "--label",
+        "Unicorn",
+        image_path.to_str().unwrap(),
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("unknown label 'Unicorn'") && err.contains(&label),
+        "{err}"
+    );
+}

@@ -86,7 +86,8 @@ impl Queue {
     }
 
     /// Validates a config, records it as a queued run and queues it.
-    pub fn submit(&self, config: TrainConfig) -> Result<String, Vec<FieldError>> {
+    pub fn submit(&self, mut config: TrainConfig) -> Result<String, Vec<FieldError>> {
+        runs::resolve_dataset(&self.shared.store, &mut config).map_err(|e| vec![e])?;
         config.validate()?;
         let id = runs::submit(&self.shared.store, &config, &self.shared.paths).map_err(|e| {
             vec![FieldError {

@@ -10,7 +10,7 @@ use crate::store::{self, EventRow, NewRun, RunStatus, Store};
 use crate::train::config::Monitor;
 use crate::train::job::{self, JobPaths};
 use crate::train::runner::{CancelHandle, Outcome};
-use crate::train::{EventSink, TrainConfig, TrainEvent};
+use crate::train::{EventSink, FieldError, TrainConfig, TrainEvent};
 
 /// Records a new queued run for `config` and returns its id.
 pub fn submit(store: &Store, config: &TrainConfig, paths: &JobPaths) -> store::Result<String> {
@@ -29,6 +29,46 @@ pub fn submit(store: &Store, config: &TrainConfig, paths: &JobPaths) -> store::R
         tags: &config.tags,
     })
 }
+
+/// Points a config that names a registered data set (`dataset`) at its files. The demo set and
+/// configs that give `labels` themselves are left as they are.
+pub fn resolve_dataset(store: &Store, config: &mut TrainConfig) -> Result<(), FieldError> {
+    let Some(name) = config.dataset.clone() else {
+        return Ok(());
+    };
+    if name == DEMO_DATASET {
+        if config.labels.is_some() {
+            return Err(FieldError {
+                field: "dataset".into(),
+                message: "the demo data set has its own labels; leave out labels/images or pick another data set"
+                    .into(),
+            });
+        }
+        return Ok(());
+    }
+    let found = store.dataset(&name).map_err(|e| FieldError {
+        field: "dataset".into(),
+        message: e.to_string(),
+    })?;
+    let Some(row) = found else {
+        let known: Vec<String> = std::iter::once(DEMO_DATASET.to_string())
+            .chain(store.datasets().unwrap_or_default().into_iter().map(|d| d.name))
+            .collect();
+        return Err(FieldError {
+            field: "dataset".into(),
+            message: format!(
+                "no data set named '{name}'; use one of: {} (add one at /datasets/new or with `cxr8 dataset add`)",
+                known.join(", ")
+            ),
+        });
+    };
+    config.labels = Some(row.label_file.into());
+    config.images = Some(row.image_dir.into());
+    Ok(())
+}
+
+/// The built-in synthetic data set's name.
+pub const DEMO_DATASET: &str = "demo";
 
 /// One epoch as the flat object the store, the API and the pages use: `epoch`, `lr`, `seconds`,
 /// then `train_<key>` / `val_<key>` for every metric (`val_loss`, `val_mean_auroc`, ...).

@@ -70,6 +70,8 @@ struct Fixture {
     done: String,
     /// Running, named like an attack.
     script: String,
+    /// Holds the fixture's data and checkpoint folders.
+    _dirs: tempfile::TempDir,
 }
 
 fn per_label(auroc: f64) -> Value {
@@ -133,12 +135,19 @@ fn fixture() -> Fixture {
         store: store.clone(),
         submitted: Mutex::new(Vec::new()),
     });
-    let state = Arc::new(AppState::new(store, jobs.clone()));
+    let dirs = tempfile::tempdir().unwrap();
+    let state = Arc::new(AppState::new(
+        store,
+        jobs.clone(),
+        dirs.path().join("data"),
+        dirs.path().join("ckpts"),
+    ));
     Fixture {
         state,
         jobs,
         done,
         script,
+        _dirs: dirs,
     }
 }
 

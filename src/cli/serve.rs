@@ -128,6 +128,8 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
             events,
             jobs: Arc::new(Jobs(queue.clone())),
             token: args.token.clone(),
+            data_dir: args.data_dir.clone(),
+            ckpt_dir: args.ckpt_dir.clone(),
         });
         let address = SocketAddr::new(args.host, args.port);
         let listener = tokio::net::TcpListener::bind(address)

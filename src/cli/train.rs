@@ -82,7 +82,8 @@ pub fn run(args: TrainArgs, matches: &clap::ArgMatches) -> anyhow::Result<()> {
             (id.clone(), config, true)
         }
         None => {
-            let config = resolve_config(&args, matches)?;
+            let mut config = resolve_config(&args, matches)?;
+            runs::resolve_dataset(&store, &mut config).map_err(|e| anyhow::anyhow!("--dataset: {}", e.message))?;
             if let Err(errors) = config.validate() {
                 let lines: Vec<String> = errors
                     .iter()

@@ -25,6 +25,10 @@ pub enum Error {
     },
     #[error("no run with id '{0}'")]
     UnknownRun(String),
+    #[error("a data set named '{0}' already exists; pick another name")]
+    DatasetExists(String),
+    #[error("no data set named '{0}'")]
+    UnknownDataset(String),
     #[error("run store {}: schema version {found} is newer than this cxr8 understands ({supported}); upgrade cxr8", path.display())]
     TooNew { path: PathBuf, found: i64, supported: i64 },
 }
@@ -108,6 +112,17 @@ pub struct Run {
     pub device: Option<String>,
 }
 
+/// A registered data set: where its files are, plus whatever summary its registration computed
+/// (image and patient counts, label counts), kept as JSON so it can grow without migrations.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DatasetRow {
+    pub name: String,
+    pub label_file: String,
+    pub image_dir: String,
+    pub created_at: String,
+    pub summary: serde_json::Value,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EpochRow {
     pub epoch: u32,
@@ -125,7 +140,7 @@ pub struct EventRow {
     pub at: String,
 }
 
-const SCHEMA_VERSION: i64 = 1;
+const SCHEMA_VERSION: i64 = 2;
 
 const SCHEMA_V1: &str = "
 CREATE TABLE runs (
@@ -165,6 +180,17 @@ CREATE TABLE events (
     at TEXT NOT NULL
 );
 CREATE INDEX events_by_run ON events(run_id, seq);
+";
+
+/// Version 2: data sets the user registered (the demo set is built in and never stored).
+const SCHEMA_V2: &str = "
+CREATE TABLE datasets (
+    name TEXT PRIMARY KEY,
+    label_file TEXT NOT NULL,
+    image_dir TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    summary TEXT NOT NULL DEFAULT '{}'
+);
 ";
 
 pub struct Store {
@@ -220,6 +246,10 @@ impl Store {
         }
         if version < 1 {
             conn.execute_batch(&format!("BEGIN; {SCHEMA_V1} PRAGMA user_version = 1; COMMIT;"))
+                .map_err(wrap)?;
+        }
+        if version < 2 {
+            conn.execute_batch(&format!("BEGIN; {SCHEMA_V2} PRAGMA user_version = 2; COMMIT;"))
                 .map_err(wrap)?;
         }
         Ok(Store {
@@ -438,6 +468,79 @@ impl Store {
         Ok(())
     }
 
+    /// Registers a data set under a new name (`created_at` is set here).
+    pub fn add_dataset(
+        &self,
+        name: &str,
+        label_file: &str,
+        image_dir: &str,
+        summary: &serde_json::Value,
+    ) -> Result<()> {
+        let result = self.conn().execute(
+            "INSERT INTO datasets (name, label_file, image_dir, created_at, summary) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![name, label_file, image_dir, now(), summary.to_string()],
+        );
+        match result {
+            Ok(_) => Ok(()),
+            Err(rusqlite::Error::SqliteFailure(e, _)) if e.code == rusqlite::ErrorCode::ConstraintViolation => {
+                Err(Error::DatasetExists(name.into()))
+            }
+            Err(source) => Err(self.wrap()(source)),
+        }
+    }
+
+    /// Replaces a registered data set's summary (e.g. once its cache is built).
+    pub fn set_dataset_summary(&self, name: &str, summary: &serde_json::Value) -> Result<()> {
+        let changed = self
+            .conn()
+            .execute(
+                "UPDATE datasets SET summary = ?2 WHERE name = ?1",
+                params![name, summary.to_string()],
+            )
+            .map_err(self.wrap())?;
+        if changed == 0 {
+            return Err(Error::UnknownDataset(name.into()));
+        }
+        Ok(())
+    }
+
+    pub fn dataset(&self, name: &str) -> Result<Option<DatasetRow>> {
+        self.conn()
+            .query_row(
+                "SELECT name, label_file, image_dir, created_at, summary FROM datasets WHERE name = ?1",
+                [name],
+                dataset_from_row,
+            )
+            .optional()
+            .map_err(self.wrap())
+    }
+
+    /// Registered data sets, by name.
+    pub fn datasets(&self) -> Result<Vec<DatasetRow>> {
+        let conn = self.conn();
+        let mut statement = conn
+            .prepare("SELECT name, label_file, image_dir, created_at, summary FROM datasets ORDER BY name")
+            .map_err(self.wrap())?;
+        let rows = statement
+            .query_map([], dataset_from_row)
+            .map_err(self.wrap())?
+            .collect::<rusqlite::Result<Vec<_>>>()
+            .map_err(self.wrap())?;
+        Ok(rows)
+    }
+
+    /// Forgets a data set (its files are the user's and stay where they are).
+    pub fn delete_dataset(&self, name: &str) -> Result<()> {
+        let changed = self
+            .conn()
+            .execute("DELETE FROM datasets WHERE name = ?1", [name])
+            .map_err(self.wrap())?;
+        if changed == 0 {
+            return Err(Error::UnknownDataset(name.into()));
+        }
+        Ok(())
+    }
+
     /// SQLite's own consistency check; "ok" when the file is sound.
     pub fn integrity_check(&self) -> Result<String> {
         self.conn()
@@ -472,6 +575,16 @@ fn run_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Run> {
         error: r.get(17)?,
         checkpoint_dir: r.get(18)?,
         device: r.get(19)?,
+    })
+}
+
+fn dataset_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<DatasetRow> {
+    Ok(DatasetRow {
+        name: r.get(0)?,
+        label_file: r.get(1)?,
+        image_dir: r.get(2)?,
+        created_at: r.get(3)?,
+        summary: parse_json(r.get::<_, String>(4)?),
     })
 }
 
@@ -609,6 +722,33 @@ mod tests {
             store.set_status("nope", RunStatus::Done, None),
             Err(Error::UnknownRun(_))
         ));
+    }
+
+    #[test]
+    fn datasets_are_registered_once_and_survive_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = Store::open(dir.path()).unwrap();
+            store
+                .add_dataset("nih", "/d/Data_Entry_2017.csv", "/d/images", &json!({"images": 5}))
+                .unwrap();
+            let again = store.add_dataset("nih", "/other.csv", "/other", &json!({}));
+            assert!(matches!(again, Err(Error::DatasetExists(name)) if name == "nih"));
+            store.set_dataset_summary("nih", &json!({"images": 6})).unwrap();
+            assert!(matches!(
+                store.set_dataset_summary("none", &json!({})),
+                Err(Error::UnknownDataset(_))
+            ));
+        }
+        let store = Store::open(dir.path()).unwrap();
+        let all = store.datasets().unwrap();
+        assert_eq!(all.len(), 1);
+        assert_eq!(all[0].label_file, "/d/Data_Entry_2017.csv");
+        assert_eq!(all[0].summary, json!({"images": 6}));
+        assert_eq!(store.dataset("nih").unwrap().unwrap().image_dir, "/d/images");
+        store.delete_dataset("nih").unwrap();
+        assert!(store.dataset("nih").unwrap().is_none());
+        assert!(matches!(store.delete_dataset("nih"), Err(Error::UnknownDataset(_))));
     }
 
     #[test]

@@ -103,6 +103,10 @@ pub use crate::train::backend::DeviceChoice;
 #[serde(default, deny_unknown_fields)]
 pub struct TrainConfig {
     // --- data ---
+    /// A data set registered in the store (the dashboard's "Add a data set", or `demo`); sets
+    /// `labels` and `images` when the run is submitted. Leave out with `--labels`.
+    #[arg(long)]
+    pub dataset: Option<String>,
     /// Label file (NIH Data_Entry_2017*.csv[.gz], Kaggle sample_labels.csv or one-hot CSV).
     #[arg(long)]
     pub labels: Option<PathBuf>,
@@ -136,7 +140,8 @@ pub struct TrainConfig {
 
     // --- model ---
     /// Network architecture.
-    #[arg(long, value_enum, default_value_t = Architecture::ResNet18)]
+    #[arg(long = "model", alias = "architecture", value_enum, default_value_t = Architecture::ResNet18)]
+    #[serde(alias = "model")]
     pub architecture: Architecture,
     /// Normalisation layer after convolutions.
     #[arg(long, value_enum, default_value_t = NormKind::Batch)]
@@ -163,7 +168,8 @@ pub struct TrainConfig {
     #[arg(long, value_enum, default_value_t = OptimizerKind::Adam)]
     pub optimizer: OptimizerKind,
     /// Base learning rate.
-    #[arg(long, default_value_t = 1e-3)]
+    #[arg(long, alias = "learning-rate", default_value_t = 1e-3)]
+    #[serde(alias = "learning_rate")]
     pub lr: f64,
     /// SGD momentum (0 = plain SGD).
     #[arg(long, default_value_t = 0.9)]
@@ -254,6 +260,7 @@ pub struct TrainConfig {
 impl Default for TrainConfig {
     fn default() -> Self {
         TrainConfig {
+            dataset: None,
             labels: None,
             images: None,
             split: SplitStrategy::Patient,
@@ -371,6 +378,15 @@ impl TrainConfig {
 
         // data
         // No label file means the built-in synthetic demo set.
+        if let Some(name) = &self.dataset {
+            if name.trim().is_empty() || name.chars().count() > 80 {
+                bad(
+                    "dataset",
+                    "give the name of a registered data set (1 to 80 characters), or leave it out for the demo set"
+                        .into(),
+                );
+            }
+        }
         if self.labels.as_ref().is_some_and(|p| p.as_os_str().is_empty()) {
             bad(
                 "labels",

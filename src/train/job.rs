@@ -68,6 +68,9 @@ pub fn dataset_paths(config: &TrainConfig, paths: &JobPaths) -> Result<(PathBuf,
 
 /// A short name for the data set, shown in run lists: `demo` for the synthetic set.
 pub fn dataset_name(config: &TrainConfig, paths: &JobPaths) -> String {
+    if let Some(name) = &config.dataset {
+        return name.clone();
+    }
     match &config.labels {
         None => "demo".into(),
         Some(labels) if labels.starts_with(paths.demo_dir()) => "demo".into(),

@@ -10,6 +10,7 @@ mod routes;
 mod sse;
 mod templates;
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -73,16 +74,22 @@ pub struct AppState {
     pub jobs: Arc<dyn JobControl>,
     /// Required on every request when set (a server listening beyond loopback).
     pub token: Option<String>,
+    /// The store, demo data set and caches live here (as `cxr8 serve --data-dir`).
+    pub data_dir: PathBuf,
+    /// Checkpoints, one folder per run (as `cxr8 serve --ckpt-dir`).
+    pub ckpt_dir: PathBuf,
 }
 
 impl AppState {
-    pub fn new(store: Arc<Store>, jobs: Arc<dyn JobControl>) -> AppState {
+    pub fn new(store: Arc<Store>, jobs: Arc<dyn JobControl>, data_dir: PathBuf, ckpt_dir: PathBuf) -> AppState {
         let (events, _) = broadcast::channel(LIVE_EVENT_BUFFER);
         AppState {
             store,
             events,
             jobs,
             token: None,
+            data_dir,
+            ckpt_dir,
         }
     }
 }

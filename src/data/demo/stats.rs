@@ -3,9 +3,15 @@
 
 use rand::Rng;
 
+use crate::data::labels::NIH_FINDINGS;
+
 /// The text of `nih_stats.txt`, measured on NIH's `Data_Entry_2017_v2020.csv` (Wang et al.,
 /// CVPR 2017); `tests/demo.rs` recomputes it from the real file.
 pub const NIH_STATS_TEXT: &str = include_str!("nih_stats.txt");
+
+/// Share of demo images whose findings are drawn for a uniformly chosen finding rather than at
+/// NIH's frequency (see [`NihStats::draw_findings`]).
+pub const ENRICHED_SHARE: f64 = 0.3;
 
 /// A discrete distribution: keys with their NIH counts.
 #[derive(Debug, Clone)]
@@ -119,6 +125,60 @@ impl NihStats {
         })
     }
 
+    /// Draws one image's findings for the demo set: usually a combination at NIH's frequency, but
+    /// with probability [`ENRICHED_SHARE`] a combination containing a finding chosen uniformly.
+    /// At NIH's prevalence a 3,000-image set would hold about 6 Hernia images (1 in validation),
+    /// too few to learn or to measure an AUROC on; enrichment gives every finding at least ~60.
+    pub fn draw_findings(&self, rng: &mut impl Rng) -> Vec<String> {
+        if rng.random_bool(ENRICHED_SHARE) {
+            let finding = &NIH_FINDINGS[rng.random_range(0..NIH_FINDINGS.len())];
+            let with_finding = Weighted::new(
+                self.combinations
+                    .items
+                    .iter()
+                    .filter(|(labels, _)| labels.iter().any(|l| l == finding))
+                    .cloned()
+                    .collect(),
+            );
+            if with_finding.total() > 0 {
+                return with_finding.sample(rng).clone();
+            }
+        }
+        self.combinations.sample(rng).clone()
+    }
+
+    /// Expected share of demo images carrying each label under [`NihStats::draw_findings`].
+    pub fn demo_label_shares(&self) -> Vec<(String, f64)> {
+        let nih = self.label_shares();
+        NIH_FINDINGS
+            .iter()
+            .map(|finding| {
+                let base = nih.iter().find(|(l, _)| l == finding).map_or(0.0, |(_, s)| *s);
+                // Chance that a combination drawn for some chosen finding also carries this one.
+                let enriched: f64 = NIH_FINDINGS
+                    .iter()
+                    .map(|chosen| {
+                        let (mut both, mut all) = (0u64, 0u64);
+                        for (labels, count) in &self.combinations.items {
+                            if labels.iter().any(|l| l == chosen) {
+                                all += count;
+                                if labels.iter().any(|l| l == finding) {
+                                    both += count;
+                                }
+                            }
+                        }
+                        both as f64 / all.max(1) as f64
+                    })
+                    .sum::<f64>()
+                    / NIH_FINDINGS.len() as f64;
+                (
+                    finding.to_string(),
+                    (1.0 - ENRICHED_SHARE) * base + ENRICHED_SHARE * enriched,
+                )
+            })
+            .collect()
+    }
+
     /// Expected share of images carrying each label (NIH spelling), from the combinations.
     pub fn label_shares(&self) -> Vec<(String, f64)> {
         let mut shares: Vec<(String, f64)> = Vec::new();
@@ -138,7 +198,6 @@ impl NihStats {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::data::labels::NIH_FINDINGS;
 
     #[test]
     fn embedded_stats_cover_all_nih_images_and_findings() {

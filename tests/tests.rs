@@ -1,7 +1,9 @@
 //! Integration tests: one crate, a module per area (real NIH files, the binary, end to end).
 
 mod bench;
+mod browser;
 mod demo;
+mod e2e;
 mod eval;
 mod images;
 mod nih_real;

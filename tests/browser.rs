@@ -1,0 +1,376 @@
+//! The dashboard in a real browser: headless Debian Chromium driven over W3C WebDriver through
+//! chromedriver, against the real `cxr8 serve` binary. Watches a run's page update live, starts a
+//! second run with another model, and compares both. Screenshots go to
+//! `target/browser-artifacts/` as test artefacts (also one at the moment a check fails).
+//!
+//! The WebDriver client is a few JSON calls over the test HTTP client: all this test needs, without
+//! a WebDriver crate's dependency tree in every build.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use base64::Engine;
+use serde_json::{json, Value};
+
+use crate::util::{request, tiny_demo, Deadline, Server};
+
+const CHROMIUM_CANDIDATES: [&str; 2] = ["/usr/bin/chromium", "/usr/bin/chromium-browser"];
+const CHROMEDRIVER_CANDIDATES: [&str; 2] = ["/usr/bin/chromedriver", "/usr/lib/chromium/chromedriver"];
+/// The key under which W3C WebDriver returns an element reference.
+const ELEMENT_KEY: &str = "element-6066-11e4-a52e-4f735466cecf";
+
+fn artifacts_dir() -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/browser-artifacts");
+    std::fs::create_dir_all(&dir).expect("creating target/browser-artifacts");
+    dir
+}
+
+/// The first existing path of `candidates`, or a failure naming the Debian packages to install:
+/// CI installs them, so a missing browser is a broken setup, not a reason to skip.
+fn required_program(candidates: &[&str], what: &str) -> PathBuf {
+    candidates
+        .iter()
+        .map(PathBuf::from)
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| {
+            panic!(
+                "the browser test needs {what} (looked at {candidates:?}): install the Debian packages \
+                 `chromium` and `chromium-driver` (`apt-get install chromium chromium-driver`; .ci/run does)"
+            )
+        })
+}
+
+/// chromedriver started by this test plus one browser session; dropping it ends the session
+/// (which closes Chromium) and kills the chromedriver it started.
+struct Browser {
+    driver: Option<Child>,
+    session: String,
+    name: &'static str,
+}
+
+impl Browser {
+    fn start(name: &'static str) -> Browser {
+        let chromium = required_program(&CHROMIUM_CANDIDATES, "Chromium");
+        let chromedriver = required_program(&CHROMEDRIVER_CANDIDATES, "chromedriver");
+        let mut child = Command::new(&chromedriver)
+            .arg("--port=0")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting {}: {e}", chromedriver.display()));
+        let stdout = child.stdout.take().unwrap();
+        let (port_tx, port_rx) = std::sync::mpsc::channel();
+        // Reads the port chromedriver chose, then keeps draining its output.
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if let Some(port) = line.split("started successfully on port ").nth(1) {
+                    let _ = port_tx.send(port.trim().trim_end_matches('.').to_string());
+                }
+            }
+        });
+        let mut browser = Browser {
+            driver: Some(child),
+            session: String::new(),
+            name,
+        };
+        let port = port_rx
+            .recv_timeout(Duration::from_secs(60))
+            .expect("chromedriver did not report its port within 60 s");
+        let capabilities = json!({
+            "capabilities": {"alwaysMatch": {
+                "browserName": "chrome",
+                "goog:chromeOptions": {
+                    "binary": chromium,
+                    "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                             "--window-size=1280,1000", "--no-first-run", "--no-default-browser-check"],
+                },
+            }}
+        });
+        let base = format!("http://127.0.0.1:{port}");
+        let session = webdriver(&format!("{base}/session"), "POST", Some(&capabilities));
+        let id = session["sessionId"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no session id from chromedriver: {session}"));
+        browser.session = format!("{base}/session/{id}");
+        browser
+    }
+
+    fn call(&self, method: &str, path: &str, body: Option<&Value>) -> Value {
+        webdriver(&format!("{}{path}", self.session), method, body)
+    }
+
+    fn goto(&self, url: &str) {
+        self.call("POST", "/url", Some(&json!({ "url": url })));
+    }
+
+    fn current_url(&self) -> String {
+        self.call("GET", "/url", None).as_str().unwrap_or_default().to_string()
+    }
+
+    fn find(&self, css: &str) -> String {
+        self.find_all(css)
+            .into_iter()
+            .next()
+            .unwrap_or_else(|| panic!("no element matches `{css}` on {}", self.current_url()))
+    }
+
+    fn find_all(&self, css: &str) -> Vec<String> {
+        let found = self.call(
+            "POST",
+            "/elements",
+            Some(&json!({"using": "css selector", "value": css})),
+        );
+        found
+            .as_array()
+            .map(|items| {
+                items
+                    .iter()
+                    .filter_map(|e| e[ELEMENT_KEY].as_str().map(String::from))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    fn click(&self, css: &str) {
+        let element = self.find(css);
+        self.call("POST", &format!("/element/{element}/click"), Some(&json!({})));
+    }
+
+    /// Runs `script` (a function body) in the page and returns what it returns.
+    fn script(&self, script: &str) -> Value {
+        self.call("POST", "/execute/sync", Some(&json!({"script": script, "args": []})))
+    }
+
+    fn screenshot(&self, step: &str) -> PathBuf {
+        let encoded = self.call("GET", "/screenshot", None);
+        let png = base64::engine::general_purpose::STANDARD
+            .decode(encoded.as_str().expect("base64 screenshot"))
+            .expect("screenshot is base64");
+        let path = artifacts_dir().join(format!("{}-{step}.png", self.name));
+        std::fs::write(&path, png).expect("writing a screenshot");
+        path
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        if !self.session.is_empty() {
+            if std::thread::panicking() {
+                let path = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.screenshot("failure")));
+                if let Ok(path) = path {
+                    eprintln!("browser screenshot at the failure: {}", path.display());
+                }
+            }
+            // Ends the session, which closes the Chromium that chromedriver started for it.
+            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                request("DELETE", &self.session, &[], None)
+            }));
+        }
+        if let Some(mut child) = self.driver.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// One WebDriver command; returns its `value`, or fails with the driver's error message.
+fn webdriver(url: &str, method: &str, body: Option<&Value>) -> Value {
+    let body = body.map(Value::to_string);
+    let response = request(
+        method,
+        url,
+        &[("Content-Type", "application/json")],
+        body.as_deref().map(str::as_bytes),
+    );
+    let answer = response.json();
+    if response.status != 200 {
+        panic!(
+            "WebDriver {method} {url} failed ({}): {} {}",
+            response.status, answer["value"]["error"], answer["value"]["message"]
+        );
+    }
+    answer["value"].clone()
+}
+
+/// What the run page shows, read in one round trip.
+const RUN_PAGE_STATE: &str = r##"
+const progress = document.getElementById("progress");
+const status = document.getElementById("status");
+return {
+  progress: progress ? Number(progress.value) : null,
+  status: status ? status.textContent.trim() : null,
+  charts: Array.from(document.querySelectorAll("img.live-chart")).map(img => img.src),
+  rows: document.querySelectorAll("#epochs tbody tr").length,
+};
+"##;
+
+/// What the run page showed while the test watched it.
+#[derive(Debug, Default)]
+struct Watched {
+    progress_while_running: Vec<f64>,
+    chart_sources: Vec<Vec<String>>,
+    rows: Vec<u64>,
+    final_status: String,
+}
+
+/// Polls the open run page until its status badge says `done`, recording what changed.
+fn watch_run_page(browser: &Browser, step: &str) -> Watched {
+    let mut watched = Watched::default();
+    let deadline = Deadline::default_limit();
+    let mut shot = false;
+    loop {
+        let state = browser.script(RUN_PAGE_STATE);
+        let status = state["status"].as_str().unwrap_or("").to_string();
+        let charts: Vec<String> = state["charts"]
+            .as_array()
+            .map(|a| a.iter().filter_map(|s| s.as_str().map(String::from)).collect())
+            .unwrap_or_default();
+        if watched.chart_sources.last() != Some(&charts) {
+            watched.chart_sources.push(charts);
+        }
+        let rows = state["rows"].as_u64().unwrap_or(0);
+        if watched.rows.last() != Some(&rows) {
+            watched.rows.push(rows);
+        }
+        if status == "running" {
+            if let Some(p) = state["progress"].as_f64() {
+                if watched.progress_while_running.last() != Some(&p) {
+                    watched.progress_while_running.push(p);
+                }
+                if !shot && p > 0.0 && rows > 0 {
+                    browser.screenshot(&format!("{step}-live"));
+                    shot = true;
+                }
+            }
+        }
+        if status == "done" || status == "failed" || status == "cancelled" {
+            watched.final_status = status;
+            browser.screenshot(&format!("{step}-finished"));
+            return watched;
+        }
+        assert!(
+            !deadline.passed(),
+            "the run page never showed the run finished; last state {state}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn assert_watched_live(watched: &Watched, epochs: u64) {
+    assert_eq!(watched.final_status, "done", "{watched:?}");
+    let progress = &watched.progress_while_running;
+    assert!(
+        progress.len() >= 2 && progress.windows(2).any(|w| w[1] > w[0]),
+        "the progress bar should grow while the run trains: {watched:?}"
+    );
+    assert!(
+        watched.chart_sources.len() >= 2 || watched.rows.len() >= 2,
+        "a chart should refresh or the epoch table gain rows while the page is open: {watched:?}"
+    );
+    assert_eq!(
+        watched.rows.last(),
+        Some(&epochs),
+        "one table row per epoch: {watched:?}"
+    );
+}
+
+/// Quarter-width models on 100 images: seconds per epoch on two CPU cores.
+fn run_config(name: &str, model: &str, epochs: u32) -> Value {
+    json!({
+        "name": name,
+        "model": model,
+        "width": 0.25,
+        "image_size": 64,
+        "epochs": epochs,
+        "batch_size": 16,
+        "max_images": 100,
+        "device": "cpu",
+        "seed": 3,
+    })
+}
+
+fn run_ids_on(server: &Server, name: &str) -> Option<String> {
+    let runs = server.get_json("/api/runs");
+    runs["runs"]
+        .as_array()?
+        .iter()
+        .find(|r| r["name"] == name)
+        .and_then(|r| r["id"].as_str().map(String::from))
+}
+
+fn wait_until_done(server: &Server, id: &str) {
+    Deadline::default_limit().wait_for(&format!("run {id} to finish"), || {
+        let run = server.get_json(&format!("/api/runs/{id}"));
+        match run["status"].as_str() {
+            Some("done") => Some(()),
+            Some("failed") | Some("cancelled") => panic!("run {id} ended {}: {}", run["status"], run["error"]),
+            _ => None,
+        }
+    })
+}
+
+fn page_text(browser: &Browser) -> String {
+    browser
+        .script("return document.body.innerText;")
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+}
+
+#[test]
+fn browser_watches_a_run_live_and_compares_two() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (data, ckpts) = (tmp.path().join("data"), tmp.path().join("ckpts"));
+    tiny_demo(&data);
+    let server = Server::start(&data, &ckpts);
+    let browser = Browser::start("dashboard");
+
+    browser.goto(&server.url);
+    browser.screenshot("1-runs-empty");
+
+    // The first run: the page opens while it trains and follows it over SSE.
+    let first = server.submit(&run_config("browser simple-cnn", "simple-cnn", 3));
+    browser.goto(&format!("{}/runs/{first}", server.url));
+    let watched = watch_run_page(&browser, "2-run");
+    assert_watched_live(&watched, 3);
+
+    // A second run with another model.
+    let second = server.submit(&run_config("browser mobilenet", "mobilenet-v2", 2));
+    assert_eq!(
+        run_ids_on(&server, "browser mobilenet").as_deref(),
+        Some(second.as_str())
+    );
+    wait_until_done(&server, &second);
+
+    // Tick both on the runs list and compare them.
+    browser.goto(&server.url);
+    for id in [&first, &second] {
+        browser.click(&format!("input[type=checkbox][value=\"{id}\"]"));
+    }
+    browser.screenshot("3-runs-selected");
+    browser.click("form[action=\"/compare\"] button[type=submit]");
+    let deadline = Deadline::default_limit();
+    deadline.wait_for("the compare page", || {
+        browser.current_url().contains("/compare").then_some(())
+    });
+    let text = page_text(&browser);
+    for name in ["browser simple-cnn", "browser mobilenet"] {
+        assert!(
+            text.contains(name),
+            "the compare page should name run '{name}':\n{text}"
+        );
+    }
+    // Every chart image on the compare page loaded (a broken chart URL has no natural width).
+    deadline.wait_for("the compare charts to load", || {
+        let state = browser.script(
+            "const imgs = Array.from(document.images); \
+             return {count: imgs.length, loaded: imgs.filter(i => i.complete && i.naturalWidth > 0).length};",
+        );
+        (state["count"].as_u64() > Some(0) && state["count"] == state["loaded"]).then_some(())
+    });
+    browser.screenshot("4-compare");
+}

@@ -120,18 +120,19 @@ pub fn app(state: Arc<AppState>) -> Router {
             REQUEST_TIMEOUT,
         ))
         .layer(RequestBodyLimitLayer::new(BODY_LIMIT_BYTES));
-    // Image uploads get their own, larger body limit (the layer's 413 becomes our message).
+    // Image uploads get their own, larger body limit; the outermost layer turns the limit's bare
+    // 413 into our message.
     let uploads = routes::predict::router()
-        .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            routes::predict::explain_body_limit,
-        ))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
             PREDICT_TIMEOUT,
         ))
         .layer(RequestBodyLimitLayer::new(routes::predict::UPLOAD_LIMIT_BYTES))
-        .layer(axum::extract::DefaultBodyLimit::disable());
+        .layer(axum::extract::DefaultBodyLimit::disable())
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            routes::predict::explain_body_limit,
+        ));
     Router::new()
         .merge(bounded)
         .merge(uploads)

@@ -10,3 +10,4 @@ mod nih_real;
 mod predict;
 mod util;
 mod web;
+mod web_predict;

@@ -78,6 +78,8 @@ pub struct AppState {
     pub data_dir: PathBuf,
     /// Checkpoints, one folder per run (as `cxr8 serve --ckpt-dir`).
     pub ckpt_dir: PathBuf,
+    /// Loaded checkpoints and computed validation predictions of the Predict pages.
+    pub predict: routes::predict::PredictCache,
 }
 
 impl AppState {
@@ -90,12 +92,15 @@ impl AppState {
             token: None,
             data_dir,
             ckpt_dir,
+            predict: Default::default(),
         }
     }
 }
 
 /// Largest accepted request body: configs are small JSON objects.
 const BODY_LIMIT_BYTES: usize = 256 * 1024;
+/// Predictions may load a model and run Grad-CAM on a large image on the CPU.
+const PREDICT_TIMEOUT: Duration = Duration::from_secs(120);
 /// Ordinary requests (pages, charts, API) finish well within this; event streams are exempt.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// Only our own scripts, styles and images; no inline code, no framing, forms post back to us.
@@ -115,8 +120,22 @@ pub fn app(state: Arc<AppState>) -> Router {
             REQUEST_TIMEOUT,
         ))
         .layer(RequestBodyLimitLayer::new(BODY_LIMIT_BYTES));
+    // Image uploads get their own, larger body limit; the outermost layer turns the limit's bare
+    // 413 into our message.
+    let uploads = routes::predict::router()
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            PREDICT_TIMEOUT,
+        ))
+        .layer(RequestBodyLimitLayer::new(routes::predict::UPLOAD_LIMIT_BYTES))
+        .layer(axum::extract::DefaultBodyLimit::disable())
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            routes::predict::explain_body_limit,
+        ));
     Router::new()
         .merge(bounded)
+        .merge(uploads)
         .merge(sse::router())
         .fallback(|| async { AppError::NotFound("no such page".into()) })
         .layer(axum::middleware::from_fn_with_state(state.clone(), auth::require_token))

@@ -124,6 +124,8 @@ pub struct RunPage {
     /// The newest event shown, so the live stream starts after it.
     pub last_seq: i64,
     pub config_json: String,
+    /// Validation images to show predictions for (0..n); empty when the run has no best checkpoint.
+    pub prediction_slots: Vec<usize>,
 }
 
 pub struct CompareRun {
@@ -148,6 +150,83 @@ pub struct ComparePage {
     pub toggle_href: String,
     pub best_rows: Vec<TableRow>,
     pub label_rows: Vec<TableRow>,
+}
+
+/// A run offered on the Predict page (one with a best checkpoint).
+pub struct PredictRunOption {
+    pub id: String,
+    /// `name · model · best AUROC 0.7400`.
+    pub text: String,
+    pub selected: bool,
+}
+
+/// One label's probability with the run's tuned threshold, drawn as a bar with a tick.
+pub struct ProbabilityRow {
+    pub label: String,
+    pub probability: String,
+    pub threshold: String,
+    /// The probability reaches the threshold.
+    pub positive: bool,
+    /// Bar length and threshold position in percent of the bar's box.
+    pub bar_width: String,
+    pub threshold_x: String,
+    /// The result page with this label's Grad-CAM.
+    pub gradcam_href: String,
+    /// This label's Grad-CAM is the one shown.
+    pub chosen: bool,
+}
+
+pub struct PredictResult {
+    pub sha: String,
+    pub run_id: String,
+    pub run_name: String,
+    pub model: String,
+    /// `1024 × 1024`.
+    pub image_size: String,
+    /// Side of the model's input.
+    pub model_size: u32,
+    pub positives: usize,
+    pub rows: Vec<ProbabilityRow>,
+    pub gradcam_label: String,
+    pub gradcam_src: String,
+    pub image_src: String,
+    /// The upload was not square: the overlay shows the centred square the model saw.
+    pub cropped: bool,
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "predict.html")]
+pub struct PredictPage {
+    pub runs: Vec<PredictRunOption>,
+    pub label: String,
+    pub error: String,
+    pub result: Option<PredictResult>,
+}
+
+/// One of a run's validation images with its top predictions.
+pub struct ValidationItem {
+    pub n: usize,
+    /// The image's file name in the data set.
+    pub name: String,
+    /// Its true labels, comma-separated ("no finding" when none).
+    pub truth: String,
+    pub image_src: String,
+    pub gradcam_src: String,
+    pub top_label: String,
+    pub top: Vec<ProbabilityRow>,
+    /// The Predict page for this image, to see other labels' Grad-CAM.
+    pub details_href: String,
+}
+
+/// `/runs/{id}/predictions`: predictions on a few of the run's validation images.
+#[derive(Template, WebTemplate)]
+#[template(path = "predictions.html")]
+pub struct ValidationPage {
+    pub run_id: String,
+    pub run_name: String,
+    /// Why there are no items, when there are none.
+    pub note: String,
+    pub items: Vec<ValidationItem>,
 }
 
 /// Percent-encodes a value for a URL query (everything but RFC 3986 unreserved characters).

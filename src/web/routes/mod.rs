@@ -3,6 +3,7 @@
 
 mod api;
 mod compare;
+pub mod predict;
 mod run;
 mod runs;
 

@@ -1,0 +1,628 @@
+//! The Predict page, its JSON twin and a run's validation predictions, through `web::app` with
+//! `oneshot`, against a tiny run really trained (tiny demo set, 64 px, 1 epoch) and recorded in a
+//! store the way the dashboard's worker does it.
+
+use std::path::PathBuf;
+use std::sync::{Arc, OnceLock};
+
+use axum::body::Body;
+use axum::http::{header, Method, Request, StatusCode};
+use axum::Router;
+use cxr8::data::demo::{self, DemoConfig};
+use cxr8::data::split::{self, SplitOptions};
+use cxr8::data::LabelTable;
+use cxr8::model::Architecture;
+use cxr8::store::{NewRun, RunStatus, Store};
+use cxr8::train::backend::{CpuBackend, DeviceChoice};
+use cxr8::train::checkpoint::Slot;
+use cxr8::train::job::JobPaths;
+use cxr8::train::predict::{CheckpointRef, Predictor};
+use cxr8::train::runner::CancelHandle;
+use cxr8::train::TrainConfig;
+use cxr8::web::{app, AppState, FieldError, JobControl, JobError};
+use image::GrayImage;
+use serde_json::Value;
+use tower::ServiceExt;
+
+use crate::util::nih_dir;
+
+/// The dashboard's write side is not exercised here.
+struct NoJobs;
+
+impl JobControl for NoJobs {
+    fn submit(&self, _config: Value) -> Result<String, Vec<FieldError>> {
+        Err(vec![FieldError::new("", "not in this test")])
+    }
+    fn cancel(&self, id: &str) -> Result<(), JobError> {
+        Err(JobError::UnknownRun(id.into()))
+    }
+    fn resume(&self, id: &str) -> Result<(), JobError> {
+        Err(JobError::UnknownRun(id.into()))
+    }
+    fn queue(&self) -> Vec<String> {
+        Vec::new()
+    }
+}
+
+/// One trained run shared by every test here (training is the slow part).
+struct Trained {
+    store: Arc<Store>,
+    paths: JobPaths,
+    config: TrainConfig,
+    run: String,
+    /// Queued, never trained: no checkpoint.
+    untrained: String,
+    images: PathBuf,
+    labels: Vec<String>,
+    thresholds: Vec<f32>,
+    _tmp: tempfile::TempDir,
+}
+
+fn trained() -> &'static Trained {
+    static TRAINED: OnceLock<Trained> = OnceLock::new();
+    TRAINED.get_or_init(|| {
+        let tmp = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+        let report = demo::generate(&DemoConfig {
+            out: tmp.path().join("demo"),
+            images: 60,
+            size: 64,
+            seed: 3,
+        })
+        .unwrap();
+        let paths = JobPaths {
+            data_dir: tmp.path().join("data"),
+            ckpt_dir: tmp.path().join("ckpts"),
+        };
+        let config = TrainConfig {
+            name: Some("tiny <b>cnn</b>".into()),
+            labels: Some(report.label_file.clone()),
+            images: Some(report.out.join("images")),
+            architecture: Architecture::SimpleCnn,
+            width: 0.25,
+            image_size: 64,
+            epochs: 1,
+            batch_size: 16,
+            device: DeviceChoice::Cpu,
+            ..TrainConfig::default()
+        };
+        std::fs::create_dir_all(&paths.data_dir).unwrap();
+        let store = Arc::new(Store::open(&paths.data_dir).unwrap());
+        let run = cxr8::runs::submit(&store, &config, &paths).unwrap();
+        cxr8::runs::execute(
+            store.clone(),
+            &run,
+            &config,
+            &paths,
+            false,
+            &CancelHandle::new(),
+            None,
+            None,
+        )
+        .unwrap();
+        assert_eq!(store.run(&run).unwrap().unwrap().status, RunStatus::Done);
+        let untrained = store
+            .create_run(&NewRun {
+                name: "waiting",
+                config: &serde_json::json!({}),
+                dataset: "demo",
+                model: "simple-cnn",
+                image_size: 64,
+                epochs_planned: 1,
+                tags: &[],
+            })
+            .unwrap();
+        let ckpt = CheckpointRef::locate(&run, &paths.ckpt_dir, Slot::Best).unwrap();
+        let predictor = Predictor::<CpuBackend>::load(&ckpt, &Default::default()).unwrap();
+        Trained {
+            store,
+            config,
+            run,
+            untrained,
+            images: report.out.join("images"),
+            labels: predictor.labels().to_vec(),
+            thresholds: predictor.thresholds().to_vec(),
+            paths,
+            _tmp: tmp,
+        }
+    })
+}
+
+/// A fresh app (fresh model cache) over the shared run.
+fn app_for(t: &Trained) -> Router {
+    app(Arc::new(AppState::new(
+        t.store.clone(),
+        Arc::new(NoJobs),
+        t.paths.data_dir.clone(),
+        t.paths.ckpt_dir.clone(),
+    )))
+}
+
+struct Reply {
+    status: StatusCode,
+    content_type: String,
+    body: Vec<u8>,
+}
+
+impl Reply {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+    fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text()))
+    }
+    fn png(&self) -> image::DynamicImage {
+        assert_eq!(self.status, StatusCode::OK, "{}", self.text());
+        assert_eq!(self.content_type, "image/png");
+        image::load_from_memory_with_format(&self.body, image::ImageFormat::Png).unwrap()
+    }
+}
+
+async fn send(app: Router, request: Request<Body>) -> Reply {
+    let response = app.oneshot(request).await.unwrap();
+    let status = response.status();
+    let content_type = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .map(|v| v.to_str().unwrap().to_string())
+        .unwrap_or_default();
+    let body = axum::body::to_bytes(response.into_body(), 64 << 20)
+        .await
+        .unwrap()
+        .to_vec();
+    Reply {
+        status,
+        content_type,
+        body,
+    }
+}
+
+async fn get(app: Router, uri: &str) -> Reply {
+    send(app, Request::get(uri).body(Body::empty()).unwrap()).await
+}
+
+const BOUNDARY: &str = "cxr8-test-boundary-7f3a";
+
+/// A multipart body: text fields, then an optional `image` file part.
+fn multipart(fields: &[(&str, &str)], image: Option<(&str, &[u8])>) -> Vec<u8> {
+    let mut body = Vec::new();
+    for (name, value) in fields {
+        body.extend(
+            format!("--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n").bytes(),
+        );
+    }
+    if let Some((file_name, bytes)) = image {
+        body.extend(
+            format!(
+                "--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"image\"; filename=\"{file_name}\"\r\n\
+                 Content-Type: application/octet-stream\r\n\r\n"
+            )
+            .bytes(),
+        );
+        body.extend_from_slice(bytes);
+        body.extend(b"\r\n");
+    }
+    body.extend(format!("--{BOUNDARY}--\r\n").bytes());
+    body
+}
+
+fn post_request(uri: &str, body: Vec<u8>) -> Request<Body> {
+    Request::builder()
+        .method(Method::POST)
+        .uri(uri)
+        .header(
+            header::CONTENT_TYPE,
+            format!("multipart/form-data; boundary={BOUNDARY}"),
+        )
+        .body(Body::from(body))
+        .unwrap()
+}
+
+async fn post(app: Router, uri: &str, fields: &[(&str, &str)], image: Option<(&str, &[u8])>) -> Reply {
+    send(app, post_request(uri, multipart(fields, image))).await
+}
+
+fn encode(image: &image::DynamicImage, format: image::ImageFormat) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    image.write_to(&mut std::io::Cursor::new(&mut bytes), format).unwrap();
+    bytes
+}
+
+/// A demo X-ray at 100 × 100 (not the model's 64), as PNG bytes.
+fn demo_png(t: &Trained) -> Vec<u8> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&t.images)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    let image = image::open(&files[0])
+        .unwrap()
+        .resize_exact(100, 100, image::imageops::FilterType::Triangle);
+    encode(&image, image::ImageFormat::Png)
+}
+
+/// Every `href`/`src` in a page that starts with `prefix`, unescaped.
+fn links(page: &str, prefix: &str) -> Vec<String> {
+    page.match_indices(&format!("\"{prefix}"))
+        .map(|(at, _)| {
+            let rest = &page[at + 1..];
+            rest[..rest.find('"').unwrap()]
+                .replace("&#38;", "&")
+                .replace("&amp;", "&")
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn the_form_lists_runs_with_a_checkpoint_and_preselects() {
+    let t = trained();
+    let page = get(app_for(t), "/predict").await;
+    assert_eq!(page.status, StatusCode::OK);
+    let html = page.text();
+    assert!(html.contains("<form id=\"predict-form\" class=\"filters\" method=\"post\" action=\"/predict\" enctype=\"multipart/form-data\">"));
+    assert!(html.contains("name=\"image\"") && html.contains("name=\"label\""));
+    assert!(html.contains(&format!("<option value=\"{}\"", t.run)), "{html}");
+    assert!(
+        html.contains("tiny &#60;b&#62;cnn&#60;/b&#62; · simple-cnn · best AUROC"),
+        "{html}"
+    );
+    assert!(
+        !html.contains(&t.untrained),
+        "a run without a checkpoint is not offered"
+    );
+    assert!(!html.contains(" selected>"));
+    let page = get(app_for(t), &format!("/predict?run={}", t.run)).await;
+    assert!(page.text().contains(&format!("<option value=\"{}\" selected>", t.run)));
+    assert!(
+        get(app_for(t), "/").await.text().contains("href=\"/predict\""),
+        "nav link"
+    );
+}
+
+#[tokio::test]
+async fn a_png_upload_shows_sorted_probabilities_thresholds_and_gradcam() {
+    let t = trained();
+    let png = demo_png(t);
+    let reply = post(app_for(t), "/predict", &[("run", &t.run)], Some(("x.png", &png))).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+    let html = reply.text();
+    assert!(
+        html.contains("Image 100 × 100 px, seen by the model at 64 × 64"),
+        "{html}"
+    );
+    // Every label once, most probable first, each with its tuned threshold.
+    let table = &html[html.find("id=\"probabilities\"").unwrap()..];
+    let table = &table[..table.find("</table>").unwrap()];
+    let mut shown = Vec::new();
+    for row in table.split("<tr").skip(2) {
+        let cells: Vec<&str> = row
+            .split("<td")
+            .skip(1)
+            .map(|c| {
+                let c = &c[c.find('>').unwrap() + 1..];
+                &c[..c.find('<').unwrap()]
+            })
+            .collect();
+        shown.push((
+            cells[0].to_string(),
+            cells[1].parse::<f32>().unwrap(),
+            cells[2].to_string(),
+        ));
+    }
+    assert_eq!(shown.len(), t.labels.len(), "{table}");
+    assert!(
+        shown.windows(2).all(|w| w[0].1 >= w[1].1),
+        "sorted high to low: {shown:?}"
+    );
+    for (label, threshold) in t.labels.iter().zip(&t.thresholds) {
+        let row = shown
+            .iter()
+            .find(|r| &r.0 == label)
+            .unwrap_or_else(|| panic!("{label} missing"));
+        assert!(row.2.starts_with(&format!("{threshold:.4}")), "{label}: {row:?}");
+    }
+
+    // The overlay of the top label has the uploaded size; other labels' pages are linked.
+    let overlay = links(&html, "/predict/")
+        .into_iter()
+        .find(|l| l.contains("/gradcam.png"))
+        .unwrap();
+    assert!(
+        overlay.ends_with(&format!("label={}", shown[0].0.replace(' ', "%20"))),
+        "{overlay}"
+    );
+    let sha = overlay.split('/').nth(2).unwrap().to_string();
+    assert_eq!(sha.len(), 64);
+    let stored = t.paths.data_dir.join("uploads").join(format!("{sha}.png"));
+    assert_eq!(
+        image::open(&stored).unwrap().color(),
+        image::ColorType::L8,
+        "stored as gray"
+    );
+    let image = get(app_for(t), &overlay).await.png();
+    assert_eq!((image.width(), image.height()), (100, 100));
+
+    let other = &shown.last().unwrap().0;
+    let link = links(&html, "/predict/")
+        .into_iter()
+        .find(|l| {
+            l.contains("?run=") && l.ends_with(&format!("label={}", other.replace(' ', "%20"))) && !l.contains(".png")
+        })
+        .unwrap_or_else(|| panic!("no Grad-CAM link for {other}"));
+    let page = get(app_for(t), &link).await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page
+        .text()
+        .contains(&format!("<figcaption>Grad-CAM for {other}</figcaption>")));
+    let other_overlay = get(
+        app_for(t),
+        &format!(
+            "/predict/{sha}/gradcam.png?run={}&label={}",
+            t.run,
+            other.replace(' ', "%20")
+        ),
+    )
+    .await
+    .png();
+    assert_eq!(other_overlay.width(), 100);
+    let gray = get(app_for(t), &format!("/predict/{sha}/image.png")).await.png();
+    assert_eq!((gray.width(), gray.height()), (100, 100));
+}
+
+#[tokio::test]
+async fn a_jpeg_upload_works_and_the_api_answers_json() {
+    let t = trained();
+    let jpeg = encode(
+        &image::load_from_memory(&demo_png(t)).unwrap(),
+        image::ImageFormat::Jpeg,
+    );
+    let reply = post(app_for(t), "/predict", &[("run", &t.run)], Some(("x.jpg", &jpeg))).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+    assert!(reply.text().contains("id=\"gradcam\""));
+
+    let label = t.labels[0].clone();
+    let reply = post(
+        app_for(t),
+        "/api/predict",
+        &[("run", &t.run), ("label", &label.to_lowercase())],
+        Some(("x.jpg", &jpeg)),
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+    let json = reply.json();
+    assert_eq!(json["run"], t.run.as_str());
+    assert_eq!(json["gradcam_label"], label.as_str(), "labels match case-insensitively");
+    let labels = json["labels"].as_array().unwrap();
+    assert_eq!(labels.len(), t.labels.len());
+    let mut previous = f64::INFINITY;
+    for entry in labels {
+        let p = entry["probability"].as_f64().unwrap();
+        let threshold = entry["threshold"].as_f64().unwrap();
+        assert!(p <= previous && (0.0..=1.0).contains(&p), "{json}");
+        assert_eq!(entry["positive"].as_bool().unwrap(), p >= threshold);
+        let i = t
+            .labels
+            .iter()
+            .position(|l| l == entry["label"].as_str().unwrap())
+            .unwrap();
+        assert_eq!(threshold as f32, t.thresholds[i]);
+        previous = p;
+    }
+    let overlay = get(app_for(t), json["gradcam"].as_str().unwrap()).await.png();
+    assert_eq!(overlay.width(), 100);
+
+    let reply = post(app_for(t), "/api/predict", &[("run", "nope")], Some(("x.jpg", &jpeg))).await;
+    assert_eq!(reply.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(reply.json()["fields"][0]["field"], "run");
+}
+
+#[tokio::test]
+async fn bad_uploads_re_render_the_form_with_a_message() {
+    let t = trained();
+    let png = demo_png(t);
+    let huge = encode(
+        &image::DynamicImage::ImageLuma8(GrayImage::new(5000, 5000)),
+        image::ImageFormat::Png,
+    );
+    let run = t.run.as_str();
+    let cases: Vec<(&str, Vec<(&str, &str)>, Option<(&str, &[u8])>, StatusCode, String)> = vec![
+        (
+            "text file named .png",
+            vec![("run", run)],
+            Some(("notes.png", b"Image Index,Finding Labels\n".as_slice())),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "not a PNG or JPEG image".into(),
+        ),
+        (
+            "truncated PNG",
+            vec![("run", run)],
+            Some(("cut.png", &png[..png.len() / 2])),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "cannot be decoded".into(),
+        ),
+        (
+            "5000² PNG",
+            vec![("run", run)],
+            Some(("big.png", &huge)),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "5000 × 5000 pixels; at most 4096 × 4096".into(),
+        ),
+        (
+            "no file",
+            vec![("run", run)],
+            None,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "choose an image file".into(),
+        ),
+        (
+            "unknown run",
+            vec![("run", "nope")],
+            Some(("x.png", &png)),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "no run with id &#39;nope&#39;".into(),
+        ),
+        (
+            "run without checkpoint",
+            vec![("run", &t.untrained)],
+            Some(("x.png", &png)),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "has no saved checkpoint yet".into(),
+        ),
+        (
+            "unknown label",
+            vec![("run", run), ("label", "Unicorn")],
+            Some(("x.png", &png)),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!("unknown label &#39;Unicorn&#39;; this run predicts: {}", t.labels[0]),
+        ),
+    ];
+    for (case, fields, image, status, message) in cases {
+        let reply = post(app_for(t), "/predict", &fields, image).await;
+        let html = reply.text();
+        assert_eq!(reply.status, status, "{case}: {html}");
+        assert!(
+            html.contains("id=\"predict-error\"") && html.contains(&message),
+            "{case}: {html}"
+        );
+        assert!(
+            html.contains("id=\"predict-form\"") && !html.contains("id=\"probabilities\""),
+            "{case}"
+        );
+    }
+
+    // Over the body limit: refused up front (Content-Length) or while streaming; same message.
+    let too_big = multipart(&[("run", run)], Some(("big.png", &vec![0u8; 17 << 20])));
+    let mut request = post_request("/predict", too_big.clone());
+    request
+        .headers_mut()
+        .insert(header::CONTENT_LENGTH, too_big.len().to_string().parse().unwrap());
+    for (how, request) in [
+        ("declared", request),
+        ("streamed", post_request("/predict", too_big.clone())),
+    ] {
+        let reply = send(app_for(t), request).await;
+        assert_eq!(reply.status, StatusCode::PAYLOAD_TOO_LARGE, "{how}");
+        assert!(reply.text().contains("larger than 16 MiB"), "{how}: {}", reply.text());
+        assert!(reply.text().contains("id=\"predict-form\""), "{how}");
+    }
+    let reply = send(app_for(t), post_request("/api/predict", too_big)).await;
+    assert_eq!(reply.status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert!(reply.json()["error"].as_str().unwrap().contains("16 MiB"));
+    // A 1 MiB upload is fine, although over the rest of the app's 256 KiB limit.
+    let noisy = GrayImage::from_fn(1024, 1024, |x, y| image::Luma([((x * 7919 + y * 104_729) % 251) as u8]));
+    let noisy = encode(&image::DynamicImage::ImageLuma8(noisy), image::ImageFormat::Png);
+    assert!(noisy.len() > 256 * 1024, "{}", noisy.len());
+    let reply = post(app_for(t), "/api/predict", &[("run", run)], Some(("n.png", &noisy))).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+}
+
+#[tokio::test]
+async fn only_stored_hex_addresses_resolve() {
+    let t = trained();
+    let missing = "0".repeat(64);
+    for uri in [
+        "/predict/abc".to_string(),
+        format!("/predict/{}?run={}", "g".repeat(64), t.run),
+        format!("/predict/{}/gradcam.png?run={}", "A".repeat(64), t.run),
+        format!("/predict/{missing}/image.png"),
+        format!("/predict/{missing}/gradcam.png?run={}", t.run),
+        "/predict/..%2F..%2Fetc%2Fpasswd/image.png".to_string(),
+    ] {
+        let reply = get(app_for(t), &uri).await;
+        assert_eq!(reply.status, StatusCode::NOT_FOUND, "{uri}: {}", reply.text());
+        assert!(reply.text().contains("upload it again"), "{uri}");
+    }
+}
+
+#[tokio::test]
+async fn the_run_page_shows_predictions_on_its_own_validation_images() {
+    let t = trained();
+    let page = get(app_for(t), &format!("/runs/{}", t.run)).await;
+    assert_eq!(page.status, StatusCode::OK);
+    let html = page.text();
+    assert!(html.contains("Predictions on validation images"));
+    for file in ["image.png", "gradcam.png", "top.svg"] {
+        assert!(
+            html.contains(&format!("src=\"/runs/{}/predictions/0/{file}\"", t.run)),
+            "{file}"
+        );
+    }
+    let untrained = get(app_for(t), &format!("/runs/{}", t.untrained)).await.text();
+    assert!(!untrained.contains("Predictions on validation images"));
+
+    // The images are the first of the run's validation split (recomputed here independently).
+    let table = LabelTable::load(t.config.labels.as_ref().unwrap()).unwrap();
+    let split = split::split(
+        &table,
+        &SplitOptions {
+            strategy: t.config.split,
+            val_fraction: t.config.val_fraction as f64,
+            test_fraction: t.config.test_fraction as f64,
+            per_class: t.config.per_class,
+            seed: t.config.seed,
+            lists_dir: None,
+            images_dir: None,
+        },
+    )
+    .unwrap();
+    let first_val = &table.records[split.val[0]].image;
+    let details = get(app_for(t), &format!("/runs/{}/predictions", t.run)).await;
+    assert_eq!(details.status, StatusCode::OK, "{}", details.text());
+    let details = details.text();
+    assert!(details.contains(&format!("<h2>{first_val} ")), "{details}");
+    assert_eq!(
+        details.matches("class=\"validation-image\"").count(),
+        4.min(split.val.len())
+    );
+
+    let image = get(app_for(t), &format!("/runs/{}/predictions/0/image.png", t.run))
+        .await
+        .png();
+    assert_eq!((image.width(), image.height()), (64, 64), "the model's input");
+    let overlay = get(app_for(t), &format!("/runs/{}/predictions/0/gradcam.png", t.run))
+        .await
+        .png();
+    assert_eq!(overlay.width(), 64);
+    let bars = get(app_for(t), &format!("/runs/{}/predictions/0/top.svg", t.run)).await;
+    assert_eq!(bars.content_type, "image/svg+xml");
+    assert_eq!(
+        bars.text().matches("<line").count(),
+        3.min(t.labels.len()),
+        "a threshold tick per label"
+    );
+    for uri in [
+        format!("/runs/{}/predictions/99/image.png", t.run),
+        format!("/runs/{}/predictions/0/other.png", t.run),
+        format!("/runs/{}/predictions", t.untrained),
+        "/runs/nope/predictions".to_string(),
+    ] {
+        assert_eq!(get(app_for(t), &uri).await.status, StatusCode::NOT_FOUND, "{uri}");
+    }
+}
+
+#[tokio::test]
+async fn real_nih_x_rays_gray_and_rgba_are_predicted() {
+    let t = trained();
+    let dir = nih_dir().join("images_1024");
+    // 00002578_000.png is one of the NIH files stored as RGBA.
+    for name in ["00000075_000.png", "00002578_000.png"] {
+        let bytes = std::fs::read(dir.join(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let reply = post(app_for(t), "/api/predict", &[("run", &t.run)], Some((name, &bytes))).await;
+        assert_eq!(reply.status, StatusCode::OK, "{name}: {}", reply.text());
+        let json = reply.json();
+        assert_eq!(
+            (json["width"].as_u64(), json["height"].as_u64()),
+            (Some(1024), Some(1024)),
+            "{name}"
+        );
+        assert_eq!(json["labels"].as_array().unwrap().len(), t.labels.len());
+        let overlay = get(app_for(t), json["gradcam"].as_str().unwrap()).await.png();
+        assert_eq!((overlay.width(), overlay.height()), (1024, 1024), "{name}");
+    }
+    assert!(
+        matches!(
+            image::open(dir.join("00002578_000.png")).unwrap(),
+            image::DynamicImage::ImageRgba8(_)
+        ),
+        "the RGBA case really is RGBA"
+    );
+}

@@ -11,3 +11,4 @@ mod predict;
 mod util;
 mod web;
 mod web_predict;
+mod web_form;

@@ -52,7 +52,7 @@ pub struct RunsPage {
     pub datasets: Vec<String>,
     pub sort: String,
     pub dir: String,
-    pub queue: Vec<String>,
+    pub queue: Vec<QueueItem>,
 }
 
 /// A run's header facts.
@@ -227,6 +227,86 @@ pub struct ValidationPage {
     /// Why there are no items, when there are none.
     pub note: String,
     pub items: Vec<ValidationItem>,
+}
+
+/// One preset button at the top of the new-run form.
+pub struct PresetLink {
+    pub name: &'static str,
+    pub label: &'static str,
+    pub about: &'static str,
+    pub active: bool,
+}
+
+/// One `<option>` of a select.
+pub struct FormOption {
+    pub value: String,
+    pub label: String,
+    pub selected: bool,
+}
+
+/// One input of the new-run form, ready to lay out.
+pub struct FormField {
+    /// The input's `name`: the JSON field name (`augment.rotate_deg` for nested ones).
+    pub name: String,
+    pub label: &'static str,
+    pub help: String,
+    /// `whole`, `number`, `text`, `checkbox` or `select`.
+    pub kind: &'static str,
+    /// The text shown in a text input (the user's own input after a rejected submit).
+    pub value: String,
+    pub checked: bool,
+    pub options: Vec<FormOption>,
+    /// Shown for an optional field left empty.
+    pub placeholder: String,
+    /// Every message about this field, joined; empty when it is fine.
+    pub error: String,
+}
+
+pub struct FormGroup {
+    pub title: &'static str,
+    pub fields: Vec<FormField>,
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "new_run.html")]
+pub struct NewRunPage {
+    pub heading: String,
+    /// Where the values came from (a preset, a cloned run), or empty for the defaults.
+    pub source: String,
+    pub presets: Vec<PresetLink>,
+    pub groups: Vec<FormGroup>,
+    /// Every problem of a rejected submit, `field: message`, for the summary at the top.
+    pub errors: Vec<String>,
+}
+
+/// A run waiting or training, as the runs page lists the queue.
+pub struct QueueItem {
+    pub id: String,
+    pub name: String,
+    pub status: &'static str,
+}
+
+/// "Delete run X and its checkpoints?" with a confirm button.
+#[derive(Template, WebTemplate)]
+#[template(path = "confirm_delete.html")]
+pub struct ConfirmDeletePage {
+    pub id: String,
+    pub name: String,
+    pub status: &'static str,
+    /// The checkpoint folders that will be removed with it.
+    pub folders: Vec<String>,
+    /// Folders recorded with the run that will be left in place, and why.
+    pub kept: Vec<String>,
+}
+
+/// A plain page with a title, a message and a way back (errors of the HTML forms, outcomes).
+#[derive(Template, WebTemplate)]
+#[template(path = "message.html")]
+pub struct MessagePage {
+    pub title: String,
+    pub lines: Vec<String>,
+    pub back_href: String,
+    pub back_label: String,
 }
 
 /// Percent-encodes a value for a URL query (everything but RFC 3986 unreserved characters).

@@ -14,7 +14,7 @@ use serde::Serialize;
 use serde_json::{json, Value};
 
 use super::run::load_run;
-use crate::store::{EpochRow, Run, RunStatus};
+use crate::store::{EpochRow, Run};
 use crate::web::metrics::{self, LabelMetrics};
 use crate::web::{AppError, AppState, FieldError};
 
@@ -156,16 +156,12 @@ async fn resume_run(State(state): State<Arc<AppState>>, Path(id): Path<String>) 
     Ok((StatusCode::ACCEPTED, Json(json!({ "id": id, "resuming": true }))))
 }
 
-/// Deletes a finished run's records. A queued or running run must be cancelled first, so the
-/// engine never writes to a run that is gone.
+/// Deletes a finished run's records and its checkpoint folders (see `actions` for what is
+/// removed). A queued or running run must be cancelled first, so the engine never writes to a run
+/// that is gone.
 async fn delete_run(State(state): State<Arc<AppState>>, Path(id): Path<String>) -> Result<StatusCode, AppError> {
-    let run = load_run(&state, &id)?;
-    if matches!(run.status, RunStatus::Queued | RunStatus::Running) || state.jobs.queue().contains(&id) {
-        return Err(AppError::Conflict(format!(
-            "run '{id}' is {}; cancel it before deleting it",
-            run.status.as_str()
-        )));
-    }
-    state.store.delete_run(&id)?;
+    tokio::task::spawn_blocking(move || super::actions::delete_run_with_checkpoints(&state, &id))
+        .await
+        .map_err(|e| AppError::Internal(format!("deleting a run: {e}")))??;
     Ok(StatusCode::NO_CONTENT)
 }

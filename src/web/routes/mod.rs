@@ -1,9 +1,11 @@
 //! Routes, one file per page area; this file merges them and serves the static assets, which are
 //! compiled into the binary so the dashboard works from any directory.
 
+mod actions;
 mod api;
 mod compare;
 pub mod predict;
+mod new_run;
 mod run;
 mod runs;
 
@@ -23,8 +25,11 @@ pub fn router() -> Router<Arc<AppState>> {
         .merge(run::router())
         .merge(compare::router())
         .merge(api::router())
+        .merge(new_run::router())
+        .merge(actions::router())
         .route("/static/style.css", get(style))
         .route("/static/live.js", get(live_script))
+        .route("/static/actions.js", get(actions_script))
 }
 
 async fn style() -> impl IntoResponse {
@@ -38,6 +43,13 @@ async fn live_script() -> impl IntoResponse {
     (
         [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
         include_str!("../../../static/live.js"),
+    )
+}
+
+async fn actions_script() -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
+        include_str!("../../../static/actions.js"),
     )
 }
 

@@ -11,7 +11,7 @@ use serde::Deserialize;
 
 use crate::store::{Run, RunStatus};
 use crate::web::metrics::{self, RANKING_KEY};
-use crate::web::templates::{encode_query, Column, RunRow, RunsPage};
+use crate::web::templates::{encode_query, Column, QueueItem, RunRow, RunsPage};
 use crate::web::{AppError, AppState};
 
 pub fn router() -> Router<Arc<AppState>> {
@@ -83,6 +83,7 @@ async fn runs_page(State(state): State<Arc<AppState>>, Query(query): Query<ListQ
     let now = crate::store::now();
     let all = state.store.runs()?;
     let total = all.len();
+    let queue = queue_items(&state, &all);
     let mut datasets: Vec<String> = all.iter().map(|r| r.dataset.clone()).collect();
     datasets.sort();
     datasets.dedup();
@@ -168,8 +169,25 @@ async fn runs_page(State(state): State<Arc<AppState>>, Query(query): Query<ListQ
         datasets,
         sort,
         dir: if descending { "desc" } else { "asc" }.into(),
-        queue: state.jobs.queue(),
+        queue,
     })
+}
+
+/// The queue in training order, with names (a run deleted meanwhile shows its id).
+fn queue_items(state: &AppState, runs: &[Run]) -> Vec<QueueItem> {
+    state
+        .jobs
+        .queue()
+        .into_iter()
+        .map(|id| {
+            let run = runs.iter().find(|r| r.id == id);
+            QueueItem {
+                name: run.map(|r| r.name.clone()).unwrap_or_else(|| id.clone()),
+                status: run.map(|r| r.status.as_str()).unwrap_or("queued"),
+                id,
+            }
+        })
+        .collect()
 }
 
 fn sort_summaries(summaries: &mut [Summary], sort: &str, descending: bool) {

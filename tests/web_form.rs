@@ -1,0 +1,786 @@
+//! The new-run form and run management from the pages: every config field on the form, presets,
+//! cloning, form → JSON config (types), a message next to each bad field (422, nothing queued),
+//! cancel / resume / delete (with checkpoint folders) / rename, and the queue on the runs page.
+
+use std::sync::{Arc, Mutex};
+
+use axum::body::Body;
+use axum::http::{header, Method, Request, StatusCode};
+use axum::Router;
+use cxr8::store::{NewRun, RunStatus, Store};
+use cxr8::train::presets::{self, PRESETS};
+use cxr8::train::TrainConfig;
+use cxr8::web::{app, AppState, FieldError, JobControl, JobError};
+use serde_json::{json, Value};
+use tower::ServiceExt;
+
+/// Stands in for the training engine with its real validation: resolves the data set like the
+/// queue does, parses and validates with `TrainConfig::from_json`, records a queued run.
+struct FakeJobs {
+    store: Arc<Store>,
+    submitted: Mutex<Vec<Value>>,
+    /// What `queue()` answers, in order.
+    queue: Mutex<Vec<String>>,
+}
+
+fn to_web(errors: Vec<cxr8::train::FieldError>) -> Vec<FieldError> {
+    errors
+        .into_iter()
+        .map(|e| FieldError::new(e.field, e.message))
+        .collect()
+}
+
+impl JobControl for FakeJobs {
+    fn submit(&self, config: Value) -> Result<String, Vec<FieldError>> {
+        let mut parsed = TrainConfig::from_json(&config.to_string()).map_err(to_web)?;
+        cxr8::runs::resolve_dataset(&self.store, &mut parsed).map_err(|e| to_web(vec![e]))?;
+        self.submitted.lock().unwrap().push(config.clone());
+        let stored = serde_json::to_value(&parsed).unwrap();
+        let id = self
+            .store
+            .create_run(&NewRun {
+                name: parsed.name.as_deref().unwrap_or("submitted"),
+                config: &stored,
+                dataset: parsed.dataset.as_deref().unwrap_or("demo"),
+                model: parsed.architecture.name(),
+                image_size: parsed.image_size,
+                epochs_planned: parsed.epochs as u32,
+                tags: &parsed.tags,
+            })
+            .unwrap();
+        Ok(id)
+    }
+
+    fn cancel(&self, id: &str) -> Result<(), JobError> {
+        match self.store.run(id).unwrap() {
+            Some(run) if run.status == RunStatus::Running => Ok(()),
+            Some(run) if run.status == RunStatus::Queued => {
+                self.queue.lock().unwrap().retain(|q| q != id);
+                self.store.set_status(id, RunStatus::Cancelled, None).unwrap();
+                Ok(())
+            }
+            Some(run) => Err(JobError::Conflict(format!(
+                "run {id} is {}, not queued or running",
+                run.status.as_str()
+            ))),
+            None => Err(JobError::UnknownRun(id.into())),
+        }
+    }
+
+    fn resume(&self, id: &str) -> Result<(), JobError> {
+        match self.store.run(id).unwrap() {
+            Some(run)
+                if matches!(
+                    run.status,
+                    RunStatus::Interrupted | RunStatus::Cancelled | RunStatus::Failed
+                ) =>
+            {
+                self.store.set_status(id, RunStatus::Queued, None).unwrap();
+                Ok(())
+            }
+            Some(run) => Err(JobError::Conflict(format!(
+                "run {id} is {}; only interrupted, cancelled or failed runs resume",
+                run.status.as_str()
+            ))),
+            None => Err(JobError::UnknownRun(id.into())),
+        }
+    }
+
+    fn queue(&self) -> Vec<String> {
+        self.queue.lock().unwrap().clone()
+    }
+}
+
+struct Fixture {
+    state: Arc<AppState>,
+    jobs: Arc<FakeJobs>,
+    dirs: tempfile::TempDir,
+}
+
+impl Fixture {
+    fn new() -> Fixture {
+        let store = Arc::new(Store::open_in_memory().unwrap());
+        let jobs = Arc::new(FakeJobs {
+            store: store.clone(),
+            submitted: Mutex::new(Vec::new()),
+            queue: Mutex::new(Vec::new()),
+        });
+        let dirs = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dirs.path().join("ckpts")).unwrap();
+        let state = Arc::new(AppState::new(
+            store,
+            jobs.clone(),
+            dirs.path().join("data"),
+            dirs.path().join("ckpts"),
+        ));
+        Fixture { state, jobs, dirs }
+    }
+
+    fn app(&self) -> Router {
+        app(self.state.clone())
+    }
+
+    fn store(&self) -> &Store {
+        &self.state.store
+    }
+
+    /// A run with `config` stored, in `status`.
+    fn run(&self, name: &str, config: &TrainConfig, status: RunStatus) -> String {
+        let value = serde_json::to_value(config).unwrap();
+        let id = self
+            .store()
+            .create_run(&NewRun {
+                name,
+                config: &value,
+                dataset: "demo",
+                model: config.architecture.name(),
+                image_size: config.image_size,
+                epochs_planned: config.epochs as u32,
+                tags: &config.tags,
+            })
+            .unwrap();
+        if status != RunStatus::Queued {
+            self.store().set_status(&id, status, None).unwrap();
+        }
+        id
+    }
+
+    fn submitted(&self) -> Vec<Value> {
+        self.jobs.submitted.lock().unwrap().clone()
+    }
+
+    fn run_count(&self) -> usize {
+        self.store().runs().unwrap().len()
+    }
+}
+
+struct Reply {
+    status: StatusCode,
+    location: Option<String>,
+    body: String,
+}
+
+async fn send(app: Router, method: Method, uri: &str, form: Option<&[(&str, &str)]>) -> Reply {
+    let mut request = Request::builder().method(method).uri(uri);
+    let body = match form {
+        Some(pairs) => {
+            request = request.header(header::CONTENT_TYPE, "application/x-www-form-urlencoded");
+            encode_form(pairs)
+        }
+        None => String::new(),
+    };
+    let response = app.oneshot(request.body(Body::from(body)).unwrap()).await.unwrap();
+    let status = response.status();
+    let location = response
+        .headers()
+        .get(header::LOCATION)
+        .map(|v| v.to_str().unwrap().to_string());
+    let bytes = axum::body::to_bytes(response.into_body(), 16 << 20).await.unwrap();
+    Reply {
+        status,
+        location,
+        body: String::from_utf8(bytes.to_vec()).unwrap(),
+    }
+}
+
+async fn get(app: Router, uri: &str) -> Reply {
+    send(app, Method::GET, uri, None).await
+}
+
+async fn post(app: Router, uri: &str, form: &[(&str, &str)]) -> Reply {
+    send(app, Method::POST, uri, Some(form)).await
+}
+
+fn encode_form(pairs: &[(&str, &str)]) -> String {
+    let encode = |s: &str| {
+        s.bytes()
+            .map(|b| {
+                if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                    (b as char).to_string()
+                } else {
+                    format!("%{b:02X}")
+                }
+            })
+            .collect::<String>()
+    };
+    pairs
+        .iter()
+        .map(|(k, v)| format!("{}={}", encode(k), encode(v)))
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+/// Undoes askama's HTML escaping of attribute values.
+fn unescape(s: &str) -> String {
+    s.replace("&#34;", "\"")
+        .replace("&#39;", "'")
+        .replace("&#60;", "<")
+        .replace("&#62;", ">")
+        .replace("&#38;", "&")
+}
+
+fn attribute(tag: &str, name: &str) -> Option<String> {
+    let start = tag.find(&format!(" {name}=\""))? + name.len() + 3;
+    let end = tag[start..].find('"')? + start;
+    Some(unescape(&tag[start..end]))
+}
+
+/// What a browser would submit for the `new-run` form as rendered: text inputs, ticked
+/// checkboxes and each select's chosen option, by name.
+fn scrape_form(page: &str) -> Vec<(String, String)> {
+    let start = page.find("<form id=\"new-run\"").expect("the new-run form");
+    let form = &page[start..start + page[start..].find("</form>").unwrap()];
+    let mut fields = Vec::new();
+    let mut rest = form;
+    while let Some(open) = rest.find('<') {
+        rest = &rest[open..];
+        let tag_end = rest.find('>').unwrap();
+        let tag = &rest[..tag_end];
+        if tag.starts_with("<input") {
+            let name = attribute(tag, "name").unwrap();
+            let value = attribute(tag, "value").unwrap_or_default();
+            if attribute(tag, "type").as_deref() == Some("checkbox") {
+                if tag.contains(" checked") {
+                    fields.push((name, value));
+                }
+            } else {
+                fields.push((name, value));
+            }
+        } else if tag.starts_with("<select") {
+            let name = attribute(tag, "name").unwrap();
+            let body = &rest[..rest.find("</select>").unwrap()];
+            let options: Vec<&str> = body.split("<option").skip(1).collect();
+            let chosen = options
+                .iter()
+                .find(|o| o[..o.find('>').unwrap()].contains(" selected"))
+                .or(options.first())
+                .expect("a select has options");
+            fields.push((name, attribute(chosen, "value").unwrap()));
+        }
+        rest = &rest[tag_end..];
+    }
+    fields
+}
+
+fn form_value(page: &str, name: &str) -> Option<String> {
+    scrape_form(page).into_iter().find(|(n, _)| n == name).map(|(_, v)| v)
+}
+
+/// The form name of every `TrainConfig` JSON field (nested augmentation fields dotted).
+fn config_field_names() -> Vec<String> {
+    let defaults = serde_json::to_value(TrainConfig::default()).unwrap();
+    let mut names = Vec::new();
+    for (key, value) in defaults.as_object().unwrap() {
+        match (key.as_str(), value) {
+            ("augment", Value::Object(inner)) => names.extend(inner.keys().map(|k| format!("augment.{k}"))),
+            ("architecture", _) => names.push("model".into()),
+            ("lr", _) => names.push("learning_rate".into()),
+            (other, _) => names.push(other.into()),
+        }
+    }
+    names
+}
+
+/// Posts a form as scraped, with some fields replaced (`None` removes a field).
+async fn post_edited(f: &Fixture, page: &str, edits: &[(&str, Option<&str>)]) -> Reply {
+    let mut fields = scrape_form(page);
+    for (name, value) in edits {
+        fields.retain(|(n, _)| n != name);
+        if let Some(v) = value {
+            fields.push((name.to_string(), v.to_string()));
+        }
+    }
+    let pairs: Vec<(&str, &str)> = fields.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
+    post(f.app(), "/runs", &pairs).await
+}
+
+fn field_error<'a>(page: &'a str, field: &str) -> Option<&'a str> {
+    let marker = format!("<p class=\"field-error\" data-field=\"{field}\">");
+    let start = page.find(&marker)? + marker.len();
+    Some(&page[start..start + page[start..].find("</p>")?])
+}
+
+#[tokio::test]
+async fn form_has_an_input_for_every_config_field_with_defaults() {
+    let f = Fixture::new();
+    f.store()
+        .add_dataset("nih-sample", "/data/sample_labels.csv", "/data/images", &json!({}))
+        .unwrap();
+    let page = get(f.app(), "/runs/new").await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page
+        .body
+        .contains(r#"<form id="new-run" method="post" action="/runs">"#));
+    assert!(page
+        .body
+        .contains(r#"<button id="start-run" type="submit">Start training</button>"#));
+    let form = scrape_form(&page.body);
+    for name in config_field_names() {
+        assert!(
+            page.body.contains(&format!(" name=\"{name}\"")),
+            "no input named {name}"
+        );
+        // Checkboxes that are off are not submitted; everything else is.
+        let is_checkbox = page.body.contains(&format!("type=\"checkbox\" id=\"f-{name}\""));
+        assert!(
+            is_checkbox || form.iter().any(|(n, _)| *n == name),
+            "{name} not submitted"
+        );
+    }
+    for legend in [
+        "Data",
+        "Model",
+        "Optimisation",
+        "Loss",
+        "Augmentation",
+        "Stopping &#38; checkpoints",
+        "Run",
+    ] {
+        assert!(
+            page.body.contains(&format!("<legend>{legend}</legend>")),
+            "fieldset {legend}"
+        );
+    }
+    assert_eq!(form_value(&page.body, "epochs").unwrap(), "10");
+    assert_eq!(form_value(&page.body, "learning_rate").unwrap(), "0.001");
+    assert_eq!(form_value(&page.body, "model").unwrap(), "resnet-18");
+    assert_eq!(form_value(&page.body, "dataset").unwrap(), "demo");
+    assert_eq!(
+        form_value(&page.body, "pos_weight").unwrap(),
+        "true",
+        "ticked by default"
+    );
+    assert_eq!(form_value(&page.body, "augment.rotate_deg").unwrap(), "5.0");
+    for value in [
+        "densenet-121",
+        "mobilenet-v2",
+        "efficientnet-b0",
+        "adamw",
+        "plateau",
+        "focal",
+        "val-loss",
+        "cuda",
+        "balanced",
+        "nih-sample",
+    ] {
+        assert!(
+            page.body.contains(&format!("<option value=\"{value}\"")),
+            "option {value}"
+        );
+    }
+    for (name, _) in PRESETS {
+        assert!(page.body.contains(&format!(
+            r#"<a class="preset" data-preset="{name}" href="/runs/new?preset={name}">"#
+        )));
+    }
+    assert!(page.body.contains("Quick demo (CPU, minutes)"));
+    assert!(page
+        .body
+        .contains("School project reproduction: SimpleCNN, SGD, MSE, batch 2"));
+}
+
+#[tokio::test]
+async fn each_preset_fills_the_form_and_submits_as_itself() {
+    let f = Fixture::new();
+    for (name, _) in PRESETS {
+        let page = get(f.app(), &format!("/runs/new?preset={name}")).await;
+        assert_eq!(page.status, StatusCode::OK, "{name}");
+        let expected = presets::preset(name).unwrap();
+        assert_eq!(
+            form_value(&page.body, "epochs").unwrap(),
+            expected.epochs.to_string(),
+            "{name}"
+        );
+        assert_eq!(form_value(&page.body, "model").unwrap(), expected.architecture.name());
+        let reply = post_edited(&f, &page.body, &[]).await;
+        assert_eq!(reply.status, StatusCode::SEE_OTHER, "{name}: {}", reply.body);
+        let sent = f.submitted().pop().unwrap();
+        let mut config = TrainConfig::from_json(&sent.to_string()).unwrap();
+        assert_eq!(config.dataset.as_deref(), Some("demo"));
+        config.dataset = None;
+        assert_eq!(config, expected, "{name}: the form carries every preset value");
+    }
+    let unknown = get(f.app(), "/runs/new?preset=turbo").await;
+    assert_eq!(unknown.status, StatusCode::BAD_REQUEST);
+    assert!(
+        unknown.body.contains("quick-demo"),
+        "lists the presets: {}",
+        unknown.body
+    );
+}
+
+#[tokio::test]
+async fn clone_fills_the_form_from_a_stored_config() {
+    let f = Fixture::new();
+    let mut config = presets::preset("chexnet").unwrap();
+    config.epochs = 7;
+    config.grad_clip = Some(1.5);
+    let id = f.run("baseline <1>", &config, RunStatus::Done);
+    let page = get(f.app(), &format!("/runs/new?from={id}")).await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert_eq!(form_value(&page.body, "name").unwrap(), "copy of baseline <1>");
+    assert_eq!(form_value(&page.body, "epochs").unwrap(), "7");
+    assert_eq!(form_value(&page.body, "grad_clip").unwrap(), "1.5");
+    assert_eq!(form_value(&page.body, "model").unwrap(), "densenet-121");
+    assert_eq!(form_value(&page.body, "augment.hflip").unwrap(), "true");
+    assert!(!page.body.contains("baseline <1>"), "the name is escaped");
+
+    let reply = post_edited(&f, &page.body, &[]).await;
+    assert_eq!(reply.status, StatusCode::SEE_OTHER, "{}", reply.body);
+    let sent = TrainConfig::from_json(&f.submitted()[0].to_string()).unwrap();
+    assert_eq!(
+        sent,
+        TrainConfig {
+            name: Some("copy of baseline <1>".into()),
+            dataset: Some("demo".into()),
+            ..config
+        }
+    );
+
+    assert_eq!(get(f.app(), "/runs/new?from=nope").await.status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn a_valid_form_queues_the_run_with_typed_json_and_redirects() {
+    let f = Fixture::new();
+    let page = get(f.app(), "/runs/new?preset=quick-demo").await;
+    let reply = post_edited(
+        &f,
+        &page.body,
+        &[
+            ("epochs", Some("3")),
+            ("learning_rate", Some("0.005")),
+            ("max_images", Some("200")),
+            ("name", Some("my run")),
+            ("tags", Some("demo, first try ,")),
+            ("augment.hflip", Some("true")),
+            ("balanced_sampling", None),
+            ("grad_clip", Some("")),
+        ],
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::SEE_OTHER, "{}", reply.body);
+    let id = f.store().runs().unwrap()[0].id.clone();
+    assert_eq!(reply.location.as_deref(), Some(format!("/runs/{id}").as_str()));
+    let sent = f.submitted();
+    assert_eq!(sent.len(), 1);
+    let json = &sent[0];
+    assert_eq!(json["epochs"], json!(3), "a whole number, not a string");
+    assert!(json["epochs"].is_u64());
+    assert_eq!(json["learning_rate"].as_f64(), Some(0.005));
+    assert_eq!(json["max_images"], json!(200));
+    assert_eq!(json["image_size"], json!(64));
+    assert_eq!(json["model"], json!("simple-cnn"));
+    assert_eq!(json["dataset"], json!("demo"));
+    assert_eq!(json["name"], json!("my run"));
+    assert_eq!(json["tags"], json!(["demo", "first try"]));
+    assert_eq!(json["augment"]["hflip"], json!(true));
+    assert_eq!(json["augment"]["enabled"], json!(true));
+    assert_eq!(json["balanced_sampling"], json!(false), "an unticked checkbox is false");
+    assert!(json.get("grad_clip").is_none(), "an empty optional field is left out");
+    assert!(
+        json.get("architecture").is_none() && json.get("lr").is_none(),
+        "the form's names are sent"
+    );
+}
+
+#[tokio::test]
+async fn each_bad_field_gets_its_own_message_and_nothing_is_queued() {
+    let f = Fixture::new();
+    let page = get(f.app(), "/runs/new").await;
+    // (edits, field whose message must appear, text in that message)
+    let cases: &[(&[(&str, Option<&str>)], &str, &str)] = &[
+        (
+            &[("epochs", Some("abc"))],
+            "epochs",
+            "epochs: 'abc' is not a whole number",
+        ),
+        (&[("epochs", Some("-2"))], "epochs", "is not a whole number"),
+        (
+            &[("learning_rate", Some("fast"))],
+            "learning_rate",
+            "'fast' is not a number",
+        ),
+        (&[("batch_size", Some(""))], "batch_size", "is empty"),
+        (
+            &[("model", Some("alexnet"))],
+            "model",
+            "'alexnet' is not one of the choices",
+        ),
+        (&[("optimizer", Some("adagrad"))], "optimizer", "adamw"),
+        (&[("model", None)], "model", "is empty"),
+        (&[("image_size", Some("99999999999"))], "image_size", "too large"),
+        // Out of range: the engine's own validation, placed next to the field.
+        (&[("epochs", Some("0"))], "epochs", "use 1 to"),
+        (&[("learning_rate", Some("-1"))], "learning_rate", "positive"),
+        (
+            &[("augment.rotate_deg", Some("400"))],
+            "augment.rotate_deg",
+            "use 0 to 180",
+        ),
+        (&[("dataset", Some("nope"))], "dataset", "not one of the choices"),
+        (&[("nesterov", Some("true"))], "nesterov", "sgd"),
+        (&[("tags", Some("a,  ,b"))], "", ""),
+    ];
+    for (edits, field, text) in cases {
+        let before = f.run_count();
+        let reply = post_edited(&f, &page.body, edits).await;
+        if field.is_empty() {
+            // Blank tags between commas are dropped, not an error.
+            assert_eq!(reply.status, StatusCode::SEE_OTHER, "{edits:?}: {}", reply.body);
+            continue;
+        }
+        assert_eq!(reply.status, StatusCode::UNPROCESSABLE_ENTITY, "{edits:?}");
+        let message =
+            field_error(&reply.body, field).unwrap_or_else(|| panic!("{edits:?}: no message next to {field}"));
+        assert!(unescape(message).contains(text), "{edits:?}: {message}");
+        assert!(reply.body.contains("id=\"form-errors\""), "a summary at the top");
+        assert_eq!(f.run_count(), before, "{edits:?}: nothing queued");
+        // The user's values stay in the form.
+        for (name, value) in edits.iter() {
+            if let (Some(value), false) = (value, *name == "nesterov") {
+                assert_eq!(form_value(&reply.body, name).as_deref(), Some(*value), "{name} kept");
+            }
+        }
+    }
+    assert_eq!(f.submitted().len(), 1, "only the valid tags case was submitted");
+
+    // Several problems at once: a message beside each.
+    let reply = post_edited(&f, &page.body, &[("epochs", Some("x")), ("width", Some("y"))]).await;
+    assert_eq!(reply.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(field_error(&reply.body, "epochs").is_some() && field_error(&reply.body, "width").is_some());
+}
+
+#[tokio::test]
+async fn a_registered_data_set_can_be_chosen() {
+    let f = Fixture::new();
+    f.store()
+        .add_dataset("nih-sample", "/data/sample_labels.csv", "/data/images", &json!({}))
+        .unwrap();
+    let page = get(f.app(), "/runs/new").await;
+    let reply = post_edited(&f, &page.body, &[("dataset", Some("nih-sample"))]).await;
+    assert_eq!(reply.status, StatusCode::SEE_OTHER, "{}", reply.body);
+    assert_eq!(f.submitted()[0]["dataset"], json!("nih-sample"));
+    let stored = &f.store().runs().unwrap()[0].config;
+    assert_eq!(
+        stored["labels"],
+        json!("/data/sample_labels.csv"),
+        "resolved by the engine"
+    );
+}
+
+#[tokio::test]
+async fn a_malformed_form_body_is_a_bad_request() {
+    let f = Fixture::new();
+    let request = Request::builder()
+        .method(Method::POST)
+        .uri("/runs")
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from("{}"))
+        .unwrap();
+    let response = f.app().oneshot(request).await.unwrap();
+    assert!(response.status().is_client_error(), "{}", response.status());
+    assert!(f.submitted().is_empty());
+}
+
+#[tokio::test]
+async fn cancel_and_resume_redirect_back_or_explain() {
+    let f = Fixture::new();
+    let config = TrainConfig::default();
+    let running = f.run("running", &config, RunStatus::Running);
+    let done = f.run("done", &config, RunStatus::Done);
+    let interrupted = f.run("interrupted", &config, RunStatus::Interrupted);
+
+    let reply = post(f.app(), &format!("/runs/{running}/cancel"), &[]).await;
+    assert_eq!(reply.status, StatusCode::SEE_OTHER);
+    assert_eq!(reply.location.unwrap(), format!("/runs/{running}"));
+    let reply = post(f.app(), &format!("/runs/{running}/cancel"), &[("back", "/")]).await;
+    assert_eq!(reply.location.as_deref(), Some("/"));
+    let reply = post(
+        f.app(),
+        &format!("/runs/{running}/cancel"),
+        &[("back", "https://evil.example/")],
+    )
+    .await;
+    assert_eq!(
+        reply.location.unwrap(),
+        format!("/runs/{running}"),
+        "no redirect elsewhere"
+    );
+
+    let refused = post(f.app(), &format!("/runs/{done}/cancel"), &[]).await;
+    assert_eq!(refused.status, StatusCode::CONFLICT);
+    assert!(
+        refused.body.contains("is done, not queued or running"),
+        "{}",
+        refused.body
+    );
+    assert!(refused.body.contains("<html"), "an HTML page for the browser");
+
+    let reply = post(f.app(), &format!("/runs/{interrupted}/resume"), &[]).await;
+    assert_eq!(reply.status, StatusCode::SEE_OTHER);
+    assert_eq!(f.store().run(&interrupted).unwrap().unwrap().status, RunStatus::Queued);
+    assert_eq!(
+        post(f.app(), &format!("/runs/{running}/resume"), &[]).await.status,
+        StatusCode::CONFLICT
+    );
+
+    for action in ["cancel", "resume", "delete", "meta"] {
+        let reply = post(f.app(), &format!("/runs/nope/{action}"), &[("name", "x")]).await;
+        assert_eq!(reply.status, StatusCode::NOT_FOUND, "{action}");
+        assert!(reply.body.contains("no run with id"), "{action}");
+    }
+    assert_eq!(get(f.app(), "/runs/nope/delete").await.status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn delete_asks_first_then_removes_the_run_and_its_checkpoints() {
+    let f = Fixture::new();
+    let config = TrainConfig::default();
+    let done = f.run("old run", &config, RunStatus::Done);
+    let ckpt = f.dirs.path().join("ckpts").join(&done).join("best");
+    std::fs::create_dir_all(&ckpt).unwrap();
+    std::fs::write(ckpt.join("model.mpk"), b"weights").unwrap();
+
+    let confirm = get(f.app(), &format!("/runs/{done}/delete")).await;
+    assert_eq!(confirm.status, StatusCode::OK);
+    assert!(confirm.body.contains("Delete run old run and its checkpoints?"));
+    assert!(confirm.body.contains(&format!("action=\"/runs/{done}/delete\"")));
+    assert!(f.store().run(&done).unwrap().is_some(), "asking deletes nothing");
+
+    let reply = post(f.app(), &format!("/runs/{done}/delete"), &[]).await;
+    assert_eq!(reply.status, StatusCode::SEE_OTHER, "{}", reply.body);
+    assert_eq!(reply.location.as_deref(), Some("/"));
+    assert!(f.store().run(&done).unwrap().is_none());
+    assert!(!f.dirs.path().join("ckpts").join(&done).exists(), "checkpoints removed");
+    assert!(
+        f.dirs.path().join("ckpts").exists(),
+        "the checkpoint folder itself stays"
+    );
+
+    let running = f.run("busy", &config, RunStatus::Running);
+    for reply in [
+        get(f.app(), &format!("/runs/{running}/delete")).await,
+        post(f.app(), &format!("/runs/{running}/delete"), &[]).await,
+    ] {
+        assert_eq!(reply.status, StatusCode::CONFLICT);
+        assert!(reply.body.contains("cancel it first"), "{}", reply.body);
+    }
+    assert!(f.store().run(&running).unwrap().is_some());
+}
+
+#[tokio::test]
+async fn delete_never_touches_a_folder_outside_the_checkpoint_folder() {
+    let f = Fixture::new();
+    let outside = f.dirs.path().join("precious");
+    std::fs::create_dir_all(&outside).unwrap();
+    std::fs::write(outside.join("keep.txt"), b"keep").unwrap();
+    let done = f.run("odd", &TrainConfig::default(), RunStatus::Done);
+    f.store()
+        .set_runtime_info(&done, "cpu", outside.to_str().unwrap())
+        .unwrap();
+
+    let confirm = get(f.app(), &format!("/runs/{done}/delete")).await;
+    assert!(
+        confirm.body.contains("outside the checkpoint folder"),
+        "{}",
+        confirm.body
+    );
+    let reply = post(f.app(), &format!("/runs/{done}/delete"), &[]).await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert!(reply.body.contains("left in place"));
+    assert!(outside.join("keep.txt").exists(), "the outside folder survives");
+    assert!(f.store().run(&done).unwrap().is_none(), "the run itself is deleted");
+
+    // The JSON API deletes the same way.
+    let other = f.run("api", &TrainConfig::default(), RunStatus::Failed);
+    f.store()
+        .set_runtime_info(&other, "cpu", outside.to_str().unwrap())
+        .unwrap();
+    let inside = f.dirs.path().join("ckpts").join(&other);
+    std::fs::create_dir_all(&inside).unwrap();
+    let reply = send(f.app(), Method::DELETE, &format!("/api/runs/{other}"), None).await;
+    assert_eq!(reply.status, StatusCode::NO_CONTENT);
+    assert!(!inside.exists(), "the API removes checkpoints too");
+    assert!(outside.join("keep.txt").exists());
+}
+
+#[tokio::test]
+async fn meta_renames_retags_and_annotates() {
+    let f = Fixture::new();
+    let id = f.run("before", &TrainConfig::default(), RunStatus::Done);
+    let reply = post(
+        f.app(),
+        &format!("/runs/{id}/meta"),
+        &[("name", "after"), ("tags", "good, keep"), ("notes", "best so far")],
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::SEE_OTHER);
+    let run = f.store().run(&id).unwrap().unwrap();
+    assert_eq!(
+        (run.name.as_str(), run.tags.clone(), run.notes.as_str()),
+        ("after", vec!["good".to_string(), "keep".to_string()], "best so far")
+    );
+
+    let reply = post(
+        f.app(),
+        &format!("/runs/{id}/meta"),
+        &[("name", " "), ("tags", ""), ("notes", "")],
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(reply.body.contains("name: is empty"), "{}", reply.body);
+    assert_eq!(f.store().run(&id).unwrap().unwrap().name, "after", "nothing changed");
+
+    let page = get(f.app(), &format!("/runs/{id}")).await;
+    assert!(page.body.contains(&format!("action=\"/runs/{id}/meta\"")));
+    assert!(page.body.contains("value=\"good, keep\""));
+}
+
+#[tokio::test]
+async fn runs_and_run_pages_link_to_the_form_and_show_the_queue() {
+    let f = Fixture::new();
+    let config = TrainConfig::default();
+    let training = f.run("training now", &config, RunStatus::Running);
+    let waiting = f.run("waiting", &config, RunStatus::Queued);
+    let finished = f.run("finished", &config, RunStatus::Done);
+    *f.jobs.queue.lock().unwrap() = vec![training.clone(), waiting.clone()];
+
+    let page = get(f.app(), "/").await;
+    assert_eq!(page.status, StatusCode::OK);
+    let body = &page.body;
+    assert!(body.contains(r#"<a id="new-run-link""#) && body.contains(r#"href="/runs/new""#));
+    assert!(body.contains(r#"<form id="compare-form" method="get" action="/compare">"#));
+    assert!(body.contains(r#"<button id="compare-button""#));
+    for id in [&training, &waiting, &finished] {
+        assert!(body.contains(&format!("<tr data-run=\"{id}\">")));
+        assert!(body.contains(&format!(r#"<input type="checkbox" name="runs" value="{id}""#)));
+        assert!(body.contains(&format!("href=\"/runs/new?from={id}\"")), "clone link");
+    }
+    let queue = &body[body.find("id=\"queue\"").expect("a queue section")..];
+    let queue = &queue[..queue.find("</section>").unwrap()];
+    let (first, second) = (queue.find("training now").unwrap(), queue.find("waiting").unwrap());
+    assert!(first < second, "in training order");
+    assert!(queue.contains(&format!("action=\"/runs/{waiting}/cancel\"")));
+    assert!(queue.contains("Remove from queue"));
+
+    let reply = post(f.app(), &format!("/runs/{waiting}/cancel"), &[("back", "/")]).await;
+    assert_eq!(reply.location.as_deref(), Some("/"));
+    assert!(!get(f.app(), "/")
+        .await
+        .body
+        .contains(&format!("action=\"/runs/{waiting}/cancel\"")));
+
+    let run_page = get(f.app(), &format!("/runs/{finished}")).await;
+    assert!(run_page.body.contains(&format!("href=\"/runs/new?from={finished}\"")));
+    assert!(run_page.body.contains(&format!("href=\"/runs/{finished}/delete\"")));
+    let running_page = get(f.app(), &format!("/runs/{training}")).await;
+    assert!(running_page
+        .body
+        .contains(&format!("action=\"/runs/{training}/cancel\"")));
+    assert!(!running_page.body.contains(&format!("href=\"/runs/{training}/delete\"")));
+
+    let js = get(f.app(), "/static/actions.js").await;
+    assert_eq!(js.status, StatusCode::OK);
+    assert!(js.body.contains("confirm("));
+}

@@ -278,19 +278,56 @@ fn assert_watched_live(watched: &Watched, epochs: u64) {
     );
 }
 
-/// Quarter-width models on 100 images: seconds per epoch on two CPU cores.
-fn run_config(name: &str, model: &str, epochs: u32) -> Value {
+/// Quarter-width models on 100 images: seconds per epoch on two CPU cores. Values as typed into
+/// the new-run form (field names = the JSON config's).
+fn form_values(name: &str, model: &str, epochs: u32) -> Value {
     json!({
         "name": name,
         "model": model,
-        "width": 0.25,
-        "image_size": 64,
-        "epochs": epochs,
-        "batch_size": 16,
-        "max_images": 100,
+        "width": "0.25",
+        "image_size": "64",
+        "epochs": epochs.to_string(),
+        "batch_size": "16",
+        "max_images": "100",
         "device": "cpu",
-        "seed": 3,
+        "seed": "3",
     })
+}
+
+/// Opens the new-run form from the runs page, picks the quick-demo preset, shrinks it, submits,
+/// and returns the id of the run page the browser lands on.
+fn start_run_from_form(browser: &Browser, server: &Server, values: &Value, step: &str) -> String {
+    browser.goto(&server.url);
+    browser.click("#new-run-link");
+    let deadline = Deadline::default_limit();
+    deadline.wait_for("the new-run form", || (!browser.find_all("form#new-run").is_empty()).then_some(()));
+    browser.click("a.preset[data-preset=\"quick-demo\"]");
+    deadline.wait_for("the quick-demo preset to load", || {
+        browser.current_url().contains("preset=quick-demo").then_some(())
+    });
+    // Typing into each field: set the value the way a user's edit would, then fire `input`.
+    let filled = browser.call(
+        "POST",
+        "/execute/sync",
+        Some(&json!({
+            "script": "const values = arguments[0]; const missing = []; \
+                for (const [name, value] of Object.entries(values)) { \
+                  const field = document.querySelector('form#new-run [name=\"' + name + '\"]'); \
+                  if (!field) { missing.push(name); continue; } \
+                  field.value = value; field.dispatchEvent(new Event('input', {bubbles: true})); \
+                } return missing;",
+            "args": [values],
+        })),
+    );
+    assert_eq!(filled, json!([]), "the form should have these fields");
+    browser.screenshot(&format!("{step}-form"));
+    browser.click("#start-run");
+    let id = deadline.wait_for("the run page after submitting the form", || {
+        let url = browser.current_url();
+        let id = url.rsplit("/runs/").next()?.split(['?', '#']).next()?.to_string();
+        (url.contains("/runs/") && !id.is_empty() && id != "new").then_some(id)
+    });
+    id
 }
 
 fn run_ids_on(server: &Server, name: &str) -> Option<String> {
@@ -332,14 +369,16 @@ fn browser_watches_a_run_live_and_compares_two() {
     browser.goto(&server.url);
     browser.screenshot("1-runs-empty");
 
-    // The first run: the page opens while it trains and follows it over SSE.
-    let first = server.submit(&run_config("browser simple-cnn", "simple-cnn", 3));
-    browser.goto(&format!("{}/runs/{first}", server.url));
+    // The first run, started from the form: the browser lands on its page and follows it live.
+    let first = start_run_from_form(&browser, &server, &form_values("browser simple-cnn", "simple-cnn", 3), "2-first");
     let watched = watch_run_page(&browser, "2-run");
     assert_watched_live(&watched, 3);
+    let run = server.get_json(&format!("/api/runs/{first}"));
+    assert_eq!(run["name"], "browser simple-cnn", "{run}");
+    assert_eq!(run["config"]["epochs"], 3, "the form's values reach the run: {run}");
 
-    // A second run with another model.
-    let second = server.submit(&run_config("browser mobilenet", "mobilenet-v2", 2));
+    // A second run with another model, from the form too.
+    let second = start_run_from_form(&browser, &server, &form_values("browser mobilenet", "mobilenet-v2", 2), "3-second");
     assert_eq!(
         run_ids_on(&server, "browser mobilenet").as_deref(),
         Some(second.as_str())
@@ -349,10 +388,10 @@ fn browser_watches_a_run_live_and_compares_two() {
     // Tick both on the runs list and compare them.
     browser.goto(&server.url);
     for id in [&first, &second] {
-        browser.click(&format!("input[type=checkbox][value=\"{id}\"]"));
+        browser.click(&format!("input[name=runs][value=\"{id}\"]"));
     }
-    browser.screenshot("3-runs-selected");
-    browser.click("form[action=\"/compare\"] button[type=submit]");
+    browser.screenshot("4-runs-selected");
+    browser.click("#compare-button");
     let deadline = Deadline::default_limit();
     deadline.wait_for("the compare page", || {
         browser.current_url().contains("/compare").then_some(())
@@ -372,5 +411,5 @@ fn browser_watches_a_run_live_and_compares_two() {
         );
         (state["count"].as_u64() > Some(0) && state["count"] == state["loaded"]).then_some(())
     });
-    browser.screenshot("4-compare");
+    browser.screenshot("5-compare");
 }

@@ -37,7 +37,7 @@ pub fn preset(name: &str) -> Option<TrainConfig> {
             norm: NormKind::Batch,
             width: 0.5,
             dropout: 0.1,
-            epochs: 8,
+            epochs: 10,
             batch_size: 32,
             optimizer: OptimizerKind::Adam,
             lr: 3e-3,

@@ -130,6 +130,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
             token: args.token.clone(),
             data_dir: args.data_dir.clone(),
             ckpt_dir: args.ckpt_dir.clone(),
+            datasets: Default::default(),
         });
         let address = SocketAddr::new(args.host, args.port);
         let listener = tokio::net::TcpListener::bind(address)

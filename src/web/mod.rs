@@ -78,6 +78,8 @@ pub struct AppState {
     pub data_dir: PathBuf,
     /// Checkpoints, one folder per run (as `cxr8 serve --ckpt-dir`).
     pub ckpt_dir: PathBuf,
+    /// Parsed data set facts and cache builds of this process (see `/datasets`).
+    pub datasets: crate::datasets::LiveDatasets,
 }
 
 impl AppState {
@@ -90,6 +92,7 @@ impl AppState {
             token: None,
             data_dir,
             ckpt_dir,
+            datasets: Default::default(),
         }
     }
 }

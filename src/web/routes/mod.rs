@@ -3,6 +3,7 @@
 
 mod api;
 mod compare;
+mod datasets;
 mod run;
 mod runs;
 
@@ -22,8 +23,10 @@ pub fn router() -> Router<Arc<AppState>> {
         .merge(run::router())
         .merge(compare::router())
         .merge(api::router())
+        .merge(datasets::router())
         .route("/static/style.css", get(style))
         .route("/static/live.js", get(live_script))
+        .route("/static/datasets.js", get(datasets_script))
 }
 
 async fn style() -> impl IntoResponse {
@@ -37,6 +40,13 @@ async fn live_script() -> impl IntoResponse {
     (
         [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
         include_str!("../../../static/live.js"),
+    )
+}
+
+async fn datasets_script() -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
+        include_str!("../../../static/datasets.js"),
     )
 }
 

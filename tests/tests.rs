@@ -8,3 +8,4 @@ mod nih_real;
 mod predict;
 mod util;
 mod web;
+mod web_datasets;

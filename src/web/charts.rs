@@ -536,6 +536,28 @@ mod tests {
     }
 
     #[test]
+    fn count_heatmap_numbers_columns_and_writes_every_count() {
+        let labels = vec!["Effusion".to_string(), "Pleural_Thickening".to_string()];
+        let svg = count_heatmap("both", &labels, &[vec![13_317, 849], vec![849, 3_385]]).unwrap();
+        let texts = texts(&svg);
+        for expected in [
+            "both",
+            "1",
+            "2",
+            "1 Effusion",
+            "2 Pleural_Thickening",
+            "13317",
+            "849",
+            "3385",
+        ] {
+            assert!(texts.contains(&expected), "{expected} missing from {texts:?}");
+        }
+        assert_eq!(texts.iter().filter(|t| **t == "849").count(), 2);
+        let empty = count_heatmap("none", &[], &[]).unwrap();
+        assert!(empty.contains("<svg"));
+    }
+
+    #[test]
     fn debiased_ema_starts_at_the_first_value() {
         let smooth = ema_debiased(&[(1.0, 1.0), (2.0, 2.0), (3.0, f64::NAN), (4.0, 2.0)], 0.6);
         // t=1: 0.4*1 / (1-0.6) = 1; t=2: (0.6*0.4 + 0.4*2) / (1-0.36) = 1.04/0.64.

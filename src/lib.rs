@@ -4,6 +4,8 @@
 pub mod cli;
 /// Label files, images, splits, caches and the synthetic demo data set.
 pub mod data;
+/// Registered data sets: checking and storing a label file + image folder under a name, their facts and caches.
+pub mod datasets;
 /// Burn model definitions (CNN families) and their configs.
 pub mod model;
 /// The dashboard's job queue: one worker thread trains queued runs in order.

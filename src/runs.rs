@@ -62,6 +62,10 @@ pub fn resolve_dataset(store: &Store, config: &mut TrainConfig) -> Result<(), Fi
             ),
         });
     };
+    // A data set registered with missing images trains on the ones that are there.
+    if row.summary.get("allow_missing").and_then(serde_json::Value::as_bool) == Some(true) {
+        config.allow_missing_images = true;
+    }
     config.labels = Some(row.label_file.into());
     config.images = Some(row.image_dir.into());
     Ok(())

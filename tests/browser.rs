@@ -300,7 +300,9 @@ fn start_run_from_form(browser: &Browser, server: &Server, values: &Value, step:
     browser.goto(&server.url);
     browser.click("#new-run-link");
     let deadline = Deadline::default_limit();
-    deadline.wait_for("the new-run form", || (!browser.find_all("form#new-run").is_empty()).then_some(()));
+    deadline.wait_for("the new-run form", || {
+        (!browser.find_all("form#new-run").is_empty()).then_some(())
+    });
     browser.click("a.preset[data-preset=\"quick-demo\"]");
     deadline.wait_for("the quick-demo preset to load", || {
         browser.current_url().contains("preset=quick-demo").then_some(())
@@ -370,7 +372,12 @@ fn browser_watches_a_run_live_and_compares_two() {
     browser.screenshot("1-runs-empty");
 
     // The first run, started from the form: the browser lands on its page and follows it live.
-    let first = start_run_from_form(&browser, &server, &form_values("browser simple-cnn", "simple-cnn", 3), "2-first");
+    let first = start_run_from_form(
+        &browser,
+        &server,
+        &form_values("browser simple-cnn", "simple-cnn", 3),
+        "2-first",
+    );
     let watched = watch_run_page(&browser, "2-run");
     assert_watched_live(&watched, 3);
     let run = server.get_json(&format!("/api/runs/{first}"));
@@ -378,7 +385,12 @@ fn browser_watches_a_run_live_and_compares_two() {
     assert_eq!(run["config"]["epochs"], 3, "the form's values reach the run: {run}");
 
     // A second run with another model, from the form too.
-    let second = start_run_from_form(&browser, &server, &form_values("browser mobilenet", "mobilenet-v2", 2), "3-second");
+    let second = start_run_from_form(
+        &browser,
+        &server,
+        &form_values("browser mobilenet", "mobilenet-v2", 2),
+        "3-second",
+    );
     assert_eq!(
         run_ids_on(&server, "browser mobilenet").as_deref(),
         Some(second.as_str())

@@ -10,5 +10,6 @@ mod nih_real;
 mod predict;
 mod util;
 mod web;
-mod web_predict;
+mod web_datasets;
 mod web_form;
+mod web_predict;

@@ -131,6 +131,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
             data_dir: args.data_dir.clone(),
             ckpt_dir: args.ckpt_dir.clone(),
             predict: Default::default(),
+            datasets: Default::default(),
         });
         let address = SocketAddr::new(args.host, args.port);
         let listener = tokio::net::TcpListener::bind(address)

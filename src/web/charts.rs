@@ -311,6 +311,78 @@ pub fn confusion_heatmap(title: &str, labels: &[String], counts: &[Vec<u64>]) ->
     Ok(svg)
 }
 
+/// Draws a symmetric count matrix (label co-occurrence: `counts[i][j]` = images with both labels)
+/// with the count in every cell. Columns are numbered and rows carry the same number before the
+/// label, so long label names need no rotated text. Cells are shaded by the square root of their
+/// share of the largest count, so rare pairs stay visible next to thousands of single findings.
+pub fn count_heatmap(title: &str, labels: &[String], counts: &[Vec<usize>]) -> Result<String, Error> {
+    let n = labels.len();
+    let cell = 46;
+    let row_names: Vec<String> = labels
+        .iter()
+        .enumerate()
+        .map(|(i, l)| format!("{} {l}", i + 1))
+        .collect();
+    let label_space = 7 * row_names.iter().map(|l| l.chars().count()).max().unwrap_or(0) as i32 + 16;
+    let left = label_space.max(60);
+    let top = 56;
+    let width = (left + cell * n as i32 + 16).max(240) as u32;
+    let height = (top + cell * n as i32 + 16) as u32;
+    let max = counts.iter().flatten().copied().max().unwrap_or(0).max(1) as f64;
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, (width, height)).into_drawing_area();
+        root.fill(&WHITE).map_err(draw_error)?;
+        let centered = Pos::new(HPos::Center, VPos::Center);
+        root.draw(&Text::new(
+            title.to_string(),
+            (width as i32 / 2, 16),
+            ("sans-serif", 14).into_font().into_text_style(&root).pos(centered),
+        ))
+        .map_err(draw_error)?;
+        for col in 0..n {
+            root.draw(&Text::new(
+                (col + 1).to_string(),
+                (left + cell * col as i32 + cell / 2, top - 12),
+                ("sans-serif", 12).into_font().into_text_style(&root).pos(centered),
+            ))
+            .map_err(draw_error)?;
+        }
+        for (row, name) in row_names.iter().enumerate() {
+            let y = top + cell * row as i32;
+            root.draw(&Text::new(
+                name.clone(),
+                (left - 6, y + cell / 2),
+                ("sans-serif", 12)
+                    .into_font()
+                    .into_text_style(&root)
+                    .pos(Pos::new(HPos::Right, VPos::Center)),
+            ))
+            .map_err(draw_error)?;
+            for col in 0..n {
+                let x = left + cell * col as i32;
+                let count = counts.get(row).and_then(|r| r.get(col)).copied().unwrap_or(0);
+                let share = (count as f64 / max).sqrt();
+                let shade = |full: u8| (255.0 - share * (255.0 - full as f64)).round() as u8;
+                let fill = RGBColor(shade(0), shade(114), shade(178));
+                root.draw(&Rectangle::new([(x, y), (x + cell, y + cell)], fill.filled()))
+                    .map_err(draw_error)?;
+                root.draw(&Rectangle::new([(x, y), (x + cell, y + cell)], WHITE.stroke_width(1)))
+                    .map_err(draw_error)?;
+                let ink = if share > 0.55 { WHITE } else { BLACK };
+                root.draw(&Text::new(
+                    count.to_string(),
+                    (x + cell / 2, y + cell / 2),
+                    ("sans-serif", 11).into_font().color(&ink).pos(centered),
+                ))
+                .map_err(draw_error)?;
+            }
+        }
+        root.present().map_err(draw_error)?;
+    }
+    Ok(svg)
+}
+
 /// One group of bars (e.g. one run) with a value per category; `None` leaves a gap.
 #[derive(Debug, Clone, PartialEq)]
 pub struct BarGroup {
@@ -461,6 +533,28 @@ mod tests {
             .filter(|w| w[0].starts_with("<text"))
             .map(|w| w[1].trim())
             .collect()
+    }
+
+    #[test]
+    fn count_heatmap_numbers_columns_and_writes_every_count() {
+        let labels = vec!["Effusion".to_string(), "Pleural_Thickening".to_string()];
+        let svg = count_heatmap("both", &labels, &[vec![13_317, 849], vec![849, 3_385]]).unwrap();
+        let texts = texts(&svg);
+        for expected in [
+            "both",
+            "1",
+            "2",
+            "1 Effusion",
+            "2 Pleural_Thickening",
+            "13317",
+            "849",
+            "3385",
+        ] {
+            assert!(texts.contains(&expected), "{expected} missing from {texts:?}");
+        }
+        assert_eq!(texts.iter().filter(|t| **t == "849").count(), 2);
+        let empty = count_heatmap("none", &[], &[]).unwrap();
+        assert!(empty.contains("<svg"));
     }
 
     #[test]

@@ -80,6 +80,8 @@ pub struct AppState {
     pub ckpt_dir: PathBuf,
     /// Loaded checkpoints and computed validation predictions of the Predict pages.
     pub predict: routes::predict::PredictCache,
+    /// Parsed data set facts and cache builds of this process (see `/datasets`).
+    pub datasets: crate::datasets::LiveDatasets,
 }
 
 impl AppState {
@@ -93,6 +95,7 @@ impl AppState {
             data_dir,
             ckpt_dir,
             predict: Default::default(),
+            datasets: Default::default(),
         }
     }
 }

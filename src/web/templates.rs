@@ -309,6 +309,91 @@ pub struct MessagePage {
     pub back_label: String,
 }
 
+/// A data set in the `/datasets` list.
+pub struct DatasetListRow {
+    pub name: String,
+    pub demo: bool,
+    /// Label rows, images found, patients, labels: formatted, `–` when unknown.
+    pub images: String,
+    pub found: String,
+    pub patients: String,
+    pub labels: String,
+    /// `building`, `ready`, `failed`, `none`, or empty when not applicable.
+    pub cache: &'static str,
+    pub cache_size: String,
+    pub note: String,
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "datasets.html")]
+pub struct DatasetsPage {
+    pub rows: Vec<DatasetListRow>,
+}
+
+/// One label's counts on a data set page.
+pub struct LabelCountRow {
+    pub label: String,
+    pub images: String,
+    pub percent: String,
+    pub patients: String,
+    /// The thumbnail browser filtered to this label.
+    pub href: String,
+}
+
+/// One image in the thumbnail browser.
+pub struct Thumb {
+    pub image: String,
+    pub src: String,
+    pub labels: String,
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "dataset.html")]
+pub struct DatasetPage {
+    pub name: String,
+    pub demo: bool,
+    pub label_file: String,
+    pub image_dir: String,
+    pub created: String,
+    /// Set when the files cannot be read any more; the page then shows only the stored facts.
+    pub files_error: String,
+    pub facts: Vec<(String, String)>,
+    pub missing_examples: String,
+    pub cache_state: &'static str,
+    pub cache_done: usize,
+    pub cache_total: usize,
+    pub cache_text: String,
+    pub cache_error: String,
+    pub show_cache: bool,
+    pub label_rows: Vec<LabelCountRow>,
+    pub charts: Vec<ChartLink>,
+    pub label_filter: String,
+    pub label_options: Vec<String>,
+    pub thumbs: Vec<Thumb>,
+    pub thumbs_total: usize,
+    pub page: usize,
+    pub pages: usize,
+    pub prev_href: String,
+    pub next_href: String,
+}
+
+/// The add-a-data-set form: the values as typed and a message per field.
+#[derive(Template, WebTemplate, Default)]
+#[template(path = "dataset_new.html")]
+pub struct DatasetNewPage {
+    pub name: String,
+    pub label_file: String,
+    pub image_dir: String,
+    pub allow_missing: bool,
+    pub image_size: String,
+    pub name_error: String,
+    pub label_file_error: String,
+    pub image_dir_error: String,
+    pub allow_missing_error: String,
+    pub image_size_error: String,
+    pub general_error: String,
+}
+
 /// Percent-encodes a value for a URL query (everything but RFC 3986 unreserved characters).
 pub fn encode_query(value: &str) -> String {
     let mut out = String::with_capacity(value.len());

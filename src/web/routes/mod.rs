@@ -4,8 +4,9 @@
 mod actions;
 mod api;
 mod compare;
-pub mod predict;
+mod datasets;
 mod new_run;
+pub mod predict;
 mod run;
 mod runs;
 
@@ -27,9 +28,11 @@ pub fn router() -> Router<Arc<AppState>> {
         .merge(api::router())
         .merge(new_run::router())
         .merge(actions::router())
+        .merge(datasets::router())
         .route("/static/style.css", get(style))
         .route("/static/live.js", get(live_script))
         .route("/static/actions.js", get(actions_script))
+        .route("/static/datasets.js", get(datasets_script))
 }
 
 async fn style() -> impl IntoResponse {
@@ -50,6 +53,13 @@ async fn actions_script() -> impl IntoResponse {
     (
         [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
         include_str!("../../../static/actions.js"),
+    )
+}
+
+async fn datasets_script() -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
+        include_str!("../../../static/datasets.js"),
     )
 }
 

@@ -1,0 +1,544 @@
+//! Data set pages and registration: the add form's validation, the list and detail pages, charts,
+//! thumbnails (and that nothing outside a data set can be read through them), the cache build
+//! that training reuses, the `cxr8 dataset add|list|remove` commands, and the real NIH files.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::http::{header, Method, Request, StatusCode};
+use cxr8::data::LabelTable;
+use cxr8::datasets::{self, Registration};
+use cxr8::store::Store;
+use cxr8::web::{app, AppState, FieldError, JobControl, JobError};
+use serde_json::Value;
+use tower::ServiceExt;
+
+use crate::util::nih_dir;
+
+/// The data set pages never train; runs are someone else's test.
+struct NoJobs;
+
+impl JobControl for NoJobs {
+    fn submit(&self, _config: Value) -> Result<String, Vec<FieldError>> {
+        Err(vec![FieldError::new("", "not in these tests")])
+    }
+    fn cancel(&self, id: &str) -> Result<(), JobError> {
+        Err(JobError::UnknownRun(id.into()))
+    }
+    fn resume(&self, id: &str) -> Result<(), JobError> {
+        Err(JobError::UnknownRun(id.into()))
+    }
+    fn queue(&self) -> Vec<String> {
+        Vec::new()
+    }
+}
+
+struct Fixture {
+    state: Arc<AppState>,
+    dir: tempfile::TempDir,
+}
+
+impl Fixture {
+    fn new() -> Fixture {
+        let dir = tempfile::tempdir().unwrap();
+        let data_dir = dir.path().join("data");
+        let store = Arc::new(Store::open(&data_dir).unwrap());
+        let state = Arc::new(AppState::new(
+            store,
+            Arc::new(NoJobs),
+            data_dir,
+            dir.path().join("ckpts"),
+        ));
+        Fixture { state, dir }
+    }
+
+    /// A one-hot label file naming a.png … (one per `rows`), and an image folder holding the
+    /// first `present` of them as 40×40 gray PNGs.
+    fn files(&self, rows: usize, present: usize) -> (PathBuf, PathBuf) {
+        let base = self.dir.path().join(format!("set-{rows}-{present}"));
+        let images = base.join("imgs");
+        std::fs::create_dir_all(&images).unwrap();
+        let mut csv = String::from("id,subject_id,Atelectasis,Effusion\n");
+        for i in 0..rows {
+            let name = format!("{}.png", (b'a' + i as u8) as char);
+            csv.push_str(&format!("{name},{},{},{}\n", i / 2, i % 2, (i + 1) % 2));
+            if i < present {
+                image::GrayImage::from_fn(40, 40, |x, y| image::Luma([(x * 6 + y + i as u32 * 10) as u8]))
+                    .save(images.join(&name))
+                    .unwrap();
+            }
+        }
+        let labels = base.join("labels.csv");
+        std::fs::write(&labels, csv).unwrap();
+        (labels, images)
+    }
+
+    async fn send(&self, method: Method, uri: &str, form: Option<String>) -> Reply {
+        let mut request = Request::builder().method(method).uri(uri);
+        if form.is_some() {
+            request = request.header(header::CONTENT_TYPE, "application/x-www-form-urlencoded");
+        }
+        let request = request.body(Body::from(form.unwrap_or_default())).unwrap();
+        let response = app(self.state.clone()).oneshot(request).await.unwrap();
+        let status = response.status();
+        let headers = response.headers().clone();
+        let bytes = axum::body::to_bytes(response.into_body(), 16 << 20).await.unwrap();
+        Reply {
+            status,
+            headers,
+            bytes: bytes.to_vec(),
+        }
+    }
+
+    async fn get(&self, uri: &str) -> Reply {
+        self.send(Method::GET, uri, None).await
+    }
+
+    async fn post_form(&self, uri: &str, fields: &[(&str, &str)]) -> Reply {
+        let body: Vec<String> = fields.iter().map(|(k, v)| format!("{k}={}", encode(v))).collect();
+        self.send(Method::POST, uri, Some(body.join("&"))).await
+    }
+
+    /// Waits (bounded) until the data set's cache build has finished; returns its state.
+    async fn cache_when_done(&self, name: &str) -> Value {
+        for _ in 0..1200 {
+            let cache = self.get(&format!("/api/datasets/{name}")).await.json()["cache"].clone();
+            if cache["state"] != "building" {
+                return cache;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        panic!("the cache build of '{name}' did not finish");
+    }
+}
+
+struct Reply {
+    status: StatusCode,
+    headers: axum::http::HeaderMap,
+    bytes: Vec<u8>,
+}
+
+impl Reply {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.bytes).into_owned()
+    }
+    fn json(&self) -> Value {
+        serde_json::from_slice(&self.bytes).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text()))
+    }
+    fn header(&self, name: header::HeaderName) -> &str {
+        self.headers.get(name).map(|v| v.to_str().unwrap()).unwrap_or("")
+    }
+}
+
+fn encode(value: &str) -> String {
+    value
+        .bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+fn path_text(path: &Path) -> &str {
+    path.to_str().unwrap()
+}
+
+#[tokio::test]
+async fn the_add_form_rejects_each_bad_input_next_to_its_field_and_stores_nothing() {
+    let fx = Fixture::new();
+    let (labels, images) = fx.files(3, 3);
+    let (some_labels, some_images) = fx.files(4, 2);
+    let (_, empty_images) = fx.files(3, 0);
+    let no_image_column = fx.dir.path().join("no_image_column.csv");
+    std::fs::write(&no_image_column, "Finding Labels,Patient ID\nEffusion,1\n").unwrap();
+    datasets::register(
+        &fx.state.store,
+        &Registration {
+            name: "taken".into(),
+            label_file: path_text(&labels).into(),
+            image_dir: path_text(&images).into(),
+            allow_missing: false,
+        },
+    )
+    .unwrap();
+
+    let labels = path_text(&labels);
+    let images = path_text(&images);
+    let cases: [(&str, &str, &str, &str, &str); 9] = [
+        ("bad!name", labels, images, "name-error", "&#39;!&#39; is not allowed"),
+        ("demo", labels, images, "name-error", "reserved"),
+        ("taken", labels, images, "name-error", "already exists"),
+        ("x", "/no/such/labels.csv", images, "label_file-error", "no such file"),
+        ("x", images, images, "label_file-error", "is a folder"),
+        (
+            "x",
+            path_text(&no_image_column),
+            images,
+            "label_file-error",
+            "line 1, column &#39;Image Index&#39;: missing column",
+        ),
+        ("x", labels, "/no/such/folder", "image_dir-error", "no such folder"),
+        (
+            "x",
+            labels,
+            path_text(&empty_images),
+            "image_dir-error",
+            "none of the 3 images",
+        ),
+        (
+            "x",
+            path_text(&some_labels),
+            path_text(&some_images),
+            "allow_missing-error",
+            "2 of 4 images are missing",
+        ),
+    ];
+    for (name, label_file, image_dir, error_id, message) in cases {
+        let reply = fx
+            .post_form(
+                "/datasets",
+                &[("name", name), ("label_file", label_file), ("image_dir", image_dir)],
+            )
+            .await;
+        assert_eq!(
+            reply.status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{name} {label_file} {image_dir}"
+        );
+        let html = reply.text();
+        let at = html
+            .find(&format!("id=\"{error_id}\""))
+            .unwrap_or_else(|| panic!("no {error_id} for {label_file}: {html}"));
+        assert!(
+            html[at..].contains(message),
+            "{error_id}: expected '{message}' in {html}"
+        );
+        // The typed values come back so the user can fix them.
+        assert!(html.contains(&format!("value=\"{}\"", label_file.replace('\'', "&#39;"))));
+    }
+    let bad_size = fx
+        .post_form(
+            "/datasets",
+            &[
+                ("name", "ok"),
+                ("label_file", labels),
+                ("image_dir", images),
+                ("image_size", "9"),
+            ],
+        )
+        .await;
+    assert_eq!(bad_size.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(bad_size.text().contains("id=\"image_size-error\""));
+    let names: Vec<String> = fx.state.store.datasets().unwrap().into_iter().map(|d| d.name).collect();
+    assert_eq!(names, ["taken"], "nothing but the fixture's own registration is stored");
+
+    // With the explicit choice the partly missing set is accepted.
+    let allowed = fx
+        .post_form(
+            "/datasets",
+            &[
+                ("name", "partial"),
+                ("label_file", path_text(&some_labels)),
+                ("image_dir", path_text(&some_images)),
+                ("allow_missing", "on"),
+                ("image_size", "64"),
+            ],
+        )
+        .await;
+    assert_eq!(allowed.status, StatusCode::SEE_OTHER, "{}", allowed.text());
+    let cache = fx.cache_when_done("partial").await;
+    assert_eq!(cache["state"], "ready", "{cache}");
+    assert_eq!(cache["done"], 2);
+}
+
+#[tokio::test]
+async fn a_registered_data_set_gets_pages_charts_thumbnails_and_the_cache_training_uses() {
+    let fx = Fixture::new();
+    let (labels, images) = fx.files(3, 3);
+    assert_eq!(fx.get("/datasets/new").await.status, StatusCode::OK);
+    let reply = fx
+        .post_form(
+            "/datasets",
+            &[
+                ("name", "small"),
+                ("label_file", path_text(&labels)),
+                ("image_dir", path_text(&images)),
+                ("image_size", "64"),
+            ],
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::SEE_OTHER, "{}", reply.text());
+    assert_eq!(reply.header(header::LOCATION), "/datasets/small");
+
+    // The page works before the build is done: a progress bar with the state at render time.
+    let page = fx.get("/datasets/small").await;
+    assert_eq!(page.status, StatusCode::OK);
+    let html = page.text();
+    assert!(html.contains("<progress id=\"cache-progress\""), "{html}");
+    assert!(html.contains("/static/datasets.js"));
+
+    let cache = fx.cache_when_done("small").await;
+    assert_eq!(cache["state"], "ready", "{cache}");
+    assert_eq!((cache["done"].as_u64(), cache["size"].as_u64()), (Some(3), Some(64)));
+    // Exactly where training looks for it: same key, same folder, the chosen size.
+    let row = fx.state.store.dataset("small").unwrap().unwrap();
+    let table = LabelTable::load(&row.label_file).unwrap();
+    let cache_file = datasets::cache_path(&fx.state.data_dir, &table, 64);
+    assert!(cache_file.is_file(), "no cache at {}", cache_file.display());
+    assert_eq!(
+        row.summary["cache"]["state"], "ready",
+        "the outcome is stored with the row"
+    );
+
+    let html = fx.get("/datasets/small").await.text();
+    assert!(html.contains("ready at 64 px (3 images)"), "{html}");
+    assert!(html.contains("<dt>Found on disk</dt><dd>3</dd>"), "{html}");
+    assert!(html.contains("<dt>Patients</dt><dd>2</dd>"), "{html}");
+    assert_eq!(html.matches("/datasets/small/thumbs/").count(), 3);
+
+    let list = fx.get("/datasets").await.text();
+    assert!(list.contains("href=\"/datasets/small\""), "{list}");
+    assert!(list.contains("cache-ready"), "{list}");
+    let api = fx.get("/api/datasets").await.json();
+    let small = api.as_array().unwrap().iter().find(|d| d["name"] == "small").unwrap();
+    assert_eq!(small["summary"]["found"], 3);
+    assert_eq!(small["summary"]["label_counts"]["Effusion"], 2);
+
+    for chart in ["labels", "cooccurrence"] {
+        let svg = fx.get(&format!("/datasets/small/{chart}.svg")).await;
+        assert_eq!(svg.status, StatusCode::OK, "{chart}");
+        assert_eq!(svg.header(header::CONTENT_TYPE), "image/svg+xml");
+        assert!(svg.text().contains("<svg"), "{chart}");
+        assert!(svg.text().contains("Effusion"), "{chart}");
+    }
+
+    let thumb = fx.get("/datasets/small/thumbs/a.png.png").await;
+    assert_eq!(thumb.status, StatusCode::OK);
+    assert_eq!(thumb.header(header::CONTENT_TYPE), "image/png");
+    assert!(thumb.header(header::CACHE_CONTROL).contains("max-age"));
+    let decoded = image::load_from_memory(&thumb.bytes).unwrap();
+    assert_eq!((decoded.width(), decoded.height()), (128, 128));
+
+    // Filtering by label: rows 0 and 2 have Effusion, row 1 Atelectasis.
+    let effusion = fx.get("/datasets/small?label=Effusion").await.text();
+    assert!(effusion.contains("thumbs/a.png.png") && effusion.contains("thumbs/c.png.png"));
+    assert!(!effusion.contains("thumbs/b.png.png"));
+    assert_eq!(
+        fx.get("/datasets/small?label=Nothing").await.status,
+        StatusCode::BAD_REQUEST
+    );
+    assert_eq!(fx.get("/datasets/small?page=x").await.status, StatusCode::BAD_REQUEST);
+
+    // Forgetting keeps the files; the page is gone.
+    let forgotten = fx.post_form("/datasets/small/delete", &[]).await;
+    assert_eq!(forgotten.status, StatusCode::SEE_OTHER);
+    assert_eq!(fx.get("/datasets/small").await.status, StatusCode::NOT_FOUND);
+    assert!(labels.is_file() && cache_file.is_file());
+}
+
+#[tokio::test]
+async fn thumbnails_serve_only_images_the_label_file_lists() {
+    let fx = Fixture::new();
+    let (labels, images) = fx.files(2, 2);
+    // A PNG in the folder that the label file does not list, and a secret beside it.
+    image::GrayImage::new(8, 8).save(images.join("z.png")).unwrap();
+    std::fs::write(fx.dir.path().join("secret.png"), b"not for you").unwrap();
+    datasets::register(
+        &fx.state.store,
+        &Registration {
+            name: "small".into(),
+            label_file: path_text(&labels).into(),
+            image_dir: path_text(&images).into(),
+            allow_missing: false,
+        },
+    )
+    .unwrap();
+    assert_eq!(fx.get("/datasets/small/thumbs/a.png.png").await.status, StatusCode::OK);
+    let secret = fx.dir.path().join("secret.png");
+    let attempts = [
+        "/datasets/small/thumbs/z.png.png".to_string(),
+        "/datasets/small/thumbs/a.png".to_string(),
+        "/datasets/small/thumbs/..%2F..%2Fsecret.png.png".to_string(),
+        "/datasets/small/thumbs/..%2F..%2F..%2Fsecret.png".to_string(),
+        format!("/datasets/small/thumbs/{}.png", encode(path_text(&secret))),
+        "/datasets/small/thumbs/%2Fetc%2Fpasswd.png".to_string(),
+        "/datasets/nope/thumbs/a.png.png".to_string(),
+    ];
+    for uri in attempts {
+        let reply = fx.get(&uri).await;
+        assert_eq!(reply.status, StatusCode::NOT_FOUND, "{uri}");
+        assert_ne!(reply.header(header::CONTENT_TYPE), "image/png", "{uri}");
+    }
+}
+
+#[tokio::test]
+async fn the_demo_is_listed_browsable_and_cannot_be_forgotten() {
+    let fx = Fixture::new();
+    assert_eq!(fx.get("/datasets/demo").await.status, StatusCode::NOT_FOUND);
+    cxr8::data::demo::generate(&cxr8::data::demo::DemoConfig {
+        out: fx.state.data_dir.join("demo"),
+        images: 30,
+        size: 32,
+        seed: 7,
+    })
+    .unwrap();
+    let list = fx.get("/datasets").await;
+    assert_eq!(list.status, StatusCode::OK);
+    let html = list.text();
+    assert!(html.contains("href=\"/datasets/demo\""));
+    assert!(html.contains("synthetic demo"));
+    assert!(html.contains("<td class=\"num\">30</td>"), "{html}");
+
+    let page = fx.get("/datasets/demo").await.text();
+    assert!(page.contains("<dt>Images (label rows)</dt><dd>30</dd>"), "{page}");
+    // NIH-format files carry views, sex and age.
+    assert!(page.contains("<dt>Views</dt>") && page.contains("<dt>Sex</dt>") && page.contains("<dt>Age (years)</dt>"));
+    assert!(
+        !page.contains("cache-progress"),
+        "the demo is cached by training, per run size"
+    );
+    assert!(page.contains("/datasets/demo/thumbs/00000001_000.png.png"), "{page}");
+    let thumb = fx.get("/datasets/demo/thumbs/00000001_000.png.png").await;
+    assert_eq!(thumb.header(header::CONTENT_TYPE), "image/png");
+
+    let refused = fx.post_form("/datasets/demo/delete", &[]).await;
+    assert_eq!(refused.status, StatusCode::CONFLICT);
+    assert_eq!(fx.get("/datasets/demo").await.status, StatusCode::OK);
+    assert_eq!(fx.get("/api/datasets/demo").await.json()["summary"]["images"], 30);
+    assert_eq!(fx.get("/api/datasets/nope").await.status, StatusCode::NOT_FOUND);
+    assert_eq!(fx.get("/datasets/nope").await.status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn a_failed_cache_build_is_shown_and_keeps_the_registration() {
+    let fx = Fixture::new();
+    let (labels, images) = fx.files(2, 2);
+    // Found by name, but not decodable: the registration passes, the cache build fails.
+    std::fs::write(images.join("b.png"), b"this is no png").unwrap();
+    let reply = fx
+        .post_form(
+            "/datasets",
+            &[
+                ("name", "broken"),
+                ("label_file", path_text(&labels)),
+                ("image_dir", path_text(&images)),
+                ("image_size", "64"),
+            ],
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::SEE_OTHER, "{}", reply.text());
+    let cache = fx.cache_when_done("broken").await;
+    assert_eq!(cache["state"], "failed", "{cache}");
+    assert!(cache["error"].as_str().unwrap().contains("b.png"), "{cache}");
+    let html = fx.get("/datasets/broken").await.text();
+    assert!(html.contains("class=\"error\">"), "{html}");
+    assert!(html.contains("b.png"));
+    assert!(fx.state.store.dataset("broken").unwrap().is_some());
+}
+
+fn cxr8(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_cxr8"))
+        .args(args)
+        .output()
+        .expect("the cxr8 binary runs")
+}
+
+#[test]
+fn the_cli_adds_lists_and_removes_data_sets() {
+    let fx = Fixture::new();
+    let (labels, images) = fx.files(3, 2);
+    let data_dir = fx.dir.path().join("cli-data");
+    let data = path_text(&data_dir);
+    let add = |extra: &[&str]| {
+        let mut args = vec![
+            "dataset",
+            "add",
+            "mine",
+            "--labels",
+            path_text(&labels),
+            "--images",
+            path_text(&images),
+            "--data-dir",
+            data,
+        ];
+        args.extend_from_slice(extra);
+        cxr8(&args)
+    };
+    let refused = add(&[]);
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        stderr.contains("--allow-missing: 1 of 3 images are missing"),
+        "{stderr}"
+    );
+
+    let added = add(&["--allow-missing"]);
+    assert!(added.status.success(), "{}", String::from_utf8_lossy(&added.stderr));
+    assert!(String::from_utf8_lossy(&added.stdout).contains("3 images (2 found, 1 missing)"));
+    let again = add(&["--allow-missing"]);
+    assert!(String::from_utf8_lossy(&again.stderr).contains("NAME: a data set named 'mine' already exists"));
+
+    let listed = cxr8(&["dataset", "list", "--json", "--data-dir", data]);
+    assert!(listed.status.success());
+    let rows: Value = serde_json::from_slice(&listed.stdout).unwrap();
+    let names: Vec<&str> = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["demo", "mine"]);
+    assert_eq!(rows[1]["summary"]["found"], 2);
+    assert!(Path::new(rows[1]["label_file"].as_str().unwrap()).is_absolute());
+    let table = cxr8(&["dataset", "list", "--data-dir", data]);
+    assert!(String::from_utf8_lossy(&table.stdout).contains("mine"));
+
+    let demo = cxr8(&["dataset", "remove", "demo", "--data-dir", data]);
+    assert!(String::from_utf8_lossy(&demo.stderr).contains("cannot be removed"));
+    let removed = cxr8(&["dataset", "remove", "mine", "--data-dir", data]);
+    assert!(removed.status.success());
+    let gone = cxr8(&["dataset", "remove", "mine", "--data-dir", data]);
+    assert!(!gone.status.success());
+    assert!(String::from_utf8_lossy(&gone.stderr).contains("no data set named 'mine'"));
+    assert!(labels.is_file(), "files are never touched");
+}
+
+#[test]
+fn the_real_nih_label_file_with_its_581_image_subset_needs_allow_missing() {
+    let nih = nih_dir();
+    let store = Store::open_in_memory().unwrap();
+    let mut input = Registration {
+        name: "nih-256".into(),
+        label_file: path_text(&nih.join("Data_Entry_2017_v2020.csv.gz")).into(),
+        image_dir: path_text(&nih.join("images_256")).into(),
+        allow_missing: false,
+    };
+    let problems = datasets::register(&store, &input).expect_err("most images are not in the subset");
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    assert_eq!(problems[0].field, "allow_missing");
+    assert!(
+        problems[0].message.contains("111539 of 112120 images are missing"),
+        "{}",
+        problems[0].message
+    );
+    assert!(store.datasets().unwrap().is_empty());
+
+    input.allow_missing = true;
+    let checked = datasets::register(&store, &input).unwrap();
+    let s = &checked.summary;
+    assert_eq!(
+        (s.images, s.found, s.missing, s.patients),
+        (112_120, 581, 111_539, 30_805)
+    );
+    assert_eq!(s.labels.len(), 14);
+    assert_eq!(s.missing_examples.len(), 5);
+    let row = store.dataset("nih-256").unwrap().unwrap();
+    assert!(row.label_file.ends_with("Data_Entry_2017_v2020.csv.gz"));
+    assert!(Path::new(&row.image_dir).is_absolute());
+}

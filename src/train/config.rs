@@ -682,8 +682,11 @@ mod tests {
         assert_eq!(TrainConfig::from_json(&json).unwrap(), config);
         let err = TrainConfig::from_json(r#"{"labels":"a.csv","optimizer":"adagrad"}"#).unwrap_err();
         assert!(err[0].message.contains("adagrad"), "{err:?}");
-        let err = TrainConfig::from_json(r#"{"labels":"a.csv","learning_rate":0.1}"#).unwrap_err();
-        assert!(err[0].message.contains("learning_rate"), "{err:?}");
+        // The form's names are accepted aliases; near misses are still refused by name.
+        let aliased = TrainConfig::from_json(r#"{"labels":"a.csv","learning_rate":0.1,"model":"simple-cnn"}"#).unwrap();
+        assert_eq!((aliased.lr, aliased.architecture), (0.1, Architecture::SimpleCnn));
+        let err = TrainConfig::from_json(r#"{"labels":"a.csv","learn_rate":0.1}"#).unwrap_err();
+        assert!(err[0].message.contains("learn_rate"), "{err:?}");
     }
 
     #[test]

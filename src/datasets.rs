@@ -556,6 +556,18 @@ fn record_cache(store: &Store, name: &str, size: u32, state: &str, error: Option
     }
 }
 
+/// A registered data set as the JSON API and `cxr8 dataset list --json` show it.
+pub fn registered_json(row: &crate::store::DatasetRow) -> serde_json::Value {
+    serde_json::json!({
+        "name": row.name,
+        "demo": false,
+        "label_file": row.label_file,
+        "image_dir": row.image_dir,
+        "created_at": row.created_at,
+        "summary": row.summary,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

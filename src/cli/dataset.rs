@@ -135,16 +135,7 @@ fn list(args: ListArgs) -> anyhow::Result<()> {
             "label_file": demo_labels,
             "generated": demo_labels.is_file(),
         })];
-        out.extend(rows.iter().map(|row| {
-            serde_json::json!({
-                "name": row.name,
-                "demo": false,
-                "label_file": row.label_file,
-                "image_dir": row.image_dir,
-                "created_at": row.created_at,
-                "summary": row.summary,
-            })
-        }));
+        out.extend(rows.iter().map(crate::datasets::registered_json));
         println!("{}", serde_json::to_string_pretty(&out)?);
         return Ok(());
     }

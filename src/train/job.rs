@@ -94,6 +94,28 @@ pub struct PreparedData {
     pub dataset: String,
 }
 
+/// How a run splits its label file; the same options always give the same split.
+pub fn split_options(config: &TrainConfig) -> SplitOptions {
+    SplitOptions {
+        strategy: config.split,
+        val_fraction: config.val_fraction as f64,
+        test_fraction: config.test_fraction as f64,
+        per_class: config.per_class,
+        seed: config.seed,
+        lists_dir: None,
+        images_dir: None,
+    }
+}
+
+/// How many of a split's `n` images a run uses: `--max-images` keeps the split proportions,
+/// each split getting its share of the cap. `None`: all of them.
+pub fn max_images_share(config: &TrainConfig, split: &split::Split, n: usize) -> Option<usize> {
+    let total = (split.train.len() + split.val.len() + split.test.len()).max(1);
+    config
+        .max_images
+        .map(|cap| ((cap as f64 * n as f64 / total as f64).ceil() as usize).max(1))
+}
+
 /// Progress of the data preparation (cache building), as (done, total).
 pub type DataProgress = Arc<dyn Fn(usize, usize) + Send + Sync>;
 
@@ -109,19 +131,7 @@ pub fn prepare_data(config: &TrainConfig, paths: &JobPaths, progress: Option<Dat
     };
     let (cache, _report) =
         cache::build(&table, &index, config.image_size, paths.cache_dir(), &options).map_err(data_error)?;
-    let split = split::split(
-        &table,
-        &SplitOptions {
-            strategy: config.split,
-            val_fraction: config.val_fraction as f64,
-            test_fraction: config.test_fraction as f64,
-            per_class: config.per_class,
-            seed: config.seed,
-            lists_dir: None,
-            images_dir: None,
-        },
-    )
-    .map_err(data_error)?;
+    let split = split::split(&table, &split_options(config)).map_err(data_error)?;
 
     let pick = |rows: &[usize], limit: Option<usize>| -> (Vec<usize>, Vec<u32>) {
         rows.iter()
@@ -132,13 +142,7 @@ pub fn prepare_data(config: &TrainConfig, paths: &JobPaths, progress: Option<Dat
             .take(limit.unwrap_or(usize::MAX))
             .unzip()
     };
-    // --max-images keeps the split proportions: each split gets its share of the cap.
-    let total = (split.train.len() + split.val.len() + split.test.len()).max(1);
-    let share = |n: usize| {
-        config
-            .max_images
-            .map(|cap| ((cap as f64 * n as f64 / total as f64).ceil() as usize).max(1))
-    };
+    let share = |n: usize| max_images_share(config, &split, n);
     let train = pick(&split.train, share(split.train.len()));
     let val = pick(&split.val, share(split.val.len()));
     let test = pick(&split.test, share(split.test.len()));

@@ -591,15 +591,9 @@ async fn api_value(state: &Arc<AppState>, located: &Located) -> Value {
         Some(row) => {
             let summary = Summary::from_row(row);
             let cache = state.datasets.cache_status(&row.name, summary.as_ref());
-            json!({
-                "name": row.name,
-                "demo": false,
-                "label_file": row.label_file,
-                "image_dir": row.image_dir,
-                "created_at": row.created_at,
-                "summary": row.summary,
-                "cache": cache,
-            })
+            let mut value = crate::datasets::registered_json(row);
+            value["cache"] = json!(cache);
+            value
         }
         None => {
             let summary = facts(state, located)

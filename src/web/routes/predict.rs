@@ -24,7 +24,7 @@ use sha2::{Digest, Sha256};
 
 use crate::data::cache::{self, Cache};
 use crate::data::images::{self, ImageIndex};
-use crate::data::split::{self, SplitOptions};
+use crate::data::split;
 use crate::data::LabelTable;
 use crate::store::Run;
 use crate::train::backend::{self, BackendKind, CpuBackend, CudaBackend, DeviceChoice};
@@ -819,25 +819,8 @@ fn validation_images(state: &AppState, model: &dyn Inference) -> Result<Vec<(Str
     };
     let (labels_path, images_dir) = job::dataset_paths(config, &paths).map_err(|e| e.to_string())?;
     let table = LabelTable::load(&labels_path).map_err(|e| e.to_string())?;
-    let split = split::split(
-        &table,
-        &SplitOptions {
-            strategy: config.split,
-            val_fraction: config.val_fraction as f64,
-            test_fraction: config.test_fraction as f64,
-            per_class: config.per_class,
-            seed: config.seed,
-            lists_dir: None,
-            images_dir: None,
-        },
-    )
-    .map_err(|e| e.to_string())?;
-    // The same share of --max-images as `job::prepare_data` gives the validation split.
-    let total = (split.train.len() + split.val.len() + split.test.len()).max(1);
-    let share = config
-        .max_images
-        .map(|cap| ((cap as f64 * split.val.len() as f64 / total as f64).ceil() as usize).max(1))
-        .unwrap_or(usize::MAX);
+    let split = split::split(&table, &job::split_options(config)).map_err(|e| e.to_string())?;
+    let share = job::max_images_share(config, &split, split.val.len()).unwrap_or(usize::MAX);
     let wanted = share.min(VALIDATION_IMAGES);
     let size = config.image_size;
     let records = split.val.iter().map(|&row| &table.records[row]);

@@ -4,6 +4,8 @@
 pub mod cli;
 /// Label files, images, splits, caches and the synthetic demo data set.
 pub mod data;
+/// The data-folder lock: one `cxr8 serve` per data folder, no `cxr8 train` beside it.
+pub mod lock;
 /// Burn model definitions (CNN families) and their configs.
 pub mod model;
 /// The dashboard's job queue: one worker thread trains queued runs in order.

@@ -6,5 +6,7 @@ mod eval;
 mod images;
 mod nih_real;
 mod predict;
+mod properties;
+mod security;
 mod util;
 mod web;

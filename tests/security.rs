@@ -323,7 +323,7 @@ async fn user_text_is_escaped_everywhere_it_appears() {
         let page = f.get(uri).await;
         assert_eq!(page.status, StatusCode::OK, "{uri}");
         assert!(
-            page.body.contains("&lt;script&gt;alert(1)"),
+            page.body.contains("&#60;script&#62;alert(1)"),
             "{uri} shows the name as text"
         );
         for raw in [SCRIPT, TAG, "<script>alert(3)", "onerror=alert(2)>"] {
@@ -332,10 +332,10 @@ async fn user_text_is_escaped_everywhere_it_appears() {
     }
     let run_page = f.get(&format!("/runs/{}", f.hostile)).await;
     assert!(
-        run_page.body.contains("&lt;img src=x onerror=alert(2)&gt;"),
+        run_page.body.contains("&#60;img src=x onerror=alert(2)&#62;"),
         "tag shown as text"
     );
-    assert!(run_page.body.contains("&lt;script&gt;alert(3)"), "note shown as text");
+    assert!(run_page.body.contains("&#60;script&#62;alert(3)"), "note shown as text");
 
     // Chart legends carry run names (compare) — SVG is XML, so the same holds there.
     for uri in [

@@ -37,8 +37,8 @@ pub struct WebBenchArgs {
     /// Epochs of every other run.
     #[arg(long, default_value_t = 20)]
     pub list_epochs: usize,
-    /// Runs on the compare page.
-    #[arg(long, default_value_t = 10)]
+    /// Runs on the compare page (the page takes at most 8).
+    #[arg(long, default_value_t = 8)]
     pub compare: usize,
     /// SSE clients connected while the training stand-in runs.
     #[arg(long, default_value_t = 100)]

@@ -556,7 +556,8 @@ impl Store {
             .map(|i| format!(", json_extract(e.metrics, ?{i})"))
             .collect();
         let sql = format!(
-            "SELECT r.id{} FROM runs r JOIN epochs e ON e.run_id = r.id AND e.epoch = r.best_epoch",
+            // CROSS JOIN keeps runs as the outer loop: left to itself SQLite scans every epoch row.
+            "SELECT r.id{} FROM runs r CROSS JOIN epochs e ON e.run_id = r.id AND e.epoch = r.best_epoch",
             columns.concat()
         );
         let paths: Vec<String> = keys.iter().map(|k| format!("$.\"{k}\"")).collect();

@@ -148,7 +148,7 @@ fn build_store(store: &Arc<Store>, config: &WebBenchConfig) -> anyhow::Result<Ve
         let long = run < config.compare.max(1);
         let epochs = if long { config.epochs } else { config.list_epochs };
         let name = format!("bench run {run}");
-        let id = store.create_run(&NewRun {
+        let new = NewRun {
             name: &name,
             config: &config_json,
             dataset: "demo",
@@ -156,7 +156,12 @@ fn build_store(store: &Arc<Store>, config: &WebBenchConfig) -> anyhow::Result<Ve
             image_size: 224,
             epochs_planned: epochs as u32,
             tags: &["bench".to_string()],
-        })?;
+        };
+        // Run ids are a per-second stamp plus 16 random bits, so creating hundreds a second
+        // collides now and then (the store refuses the duplicate); a fresh id is drawn on retry.
+        let id = (0..5)
+            .find_map(|_| store.create_run(&new).ok())
+            .context("cannot create a run in the benchmark store")?;
         let mut recorder = Recorder::new(store.clone(), &id, &train_config, None);
         store.set_status(&id, RunStatus::Running, None)?;
         for epoch in 1..=epochs {

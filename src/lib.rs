@@ -6,6 +6,8 @@ pub mod cli;
 pub mod data;
 /// Registered data sets: checking and storing a label file + image folder under a name, their facts and caches.
 pub mod datasets;
+/// The data-folder lock: one `cxr8 serve` per data folder, no `cxr8 train` beside it.
+pub mod lock;
 /// Burn model definitions (CNN families) and their configs.
 pub mod model;
 /// The dashboard's job queue: one worker thread trains queued runs in order.

@@ -8,6 +8,8 @@ mod eval;
 mod images;
 mod nih_real;
 mod predict;
+mod properties;
+mod security;
 mod util;
 mod web;
 mod web_datasets;

@@ -206,9 +206,12 @@ fn multipart(fields: &[(&str, &str)], image: Option<(&str, &[u8])>) -> Vec<u8> {
 }
 
 fn post_request(uri: &str, body: Vec<u8>) -> Request<Body> {
+    // As the dashboard's own page would send it (the guard refuses cross-site form posts).
     Request::builder()
         .method(Method::POST)
         .uri(uri)
+        .header(header::HOST, "127.0.0.1:8080")
+        .header(header::ORIGIN, "http://127.0.0.1:8080")
         .header(
             header::CONTENT_TYPE,
             format!("multipart/form-data; boundary={BOUNDARY}"),

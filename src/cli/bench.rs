@@ -22,6 +22,36 @@ pub enum BenchCommand {
     Train(TrainBenchArgs),
     /// Batch building (augmentation + normalisation) images/s on synthetic images.
     Augment(AugmentBenchArgs),
+    /// Dashboard render and SSE latency over a big temporary store (see BENCHMARKS.md "Dashboard").
+    Web(WebBenchArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct WebBenchArgs {
+    /// Runs in the temporary store.
+    #[arg(long, default_value_t = 1000)]
+    pub runs: usize,
+    /// Epochs of the runs on the timed run and compare pages.
+    #[arg(long, default_value_t = 200)]
+    pub epochs: usize,
+    /// Epochs of every other run.
+    #[arg(long, default_value_t = 20)]
+    pub list_epochs: usize,
+    /// Runs on the compare page (the page takes at most 8).
+    #[arg(long, default_value_t = 8)]
+    pub compare: usize,
+    /// SSE clients connected while the training stand-in runs.
+    #[arg(long, default_value_t = 100)]
+    pub sse_clients: usize,
+    /// Timed repetitions of each page.
+    #[arg(long, default_value_t = 25)]
+    pub iterations: usize,
+    /// Epochs whose commit-to-SSE latency is timed.
+    #[arg(long, default_value_t = 50)]
+    pub sse_epochs: usize,
+    /// Print one JSON object instead of a table.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -94,6 +124,7 @@ pub fn run(cmd: BenchCommand) -> anyhow::Result<()> {
     match cmd {
         BenchCommand::Cache(args) => bench_cache(args),
         BenchCommand::Train(args) => bench_train(args),
+        BenchCommand::Web(args) => bench_web(args),
         BenchCommand::Augment(args) => {
             anyhow::ensure!(
                 args.size >= 8 && args.batch >= 1 && args.batches >= 1,
@@ -490,4 +521,24 @@ fn run_pil(images: &Path, size: u32, repeat: usize, processes: usize) -> Result<
         ));
     }
     serde_json::from_slice(&out.stdout).map_err(|e| format!("unexpected output from {}: {e}", script.display()))
+}
+
+fn bench_web(args: WebBenchArgs) -> anyhow::Result<()> {
+    let config = crate::web::bench::WebBenchConfig {
+        runs: args.runs,
+        list_epochs: args.list_epochs,
+        epochs: args.epochs,
+        compare: args.compare,
+        sse_clients: args.sse_clients,
+        iterations: args.iterations,
+        sse_epochs: args.sse_epochs,
+    };
+    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    let report = runtime.block_on(crate::web::bench::run(config))?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", report.table());
+    }
+    Ok(())
 }

@@ -89,6 +89,8 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
             args.host
         );
     }
+    // Before anything writes to the data folder (demo set, store): one server per folder.
+    let _lock = crate::lock::DataDirLock::acquire(&args.data_dir, crate::lock::Holder::Serve)?;
     let paths = JobPaths {
         data_dir: args.data_dir.clone(),
         ckpt_dir: args.ckpt_dir.clone(),

@@ -71,6 +71,7 @@ pub fn run(args: TrainArgs, matches: &clap::ArgMatches) -> anyhow::Result<()> {
         data_dir: args.data_dir.clone(),
         ckpt_dir: args.ckpt_dir.clone(),
     };
+    let _lock = crate::lock::DataDirLock::acquire(&paths.data_dir, crate::lock::Holder::Train)?;
     let store = Arc::new(Store::open(&paths.data_dir).context("cannot open the run store")?);
     let (run_id, config, resume) = match &args.resume {
         Some(id) => {

@@ -547,6 +547,38 @@ impl Store {
             .query_row("PRAGMA integrity_check", [], |r| r.get(0))
             .map_err(self.wrap())
     }
+
+    /// For every run with a recorded best epoch that is stored: the numbers under `keys` in that
+    /// epoch's metrics (`None` where missing or not a number), in one query. The runs list needs
+    /// two numbers per run; reading every run's epochs for them made it O(runs × epochs).
+    pub fn best_epoch_values(&self, keys: &[&str]) -> Result<std::collections::HashMap<String, Vec<Option<f64>>>> {
+        let columns: Vec<String> = (1..=keys.len())
+            .map(|i| format!(", json_extract(e.metrics, ?{i})"))
+            .collect();
+        let sql = format!(
+            // CROSS JOIN keeps runs as the outer loop: left to itself SQLite scans every epoch row.
+            "SELECT r.id{} FROM runs r CROSS JOIN epochs e ON e.run_id = r.id AND e.epoch = r.best_epoch",
+            columns.concat()
+        );
+        let paths: Vec<String> = keys.iter().map(|k| format!("$.\"{k}\"")).collect();
+        let conn = self.conn();
+        let mut stmt = conn.prepare(&sql).map_err(self.wrap())?;
+        let rows = stmt
+            .query_map(rusqlite::params_from_iter(paths.iter()), |r| {
+                let values = (1..=keys.len())
+                    .map(|i| {
+                        Ok(match r.get::<_, rusqlite::types::Value>(i)? {
+                            rusqlite::types::Value::Integer(n) => Some(n as f64),
+                            rusqlite::types::Value::Real(x) => Some(x),
+                            _ => None,
+                        })
+                    })
+                    .collect::<rusqlite::Result<Vec<_>>>()?;
+                Ok((r.get::<_, String>(0)?, values))
+            })
+            .map_err(self.wrap())?;
+        rows.collect::<rusqlite::Result<_>>().map_err(self.wrap())
+    }
 }
 
 const RUN_COLUMNS: &str =

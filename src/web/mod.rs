@@ -3,8 +3,10 @@
 //! training engine implements; this module never trains anything itself.
 
 mod auth;
+pub mod bench;
 pub mod charts;
 pub mod error;
+mod guard;
 mod metrics;
 mod routes;
 mod sse;
@@ -142,6 +144,10 @@ pub fn app(state: Arc<AppState>) -> Router {
         .merge(sse::router())
         .fallback(|| async { AppError::NotFound("no such page".into()) })
         .layer(axum::middleware::from_fn_with_state(state.clone(), auth::require_token))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            guard::check_host_and_origin,
+        ))
         .with_state(state)
         .layer(CompressionLayer::new().compress_when(compressible))
         .layer(SetResponseHeaderLayer::overriding(
@@ -151,6 +157,10 @@ pub fn app(state: Arc<AppState>) -> Router {
         .layer(SetResponseHeaderLayer::if_not_present(
             header::CONTENT_SECURITY_POLICY,
             HeaderValue::from_static(CONTENT_SECURITY_POLICY),
+        ))
+        .layer(SetResponseHeaderLayer::overriding(
+            header::X_FRAME_OPTIONS,
+            HeaderValue::from_static("DENY"),
         ))
         .layer(SetResponseHeaderLayer::if_not_present(
             header::REFERRER_POLICY,

@@ -52,13 +52,31 @@ pub(super) struct Summary {
     pub duration: Option<f64>,
 }
 
-pub(super) fn summarise(state: &AppState, run: Run, now: &str) -> Result<Summary, AppError> {
-    let epochs = state.store.epochs(&run.id)?;
-    let best = metrics::best_epoch(&run, &epochs);
-    let best_auroc = best.and_then(|e| metrics::number(&e.metrics, RANKING_KEY)).or(run
+/// The numbers the table shows from a run's best epoch, fetched for all runs in one query.
+const BEST_KEYS: [&str; 2] = [RANKING_KEY, "val_accuracy"];
+
+/// `best_values`: the run's [`BEST_KEYS`] from its recorded best epoch, when the store has them
+/// (see `Store::best_epoch_values`); otherwise its epochs are read to find the best one.
+pub(super) fn summarise(
+    state: &AppState,
+    run: Run,
+    best_values: Option<&[Option<f64>]>,
+    now: &str,
+) -> Result<Summary, AppError> {
+    let (auroc, best_accuracy) = match best_values {
+        Some(values) => (values[0], values[1]),
+        None => {
+            let epochs = state.store.epochs(&run.id)?;
+            let best = metrics::best_epoch(&run, &epochs);
+            (
+                best.and_then(|e| metrics::number(&e.metrics, BEST_KEYS[0])),
+                best.and_then(|e| metrics::number(&e.metrics, BEST_KEYS[1])),
+            )
+        }
+    };
+    let best_auroc = auroc.or(run
         .best_metric
         .filter(|_| run.best_metric_name.as_deref() == Some(RANKING_KEY)));
-    let best_accuracy = best.and_then(|e| metrics::number(&e.metrics, "val_accuracy"));
     let duration = metrics::duration_seconds(&run, now);
     Ok(Summary {
         run,
@@ -112,6 +130,7 @@ async fn runs_page(State(state): State<Arc<AppState>>, Query(query): Query<ListQ
         Some(other) => return Err(AppError::BadRequest(format!("dir must be asc or desc, not '{other}'"))),
     };
 
+    let best_values = state.store.best_epoch_values(&BEST_KEYS)?;
     let mut summaries = Vec::new();
     for run in all {
         let matches_text = q.is_empty()
@@ -122,7 +141,8 @@ async fn runs_page(State(state): State<Arc<AppState>>, Query(query): Query<ListQ
         let matches_status = status.is_empty() || run.status.as_str() == status;
         let matches_dataset = dataset.is_empty() || run.dataset == dataset;
         if matches_text && matches_status && matches_dataset {
-            summaries.push(summarise(&state, run, &now)?);
+            let best = best_values.get(&run.id).map(Vec::as_slice);
+            summaries.push(summarise(&state, run, best, &now)?);
         }
     }
     sort_summaries(&mut summaries, &sort, descending);

@@ -277,16 +277,29 @@ impl Store {
 
     /// Records a new queued run and returns its id.
     pub fn create_run(&self, new: &NewRun<'_>) -> Result<String> {
-        let id = new_run_id();
         let tags = serde_json::to_string(new.tags).expect("strings serialise");
-        self.conn()
-            .execute(
+        let config = new.config.to_string();
+        let conn = self.conn();
+        // Ids are short for people to read, so two runs made in the same second can draw the same
+        // one; the primary key refuses the second insert and a fresh id is drawn.
+        let mut attempts = 0;
+        loop {
+            let id = new_run_id();
+            let inserted = conn.execute(
                 "INSERT INTO runs (id, name, status, config, dataset, model, image_size, epochs_planned, created_at, tags)
                  VALUES (?1, ?2, 'queued', ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-                params![id, new.name, new.config.to_string(), new.dataset, new.model, new.image_size, new.epochs_planned, now(), tags],
-            )
-            .map_err(self.wrap())?;
-        Ok(id)
+                params![id, new.name, config, new.dataset, new.model, new.image_size, new.epochs_planned, now(), tags],
+            );
+            match inserted {
+                Ok(_) => return Ok(id),
+                Err(rusqlite::Error::SqliteFailure(e, _))
+                    if e.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY && attempts < MAX_ID_DRAWS =>
+                {
+                    attempts += 1;
+                }
+                Err(e) => return Err(self.wrap()(e)),
+            }
+        }
     }
 
     pub fn set_status(&self, id: &str, status: RunStatus, error: Option<&str>) -> Result<()> {
@@ -633,7 +646,11 @@ pub fn now() -> String {
     time::OffsetDateTime::now_utc().format(&format).expect("valid format")
 }
 
-/// Sortable, readable and unique enough for one machine: `20261129-034512-7f3a`.
+/// How often `create_run` draws another id after a collision before giving up (each draw has
+/// 65,536 choices within the second, so reaching this means something else is wrong).
+const MAX_ID_DRAWS: u32 = 64;
+
+/// Sortable and readable: `20261129-034512-7f3a`. Not unique by itself: see `create_run`.
 fn new_run_id() -> String {
     use rand::Rng;
     let format = time::macros::format_description!("[year][month][day]-[hour][minute][second]");
@@ -661,6 +678,25 @@ mod tests {
             })
             .unwrap();
         (store, id)
+    }
+
+    #[test]
+    fn runs_made_in_the_same_second_get_distinct_ids() {
+        // 3,000 ids from 65,536 per second collide dozens of times; every insert must still work.
+        let store = Store::open_in_memory().unwrap();
+        let config = json!({});
+        let new = NewRun {
+            name: "many",
+            config: &config,
+            dataset: "demo",
+            model: "simple-cnn",
+            image_size: 64,
+            epochs_planned: 1,
+            tags: &[],
+        };
+        let ids: std::collections::HashSet<String> = (0..3000).map(|_| store.create_run(&new).unwrap()).collect();
+        assert_eq!(ids.len(), 3000);
+        assert_eq!(store.runs().unwrap().len(), 3000);
     }
 
     #[test]

@@ -30,14 +30,16 @@ pub fn preset(name: &str) -> Option<TrainConfig> {
     let base = TrainConfig::default();
     let config = match name {
         // A narrow simple CNN at the smallest accepted size: on 2 CPU cores an epoch of the demo
-        // set takes seconds, and the demo's synthetic findings are large enough to see at 64 px.
+        // set takes about a minute, and the demo's synthetic findings are large enough to see at 64 px.
         "quick-demo" => TrainConfig {
             image_size: 64,
             architecture: Architecture::SimpleCnn,
             norm: NormKind::Batch,
             width: 0.5,
-            dropout: 0.1,
-            epochs: 10,
+            // Eight epochs leave little to overfit: without dropout the run crosses 0.90 mean
+            // validation AUROC at epoch 7 (0.9045), where dropout 0.1 needed 8 of 10 epochs.
+            dropout: 0.0,
+            epochs: 8,
             batch_size: 32,
             optimizer: OptimizerKind::Adam,
             lr: 3e-3,

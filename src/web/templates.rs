@@ -139,6 +139,10 @@ pub struct CompareRun {
 #[derive(Template, WebTemplate)]
 #[template(path = "compare.html")]
 pub struct ComparePage {
+    /// A run is queued or running: the page follows `/compare/events` (static/compare.js).
+    pub live: bool,
+    /// Where that stream starts (`?after=`): the newest event when the page was drawn.
+    pub last_seq: i64,
     pub runs: Vec<CompareRun>,
     pub charts: Vec<ChartLink>,
     pub smooth: String,

@@ -66,7 +66,8 @@ pub(super) fn summarise(
     let (auroc, best_accuracy) = match best_values {
         Some(values) => (values[0], values[1]),
         None => {
-            let epochs = state.store.epochs(&run.id)?;
+            // Straight from the store: the list would churn the page cache of epoch rows.
+            let epochs = state.store.scalar_epochs(&run.id)?;
             let best = metrics::best_epoch(&run, &epochs);
             (
                 best.and_then(|e| metrics::number(&e.metrics, BEST_KEYS[0])),
@@ -99,7 +100,8 @@ pub(super) fn progress_pct(run: &Run) -> u32 {
 
 async fn runs_page(State(state): State<Arc<AppState>>, Query(query): Query<ListQuery>) -> Result<RunsPage, AppError> {
     let now = crate::store::now();
-    let all = state.store.runs()?;
+    // The list never shows configs: they are not even read.
+    let all = state.store.runs_without_config()?;
     let total = all.len();
     let queue = queue_items(&state, &all);
     let mut datasets: Vec<String> = all.iter().map(|r| r.dataset.clone()).collect();

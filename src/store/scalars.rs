@@ -177,6 +177,102 @@ impl Store {
     }
 }
 
+/// A finished run for [`Store::insert_finished_runs`].
+#[derive(Debug, Clone)]
+pub struct FinishedRun {
+    /// Chosen by the caller (bulk ids must not collide, see `new_run_id`).
+    pub id: String,
+    pub name: String,
+    pub config: serde_json::Value,
+    pub dataset: String,
+    pub model: String,
+    pub image_size: u32,
+    pub tags: Vec<String>,
+    /// Flat epoch rows as training stores them, epoch 1 first.
+    pub epochs: Vec<serde_json::Value>,
+    /// (epoch, metric name, value).
+    pub best: Option<(u32, String, f64)>,
+}
+
+/// Runs per transaction in a bulk insert: one commit per epoch (as training does) would make a
+/// 10,000 × 100-epoch store take most of an hour, and one commit for everything would need a
+/// write-ahead log as large as the store itself.
+const RUNS_PER_COMMIT: usize = 100;
+
+impl Store {
+    /// Inserts finished runs with their epochs and the events training would have stored
+    /// (`status`, one `epoch` per epoch carrying its metrics, `done`), [`RUNS_PER_COMMIT`] runs
+    /// per transaction. For building big stores (benchmarks, imports); returns how many runs.
+    pub fn insert_finished_runs(&self, runs: impl IntoIterator<Item = FinishedRun>) -> Result<usize> {
+        let mut conn = self.conn();
+        let mut runs = runs.into_iter().peekable();
+        let mut count = 0;
+        while runs.peek().is_some() {
+            let tx = conn.transaction().map_err(self.wrap())?;
+            {
+                let mut insert_run = tx
+                    .prepare_cached(
+                        "INSERT INTO runs (id, name, status, config, dataset, model, image_size, epochs_planned, \
+                         epochs_done, best_epoch, best_metric_name, best_metric, created_at, started_at, finished_at, tags) \
+                         VALUES (?1, ?2, 'done', ?3, ?4, ?5, ?6, ?7, ?7, ?8, ?9, ?10, ?11, ?11, ?11, ?12)",
+                    )
+                    .map_err(self.wrap())?;
+                let mut insert_epoch = tx
+                    .prepare_cached("INSERT INTO epochs (run_id, epoch, metrics, committed_at) VALUES (?1, ?2, ?3, ?4)")
+                    .map_err(self.wrap())?;
+                let mut insert_event = tx
+                    .prepare_cached("INSERT INTO events (run_id, kind, payload, at) VALUES (?1, ?2, ?3, ?4)")
+                    .map_err(self.wrap())?;
+                for run in runs.by_ref().take(RUNS_PER_COMMIT) {
+                    let at = super::now();
+                    let (best_epoch, best_name, best_value) = match &run.best {
+                        Some((e, n, v)) => (Some(*e), Some(n.as_str()), Some(*v)),
+                        None => (None, None, None),
+                    };
+                    let tags = serde_json::to_string(&run.tags).expect("strings serialise");
+                    insert_run
+                        .execute(params![
+                            run.id,
+                            run.name,
+                            run.config.to_string(),
+                            run.dataset,
+                            run.model,
+                            run.image_size,
+                            run.epochs.len() as u32,
+                            best_epoch,
+                            best_name,
+                            best_value,
+                            at,
+                            tags
+                        ])
+                        .map_err(self.wrap())?;
+                    insert_event
+                        .execute(params![run.id, "status", r#"{"status":"running"}"#, at])
+                        .map_err(self.wrap())?;
+                    for (i, metrics) in run.epochs.iter().enumerate() {
+                        insert_epoch
+                            .execute(params![run.id, i as u32 + 1, metrics.to_string(), at])
+                            .map_err(self.wrap())?;
+                        let mut payload = metrics.clone();
+                        if let Some(object) = payload.as_object_mut() {
+                            object.insert("type".into(), "epoch".into());
+                        }
+                        insert_event
+                            .execute(params![run.id, "epoch", payload.to_string(), at])
+                            .map_err(self.wrap())?;
+                    }
+                    insert_event
+                        .execute(params![run.id, "done", r#"{"status":"done"}"#, at])
+                        .map_err(self.wrap())?;
+                    count += 1;
+                }
+            }
+            tx.commit().map_err(self.wrap())?;
+        }
+        Ok(count)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::NewRun;
@@ -302,6 +398,42 @@ mod tests {
                 tags: &[],
             })
             .unwrap()
+    }
+
+    #[test]
+    fn bulk_inserted_runs_read_like_recorded_ones() {
+        let store = Store::open_in_memory().unwrap();
+        let runs = (0..250).map(|i| FinishedRun {
+            id: format!("bulk-{i:03}"),
+            name: format!("run {i}"),
+            config: json!({"model": "simple-cnn"}),
+            dataset: "demo".into(),
+            model: "simple-cnn".into(),
+            image_size: 64,
+            tags: vec!["bulk".into()],
+            epochs: vec![
+                json!({"epoch": 1, "val_mean_auroc": 0.5}),
+                json!({"epoch": 2, "val_mean_auroc": 0.75}),
+            ],
+            best: Some((2, "val_mean_auroc".into(), 0.75)),
+        });
+        assert_eq!(store.insert_finished_runs(runs).unwrap(), 250);
+        let run = store.run("bulk-249").unwrap().unwrap();
+        assert_eq!(
+            (run.status, run.epochs_done, run.best_epoch),
+            (super::super::RunStatus::Done, 2, Some(2))
+        );
+        assert_eq!(run.config["model"], "simple-cnn");
+        assert_eq!(run.tags, ["bulk"]);
+        assert_eq!(store.epochs("bulk-100").unwrap()[1].metrics["val_mean_auroc"], 0.75);
+        let events = store.events_after("bulk-000", 0).unwrap();
+        let kinds: Vec<&str> = events.iter().map(|e| e.kind.as_str()).collect();
+        assert_eq!(kinds, ["status", "epoch", "epoch", "done"]);
+        assert_eq!(events[2].payload["type"], "epoch");
+        assert_eq!(
+            store.best_epoch_values(&["val_mean_auroc"]).unwrap()["bulk-7"],
+            [Some(0.75)]
+        );
     }
 
     #[test]

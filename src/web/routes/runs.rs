@@ -11,7 +11,7 @@ use serde::Deserialize;
 
 use crate::store::{Run, RunStatus};
 use crate::web::metrics::{self, RANKING_KEY};
-use crate::web::templates::{encode_query, Column, QueueItem, RunRow, RunsPage};
+use crate::web::templates::{encode_query, Column, Pager, QueueItem, RunRow, RunsPage};
 use crate::web::{AppError, AppState};
 
 pub fn router() -> Router<Arc<AppState>> {
@@ -26,7 +26,13 @@ struct ListQuery {
     dataset: Option<String>,
     sort: Option<String>,
     dir: Option<String>,
+    /// 1-based page of [`PAGE_ROWS`] rows.
+    page: Option<String>,
 }
+
+/// Rows per page: thousands of rows make a page of megabytes that no one scrolls through;
+/// filters and sorting still apply to every run.
+const PAGE_ROWS: usize = 200;
 
 const STATUSES: [&str; 6] = ["queued", "running", "done", "failed", "cancelled", "interrupted"];
 
@@ -131,6 +137,14 @@ async fn runs_page(State(state): State<Arc<AppState>>, Query(query): Query<ListQ
         None | Some("") => sort == "created",
         Some(other) => return Err(AppError::BadRequest(format!("dir must be asc or desc, not '{other}'"))),
     };
+    let page = match query.page.as_deref().map(str::trim) {
+        None | Some("") => 1,
+        Some(text) => text
+            .parse::<usize>()
+            .ok()
+            .filter(|&p| p >= 1)
+            .ok_or_else(|| AppError::BadRequest(format!("page must be a whole number from 1, not '{text}'")))?,
+    };
 
     let best_values = state.store.best_epoch_values(&BEST_KEYS)?;
     let mut summaries = Vec::new();
@@ -179,9 +193,33 @@ async fn runs_page(State(state): State<Arc<AppState>>, Query(query): Query<ListQ
             }
         })
         .collect();
-    let rows = summaries.into_iter().map(row).collect();
+    let matching = summaries.len();
+    let pages = matching.div_ceil(PAGE_ROWS).max(1);
+    // Past the end (runs were deleted meanwhile): the last page.
+    let page = page.min(pages);
+    let first = (page - 1) * PAGE_ROWS;
+    let rows: Vec<RunRow> = summaries.into_iter().skip(first).take(PAGE_ROWS).map(row).collect();
+    let page_href = |p: usize| {
+        format!(
+            "/?{filter_query}&sort={}&dir={}&page={p}",
+            encode_query(&sort),
+            if descending { "desc" } else { "asc" }
+        )
+    };
+    let pager = (pages > 1).then(|| Pager {
+        first: first + 1,
+        last: first + rows.len(),
+        prev_href: if page > 1 { page_href(page - 1) } else { String::new() },
+        next_href: if page < pages {
+            page_href(page + 1)
+        } else {
+            String::new()
+        },
+    });
     Ok(RunsPage {
         rows,
+        matching,
+        pager,
         total,
         columns,
         q,

@@ -12,6 +12,7 @@ mod properties;
 mod security;
 mod util;
 mod web;
+mod web_compare;
 mod web_datasets;
 mod web_form;
 mod web_predict;

@@ -37,12 +37,18 @@ pub struct WebBenchArgs {
     /// Epochs of every other run.
     #[arg(long, default_value_t = 20)]
     pub list_epochs: usize,
-    /// Runs on the compare page (the page takes at most 8).
-    #[arg(long, default_value_t = 8)]
+    /// Runs on the compare page (the page takes at most 10).
+    #[arg(long, default_value_t = 10)]
     pub compare: usize,
-    /// SSE clients connected while the training stand-in runs.
+    /// SSE clients connected while training runs.
     #[arg(long, default_value_t = 100)]
     pub sse_clients: usize,
+    /// What trains while they read: a real simple-cnn run on the CPU, or a CPU stand-in loop.
+    #[arg(long, value_enum, default_value_t = crate::web::bench::Trainer::Real)]
+    pub trainer: crate::web::bench::Trainer,
+    /// Images in the synthetic demo set the real runs train on (one epoch at 64 px, split as usual).
+    #[arg(long, default_value_t = 480)]
+    pub demo_images: usize,
     /// Timed repetitions of each page.
     #[arg(long, default_value_t = 25)]
     pub iterations: usize,
@@ -532,6 +538,8 @@ fn bench_web(args: WebBenchArgs) -> anyhow::Result<()> {
         sse_clients: args.sse_clients,
         iterations: args.iterations,
         sse_epochs: args.sse_epochs,
+        trainer: args.trainer,
+        demo_images: args.demo_images,
     };
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     let report = runtime.block_on(crate::web::bench::run(config))?;

@@ -134,6 +134,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
             ckpt_dir: args.ckpt_dir.clone(),
             predict: Default::default(),
             datasets: Default::default(),
+            epoch_cache: Default::default(),
         });
         let address = SocketAddr::new(args.host, args.port);
         let listener = tokio::net::TcpListener::bind(address)

@@ -9,6 +9,8 @@ use std::sync::{Mutex, MutexGuard};
 use rusqlite::{params, Connection, OptionalExtension};
 use serde::{Deserialize, Serialize};
 
+pub mod scalars;
+
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("run store {}: {source}", path.display())]

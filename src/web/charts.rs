@@ -15,8 +15,10 @@ fn draw_error<E: std::fmt::Debug>(e: E) -> Error {
     Error(format!("{e:?}"))
 }
 
-/// Colour-blind-friendly qualitative palette (Okabe & Ito, "Color Universal Design", 2008).
-pub const PALETTE: [RGBColor; 8] = [
+/// Colour-blind-friendly qualitative palette: the 8 of Okabe & Ito ("Color Universal Design",
+/// 2008), then wine from Paul Tol's "muted" scheme and a mid grey, so the compare page's 10 runs
+/// get 10 distinct colours (static/style.css `.c0`–`.c9` match).
+pub const PALETTE: [RGBColor; 10] = [
     RGBColor(0, 114, 178),
     RGBColor(213, 94, 0),
     RGBColor(0, 158, 115),
@@ -25,6 +27,8 @@ pub const PALETTE: [RGBColor; 8] = [
     RGBColor(86, 180, 233),
     RGBColor(0, 0, 0),
     RGBColor(240, 228, 66),
+    RGBColor(136, 34, 85),
+    RGBColor(153, 153, 153),
 ];
 
 /// The colour of the `index`-th series, as `#rrggbb` (for legends drawn in HTML).
@@ -516,6 +520,28 @@ pub fn format_number(v: f64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ten_series_get_ten_distinct_colours_matching_the_stylesheet() {
+        let css = include_str!("../../static/style.css");
+        let colours: Vec<String> = (0..10).map(palette_hex).collect();
+        for (i, colour) in colours.iter().enumerate() {
+            assert!(
+                !colours[..i].contains(colour),
+                "colour {i} ({colour}) repeats an earlier one"
+            );
+            let rule = format!(".c{i} {{ background: {colour}; }}");
+            assert!(css.contains(&rule), "style.css lacks `{rule}`");
+        }
+        // Far apart, not merely different: at least 60 apart in some RGB channel sum.
+        for (i, a) in PALETTE.iter().enumerate() {
+            for b in &PALETTE[..i] {
+                let distance =
+                    (a.0 as i32 - b.0 as i32).abs() + (a.1 as i32 - b.1 as i32).abs() + (a.2 as i32 - b.2 as i32).abs();
+                assert!(distance >= 60, "{a:?} and {b:?} are too alike");
+            }
+        }
+    }
 
     /// Polylines stroked in the palette colour of series `index` (axes and ticks are black).
     fn polylines(svg: &str, index: usize) -> usize {

@@ -5,6 +5,7 @@
 mod auth;
 pub mod bench;
 pub mod charts;
+pub mod epochs;
 pub mod error;
 mod guard;
 mod metrics;
@@ -84,6 +85,8 @@ pub struct AppState {
     pub predict: routes::predict::PredictCache,
     /// Parsed data set facts and cache builds of this process (see `/datasets`).
     pub datasets: crate::datasets::LiveDatasets,
+    /// Scalar epoch rows of recently shown runs (pages and charts re-read them constantly).
+    pub epoch_cache: epochs::EpochCache,
 }
 
 impl AppState {
@@ -98,6 +101,7 @@ impl AppState {
             ckpt_dir,
             predict: Default::default(),
             datasets: Default::default(),
+            epoch_cache: Default::default(),
         }
     }
 }

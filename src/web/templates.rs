@@ -42,7 +42,12 @@ pub struct RunRow {
 #[derive(Template, WebTemplate)]
 #[template(path = "runs.html")]
 pub struct RunsPage {
+    /// This page's rows of the runs that match the filters.
     pub rows: Vec<RunRow>,
+    /// Runs that match the filters, on all pages.
+    pub matching: usize,
+    /// Set when the matching runs take more than one page.
+    pub pager: Option<Pager>,
     pub total: usize,
     pub columns: Vec<Column>,
     pub q: String,
@@ -53,6 +58,15 @@ pub struct RunsPage {
     pub sort: String,
     pub dir: String,
     pub queue: Vec<QueueItem>,
+}
+
+/// Which rows of the runs list a page shows, with links to its neighbours (empty at the ends).
+pub struct Pager {
+    /// 1-based positions of the first and last row shown.
+    pub first: usize,
+    pub last: usize,
+    pub prev_href: String,
+    pub next_href: String,
 }
 
 /// A run's header facts.
@@ -139,6 +153,10 @@ pub struct CompareRun {
 #[derive(Template, WebTemplate)]
 #[template(path = "compare.html")]
 pub struct ComparePage {
+    /// A run is queued or running: the page follows `/compare/events` (static/compare.js).
+    pub live: bool,
+    /// Where that stream starts (`?after=`): the newest event when the page was drawn.
+    pub last_seq: i64,
     pub runs: Vec<CompareRun>,
     pub charts: Vec<ChartLink>,
     pub smooth: String,

@@ -11,10 +11,11 @@ use axum::routing::{get, post};
 use axum::Json;
 use axum::Router;
 use serde::Serialize;
+use serde_json::value::RawValue;
 use serde_json::{json, Value};
 
-use super::run::load_run;
-use crate::store::{EpochRow, Run};
+use super::run::{full_epoch, load_run, scalar_epochs};
+use crate::store::{EpochRow, Run, RunStatus};
 use crate::web::metrics::{self, LabelMetrics};
 use crate::web::{AppError, AppState, FieldError};
 
@@ -29,14 +30,76 @@ pub fn router() -> Router<Arc<AppState>> {
 
 #[derive(Serialize)]
 struct RunList {
-    runs: Vec<Run>,
+    runs: Vec<ListedRun>,
     /// Run ids waiting or training, in order.
     queue: Vec<String>,
 }
 
+/// A [`Run`] exactly as it serialises, but with the stored config text passed through unparsed:
+/// parsing and re-writing every config was most of this request's time with thousands of runs.
+#[derive(Serialize)]
+struct ListedRun {
+    id: String,
+    name: String,
+    status: RunStatus,
+    config: Box<RawValue>,
+    dataset: String,
+    model: String,
+    image_size: u32,
+    epochs_planned: u32,
+    epochs_done: u32,
+    best_epoch: Option<u32>,
+    best_metric_name: Option<String>,
+    best_metric: Option<f64>,
+    created_at: String,
+    started_at: Option<String>,
+    finished_at: Option<String>,
+    tags: Vec<String>,
+    notes: String,
+    error: Option<String>,
+    checkpoint_dir: Option<String>,
+    device: Option<String>,
+}
+
+impl ListedRun {
+    fn new(run: Run, config: String) -> ListedRun {
+        // Unreadable stored JSON shows as a string, as `Store::runs` shows it.
+        let config = match serde_json::from_str::<&RawValue>(&config) {
+            Ok(raw) => raw.to_owned(),
+            Err(_) => serde_json::value::to_raw_value(&config).expect("a string serialises"),
+        };
+        ListedRun {
+            id: run.id,
+            name: run.name,
+            status: run.status,
+            config,
+            dataset: run.dataset,
+            model: run.model,
+            image_size: run.image_size,
+            epochs_planned: run.epochs_planned,
+            epochs_done: run.epochs_done,
+            best_epoch: run.best_epoch,
+            best_metric_name: run.best_metric_name,
+            best_metric: run.best_metric,
+            created_at: run.created_at,
+            started_at: run.started_at,
+            finished_at: run.finished_at,
+            tags: run.tags,
+            notes: run.notes,
+            error: run.error,
+            checkpoint_dir: run.checkpoint_dir,
+            device: run.device,
+        }
+    }
+}
+
 async fn list_runs(State(state): State<Arc<AppState>>) -> Result<Json<RunList>, AppError> {
+    let runs = state.store.runs_with_raw_config()?;
     Ok(Json(RunList {
-        runs: state.store.runs()?,
+        runs: runs
+            .into_iter()
+            .map(|(run, config)| ListedRun::new(run, config))
+            .collect(),
         queue: state.jobs.queue(),
     }))
 }
@@ -54,19 +117,15 @@ struct RunDetail {
 
 async fn run_detail(State(state): State<Arc<AppState>>, Path(id): Path<String>) -> Result<Json<RunDetail>, AppError> {
     let run = load_run(&state, &id)?;
-    let epochs = state.store.epochs(&id)?;
-    let best = metrics::best_epoch(&run, &epochs);
-    let per_label = best.map(|e| metrics::per_label(&e.metrics)).unwrap_or_default();
+    // Scalar rows are the stored rows without `val_per_label`.
+    let epochs = scalar_epochs(&state, &id)?;
+    let best = full_epoch(&state, &id, metrics::best_epoch(&run, &epochs))?;
+    let per_label = best
+        .as_ref()
+        .map(|e| metrics::per_label(&e.metrics))
+        .unwrap_or_default();
     let per_label_epoch = best.map(|e| e.epoch);
-    let epochs = epochs
-        .into_iter()
-        .map(|mut e| {
-            if let Some(object) = e.metrics.as_object_mut() {
-                object.remove("val_per_label");
-            }
-            e
-        })
-        .collect();
+    let epochs = epochs.as_ref().clone();
     Ok(Json(RunDetail {
         run,
         epochs,
@@ -81,7 +140,7 @@ async fn metrics_csv(
     Path(id): Path<String>,
 ) -> Result<impl IntoResponse, AppError> {
     let run = load_run(&state, &id)?;
-    let epochs = state.store.epochs(&id)?;
+    let epochs = scalar_epochs(&state, &id)?;
     let keys = metrics::scalar_keys(&epochs);
     let mut writer = csv::Writer::from_writer(Vec::new());
     let csv_error = |e: csv::Error| AppError::Internal(format!("writing metrics CSV: {e}"));
@@ -89,7 +148,7 @@ async fn metrics_csv(
         .into_iter()
         .chain(keys.iter().map(String::as_str));
     writer.write_record(header).map_err(csv_error)?;
-    for e in &epochs {
+    for e in epochs.iter() {
         let mut record = vec![e.epoch.to_string(), e.committed_at.clone()];
         // Full precision, and empty where an epoch lacks a metric.
         record.extend(keys.iter().map(|k| {

@@ -10,16 +10,17 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::Router;
 
-use super::run::load_run;
+use super::run::{full_epoch, load_run, scalar_epochs};
 use super::{chart_name, metric_key, metric_title, svg, ChartQuery};
-use crate::store::{EpochRow, Run};
+use crate::store::{EpochRow, Run, RunStatus};
 use crate::web::charts::{self, palette_hex, BarGroup, LineChart, Series};
 use crate::web::metrics;
 use crate::web::templates::{encode_query, Cell, ChartLink, ComparePage, CompareRun, TableRow};
 use crate::web::{AppError, AppState};
 
-/// More lines than this are unreadable on one chart (and the palette repeats).
-const MAX_COMPARED: usize = 8;
+/// More lines than this are unreadable on one chart (and the palette repeats). Shared with the
+/// compare page's event stream, which follows the same runs.
+pub(crate) const MAX_COMPARED: usize = 10;
 
 /// Overlaid charts on the compare page, by metric key.
 const COMPARE_CHARTS: [&str; 5] = ["val_loss", "train_loss", "val_mean_auroc", "val_accuracy", "lr"];
@@ -31,7 +32,7 @@ pub fn router() -> Router<Arc<AppState>> {
 }
 
 /// The raw query as pairs, since `run` may repeat.
-type Pairs = Vec<(String, String)>;
+pub(crate) type Pairs = Vec<(String, String)>;
 
 fn value<'a>(pairs: &'a Pairs, key: &str) -> Option<&'a str> {
     pairs.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
@@ -45,7 +46,7 @@ fn chart_query(pairs: &Pairs) -> ChartQuery {
 }
 
 /// The runs to compare, in the order given, without duplicates.
-fn run_ids(pairs: &Pairs) -> Result<Vec<String>, AppError> {
+pub(crate) fn run_ids(pairs: &Pairs) -> Result<Vec<String>, AppError> {
     let mut ids: Vec<String> = Vec::new();
     for (key, value) in pairs {
         if key == "runs" || key == "run" {
@@ -70,18 +71,31 @@ fn run_ids(pairs: &Pairs) -> Result<Vec<String>, AppError> {
     Ok(ids)
 }
 
-fn load(state: &AppState, ids: &[String]) -> Result<Vec<(Run, Vec<EpochRow>)>, AppError> {
+/// Each run with its scalar epoch rows (per-label rows are read only for the best epochs).
+type Loaded = Vec<(Run, Arc<Vec<EpochRow>>)>;
+
+fn load(state: &AppState, ids: &[String]) -> Result<Loaded, AppError> {
     ids.iter()
         .map(|id| {
             let run = load_run(state, id)?;
-            let epochs = state.store.epochs(id)?;
+            let epochs = scalar_epochs(state, id)?;
             Ok((run, epochs))
         })
         .collect()
 }
 
+/// Per-label validation metrics at each run's best epoch (empty where a run has none).
+fn best_per_label(state: &AppState, runs: &Loaded) -> Result<Vec<Vec<metrics::LabelMetrics>>, AppError> {
+    runs.iter()
+        .map(|(run, epochs)| {
+            let best = full_epoch(state, &run.id, metrics::best_epoch(run, epochs))?;
+            Ok(best.map(|e| metrics::per_label(&e.metrics)).unwrap_or_default())
+        })
+        .collect()
+}
+
 /// Legend names: run names, with the id added where two runs share a name.
-fn display_names(runs: &[(Run, Vec<EpochRow>)]) -> Vec<String> {
+fn display_names(runs: &Loaded) -> Vec<String> {
     runs.iter()
         .map(|(run, _)| {
             if runs.iter().filter(|(r, _)| r.name == run.name).count() > 1 {
@@ -97,6 +111,8 @@ async fn compare_page(State(state): State<Arc<AppState>>, Query(pairs): Query<Pa
     let ids = run_ids(&pairs)?;
     let display = chart_query(&pairs).display()?;
     let only_differences = matches!(value(&pairs, "diff"), Some("1" | "on" | "true"));
+    // Read before the runs: the live stream starts here, so nothing after this drawing is missed.
+    let last_seq = state.store.last_event_seq()?;
     let runs = load(&state, &ids)?;
     let names = display_names(&runs);
     let runs_param = ids.iter().map(|id| encode_query(id)).collect::<Vec<_>>().join(",");
@@ -174,14 +190,7 @@ async fn compare_page(State(state): State<Arc<AppState>>, Query(pairs): Query<Pa
         .collect();
 
     // Per-label AUROC at each run's best epoch.
-    let per_label: Vec<Vec<metrics::LabelMetrics>> = runs
-        .iter()
-        .map(|(run, epochs)| {
-            metrics::best_epoch(run, epochs)
-                .map(|e| metrics::per_label(&e.metrics))
-                .unwrap_or_default()
-        })
-        .collect();
+    let per_label = best_per_label(&state, &runs)?;
     let mut label_names: Vec<String> = Vec::new();
     for l in per_label.iter().flatten() {
         if !label_names.contains(&l.label) {
@@ -210,7 +219,12 @@ async fn compare_page(State(state): State<Arc<AppState>>, Query(pairs): Query<Pa
         "/compare?runs={runs_param}{suffix}{}",
         if only_differences { "" } else { "&diff=1" }
     );
+    let live = runs
+        .iter()
+        .any(|(run, _)| matches!(run.status, RunStatus::Queued | RunStatus::Running));
     Ok(ComparePage {
+        live,
+        last_seq,
         runs: runs
             .iter()
             .zip(names)
@@ -270,14 +284,7 @@ async fn compare_chart(
     let runs = load(&state, &ids)?;
     let names = display_names(&runs);
     if name == "per_label_auroc" {
-        let per_label: Vec<Vec<metrics::LabelMetrics>> = runs
-            .iter()
-            .map(|(run, epochs)| {
-                metrics::best_epoch(run, epochs)
-                    .map(|e| metrics::per_label(&e.metrics))
-                    .unwrap_or_default()
-            })
-            .collect();
+        let per_label = best_per_label(&state, &runs)?;
         let mut categories: Vec<String> = Vec::new();
         for l in per_label.iter().flatten() {
             if !categories.contains(&l.label) {

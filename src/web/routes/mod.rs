@@ -3,7 +3,7 @@
 
 mod actions;
 mod api;
-mod compare;
+pub(crate) mod compare;
 mod datasets;
 mod new_run;
 pub mod predict;
@@ -31,6 +31,7 @@ pub fn router() -> Router<Arc<AppState>> {
         .merge(datasets::router())
         .route("/static/style.css", get(style))
         .route("/static/live.js", get(live_script))
+        .route("/static/compare.js", get(compare_script))
         .route("/static/actions.js", get(actions_script))
         .route("/static/datasets.js", get(datasets_script))
 }
@@ -46,6 +47,13 @@ async fn live_script() -> impl IntoResponse {
     (
         [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
         include_str!("../../../static/live.js"),
+    )
+}
+
+async fn compare_script() -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
+        include_str!("../../../static/compare.js"),
     )
 }
 

@@ -11,7 +11,7 @@ use serde::Deserialize;
 
 use super::runs::progress_pct;
 use super::{chart_name, svg, ChartQuery, RUN_CHARTS};
-use crate::store::{EventRow, Run};
+use crate::store::{EpochRow, EventRow, Run};
 use crate::web::charts::{self, BarGroup, LineChart, Series};
 use crate::web::metrics::{self, LabelMetrics};
 use crate::web::templates::{encode_query, Cell, ChartLink, EventLine, RunPage, RunSummary, TableRow};
@@ -50,6 +50,19 @@ pub(super) fn load_run(state: &AppState, id: &str) -> Result<Run, AppError> {
     state.store.run(id)?.ok_or_else(|| AppError::unknown_run(id))
 }
 
+/// A run's epochs with scalar metrics only; enough for tables, charts and choosing an epoch.
+pub(super) fn scalar_epochs(state: &AppState, id: &str) -> Result<Arc<Vec<EpochRow>>, AppError> {
+    Ok(state.epoch_cache.scalar_epochs(&state.store, id)?)
+}
+
+/// The full row (per-label metrics included) of the epoch chosen among `epochs`.
+pub(super) fn full_epoch(state: &AppState, id: &str, chosen: Option<&EpochRow>) -> Result<Option<EpochRow>, AppError> {
+    match chosen {
+        Some(e) => Ok(state.store.epoch_row(id, e.epoch)?),
+        None => Ok(None),
+    }
+}
+
 async fn run_page(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
@@ -58,11 +71,12 @@ async fn run_page(
     let display = query.chart.display()?;
     let wanted_epoch = query.epoch()?;
     let run = load_run(&state, &id)?;
-    let epochs = state.store.epochs(&id)?;
-    let events = state.store.events_after(&id, 0)?;
+    let epochs = scalar_epochs(&state, &id)?;
+    let (events, events_total) = state.store.recent_events(&id, EVENT_LOG_LINES)?;
     let now = crate::store::now();
     let best = metrics::best_epoch(&run, &epochs).map(|e| e.epoch);
-    let chosen = metrics::chosen_epoch(&run, &epochs, wanted_epoch);
+    let chosen_row = full_epoch(&state, &id, metrics::chosen_epoch(&run, &epochs, wanted_epoch))?;
+    let chosen = chosen_row.as_ref();
     let base = format!("/runs/{}/charts", encode_query(&run.id));
     let suffix = display.query_suffix();
 
@@ -116,8 +130,8 @@ async fn run_page(
             .collect(),
         None => Vec::new(),
     };
-    let events_hidden = events.len().saturating_sub(EVENT_LOG_LINES);
-    let event_lines = events.iter().skip(events_hidden).rev().map(event_line).collect();
+    let events_hidden = events_total.saturating_sub(events.len());
+    let event_lines = events.iter().rev().map(event_line).collect();
 
     Ok(RunPage {
         run: summary(&run, best, &now),
@@ -227,10 +241,11 @@ async fn run_chart(
     let name = chart_name(&file)?;
     let display = query.chart.display()?;
     let run = load_run(&state, &id)?;
-    let epochs = state.store.epochs(&id)?;
+    let epochs = scalar_epochs(&state, &id)?;
     let body = match name {
         "per_label_auroc" => {
-            let chosen = metrics::chosen_epoch(&run, &epochs, query.epoch()?);
+            let chosen = full_epoch(&state, &id, metrics::chosen_epoch(&run, &epochs, query.epoch()?))?;
+            let chosen = chosen.as_ref();
             let labels = chosen.map(|e| metrics::per_label(&e.metrics)).unwrap_or_default();
             let title = match chosen {
                 Some(e) => format!("AUROC per label (epoch {})", e.epoch),
@@ -248,7 +263,7 @@ async fn run_chart(
                 .label
                 .as_deref()
                 .ok_or_else(|| AppError::BadRequest("the confusion chart needs ?label=NAME".into()))?;
-            let chosen = metrics::chosen_epoch(&run, &epochs, query.epoch()?)
+            let chosen = full_epoch(&state, &id, metrics::chosen_epoch(&run, &epochs, query.epoch()?))?
                 .ok_or_else(|| AppError::NotFound(format!("run '{id}' has no epochs yet")))?;
             let label = metrics::per_label(&chosen.metrics)
                 .into_iter()

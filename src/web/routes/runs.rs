@@ -11,7 +11,7 @@ use serde::Deserialize;
 
 use crate::store::{Run, RunStatus};
 use crate::web::metrics::{self, RANKING_KEY};
-use crate::web::templates::{encode_query, Column, QueueItem, RunRow, RunsPage};
+use crate::web::templates::{encode_query, Column, Pager, QueueItem, RunRow, RunsPage};
 use crate::web::{AppError, AppState};
 
 pub fn router() -> Router<Arc<AppState>> {
@@ -26,7 +26,13 @@ struct ListQuery {
     dataset: Option<String>,
     sort: Option<String>,
     dir: Option<String>,
+    /// 1-based page of [`PAGE_ROWS`] rows.
+    page: Option<String>,
 }
+
+/// Rows per page: thousands of rows make a page of megabytes that no one scrolls through;
+/// filters and sorting still apply to every run.
+const PAGE_ROWS: usize = 200;
 
 const STATUSES: [&str; 6] = ["queued", "running", "done", "failed", "cancelled", "interrupted"];
 
@@ -66,7 +72,8 @@ pub(super) fn summarise(
     let (auroc, best_accuracy) = match best_values {
         Some(values) => (values[0], values[1]),
         None => {
-            let epochs = state.store.epochs(&run.id)?;
+            // Straight from the store: the list would churn the page cache of epoch rows.
+            let epochs = state.store.scalar_epochs(&run.id)?;
             let best = metrics::best_epoch(&run, &epochs);
             (
                 best.and_then(|e| metrics::number(&e.metrics, BEST_KEYS[0])),
@@ -99,7 +106,8 @@ pub(super) fn progress_pct(run: &Run) -> u32 {
 
 async fn runs_page(State(state): State<Arc<AppState>>, Query(query): Query<ListQuery>) -> Result<RunsPage, AppError> {
     let now = crate::store::now();
-    let all = state.store.runs()?;
+    // The list never shows configs: they are not even read.
+    let all = state.store.runs_without_config()?;
     let total = all.len();
     let queue = queue_items(&state, &all);
     let mut datasets: Vec<String> = all.iter().map(|r| r.dataset.clone()).collect();
@@ -128,6 +136,14 @@ async fn runs_page(State(state): State<Arc<AppState>>, Query(query): Query<ListQ
         Some("desc") => true,
         None | Some("") => sort == "created",
         Some(other) => return Err(AppError::BadRequest(format!("dir must be asc or desc, not '{other}'"))),
+    };
+    let page = match query.page.as_deref().map(str::trim) {
+        None | Some("") => 1,
+        Some(text) => text
+            .parse::<usize>()
+            .ok()
+            .filter(|&p| p >= 1)
+            .ok_or_else(|| AppError::BadRequest(format!("page must be a whole number from 1, not '{text}'")))?,
     };
 
     let best_values = state.store.best_epoch_values(&BEST_KEYS)?;
@@ -177,9 +193,33 @@ async fn runs_page(State(state): State<Arc<AppState>>, Query(query): Query<ListQ
             }
         })
         .collect();
-    let rows = summaries.into_iter().map(row).collect();
+    let matching = summaries.len();
+    let pages = matching.div_ceil(PAGE_ROWS).max(1);
+    // Past the end (runs were deleted meanwhile): the last page.
+    let page = page.min(pages);
+    let first = (page - 1) * PAGE_ROWS;
+    let rows: Vec<RunRow> = summaries.into_iter().skip(first).take(PAGE_ROWS).map(row).collect();
+    let page_href = |p: usize| {
+        format!(
+            "/?{filter_query}&sort={}&dir={}&page={p}",
+            encode_query(&sort),
+            if descending { "desc" } else { "asc" }
+        )
+    };
+    let pager = (pages > 1).then(|| Pager {
+        first: first + 1,
+        last: first + rows.len(),
+        prev_href: if page > 1 { page_href(page - 1) } else { String::new() },
+        next_href: if page < pages {
+            page_href(page + 1)
+        } else {
+            String::new()
+        },
+    });
     Ok(RunsPage {
         rows,
+        matching,
+        pager,
         total,
         columns,
         q,

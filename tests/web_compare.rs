@@ -1,0 +1,384 @@
+//! The live compare page: `/compare/events` multiplexes several runs' events over one SSE stream
+//! (over a real loopback socket), and the page takes up to 10 runs.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use cxr8::store::{EventRow, NewRun, RunStatus, Store};
+use cxr8::web::{app, AppState, FieldError, JobControl, JobError};
+use serde_json::{json, Value};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tower::ServiceExt;
+
+/// The compare stream never submits or cancels anything.
+struct NoJobs;
+
+impl JobControl for NoJobs {
+    fn submit(&self, _config: Value) -> Result<String, Vec<FieldError>> {
+        Err(vec![FieldError::new("", "not in this test")])
+    }
+    fn cancel(&self, id: &str) -> Result<(), JobError> {
+        Err(JobError::UnknownRun(id.into()))
+    }
+    fn resume(&self, id: &str) -> Result<(), JobError> {
+        Err(JobError::UnknownRun(id.into()))
+    }
+    fn queue(&self) -> Vec<String> {
+        Vec::new()
+    }
+}
+
+struct Fixture {
+    state: Arc<AppState>,
+    _dirs: tempfile::TempDir,
+}
+
+impl Fixture {
+    fn new() -> Fixture {
+        let dirs = tempfile::tempdir().unwrap();
+        let store = Arc::new(Store::open_in_memory().unwrap());
+        let state = Arc::new(AppState::new(
+            store,
+            Arc::new(NoJobs),
+            dirs.path().join("data"),
+            dirs.path().join("ckpts"),
+        ));
+        Fixture { state, _dirs: dirs }
+    }
+
+    /// A running run with two stored epochs (so its charts draw a line).
+    fn run(&self, name: &str) -> String {
+        let store = &self.state.store;
+        let new = NewRun {
+            name,
+            config: &json!({"model": "simple-cnn", "lr": 0.001}),
+            dataset: "demo",
+            model: "simple-cnn",
+            image_size: 64,
+            epochs_planned: 5,
+            tags: &[],
+        };
+        // Ids are a per-second stamp plus 16 random bits: retry the rare collision.
+        let id = (0..5).find_map(|_| store.create_run(&new).ok()).unwrap();
+        store.set_status(&id, RunStatus::Running, None).unwrap();
+        for epoch in 1..=2 {
+            let metrics = json!({"val_loss": 1.0 - 0.1 * epoch as f64, "val_mean_auroc": 0.6});
+            store.record_epoch(&id, epoch, &metrics, None).unwrap();
+        }
+        id
+    }
+
+    /// Stores an event without broadcasting it (as if written while no one listened).
+    fn store_event(&self, run: &str, kind: &str, payload: Value) -> EventRow {
+        let seq = self.state.store.append_event(run, kind, &payload).unwrap();
+        EventRow {
+            seq,
+            run_id: run.to_string(),
+            kind: kind.into(),
+            payload,
+            at: cxr8::store::now(),
+        }
+    }
+
+    /// Stores and broadcasts an event, as the training worker does.
+    fn emit(&self, run: &str, kind: &str, payload: Value) -> i64 {
+        let row = self.store_event(run, kind, payload);
+        let seq = row.seq;
+        self.state.events.send(row).unwrap();
+        seq
+    }
+
+    async fn serve(&self) -> (std::net::SocketAddr, tokio::task::JoinHandle<()>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let router = app(self.state.clone());
+        let server = tokio::spawn(async move {
+            axum::serve(listener, router).await.unwrap();
+        });
+        (address, server)
+    }
+}
+
+/// One received event: (id, event name, run id, payload).
+type Received = (i64, String, String, Value);
+
+/// Opens `/compare/events?runs=...` and waits for the response head (so the handler has
+/// subscribed to the broadcast before the test sends anything).
+async fn open(address: std::net::SocketAddr, runs: &[&str], last_event_id: Option<i64>) -> TcpStream {
+    let mut stream = TcpStream::connect(address).await.unwrap();
+    let resume = last_event_id
+        .map(|id| format!("Last-Event-ID: {id}\r\n"))
+        .unwrap_or_default();
+    let request = format!(
+        "GET /compare/events?runs={} HTTP/1.1\r\nHost: {address}\r\nAccept: text/event-stream\r\n{resume}\r\n",
+        runs.join(",")
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        assert_eq!(stream.read(&mut byte).await.unwrap(), 1, "closed before its head");
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8_lossy(&head).into_owned();
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert!(head.contains("text/event-stream"), "{head}");
+    stream
+}
+
+/// Reads whole SSE frames until `count` events have arrived.
+async fn read_events(stream: &mut TcpStream, count: usize) -> Vec<Received> {
+    let mut text = String::new();
+    let mut buffer = [0u8; 4096];
+    loop {
+        let complete = &text[..text.rfind("\n\n").map_or(0, |end| end + 2)];
+        let events: Vec<Received> = complete
+            .split("\n\n")
+            .filter(|frame| frame.contains("data:") && frame.contains("id:"))
+            .map(|frame| {
+                let field = |name: &str| {
+                    frame
+                        .lines()
+                        .find_map(|l| l.strip_prefix(name))
+                        .map(|v| v.trim().to_string())
+                        .unwrap_or_default()
+                };
+                let data: Value = serde_json::from_str(&field("data:")).unwrap();
+                (
+                    field("id:").parse().unwrap(),
+                    field("event:"),
+                    data["run_id"].as_str().unwrap().to_string(),
+                    data["payload"].clone(),
+                )
+            })
+            .collect();
+        if events.len() >= count {
+            return events;
+        }
+        // A guard against hanging forever when an event never comes, not a speed check.
+        let n = tokio::time::timeout(std::time::Duration::from_secs(60), stream.read(&mut buffer))
+            .await
+            .unwrap_or_else(|_| panic!("no event for 60 s; received so far: {text}"))
+            .unwrap();
+        assert!(n > 0, "stream closed early after: {text}");
+        text.push_str(&String::from_utf8_lossy(&buffer[..n]));
+    }
+}
+
+fn ids(events: &[Received]) -> Vec<i64> {
+    events.iter().map(|e| e.0).collect()
+}
+
+#[tokio::test]
+async fn one_stream_carries_both_runs_and_not_a_third() {
+    let f = Fixture::new();
+    let (a, b, c) = (f.run("a"), f.run("b"), f.run("c"));
+    let stored = [
+        f.store_event(&a, "status", json!({"status": "running"})),
+        f.store_event(&c, "status", json!({"status": "running"})),
+        f.store_event(&b, "status", json!({"status": "running"})),
+    ];
+    let (address, server) = f.serve().await;
+    let mut stream = open(address, &[&a, &b], None).await;
+
+    let backlog = read_events(&mut stream, 2).await;
+    assert_eq!(
+        ids(&backlog),
+        [stored[0].seq, stored[2].seq],
+        "stored events of a and b only"
+    );
+    assert_eq!((backlog[0].2.as_str(), backlog[1].2.as_str()), (a.as_str(), b.as_str()));
+    assert_eq!(backlog[0].1, "status");
+    assert_eq!(backlog[0].3, json!({"status": "running"}));
+
+    // Live: c's event goes first; had it been delivered it would come first.
+    f.emit(&c, "epoch", json!({"epoch": 2}));
+    let from_b = f.emit(&b, "epoch", json!({"epoch": 2}));
+    let from_a = f.emit(&a, "done", json!({"status": "done"}));
+    let live = read_events(&mut stream, 2).await;
+    assert_eq!(
+        live,
+        [
+            (from_b, "epoch".to_string(), b.clone(), json!({"epoch": 2})),
+            (from_a, "done".to_string(), a.clone(), json!({"status": "done"})),
+        ]
+    );
+    server.abort();
+}
+
+#[tokio::test]
+async fn a_reconnect_resumes_after_last_event_id_without_gaps_or_duplicates() {
+    let f = Fixture::new();
+    let (a, b) = (f.run("a"), f.run("b"));
+    let (address, server) = f.serve().await;
+    let mut stream = open(address, &[&a, &b], None).await;
+    let first: Vec<i64> = (0..4)
+        .map(|i| f.emit(if i % 2 == 0 { &a } else { &b }, "progress", json!({"step": i})))
+        .collect();
+    let received = read_events(&mut stream, 4).await;
+    assert_eq!(ids(&received), first);
+    drop(stream);
+
+    // Written while the browser was away (stored, nobody listening), then live after it returns.
+    let missed: Vec<i64> = (4..7)
+        .map(|i| {
+            f.store_event(if i % 2 == 0 { &a } else { &b }, "progress", json!({"step": i}))
+                .seq
+        })
+        .collect();
+    let mut stream = open(address, &[&a, &b], Some(*first.last().unwrap())).await;
+    let later = f.emit(&b, "done", json!({"status": "done"}));
+    let resumed = read_events(&mut stream, 4).await;
+    let mut expected = missed.clone();
+    expected.push(later);
+    assert_eq!(ids(&resumed), expected, "every event after the last id once, in order");
+    assert_eq!(resumed[3].3["status"], "done");
+    server.abort();
+}
+
+#[tokio::test]
+async fn events_broadcast_out_of_order_arrive_in_order_once() {
+    // Two writers (say, a training run and a cancelled queued run) store their events in one
+    // order and broadcast them in the other: ids must still only increase, nothing lost.
+    let f = Fixture::new();
+    let (a, b) = (f.run("a"), f.run("b"));
+    let (address, server) = f.serve().await;
+    let mut stream = open(address, &[&a, &b], None).await;
+    let first = f.store_event(&a, "epoch", json!({"epoch": 2}));
+    let second = f.store_event(&b, "done", json!({"status": "cancelled"}));
+    f.state.events.send(second.clone()).unwrap();
+    f.state.events.send(first.clone()).unwrap();
+    let after = f.emit(&a, "epoch", json!({"epoch": 3}));
+    let received = read_events(&mut stream, 3).await;
+    assert_eq!(ids(&received), [first.seq, second.seq, after]);
+    server.abort();
+}
+
+#[tokio::test]
+async fn unknown_runs_and_too_many_runs_are_refused() {
+    let f = Fixture::new();
+    let a = f.run("a");
+    let get = |uri: String| {
+        let router = app(f.state.clone());
+        async move {
+            let request = Request::get(uri).body(Body::empty()).unwrap();
+            let response = router.oneshot(request).await.unwrap();
+            let status = response.status();
+            let body = axum::body::to_bytes(response.into_body(), 1 << 20).await.unwrap();
+            (status, String::from_utf8_lossy(&body).into_owned())
+        }
+    };
+    let (status, body) = get(format!("/compare/events?runs={a},nope")).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    assert!(body.contains("'nope'"), "{body}");
+
+    let eleven: Vec<String> = (0..11).map(|i| format!("r{i}")).collect();
+    let (status, body) = get(format!("/compare/events?runs={}", eleven.join(","))).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(body.contains("at most 10"), "{body}");
+    let (status, body) = get("/compare/events".into()).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    let (status, body) = get(format!("/compare/events?runs={a}&after=yesterday")).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(body.contains("event number"), "{body}");
+}
+
+#[tokio::test]
+async fn ten_runs_compare_with_ten_colours_and_the_page_goes_live_only_while_one_trains() {
+    let f = Fixture::new();
+    let runs: Vec<String> = (0..10).map(|i| f.run(&format!("run {i}"))).collect();
+    let get = |uri: String| {
+        let router = app(f.state.clone());
+        async move {
+            let request = Request::get(uri).body(Body::empty()).unwrap();
+            let response = router.oneshot(request).await.unwrap();
+            let status = response.status();
+            let body = axum::body::to_bytes(response.into_body(), 16 << 20).await.unwrap();
+            (status, String::from_utf8_lossy(&body).into_owned())
+        }
+    };
+    let newest = f.store_event(&runs[0], "status", json!({"status": "running"})).seq;
+    let (status, page) = get(format!("/compare?runs={}", runs.join(","))).await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    assert!(page.contains("Compare 10 runs"));
+    assert!(page.contains("swatch c9"), "the tenth run has its own colour");
+    assert!(page.contains("/static/compare.js"));
+    assert!(page.contains(&format!("data-runs=\"{}\"", runs.join(","))), "{page}");
+    assert!(
+        page.contains(&format!("data-after=\"{newest}\"")),
+        "the stream starts after the page"
+    );
+    assert!(page.contains("data-live=\"true\""));
+    assert!(page.contains(&format!("data-status-of=\"{}\"", runs[9])));
+    let (status, chart) = get(format!("/compare/charts/val_loss.svg?runs={}", runs.join(","))).await;
+    assert_eq!(status, StatusCode::OK, "{chart}");
+    // The tenth colour (grey) draws the tenth run's line.
+    assert!(chart.contains("#999999"), "tenth series colour in the chart");
+
+    for run in &runs {
+        f.state.store.set_status(run, RunStatus::Done, None).unwrap();
+    }
+    let (_, page) = get(format!("/compare?runs={}", runs.join(","))).await;
+    assert!(page.contains("data-live=\"false\""), "finished runs: no stream");
+
+    let (status, script) = get("/static/compare.js".into()).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(script.contains("/compare/events") && script.contains("EventSource"));
+}
+
+#[tokio::test]
+async fn the_runs_list_pages_a_big_store() {
+    // Not the compare page, but the same scale work: 10,000 runs must not make one huge page.
+    let f = Fixture::new();
+    let runs = (0..205).map(|i| cxr8::store::scalars::FinishedRun {
+        id: format!("bulk-{i:03}"),
+        name: format!("bulk run {i}"),
+        config: json!({"model": "simple-cnn"}),
+        dataset: "demo".into(),
+        model: "simple-cnn".into(),
+        image_size: 64,
+        tags: vec![],
+        epochs: vec![json!({"epoch": 1, "val_mean_auroc": 0.5 + i as f64 / 1000.0})],
+        best: Some((1, "val_mean_auroc".into(), 0.5 + i as f64 / 1000.0)),
+    });
+    f.state.store.insert_finished_runs(runs).unwrap();
+    let get = |uri: &'static str| {
+        let router = app(f.state.clone());
+        async move {
+            let response = router
+                .oneshot(Request::get(uri).body(Body::empty()).unwrap())
+                .await
+                .unwrap();
+            let status = response.status();
+            let body = axum::body::to_bytes(response.into_body(), 16 << 20).await.unwrap();
+            (status, String::from_utf8_lossy(&body).into_owned())
+        }
+    };
+    let (status, first) = get("/?sort=auroc&dir=desc").await;
+    assert_eq!(status, StatusCode::OK, "{first}");
+    assert!(
+        first.contains("205 of 205") && first.contains("rows 1–200 of 205"),
+        "{first}"
+    );
+    assert_eq!(first.matches("<tr data-run=").count(), 200);
+    assert!(first.contains(">bulk run 204<"), "highest AUROC first");
+    assert!(
+        first.contains("sort=auroc&#38;dir=desc&#38;page=2"),
+        "next link keeps the order"
+    );
+    let (_, second) = get("/?sort=auroc&dir=desc&page=2").await;
+    assert_eq!(second.matches("<tr data-run=").count(), 5);
+    assert!(second.contains(">bulk run 0<") && second.contains("rows 201–205 of 205"));
+    let (_, past) = get("/?sort=auroc&dir=desc&page=9").await;
+    assert!(past.contains("rows 201–205"), "past the end: the last page");
+    let (status, body) = get("/?page=0").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(body.contains("page must be a whole number"), "{body}");
+    let (_, filtered) = get("/?q=bulk%20run%2019").await;
+    assert!(
+        filtered.contains("11 of 205") && !filtered.contains("rows "),
+        "one page: no pager"
+    );
+}

@@ -9,7 +9,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use crate::runs;
 use crate::store::{EventRow, RunStatus, Store};
 use crate::train::job::JobPaths;
-use crate::train::runner::CancelHandle;
+use crate::train::runner::{CancelHandle, Outcome};
 use crate::train::{FieldError, TrainConfig, TrainEvent};
 
 /// Why a queue operation was refused.
@@ -38,12 +38,28 @@ struct State {
     shutdown: bool,
 }
 
+/// What the worker does with a job: `runs::execute`, or a stand-in in the tests below.
+type Executor = Box<
+    dyn Fn(
+            Arc<Store>,
+            &str,
+            &TrainConfig,
+            &JobPaths,
+            bool,
+            &CancelHandle,
+            runs::Listener,
+        ) -> crate::train::Result<Outcome>
+        + Send
+        + Sync,
+>;
+
 struct Shared {
     store: Arc<Store>,
     paths: JobPaths,
     state: Mutex<State>,
     wake: Condvar,
     listener: EventListener,
+    execute: Executor,
 }
 
 impl Shared {
@@ -60,14 +76,26 @@ pub struct Queue {
 
 impl Queue {
     /// Starts the worker thread. Runs left `queued` in the store by an earlier process are queued
-    /// again, oldest first.
+    /// again, oldest first; one that was queued to resume (it has a checkpoint) still resumes.
     pub fn start(store: Arc<Store>, paths: JobPaths, listener: EventListener) -> std::io::Result<Queue> {
+        let execute: Executor = Box::new(|store, run_id, config, paths, resume, cancel, listener| {
+            runs::execute(store, run_id, config, paths, resume, cancel, Some(listener), None)
+        });
+        Self::start_with(store, paths, listener, execute)
+    }
+
+    fn start_with(
+        store: Arc<Store>,
+        paths: JobPaths,
+        listener: EventListener,
+        execute: Executor,
+    ) -> std::io::Result<Queue> {
         let mut state = State::default();
         if let Ok(runs) = store.runs() {
             for run in runs.iter().rev().filter(|r| r.status == RunStatus::Queued) {
                 state.waiting.push_back(Job {
                     run_id: run.id.clone(),
-                    resume: false,
+                    resume: has_checkpoint(&paths, &run.id),
                 });
             }
         }
@@ -77,6 +105,7 @@ impl Queue {
             state: Mutex::new(state),
             wake: Condvar::new(),
             listener,
+            execute,
         });
         let worker = shared.clone();
         std::thread::Builder::new()
@@ -153,11 +182,7 @@ impl Queue {
                 run.status.as_str()
             )));
         }
-        use crate::train::checkpoint::{RunCheckpoints, Slot};
-        let resume = matches!(
-            RunCheckpoints::new(&self.shared.paths.ckpt_dir, id).slot_dir(Slot::Last),
-            Ok(Some(_))
-        );
+        let resume = has_checkpoint(&self.shared.paths, id);
         self.shared
             .store
             .set_status(id, RunStatus::Queued, None)
@@ -189,6 +214,15 @@ impl Queue {
         }
         self.shared.wake.notify_all();
     }
+}
+
+/// Whether a run has a last-epoch checkpoint to continue from.
+fn has_checkpoint(paths: &JobPaths, run_id: &str) -> bool {
+    use crate::train::checkpoint::{RunCheckpoints, Slot};
+    matches!(
+        RunCheckpoints::new(&paths.ckpt_dir, run_id).slot_dir(Slot::Last),
+        Ok(Some(_))
+    )
 }
 
 fn work(shared: Arc<Shared>) {
@@ -239,15 +273,14 @@ fn run_one(shared: &Shared, job: &Job, cancel: &CancelHandle) {
     let listener = shared.listener.clone();
     let forward: runs::Listener = Box::new(move |_event, row| listener(row));
     let result = catch_unwind(AssertUnwindSafe(|| {
-        runs::execute(
+        (shared.execute)(
             store.clone(),
             &job.run_id,
             &config,
             &shared.paths,
             job.resume,
             cancel,
-            Some(forward),
-            None,
+            forward,
         )
     }));
     match result {
@@ -262,5 +295,94 @@ fn run_one(shared: &Shared, job: &Job, cancel: &CancelHandle) {
                 .unwrap_or_else(|| "unknown panic".into());
             fail(format!("the training job crashed: {message}"));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::NewRun;
+    use std::time::{Duration, Instant};
+
+    fn queued_run(store: &Store, name: &str) -> String {
+        let config = serde_json::to_value(TrainConfig {
+            name: Some(name.into()),
+            ..TrainConfig::default()
+        })
+        .unwrap();
+        store
+            .create_run(&NewRun {
+                name,
+                config: &config,
+                dataset: "demo",
+                model: "m",
+                image_size: 64,
+                epochs_planned: 1,
+                tags: &[],
+            })
+            .unwrap()
+    }
+
+    fn wait_for_status(store: &Store, id: &str, want: RunStatus) -> crate::store::Run {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let run = store.run(id).unwrap().unwrap();
+            if run.status == want {
+                return run;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "run {id} stayed {:?}, wanted {want:?}",
+                run.status
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    #[test]
+    fn a_panicking_job_fails_its_run_and_the_worker_runs_the_next() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(Store::open(dir.path()).unwrap());
+        // Queued before the queue starts, so both are picked up from the store in order.
+        let boom = queued_run(&store, "boom");
+        let fine = queued_run(&store, "fine");
+        let heard: Arc<Mutex<Vec<EventRow>>> = Arc::default();
+        let sink = heard.clone();
+        let execute: Executor = Box::new(|store, run_id, config, _paths, _resume, _cancel, _listener| {
+            if config.name.as_deref() == Some("boom") {
+                panic!("index out of bounds: the len is 3 but the index is 7");
+            }
+            store.set_status(run_id, RunStatus::Done, None).unwrap();
+            Ok(Outcome::Cancelled)
+        });
+        let paths = JobPaths {
+            data_dir: dir.path().into(),
+            ckpt_dir: dir.path().join("ckpts"),
+        };
+        let queue = Queue::start_with(
+            store.clone(),
+            paths,
+            Arc::new(move |row| sink.lock().unwrap().push(row.clone())),
+            execute,
+        )
+        .unwrap();
+
+        let failed = wait_for_status(&store, &boom, RunStatus::Failed);
+        let message = failed.error.unwrap_or_default();
+        assert!(
+            message.contains("the training job crashed") && message.contains("the index is 7"),
+            "{message}"
+        );
+        wait_for_status(&store, &fine, RunStatus::Done);
+        let heard = heard.lock().unwrap();
+        assert!(
+            heard
+                .iter()
+                .any(|e| e.run_id == boom && e.kind == "done" && e.payload["message"] == message.as_str()),
+            "the failure is broadcast: {heard:?}"
+        );
+        let stored = store.events_after(&boom, 0).unwrap();
+        assert_eq!(stored.last().map(|e| e.kind.as_str()), Some("done"));
+        queue.shutdown();
     }
 }

@@ -104,6 +104,12 @@ pub struct Recorder {
     batch_size: usize,
     best: Option<(usize, f64)>,
     listener: Option<Listener>,
+    /// Stops the run when an epoch cannot be recorded (disk full, store unwritable): training on
+    /// would commit later epochs around a hole. The epoch's checkpoint is already written, so a
+    /// resume records it (see [`record_checkpointed_epoch`]).
+    stop: Option<CancelHandle>,
+    /// Why the run was stopped that way; its `Cancelled` end is reported as this failure.
+    write_failure: Option<String>,
 }
 
 impl Recorder {
@@ -168,7 +174,15 @@ impl Recorder {
             batch_size: config.batch_size,
             best,
             listener,
+            stop: None,
+            write_failure: None,
         }
+    }
+
+    /// Cancels `run` when an epoch cannot be recorded; the run then ends `failed`, saying why.
+    pub fn stop_on_write_failure(mut self, run: CancelHandle) -> Self {
+        self.stop = Some(run);
+        self
     }
 
     fn record(&mut self, event: &TrainEvent) -> store::Result<EventRow> {
@@ -240,14 +254,30 @@ pub fn kind(event: &TrainEvent) -> &'static str {
 
 impl EventSink for Recorder {
     fn emit(&mut self, event: TrainEvent) {
+        let event = match (event, &self.write_failure) {
+            (TrainEvent::Cancelled, Some(message)) => TrainEvent::Failed {
+                message: message.clone(),
+            },
+            (event, _) => event,
+        };
         match self.record(&event) {
             Ok(row) => {
                 if let Some(listener) = &mut self.listener {
                     listener(&event, &row);
                 }
             }
-            // The run goes on: its checkpoints still count, and the next epoch row may land.
-            Err(e) => tracing::error!("run {}: could not record {} event: {e}", self.run_id, kind(&event)),
+            Err(e) => {
+                tracing::error!("run {}: could not record {} event: {e}", self.run_id, kind(&event));
+                if let (TrainEvent::Epoch { epoch, .. }, Some(stop)) = (&event, &self.stop) {
+                    if self.write_failure.is_none() {
+                        self.write_failure = Some(format!(
+                            "could not record epoch {epoch} in the run store: {e}; its checkpoint is saved — free disk space, then resume the run"
+                        ));
+                    }
+                    stop.cancel();
+                }
+                // Other events (progress, checkpoint notices) are not worth stopping for.
+            }
         }
     }
 }
@@ -267,6 +297,52 @@ pub fn execute(
     let ckpt = paths.ckpt_dir.join(run_id);
     let _ = store.set_runtime_info(run_id, "", &ckpt.display().to_string());
     let _ = store.set_status(run_id, RunStatus::Running, None);
-    let mut recorder = Recorder::new(store, run_id, config, listener);
-    job::run_job(config, run_id, paths, resume, &mut recorder, cancel, progress)
+    let mut recorder = Recorder::new(store.clone(), run_id, config, listener).stop_on_write_failure(cancel.clone());
+    if resume {
+        record_checkpointed_epoch(&store, run_id, paths, &mut recorder);
+    }
+    let outcome = job::run_job(config, run_id, paths, resume, &mut recorder, cancel, progress)?;
+    match recorder.write_failure {
+        Some(message) => Err(crate::train::Error::Io {
+            path: store.path().to_path_buf(),
+            source: std::io::Error::other(message),
+        }),
+        None => Ok(outcome),
+    }
+}
+
+/// The engine reports an epoch only after its checkpoint is in place, so a process killed in
+/// between leaves the last checkpoint's epoch unrecorded. Before resuming, record it from the
+/// event saved with the checkpoint, unless the store has it: the resume continues after that
+/// epoch and would never report it again.
+fn record_checkpointed_epoch(store: &Store, run_id: &str, paths: &JobPaths, recorder: &mut Recorder) {
+    use crate::train::checkpoint::{RunCheckpoints, Slot};
+    let record = match RunCheckpoints::new(&paths.ckpt_dir, run_id).read_epoch_record(Slot::Last) {
+        Ok(Some(record)) => record,
+        Ok(None) => return,
+        // The resume itself reads the same checkpoint and fails with the reason.
+        Err(e) => return tracing::warn!("run {run_id}: {e}"),
+    };
+    let (event, epoch) = match serde_json::from_value::<TrainEvent>(record) {
+        Ok(event @ TrainEvent::Epoch { epoch, .. }) => (event, epoch),
+        Ok(_) | Err(_) => return tracing::warn!("run {run_id}: the last checkpoint's epoch record is not an epoch"),
+    };
+    // The row and its event are two writes; a kill between them leaves the row alone, so both
+    // are checked (recording again writes the same row, from the same record).
+    let has_row = store
+        .epochs(run_id)
+        .map(|rows| rows.iter().any(|r| r.epoch as usize == epoch));
+    let has_event = store.events_after(run_id, 0).map(|events| {
+        events
+            .iter()
+            .any(|e| e.kind == "epoch" && e.payload["epoch"].as_u64() == Some(epoch as u64))
+    });
+    match (has_row, has_event) {
+        (Ok(true), Ok(true)) => {}
+        (Ok(_), Ok(_)) => {
+            tracing::info!("run {run_id}: recording epoch {epoch} from its checkpoint");
+            recorder.emit(event);
+        }
+        (Err(e), _) | (_, Err(e)) => tracing::warn!("run {run_id}: {e}"),
+    }
 }

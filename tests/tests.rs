@@ -5,6 +5,7 @@ mod browser;
 mod demo;
 mod e2e;
 mod eval;
+mod faults;
 mod images;
 mod nih_real;
 mod predict;

@@ -481,6 +481,7 @@ fn write_cache(
     let dir = path.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     let file_name = path.file_name().and_then(|n| n.to_str()).unwrap_or("cache");
+    remove_dead_temp_files(dir, file_name);
     let temp = TempFile(dir.join(format!(".{file_name}.tmp-{}", std::process::id())));
     let io = |e: std::io::Error| Error::io(&temp.0, e);
     let mut file = File::options()
@@ -492,7 +493,13 @@ fn write_cache(
         .map_err(io)?;
     let side = size as usize * size as usize;
     let full_len = HEADER_LEN + found.len() * side;
-    file.set_len(full_len as u64).map_err(io)?;
+    reserve(&file, full_len as u64).map_err(|e| {
+        let message = format!(
+            "cannot reserve {:.1} MB for the image cache: {e}; free disk space or use another --data-dir",
+            full_len as f64 / 1e6
+        );
+        Error::io(path, std::io::Error::new(e.kind(), message))
+    })?;
     // SAFETY: the temp file is ours alone (process-unique name) until it is renamed.
     let mut map = unsafe { MmapMut::map_mut(&file) }.map_err(io)?;
 
@@ -584,6 +591,51 @@ fn write_cache(
         let _ = dir.sync_all();
     }
     Ok(Written { unreadable })
+}
+
+/// Sizes the temp file and, where the OS can, allocates its blocks now: the pixels are written
+/// through a memory map, and a write to an unallocated page of a full disk is a SIGBUS that
+/// kills the whole process (the dashboard with it) instead of an error this build can report.
+fn reserve(file: &File, len: u64) -> std::io::Result<()> {
+    file.set_len(len)?;
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::fd::AsRawFd;
+        let Ok(len) = libc::off_t::try_from(len) else {
+            return Err(std::io::Error::other("cache file too large for this platform"));
+        };
+        // SAFETY: the descriptor is open for writing for the duration of the call.
+        match unsafe { libc::posix_fallocate(file.as_raw_fd(), 0, len) } {
+            0 => {}
+            // File systems that cannot allocate ahead: fall back to the sparse file.
+            libc::EOPNOTSUPP | libc::EINVAL => {}
+            code => return Err(std::io::Error::from_raw_os_error(code)),
+        }
+    }
+    Ok(())
+}
+
+/// Removes temp files of this cache left by builds whose process is gone (killed mid-build); a
+/// full-size cache's temp file is gigabytes. A live process's temp file is left alone (two
+/// `cxr8 train` processes may share a folder).
+fn remove_dead_temp_files(dir: &Path, file_name: &str) {
+    let prefix = format!(".{file_name}.tmp-");
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(pid) = name.strip_prefix(&prefix).and_then(|p| p.parse::<u32>().ok()) else {
+            continue;
+        };
+        if pid != std::process::id() && !process_alive(pid) {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+}
+
+/// Whether a process with this id exists; assumed alive where that cannot be checked.
+fn process_alive(pid: u32) -> bool {
+    let proc = Path::new("/proc");
+    !proc.is_dir() || proc.join(pid.to_string()).exists()
 }
 
 fn pixel_sums(pixels: &[u8]) -> (u64, u64) {
@@ -723,6 +775,38 @@ mod tests {
         let (cache, report) = build(&table, &index, 8, &cache_dir, &BuildOptions::default()).unwrap();
         assert!(!report.reused);
         assert_eq!(std::fs::read(cache.path()).unwrap(), good);
+    }
+
+    #[test]
+    fn a_build_killed_midway_leaves_nothing_that_is_loaded() {
+        let dir = tempfile::tempdir().unwrap();
+        let names = images(dir.path(), 3);
+        let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+        let table = nih_table(&refs);
+        let index = ImageIndex::scan(dir.path()).unwrap();
+        let cache_dir = dir.path().join("cache");
+        std::fs::create_dir_all(&cache_dir).unwrap();
+        let path = path_for(&cache_dir, &table, 8);
+        let file_name = path.file_name().unwrap().to_str().unwrap().to_owned();
+        // What a SIGKILLed build leaves: a half-written temp file (pid of a process that cannot
+        // exist: above the kernel's pid_max), no cache at the final path.
+        let dead = cache_dir.join(format!(".{file_name}.tmp-{}", u32::MAX - 1));
+        std::fs::write(&dead, &[7u8; 100]).unwrap();
+        // And a truncated cache at the final path, as a non-atomic writer would leave.
+        std::fs::write(&path, b"CXR8PIX\0\x01\0\0\0").unwrap();
+        assert!(Cache::open(&path).unwrap_err().to_string().contains("rebuild"));
+
+        let (cache, report) = build(&table, &index, 8, &cache_dir, &BuildOptions::default()).unwrap();
+        assert!(!report.reused, "the truncated file must not be reused");
+        assert_eq!(cache.len(), 3);
+        cache.verify().unwrap();
+        assert!(!dead.exists(), "the dead build's temp file is removed");
+        let leftovers: Vec<_> = std::fs::read_dir(&cache_dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.contains(".tmp-"))
+            .collect();
+        assert!(leftovers.is_empty(), "{leftovers:?}");
     }
 
     #[test]

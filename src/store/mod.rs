@@ -438,21 +438,38 @@ impl Store {
     }
 
     /// At start-up: runs left `running` by a process that died are `interrupted`. Returns them.
+    /// Each gets a `status` event in the same transaction, so a run page that reconnects to the
+    /// new process learns of it without a reload.
     pub fn mark_interrupted(&self) -> Result<Vec<String>> {
-        let conn = self.conn();
-        let mut stmt = conn
-            .prepare("SELECT id FROM runs WHERE status = 'running'")
-            .map_err(self.wrap())?;
-        let ids: Vec<String> = stmt
-            .query_map([], |r| r.get(0))
-            .map_err(self.wrap())?
-            .collect::<rusqlite::Result<_>>()
-            .map_err(self.wrap())?;
-        conn.execute(
-            "UPDATE runs SET status = 'interrupted', finished_at = ?1, error = 'the process stopped while this run was training' WHERE status = 'running'",
-            [now()],
+        const MESSAGE: &str = "the process stopped while this run was training";
+        let mut conn = self.conn();
+        let tx = conn.transaction().map_err(self.wrap())?;
+        let ids: Vec<String> = {
+            let mut stmt = tx
+                .prepare("SELECT id FROM runs WHERE status = 'running'")
+                .map_err(self.wrap())?;
+            let ids = stmt
+                .query_map([], |r| r.get(0))
+                .map_err(self.wrap())?
+                .collect::<rusqlite::Result<_>>()
+                .map_err(self.wrap())?;
+            ids
+        };
+        let at = now();
+        tx.execute(
+            "UPDATE runs SET status = 'interrupted', finished_at = ?1, error = ?2 WHERE status = 'running'",
+            params![at, MESSAGE],
         )
         .map_err(self.wrap())?;
+        let payload = serde_json::json!({ "type": "interrupted", "status": "interrupted", "message": MESSAGE });
+        for id in &ids {
+            tx.execute(
+                "INSERT INTO events (run_id, kind, payload, at) VALUES (?1, 'status', ?2, ?3)",
+                params![id, payload.to_string(), at],
+            )
+            .map_err(self.wrap())?;
+        }
+        tx.commit().map_err(self.wrap())?;
         Ok(ids)
     }
 

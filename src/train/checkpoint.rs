@@ -2,7 +2,11 @@
 //! model record (`model.mpk`), the optimiser state (`optim.mpk`) and `state.json` (config, epoch,
 //! metrics, schedule and early-stopping state), plus `best.json` and `last.json` naming the folder
 //! of the best and the last epoch. Every file is written atomically and the pointers change only
-//! after their folder is complete, so a crash leaves the previous checkpoint readable.
+//! after their folder is complete, so a crash leaves the previous checkpoint readable. Each folder
+//! also holds `epoch.json` (the epoch's event as the store records it, so a run killed between
+//! writing the checkpoint and recording the epoch can record it on resume) and `files.json` (the
+//! length and SHA-256 of the two tensor files, so a damaged or truncated one is refused by name
+//! instead of being loaded).
 
 use std::path::{Path, PathBuf};
 
@@ -22,6 +26,8 @@ pub const FORMAT_VERSION: u32 = 1;
 const MODEL_FILE: &str = "model.mpk";
 const OPTIM_FILE: &str = "optim.mpk";
 const STATE_FILE: &str = "state.json";
+const EPOCH_RECORD_FILE: &str = "epoch.json";
+const DIGESTS_FILE: &str = "files.json";
 
 type ModelRecorder = NamedMpkBytesRecorder<FullPrecisionSettings>;
 
@@ -80,6 +86,23 @@ pub struct InferenceInfo {
     pub std: f32,
 }
 
+/// Length and SHA-256 of one tensor file, as written.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct FileDigest {
+    len: u64,
+    sha256: String,
+}
+
+impl FileDigest {
+    fn of(bytes: &[u8]) -> Self {
+        use sha2::{Digest, Sha256};
+        FileDigest {
+            len: bytes.len() as u64,
+            sha256: hex::encode(Sha256::digest(bytes)),
+        }
+    }
+}
+
 #[derive(Debug, Serialize, Deserialize)]
 struct Pointer {
     epoch: usize,
@@ -109,13 +132,20 @@ impl RunCheckpoints {
     }
 
     /// Writes one epoch's folder; returns its path. Call [`RunCheckpoints::point`] afterwards.
+    /// `epoch_record` is stored beside it for [`RunCheckpoints::read_epoch_record`].
     pub fn save_epoch<B: Backend, M: Module<B>>(
         &self,
         model: &M,
         optim_state: &[u8],
         state: &CheckpointState,
+        epoch_record: Option<&serde_json::Value>,
     ) -> Result<PathBuf> {
         let dir = self.root.join(Self::epoch_dir_name(state.epoch));
+        // A folder for this epoch can only exist unreferenced: left by a process killed while
+        // writing it (possibly with temp files inside). Start it afresh.
+        if dir.exists() && !self.referenced_dirs().contains(&Self::epoch_dir_name(state.epoch)) {
+            let _ = std::fs::remove_dir_all(&dir);
+        }
         let model_bytes =
             Recorder::<B>::record(&ModelRecorder::default(), model.clone().into_record(), ()).map_err(|e| {
                 Error::Checkpoint {
@@ -125,9 +155,39 @@ impl RunCheckpoints {
             })?;
         write_atomically(&dir.join(MODEL_FILE), &model_bytes)?;
         write_atomically(&dir.join(OPTIM_FILE), optim_state)?;
+        if let Some(record) = epoch_record {
+            let json = serde_json::to_vec_pretty(record).expect("JSON values serialise");
+            write_atomically(&dir.join(EPOCH_RECORD_FILE), &json)?;
+        }
+        let digests = std::collections::BTreeMap::from([
+            (MODEL_FILE, FileDigest::of(&model_bytes)),
+            (OPTIM_FILE, FileDigest::of(optim_state)),
+        ]);
+        write_atomically(
+            &dir.join(DIGESTS_FILE),
+            &serde_json::to_vec_pretty(&digests).expect("digests serialise"),
+        )?;
+        // Last: a folder with a state file is complete.
         let json = serde_json::to_vec_pretty(state).expect("checkpoint state serialises");
         write_atomically(&dir.join(STATE_FILE), &json)?;
         Ok(dir)
+    }
+
+    /// The epoch record saved with the checkpoint in `slot` (`None`: no such slot, or a
+    /// checkpoint written before records were kept).
+    pub fn read_epoch_record(&self, slot: Slot) -> Result<Option<serde_json::Value>> {
+        let Some(dir) = self.slot_dir(slot)? else {
+            return Ok(None);
+        };
+        let path = dir.join(EPOCH_RECORD_FILE);
+        match std::fs::read(&path) {
+            Ok(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| Error::Checkpoint {
+                path,
+                message: format!("unreadable epoch record: {e}"),
+            }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(Error::io(path, e)),
+        }
     }
 
     /// Makes `slot` name the saved `epoch`, then removes epoch folders no slot names.
@@ -141,11 +201,16 @@ impl RunCheckpoints {
         self.remove_unreferenced()
     }
 
-    fn remove_unreferenced(&self) -> Result<()> {
-        let keep: Vec<String> = [Slot::Best, Slot::Last]
+    /// Folder names the pointers name.
+    fn referenced_dirs(&self) -> Vec<String> {
+        [Slot::Best, Slot::Last]
             .into_iter()
             .filter_map(|s| self.read_pointer(s).ok().flatten().map(|p| p.dir))
-            .collect();
+            .collect()
+    }
+
+    fn remove_unreferenced(&self) -> Result<()> {
+        let keep = self.referenced_dirs();
         let entries = std::fs::read_dir(&self.root).map_err(|e| Error::io(&self.root, e))?;
         for entry in entries.flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
@@ -195,8 +260,7 @@ impl RunCheckpoints {
     }
 
     pub fn read_optim_state(&self, slot: Slot) -> Result<Vec<u8>> {
-        let path = self.require_slot(slot)?.join(OPTIM_FILE);
-        std::fs::read(&path).map_err(|e| Error::io(&path, e))
+        read_checked(&self.require_slot(slot)?, OPTIM_FILE)
     }
 }
 
@@ -220,12 +284,45 @@ pub fn read_state_at(epoch_dir: &Path) -> Result<CheckpointState> {
 /// Loads the weights of one epoch folder into `model` (built with the same config).
 pub fn load_model_at<B: Backend, M: Module<B>>(epoch_dir: &Path, model: M, device: &B::Device) -> Result<M> {
     let path = epoch_dir.join(MODEL_FILE);
-    let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
+    let bytes = read_checked(epoch_dir, MODEL_FILE)?;
     let record = Recorder::<B>::load(&ModelRecorder::default(), bytes, device).map_err(|e| Error::Checkpoint {
         path,
         message: format!("the saved weights do not fit this model (was it built with the same config?): {e}"),
     })?;
     Ok(model.load_record(record))
+}
+
+/// Reads a tensor file of an epoch folder and checks it against `files.json` when the folder has
+/// one (older checkpoints do not), so a truncated or damaged file is refused with its name.
+fn read_checked(epoch_dir: &Path, name: &str) -> Result<Vec<u8>> {
+    let path = epoch_dir.join(name);
+    let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
+    let digests_path = epoch_dir.join(DIGESTS_FILE);
+    let digests: std::collections::BTreeMap<String, FileDigest> = match std::fs::read(&digests_path) {
+        Ok(text) => serde_json::from_slice(&text).map_err(|e| Error::Checkpoint {
+            path: digests_path.clone(),
+            message: format!("unreadable file list: {e}; this checkpoint is damaged, resume from an earlier one or start the run again"),
+        })?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(bytes),
+        Err(e) => return Err(Error::io(digests_path, e)),
+    };
+    if let Some(expected) = digests.get(name) {
+        let found = FileDigest::of(&bytes);
+        if found != *expected {
+            let what = if found.len != expected.len {
+                format!("{} bytes, {} were written", found.len, expected.len)
+            } else {
+                "its checksum does not match what was written".to_string()
+            };
+            return Err(Error::Checkpoint {
+                path,
+                message: format!(
+                    "damaged or truncated ({what}); this checkpoint cannot be used: start the run again or use another checkpoint"
+                ),
+            });
+        }
+    }
+    Ok(bytes)
 }
 
 /// Whether `dir` looks like one epoch folder (weights and state side by side).
@@ -280,12 +377,12 @@ mod tests {
         let ckpts = RunCheckpoints::new(tmp.path(), "run-1");
         assert_eq!(ckpts.read_state(Slot::Last).unwrap(), None);
         ckpts
-            .save_epoch::<Flex, _>(&affine(&[1.0, 2.0]), b"optim", &state(1))
+            .save_epoch::<Flex, _>(&affine(&[1.0, 2.0]), b"optim", &state(1), None)
             .unwrap();
         ckpts.point(Slot::Last, 1).unwrap();
         ckpts.point(Slot::Best, 1).unwrap();
         ckpts
-            .save_epoch::<Flex, _>(&affine(&[3.0, 4.0]), b"optim2", &state(2))
+            .save_epoch::<Flex, _>(&affine(&[3.0, 4.0]), b"optim2", &state(2), None)
             .unwrap();
         ckpts.point(Slot::Last, 2).unwrap();
 
@@ -302,7 +399,7 @@ mod tests {
 
         // Epoch 3 becomes both best and last: epochs 1 and 2 are no longer referenced.
         ckpts
-            .save_epoch::<Flex, _>(&affine(&[5.0, 6.0]), b"o3", &state(3))
+            .save_epoch::<Flex, _>(&affine(&[5.0, 6.0]), b"o3", &state(3), None)
             .unwrap();
         ckpts.point(Slot::Last, 3).unwrap();
         ckpts.point(Slot::Best, 3).unwrap();
@@ -313,6 +410,75 @@ mod tests {
             .collect();
         dirs.sort();
         assert_eq!(dirs, vec!["epoch-0003"]);
+    }
+
+    #[test]
+    fn a_write_killed_midway_is_never_loaded() {
+        let tmp = tempfile::tempdir().unwrap();
+        let ckpts = RunCheckpoints::new(tmp.path(), "k");
+        let record = serde_json::json!({"type": "epoch", "epoch": 1});
+        ckpts
+            .save_epoch::<Flex, _>(&affine(&[1.0, 2.0]), b"optim1", &state(1), Some(&record))
+            .unwrap();
+        ckpts.point(Slot::Last, 1).unwrap();
+        // A kill while writing epoch 2 leaves a folder with a half-written temp file and no state.
+        let half = ckpts.path().join("epoch-0002");
+        std::fs::create_dir_all(&half).unwrap();
+        std::fs::write(half.join(".model.mpk.tmp-4242"), b"\x93\xa5trunc").unwrap();
+        // And a half-written pointer temp file beside the real one.
+        std::fs::write(ckpts.path().join(".last.json.tmp-4242"), b"{\"epoch\": 2, \"di").unwrap();
+        assert_eq!(ckpts.read_state(Slot::Last).unwrap().unwrap(), state(1));
+        assert_eq!(ckpts.read_epoch_record(Slot::Last).unwrap(), Some(record));
+        let model = ckpts
+            .load_model::<Flex, _>(Slot::Last, affine(&[0.0, 0.0]), &Default::default())
+            .unwrap();
+        assert_eq!(model.w.val().into_data().to_vec::<f32>().unwrap(), vec![1.0, 2.0]);
+
+        // The resumed run writes epoch 2 again over the leftover folder: only complete files.
+        ckpts
+            .save_epoch::<Flex, _>(&affine(&[3.0, 4.0]), b"optim2", &state(2), None)
+            .unwrap();
+        assert!(!half.join(".model.mpk.tmp-4242").exists());
+        ckpts.point(Slot::Last, 2).unwrap();
+        assert_eq!(ckpts.read_optim_state(Slot::Last).unwrap(), b"optim2");
+    }
+
+    #[test]
+    fn a_truncated_or_damaged_tensor_file_is_refused_by_name() {
+        let tmp = tempfile::tempdir().unwrap();
+        let ckpts = RunCheckpoints::new(tmp.path(), "t");
+        let dir = ckpts
+            .save_epoch::<Flex, _>(&affine(&[1.0, 2.0, 3.0]), b"optimiser bytes", &state(1), None)
+            .unwrap();
+        ckpts.point(Slot::Last, 1).unwrap();
+        let model_path = dir.join(MODEL_FILE);
+        let good = std::fs::read(&model_path).unwrap();
+        std::fs::write(&model_path, &good[..good.len() / 2]).unwrap();
+        let err = ckpts
+            .load_model::<Flex, _>(Slot::Last, affine(&[0.0; 3]), &Default::default())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("model.mpk")
+                && err.contains("truncated")
+                && err.contains(&format!("{} were written", good.len())),
+            "{err}"
+        );
+        let mut flipped = good.clone();
+        *flipped.last_mut().unwrap() ^= 1;
+        std::fs::write(&model_path, &flipped).unwrap();
+        let err = ckpts
+            .load_model::<Flex, _>(Slot::Last, affine(&[0.0; 3]), &Default::default())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("checksum does not match"), "{err}");
+
+        std::fs::write(dir.join(OPTIM_FILE), b"optimiser").unwrap();
+        let err = ckpts.read_optim_state(Slot::Last).unwrap_err().to_string();
+        assert!(
+            err.contains("optim.mpk") && err.contains("damaged or truncated"),
+            "{err}"
+        );
     }
 
     #[test]

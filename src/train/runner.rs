@@ -252,6 +252,20 @@ fn differing_fields(a: &TrainConfig, b: &TrainConfig) -> Vec<String> {
         .collect()
 }
 
+/// A failed checkpoint write as the run's failure: which epoch, which file, why, and what to do
+/// (the usual cause is a full disk).
+fn checkpoint_write_failed(epoch: usize, error: Error) -> Error {
+    match error {
+        Error::Io { path, source } => Error::Checkpoint {
+            path,
+            message: format!(
+                "could not save epoch {epoch}'s checkpoint: {source}; earlier epochs are kept — free disk space, then resume the run"
+            ),
+        },
+        other => other,
+    }
+}
+
 /// Mutable run state that a checkpoint carries across a resume.
 struct Progress {
     schedule: Schedule,
@@ -491,15 +505,21 @@ where
         }
         progress.completed_epochs = epoch;
 
-        events.emit(TrainEvent::Epoch {
+        // --- checkpoint, then the epoch event ---
+        // The epoch is reported (and so committed to the store) only once its checkpoint is
+        // renamed into place and `last.json` names it. Reported first, a kill between the two
+        // would leave a committed epoch whose checkpoint does not exist: the resumed run would
+        // train that epoch again and report it a second time, with different numbers. This way
+        // every committed epoch has its checkpoint; a kill after the checkpoint but before the
+        // report leaves the epoch's event in `epoch.json`, which a resume records (see
+        // `runs::execute`), so the epoch is neither lost nor repeated.
+        let epoch_event = TrainEvent::Epoch {
             epoch,
             train: train_metrics.clone(),
             val: val_metrics.clone(),
             lr,
             seconds: epoch_start.elapsed().as_secs_f64(),
-        });
-
-        // --- checkpoints ---
+        };
         let state = CheckpointState {
             format: FORMAT_VERSION,
             run_id: run_id.clone(),
@@ -520,15 +540,21 @@ where
             path: ckpts.path().to_path_buf(),
             message: format!("could not encode the optimiser state: {message}"),
         })?;
-        let dir = ckpts.save_epoch::<B, M>(&model, &optim_bytes, &state)?;
-        ckpts.point(Slot::Last, epoch)?;
+        let record = serde_json::to_value(&epoch_event).expect("events serialise");
+        let dir = ckpts
+            .save_epoch::<B, M>(&model, &optim_bytes, &state, Some(&record))
+            .and_then(|dir| ckpts.point(Slot::Last, epoch).map(|()| dir))
+            .map_err(|e| checkpoint_write_failed(epoch, e))?;
+        events.emit(epoch_event);
         events.emit(TrainEvent::Checkpoint {
             path: dir.clone(),
             epoch,
             best: false,
         });
         if improved {
-            ckpts.point(Slot::Best, epoch)?;
+            ckpts
+                .point(Slot::Best, epoch)
+                .map_err(|e| checkpoint_write_failed(epoch, e))?;
             events.emit(TrainEvent::Checkpoint {
                 path: dir,
                 epoch,
@@ -916,7 +942,10 @@ mod tests {
         let (_, straight) = run(setup(config(3), tmp.path(), "s"), &mut ToySource::new());
         run(setup(config(2), tmp.path(), "p"), &mut ToySource::new()).0.unwrap();
         let ckpts = RunCheckpoints::new(tmp.path(), "p");
-        std::fs::write(ckpts.slot_dir(Slot::Last).unwrap().unwrap().join("optim.mpk"), {
+        let last = ckpts.slot_dir(Slot::Last).unwrap().unwrap();
+        // Without its file list, so the swapped optimiser file is not refused as damaged.
+        std::fs::remove_file(last.join("files.json")).unwrap();
+        std::fs::write(last.join("optim.mpk"), {
             let fresh: Optim<AB, TinyNet<AB>> = Optim::from_config(&config(3));
             fresh.to_bytes().unwrap()
         })

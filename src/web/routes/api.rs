@@ -158,7 +158,8 @@ pub(super) fn check_submission(config: &Value) -> Result<(), Vec<FieldError>> {
     for (key, value) in object {
         // With every other field at its default, only this value can make parsing fail.
         let alone = Value::Object([(key.clone(), value.clone())].into_iter().collect());
-        if let Err(e) = serde_json::from_value::<TrainConfig>(alone) {
+        // Parsed from text, as the engine does (from a `Value`, an f32 overflow would pass as inf).
+        if let Err(e) = serde_json::from_str::<TrainConfig>(&alone.to_string()) {
             errors.push(FieldError::new(key.as_str(), format!("cannot be used: {e}")));
         }
     }

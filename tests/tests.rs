@@ -1,5 +1,6 @@
 //! Integration tests: one crate, a module per area (real NIH files, the binary, end to end).
 
+mod bad_input;
 mod bench;
 mod browser;
 mod demo;
@@ -11,6 +12,7 @@ mod nih_real;
 mod predict;
 mod properties;
 mod security;
+mod sse_load;
 mod util;
 mod web;
 mod web_compare;

@@ -24,6 +24,37 @@ pub enum BenchCommand {
     Augment(AugmentBenchArgs),
     /// Dashboard render and SSE latency over a big temporary store (see BENCHMARKS.md "Dashboard").
     Web(WebBenchArgs),
+    /// Full-NIH-scale metadata: label file stats and split timed, and a synthetic set's cache
+    /// build with its peak memory (see RELIABILITY.md "Scale").
+    Metadata(MetadataBenchArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct MetadataBenchArgs {
+    /// The label file to parse, summarise and split (NIH's full file by default).
+    #[arg(long, default_value = "../shared/data/nih/Data_Entry_2017_v2020.csv.gz")]
+    pub labels: PathBuf,
+    /// Timed repetitions of the label-file work; the best is reported.
+    #[arg(long, default_value_t = 3)]
+    pub repeat: usize,
+    /// Synthetic images to generate and cache (0 skips the cache part). NIH has 112,120.
+    #[arg(long, default_value_t = 112_120)]
+    pub images: usize,
+    /// Side of the generated PNGs, px.
+    #[arg(long, default_value_t = 32)]
+    pub png_side: u32,
+    /// Side of the cached images, px.
+    #[arg(long, default_value_t = 32)]
+    pub cache_size: u32,
+    /// Where the synthetic set goes (a new folder under the system temp folder by default);
+    /// removed afterwards unless --keep.
+    #[arg(long)]
+    pub work_dir: Option<PathBuf>,
+    #[arg(long)]
+    pub keep: bool,
+    /// Print one JSON object instead of text.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -131,6 +162,7 @@ pub fn run(cmd: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Cache(args) => bench_cache(args),
         BenchCommand::Train(args) => bench_train(args),
         BenchCommand::Web(args) => bench_web(args),
+        BenchCommand::Metadata(args) => bench_metadata(args),
         BenchCommand::Augment(args) => {
             anyhow::ensure!(
                 args.size >= 8 && args.batch >= 1 && args.batches >= 1,
@@ -547,6 +579,87 @@ fn bench_web(args: WebBenchArgs) -> anyhow::Result<()> {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         print!("{}", report.table());
+    }
+    Ok(())
+}
+
+fn bench_metadata(args: MetadataBenchArgs) -> anyhow::Result<()> {
+    use crate::data::bench_meta;
+    anyhow::ensure!(args.repeat >= 1, "--repeat must be at least 1");
+    let mut labels: Option<bench_meta::LabelTimings> = None;
+    for _ in 0..args.repeat {
+        let t = bench_meta::time_label_file(&args.labels)
+            .with_context(|| format!("timing {} (give another file with --labels)", args.labels.display()))?;
+        if labels.as_ref().is_none_or(|best| t.total_s < best.total_s) {
+            labels = Some(t);
+        }
+    }
+    let labels = labels.expect("at least one repetition");
+    let cache = if args.images == 0 {
+        None
+    } else {
+        let dir = args
+            .work_dir
+            .clone()
+            .unwrap_or_else(|| std::env::temp_dir().join(format!("cxr8-bench-metadata-{}", std::process::id())));
+        anyhow::ensure!(
+            !dir.exists() || dir.read_dir().map(|mut d| d.next().is_none()).unwrap_or(false),
+            "{} is not empty; give an empty or new --work-dir",
+            dir.display()
+        );
+        let result = bench_meta::time_synthetic_cache(&dir, args.images, args.png_side, args.cache_size);
+        if !args.keep {
+            let _ = std::fs::remove_dir_all(&dir);
+        }
+        Some(result.context("building the synthetic cache")?)
+    };
+    let end = bench_meta::Memory::now();
+    if args.json {
+        println!(
+            "{}",
+            serde_json::json!({"labels": labels, "cache": cache, "process_hwm_kib": end.hwm_kib})
+        );
+        return Ok(());
+    }
+    println!(
+        "labels {}: {} rows, {} patients; best of {}: load {:.3} s, stats {:.3} s, split {:.3} s, total {:.3} s \
+         (train/val/test {}/{}/{}, patient-disjoint)",
+        labels.source.display(),
+        labels.rows,
+        labels.patients,
+        args.repeat,
+        labels.load_s,
+        labels.stats_s,
+        labels.split_s,
+        labels.total_s,
+        labels.train,
+        labels.val,
+        labels.test
+    );
+    if let Some(c) = cache {
+        let mib = |kib: u64| kib as f64 / 1024.0;
+        println!(
+            "cache: {} synthetic {}px PNGs -> {}px in {:.1} s = {:.0} images/s (generated in {:.1} s, indexed in {:.2} s), \
+             cache file {:.1} MiB",
+            c.images,
+            c.png_side,
+            c.cache_size,
+            c.build_s,
+            c.images_per_s,
+            c.generate_s,
+            c.index_s,
+            c.cache_bytes as f64 / (1024.0 * 1024.0)
+        );
+        println!(
+            "memory before build: RSS {:.1} MiB (anon {:.1}); peak during build: RSS {:.1} MiB, anon {:.1} MiB, \
+             file-backed {:.1} MiB; process VmHWM {:.1} MiB",
+            mib(c.before.rss_kib),
+            mib(c.before.anon_kib),
+            mib(c.peak.rss_kib),
+            mib(c.peak.anon_kib),
+            mib(c.peak.file_kib),
+            mib(end.hwm_kib)
+        );
     }
     Ok(())
 }

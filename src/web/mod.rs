@@ -128,7 +128,8 @@ pub fn app(state: Arc<AppState>) -> Router {
             StatusCode::REQUEST_TIMEOUT,
             REQUEST_TIMEOUT,
         ))
-        .layer(RequestBodyLimitLayer::new(BODY_LIMIT_BYTES));
+        .layer(RequestBodyLimitLayer::new(BODY_LIMIT_BYTES))
+        .layer(axum::middleware::map_response(explain_body_limit));
     // Image uploads get their own, larger body limit; the outermost layer turns the limit's bare
     // 413 into our message.
     let uploads = routes::predict::router()
@@ -171,4 +172,26 @@ pub fn app(state: Arc<AppState>) -> Router {
             HeaderValue::from_static("same-origin"),
         ))
         .layer(TraceLayer::new_for_http())
+}
+
+/// The body-limit layer answers a bare plain-text 413; say what the limit is, in the app's error
+/// format, so a pasted 1 MB note or config gets a reason instead of "length limit exceeded".
+async fn explain_body_limit(response: axum::response::Response) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let ours = response.headers().get(header::CONTENT_TYPE).is_some_and(|v| {
+        let v = v.as_bytes();
+        v.starts_with(b"application/json") || v.starts_with(b"text/html")
+    });
+    if response.status() != StatusCode::PAYLOAD_TOO_LARGE || ours {
+        return response;
+    }
+    let message = format!(
+        "the request is larger than {} KiB, more than any form or config needs: shorten the long field",
+        BODY_LIMIT_BYTES / 1024
+    );
+    (
+        StatusCode::PAYLOAD_TOO_LARGE,
+        axum::Json(serde_json::json!({ "error": message })),
+    )
+        .into_response()
 }

@@ -296,7 +296,17 @@ pub(super) fn delete_run_with_checkpoints(state: &AppState, id: &str) -> Result<
         } else {
             fs::remove_file(dir)
         };
-        removed.map_err(|e| AppError::Internal(format!("removing checkpoints {}: {e}", dir.display())))?;
+        match removed {
+            Ok(()) => {}
+            // Another delete of the same run got there first; the run row decides who answers 404.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                return Err(AppError::Internal(format!(
+                    "removing checkpoints {}: {e}",
+                    dir.display()
+                )))
+            }
+        }
     }
     for k in &kept {
         tracing::warn!(run = id, path = %k.path.display(), reason = k.reason, "checkpoint folder left in place");

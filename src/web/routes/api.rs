@@ -15,7 +15,9 @@ use serde_json::value::RawValue;
 use serde_json::{json, Value};
 
 use super::run::{full_epoch, load_run, scalar_epochs};
+use crate::data::LabelTable;
 use crate::store::{EpochRow, Run, RunStatus};
+use crate::train::TrainConfig;
 use crate::web::metrics::{self, LabelMetrics};
 use crate::web::{AppError, AppState, FieldError};
 
@@ -191,7 +193,7 @@ async fn submit_run(
         )]));
     }
     let jobs = state.jobs.clone();
-    let id = tokio::task::spawn_blocking(move || jobs.submit(config))
+    let id = tokio::task::spawn_blocking(move || check_submission(&config).and_then(|()| jobs.submit(config)))
         .await
         .map_err(|e| AppError::Internal(format!("submitting a run: {e}")))?
         .map_err(AppError::Invalid)?;
@@ -201,6 +203,55 @@ async fn submit_run(
         [(header::LOCATION, location)],
         Json(json!({ "id": id })),
     ))
+}
+
+/// Checks a posted config before it reaches the engine, so a mistake is answered at once and by
+/// field name: a value of the wrong type or an unknown key (serde alone reports a line and column,
+/// not the field), a label file that is missing or not a label file, an image folder that is not
+/// a folder. Paths are on the machine running cxr8, as with `cxr8 train`. Blocking (reads files).
+pub(super) fn check_submission(config: &Value) -> Result<(), Vec<FieldError>> {
+    let Some(object) = config.as_object() else {
+        return Ok(());
+    };
+    let mut errors = Vec::new();
+    for (key, value) in object {
+        // With every other field at its default, only this value can make parsing fail.
+        let alone = Value::Object([(key.clone(), value.clone())].into_iter().collect());
+        // Parsed from text, as the engine does (from a `Value`, an f32 overflow would pass as inf).
+        if let Err(e) = serde_json::from_str::<TrainConfig>(&alone.to_string()) {
+            errors.push(FieldError::new(key.as_str(), format!("cannot be used: {e}")));
+        }
+    }
+    if let Some(labels) = object
+        .get("labels")
+        .and_then(Value::as_str)
+        .filter(|p| !p.trim().is_empty())
+    {
+        if let Err(e) = LabelTable::load(labels) {
+            errors.push(FieldError::new(
+                "labels",
+                format!("{e} (give the path of a label file on the machine running cxr8)"),
+            ));
+        }
+    }
+    if let Some(images) = object.get("images").and_then(Value::as_str) {
+        if images.trim().is_empty() {
+            errors.push(FieldError::new(
+                "images",
+                "is empty; leave it out to use the images/ folder next to the label file",
+            ));
+        } else if !std::path::Path::new(images).is_dir() {
+            errors.push(FieldError::new(
+                "images",
+                format!("{images}: no such folder on the machine running cxr8; give the folder that holds the images"),
+            ));
+        }
+    }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(errors)
+    }
 }
 
 async fn cancel_run(State(state): State<Arc<AppState>>, Path(id): Path<String>) -> Result<impl IntoResponse, AppError> {

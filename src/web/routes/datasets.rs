@@ -463,7 +463,9 @@ async fn thumbnail(
     })
     .await
     .map_err(|e| AppError::Internal(format!("thumbnail task failed: {e}")))?
-    .map_err(|e| AppError::Internal(format!("thumbnail of {image}: {e}")))?;
+    // A damaged file (or a link to something that is not an image) is a fact about the data set,
+    // not a server fault: no thumbnail, and say why.
+    .map_err(|e| AppError::NotFound(format!("image '{image}' of data set '{name}' cannot be shown: {e}")))?;
     Ok((
         [
             (header::CONTENT_TYPE, "image/png"),

@@ -675,7 +675,9 @@ async fn submit_form(
     let (config, mut errors) = parse(&specs, &values);
     if errors.is_empty() {
         let jobs = state.jobs.clone();
-        match tokio::task::spawn_blocking(move || jobs.submit(Value::Object(config))).await {
+        let config = Value::Object(config);
+        let submit = move || super::api::check_submission(&config).and_then(|()| jobs.submit(config));
+        match tokio::task::spawn_blocking(submit).await {
             Ok(Ok(id)) => return Redirect::to(&format!("/runs/{}", encode_query(&id))).into_response(),
             Ok(Err(rejected)) => errors = rejected,
             Err(e) => return page_error(AppError::Internal(format!("submitting a run: {e}"))),

@@ -60,8 +60,7 @@ impl Fixture {
             epochs_planned: 5,
             tags: &[],
         };
-        // Ids are a per-second stamp plus 16 random bits: retry the rare collision.
-        let id = (0..5).find_map(|_| store.create_run(&new).ok()).unwrap();
+        let id = store.create_run(&new).unwrap();
         store.set_status(&id, RunStatus::Running, None).unwrap();
         for epoch in 1..=2 {
             let metrics = json!({"val_loss": 1.0 - 0.1 * epoch as f64, "val_mean_auroc": 0.6});
@@ -235,6 +234,21 @@ async fn a_reconnect_resumes_after_last_event_id_without_gaps_or_duplicates() {
     expected.push(later);
     assert_eq!(ids(&resumed), expected, "every event after the last id once, in order");
     assert_eq!(resumed[3].3["status"], "done");
+    server.abort();
+}
+
+#[tokio::test]
+async fn an_id_from_beyond_the_store_replays_everything_instead_of_going_silent() {
+    // A browser kept a Last-Event-ID from a data folder that has since been replaced.
+    let f = Fixture::new();
+    let a = f.run("a");
+    let stored: Vec<i64> = (0..3)
+        .map(|i| f.store_event(&a, "progress", json!({"step": i})).seq)
+        .collect();
+    let (address, server) = f.serve().await;
+    let mut stream = open(address, &[&a], Some(1_000_000_000)).await;
+    let received = read_events(&mut stream, 3).await;
+    assert_eq!(ids(&received), stored);
     server.abort();
 }
 

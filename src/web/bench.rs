@@ -216,10 +216,8 @@ fn build_store(store: &Arc<Store>, config: &WebBenchConfig) -> anyhow::Result<Ve
             epochs_planned: epochs as u32,
             tags: &["bench".to_string()],
         };
-        // Run ids are a per-second stamp plus 16 random bits, so creating hundreds a second
-        // collides now and then (the store refuses the duplicate); a fresh id is drawn on retry.
-        let id = (0..5)
-            .find_map(|_| store.create_run(&new).ok())
+        let id = store
+            .create_run(&new)
             .context("cannot create a run in the benchmark store")?;
         let mut recorder = Recorder::new(store.clone(), &id, &train_config, None);
         store.set_status(&id, RunStatus::Running, None)?;

@@ -91,6 +91,14 @@ fn event_stream(
     // Subscribe before reading the backlog: an event sent in between is then both in the backlog
     // and in the channel, and the `seq` check drops the copy, instead of being lost.
     let live = state.events.subscribe();
+    // An id beyond anything stored comes from another store (the data folder was replaced or
+    // restored from a backup): that client has seen none of these events, so it gets them all,
+    // instead of a stream that stays silent until the sequence catches up.
+    let after = if after > state.store.last_event_seq()? {
+        0
+    } else {
+        after
+    };
     let (backlog, newest) = state.store.events_of_runs_after(&run_ids, after)?;
     let feed = Feed {
         store: state.store.clone(),

@@ -431,7 +431,7 @@ mod tests {
         assert_eq!(kinds, ["status", "epoch", "epoch", "done"]);
         assert_eq!(events[2].payload["type"], "epoch");
         assert_eq!(
-            store.best_epoch_values(&["val_mean_auroc"]).unwrap()["bulk-7"],
+            store.best_epoch_values(&["val_mean_auroc"]).unwrap()["bulk-007"],
             [Some(0.75)]
         );
     }

@@ -341,12 +341,6 @@ where
                 state.num_labels
             )));
         }
-        if state.epoch >= config.epochs {
-            return Err(Error::Resume(format!(
-                "the run already completed {} of {} epochs; raise the epoch count to train further",
-                state.epoch, config.epochs
-            )));
-        }
         model = ckpts.load_model(Slot::Last, model, &device)?;
         let optim_path = ckpts.path().to_path_buf();
         optim = optim
@@ -367,6 +361,20 @@ where
             pos_weight: state.pos_weight,
             completed_epochs: state.epoch,
         };
+    }
+
+    // A process killed after the last epoch's checkpoint (or after the epoch that ended the run
+    // early) but before the run was marked finished resumes into nothing left to train: it
+    // finishes now with the checkpoint's best epoch, instead of failing or training on.
+    let patience_spent = config
+        .early_stopping
+        .is_some_and(|patience| progress.completed_epochs > 0 && progress.epochs_without_improvement >= patience);
+    if resume && (progress.completed_epochs >= config.epochs || patience_spent) {
+        return Ok(Outcome::Finished {
+            best_epoch: progress.best_epoch,
+            best_metric: progress.best_metric,
+            stopped_early: progress.completed_epochs < config.epochs,
+        });
     }
 
     let loss_fn = Loss::from_config(&config, progress.pos_weight.clone());
@@ -958,7 +966,7 @@ mod tests {
     }
 
     #[test]
-    fn resume_refuses_a_different_config_and_a_finished_run() {
+    fn resume_refuses_a_different_config_and_finishes_a_run_with_nothing_left() {
         let tmp = tempfile::tempdir().unwrap();
         run(setup(config(1), tmp.path(), "r"), &mut ToySource::new()).0.unwrap();
         let mut changed = setup(TrainConfig { lr: 0.5, ..config(3) }, tmp.path(), "r");
@@ -968,10 +976,29 @@ mod tests {
         assert!(message.contains("lr"), "{message}");
         assert!(matches!(events.last(), Some(TrainEvent::Failed { .. })));
 
+        // Killed after its last checkpoint but before it was marked done: finishes, trains nothing.
         let mut done = setup(config(1), tmp.path(), "r");
         done.resume = true;
-        let message = run(done, &mut ToySource::new()).0.unwrap_err().to_string();
-        assert!(message.contains("already completed 1 of 1"), "{message}");
+        let (result, events) = run(done, &mut ToySource::new());
+        assert!(
+            matches!(
+                result,
+                Ok(Outcome::Finished {
+                    best_epoch: Some(1),
+                    stopped_early: false,
+                    ..
+                })
+            ),
+            "{result:?}"
+        );
+        assert!(epoch_events(&events).is_empty());
+        assert!(matches!(
+            events.last(),
+            Some(TrainEvent::Finished {
+                best_epoch: Some(1),
+                ..
+            })
+        ));
 
         let mut nothing = setup(config(2), tmp.path(), "never-ran");
         nothing.resume = true;

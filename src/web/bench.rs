@@ -508,6 +508,8 @@ fn real_training_config(paths: &JobPaths, demo_images: usize) -> anyhow::Result<
     config.labels = Some(demo.label_file);
     config.images = Some(demo.out.join("images"));
     config.epochs = 1;
+    // The preset warms up for one epoch, which a one-epoch run cannot do (validation refuses it).
+    config.warmup_epochs = 0;
     config.device = crate::train::backend::DeviceChoice::Cpu;
     Ok(config)
 }

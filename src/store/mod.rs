@@ -405,15 +405,7 @@ impl Store {
         let mut stmt = conn
             .prepare("SELECT epoch, metrics, committed_at FROM epochs WHERE run_id = ?1 ORDER BY epoch")
             .map_err(self.wrap())?;
-        let rows = stmt
-            .query_map([id], |r| {
-                Ok(EpochRow {
-                    epoch: r.get(0)?,
-                    metrics: parse_json(r.get::<_, String>(1)?),
-                    committed_at: r.get(2)?,
-                })
-            })
-            .map_err(self.wrap())?;
+        let rows = stmt.query_map([id], epoch_from_row).map_err(self.wrap())?;
         rows.collect::<rusqlite::Result<_>>().map_err(self.wrap())
     }
 
@@ -663,6 +655,15 @@ pub fn now() -> String {
     let format =
         time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z");
     time::OffsetDateTime::now_utc().format(&format).expect("valid format")
+}
+
+/// An epoch from a `SELECT epoch, <metrics JSON>, committed_at` row.
+fn epoch_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<EpochRow> {
+    Ok(EpochRow {
+        epoch: r.get(0)?,
+        metrics: parse_json(r.get::<_, String>(1)?),
+        committed_at: r.get(2)?,
+    })
 }
 
 /// How often `create_run` draws another id after a collision before giving up (each draw has

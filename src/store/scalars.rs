@@ -6,7 +6,7 @@
 
 use rusqlite::{params, OptionalExtension};
 
-use super::{parse_json, run_from_row, EpochRow, EventRow, Result, Run, Store, RUN_COLUMNS};
+use super::{epoch_from_row, parse_json, run_from_row, EpochRow, EventRow, Result, Run, Store, RUN_COLUMNS};
 
 /// `metrics` without the per-label rows; malformed text is passed through untouched (SQLite's
 /// JSON functions would fail the whole query on it) and shown as a string, like [`Store::epochs`].
@@ -30,15 +30,7 @@ impl Store {
                 "SELECT epoch, {SCALAR_METRICS}, committed_at FROM epochs WHERE run_id = ?1 ORDER BY epoch"
             ))
             .map_err(self.wrap())?;
-        let rows = stmt
-            .query_map([id], |r| {
-                Ok(EpochRow {
-                    epoch: r.get(0)?,
-                    metrics: parse_json(r.get::<_, String>(1)?),
-                    committed_at: r.get(2)?,
-                })
-            })
-            .map_err(self.wrap())?;
+        let rows = stmt.query_map([id], epoch_from_row).map_err(self.wrap())?;
         rows.collect::<rusqlite::Result<_>>().map_err(self.wrap())
     }
 
@@ -48,13 +40,7 @@ impl Store {
             .query_row(
                 "SELECT epoch, metrics, committed_at FROM epochs WHERE run_id = ?1 AND epoch = ?2",
                 params![id, epoch],
-                |r| {
-                    Ok(EpochRow {
-                        epoch: r.get(0)?,
-                        metrics: parse_json(r.get::<_, String>(1)?),
-                        committed_at: r.get(2)?,
-                    })
-                },
+                epoch_from_row,
             )
             .optional()
             .map_err(self.wrap())

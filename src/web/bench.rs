@@ -23,30 +23,13 @@ use tokio::net::TcpStream;
 use tower::ServiceExt;
 
 use super::{AppState, FieldError, JobControl, JobError};
+use crate::data::labels::NIH_FINDINGS;
 use crate::runs::Recorder;
 use crate::store::scalars::FinishedRun;
 use crate::store::{NewRun, RunStatus, Store};
 use crate::train::job::JobPaths;
 use crate::train::runner::CancelHandle;
 use crate::train::{EventSink, TrainConfig, TrainEvent};
-
-/// The 14 NIH findings, for realistic per-label rows.
-const LABELS: [&str; 14] = [
-    "Atelectasis",
-    "Cardiomegaly",
-    "Effusion",
-    "Infiltration",
-    "Mass",
-    "Nodule",
-    "Pneumonia",
-    "Pneumothorax",
-    "Consolidation",
-    "Edema",
-    "Emphysema",
-    "Fibrosis",
-    "Pleural_Thickening",
-    "Hernia",
-];
 
 /// What to build and how often to measure.
 #[derive(Debug, Clone, Serialize)]
@@ -139,7 +122,8 @@ impl Drop for TempDir {
 
 fn val_metrics(run: usize, epoch: usize, epochs: usize) -> Value {
     let progress = epoch as f64 / epochs.max(1) as f64;
-    let per_label: Vec<Value> = LABELS
+    // The 14 NIH findings, for realistic per-label rows.
+    let per_label: Vec<Value> = NIH_FINDINGS
         .iter()
         .enumerate()
         .map(|(i, label)| {

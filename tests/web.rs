@@ -385,6 +385,76 @@ async fn api_reads_runs_and_metrics() {
 }
 
 #[tokio::test]
+async fn api_lists_runs_a_page_at_a_time() {
+    let f = fixture();
+    for i in 0..5 {
+        f.state
+            .store
+            .create_run(&NewRun {
+                name: &format!("extra {i}"),
+                config: &json!({}),
+                dataset: "demo",
+                model: "simple-cnn",
+                image_size: 64,
+                epochs_planned: 1,
+                tags: &[],
+            })
+            .unwrap();
+    }
+    let everything = get(f.app(), "/api/runs").await.json();
+    assert_eq!(everything["total"], 7);
+    assert_eq!(everything["next"], Value::Null, "7 runs fit the default page");
+    let newest_first: Vec<Value> = everything["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["id"].clone())
+        .collect();
+    assert_eq!(newest_first.len(), 7);
+
+    // Following `next` visits every run once, in the same order.
+    let mut seen = Vec::new();
+    let mut next = Some("/api/runs?limit=3".to_string());
+    let mut pages = 0;
+    while let Some(uri) = next {
+        let page = get(f.app(), &uri).await.json();
+        assert_eq!((page["total"].clone(), page["limit"].clone()), (json!(7), json!(3)));
+        seen.extend(page["runs"].as_array().unwrap().iter().map(|r| r["id"].clone()));
+        next = page["next"].as_str().map(str::to_string);
+        pages += 1;
+    }
+    assert_eq!((pages, seen), (3, newest_first));
+
+    // The best epoch's numbers ride along with each run.
+    let done = everything["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["id"] == f.done.as_str())
+        .unwrap();
+    assert_eq!(
+        (done["best_val_mean_auroc"].as_f64(), done["best_epoch"].as_u64()),
+        (Some(0.74), Some(2))
+    );
+    assert!((done["best_val_accuracy"].as_f64().unwrap() - 0.65).abs() < 1e-12);
+    assert_eq!(done["config"]["model"], "resnet-18");
+
+    let past_the_end = get(f.app(), "/api/runs?offset=50").await.json();
+    assert_eq!(past_the_end["runs"], json!([]));
+    assert_eq!(past_the_end["next"], Value::Null);
+    for bad in ["limit=0", "limit=1001", "limit=ten", "offset=-1", "offset=1e3"] {
+        let reply = get(f.app(), &format!("/api/runs?{bad}")).await;
+        assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{bad}");
+        let error = reply.json()["error"].as_str().unwrap().to_string();
+        let field = bad.split('=').next().unwrap();
+        assert!(
+            error.starts_with(&format!("{field} must be a whole number from")),
+            "{bad}: {error}"
+        );
+    }
+}
+
+#[tokio::test]
 async fn api_submits_through_job_control() {
     let f = fixture();
     let created = send(

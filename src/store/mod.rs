@@ -104,6 +104,10 @@ pub struct Run {
     pub best_epoch: Option<u32>,
     pub best_metric_name: Option<String>,
     pub best_metric: Option<f64>,
+    /// The best epoch's validation mean AUROC and accuracy, kept on the run so that a list of
+    /// thousands of runs never reads their epochs (see `SET_BEST_HEADLINES`).
+    pub best_val_mean_auroc: Option<f64>,
+    pub best_val_accuracy: Option<f64>,
     pub created_at: String,
     pub started_at: Option<String>,
     pub finished_at: Option<String>,
@@ -142,7 +146,7 @@ pub struct EventRow {
     pub at: String,
 }
 
-const SCHEMA_VERSION: i64 = 2;
+const SCHEMA_VERSION: i64 = 3;
 
 const SCHEMA_V1: &str = "
 CREATE TABLE runs (
@@ -194,6 +198,28 @@ CREATE TABLE datasets (
     summary TEXT NOT NULL DEFAULT '{}'
 );
 ";
+
+/// Version 3: the best epoch's headline numbers on the run (filled in for stored runs), and runs
+/// indexed in list order, so that the runs list and API stay fast with 10,000 runs.
+const SCHEMA_V3: &str = "
+ALTER TABLE runs ADD COLUMN best_val_mean_auroc REAL;
+ALTER TABLE runs ADD COLUMN best_val_accuracy REAL;
+CREATE INDEX runs_by_created ON runs(created_at, id);
+";
+
+/// `UPDATE runs SET` assignments copying the best epoch's headline numbers from its stored
+/// metrics onto the run: NULL when the run has no best epoch, or the value is missing or not a
+/// number (or the row is not JSON: the migration must not fail on a damaged row). The one definition used by the migration, `record_epoch` and bulk inserts, so the
+/// columns cannot drift from the epoch rows.
+const SET_BEST_HEADLINES: &str = "
+best_val_mean_auroc = (SELECT CASE WHEN NOT json_valid(e.metrics) THEN NULL
+    WHEN json_type(e.metrics, '$.val_mean_auroc') IN ('integer', 'real')
+    THEN json_extract(e.metrics, '$.val_mean_auroc') END
+    FROM epochs e WHERE e.run_id = runs.id AND e.epoch = runs.best_epoch),
+best_val_accuracy = (SELECT CASE WHEN NOT json_valid(e.metrics) THEN NULL
+    WHEN json_type(e.metrics, '$.val_accuracy') IN ('integer', 'real')
+    THEN json_extract(e.metrics, '$.val_accuracy') END
+    FROM epochs e WHERE e.run_id = runs.id AND e.epoch = runs.best_epoch)";
 
 pub struct Store {
     conn: Mutex<Connection>,
@@ -253,6 +279,12 @@ impl Store {
         if version < 2 {
             conn.execute_batch(&format!("BEGIN; {SCHEMA_V2} PRAGMA user_version = 2; COMMIT;"))
                 .map_err(wrap)?;
+        }
+        if version < 3 {
+            conn.execute_batch(&format!(
+                "BEGIN; {SCHEMA_V3} UPDATE runs SET {SET_BEST_HEADLINES}; PRAGMA user_version = 3; COMMIT;"
+            ))
+            .map_err(wrap)?;
         }
         Ok(Store {
             conn: Mutex::new(conn),
@@ -363,6 +395,9 @@ impl Store {
             )
             .map_err(self.wrap())?;
         }
+        // Also when `best` is unchanged: a resumed run may have re-recorded the best epoch itself.
+        tx.execute(&format!("UPDATE runs SET {SET_BEST_HEADLINES} WHERE id = ?1"), [id])
+            .map_err(self.wrap())?;
         tx.commit().map_err(self.wrap())
     }
 
@@ -571,43 +606,12 @@ impl Store {
             .query_row("PRAGMA integrity_check", [], |r| r.get(0))
             .map_err(self.wrap())
     }
-
-    /// For every run with a recorded best epoch that is stored: the numbers under `keys` in that
-    /// epoch's metrics (`None` where missing or not a number), in one query. The runs list needs
-    /// two numbers per run; reading every run's epochs for them made it O(runs × epochs).
-    pub fn best_epoch_values(&self, keys: &[&str]) -> Result<std::collections::HashMap<String, Vec<Option<f64>>>> {
-        let columns: Vec<String> = (1..=keys.len())
-            .map(|i| format!(", json_extract(e.metrics, ?{i})"))
-            .collect();
-        let sql = format!(
-            // CROSS JOIN keeps runs as the outer loop: left to itself SQLite scans every epoch row.
-            "SELECT r.id{} FROM runs r CROSS JOIN epochs e ON e.run_id = r.id AND e.epoch = r.best_epoch",
-            columns.concat()
-        );
-        let paths: Vec<String> = keys.iter().map(|k| format!("$.\"{k}\"")).collect();
-        let conn = self.conn();
-        let mut stmt = conn.prepare(&sql).map_err(self.wrap())?;
-        let rows = stmt
-            .query_map(rusqlite::params_from_iter(paths.iter()), |r| {
-                let values = (1..=keys.len())
-                    .map(|i| {
-                        Ok(match r.get::<_, rusqlite::types::Value>(i)? {
-                            rusqlite::types::Value::Integer(n) => Some(n as f64),
-                            rusqlite::types::Value::Real(x) => Some(x),
-                            _ => None,
-                        })
-                    })
-                    .collect::<rusqlite::Result<Vec<_>>>()?;
-                Ok((r.get::<_, String>(0)?, values))
-            })
-            .map_err(self.wrap())?;
-        rows.collect::<rusqlite::Result<_>>().map_err(self.wrap())
-    }
 }
 
 const RUN_COLUMNS: &str =
     "id, name, status, config, dataset, model, image_size, epochs_planned, epochs_done, best_epoch, \
-     best_metric_name, best_metric, created_at, started_at, finished_at, tags, notes, error, checkpoint_dir, device";
+     best_metric_name, best_metric, created_at, started_at, finished_at, tags, notes, error, checkpoint_dir, device, \
+     best_val_mean_auroc, best_val_accuracy";
 
 fn run_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Run> {
     Ok(Run {
@@ -631,6 +635,8 @@ fn run_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Run> {
         error: r.get(17)?,
         checkpoint_dir: r.get(18)?,
         device: r.get(19)?,
+        best_val_mean_auroc: r.get(20)?,
+        best_val_accuracy: r.get(21)?,
     })
 }
 
@@ -837,6 +843,110 @@ mod tests {
         store.delete_dataset("nih").unwrap();
         assert!(store.dataset("nih").unwrap().is_none());
         assert!(matches!(store.delete_dataset("nih"), Err(Error::UnknownDataset(_))));
+    }
+
+    #[test]
+    fn the_best_epochs_headline_numbers_follow_the_best_epoch() {
+        let (store, id) = store_with_run();
+        let headlines = |store: &Store| {
+            let run = store.run(&id).unwrap().unwrap();
+            (run.best_val_mean_auroc, run.best_val_accuracy)
+        };
+        store.record_epoch(&id, 1, &json!({"val_loss": 0.9}), None).unwrap();
+        assert_eq!(headlines(&store), (None, None), "no best epoch yet");
+        store
+            .record_epoch(
+                &id,
+                1,
+                &json!({"val_mean_auroc": 0.7, "val_accuracy": 1}),
+                Some((1, "val_mean_auroc", 0.7)),
+            )
+            .unwrap();
+        assert_eq!(headlines(&store), (Some(0.7), Some(1.0)));
+        // A worse epoch leaves the best where it was.
+        store
+            .record_epoch(
+                &id,
+                2,
+                &json!({"val_mean_auroc": 0.6, "val_accuracy": 0.5}),
+                Some((1, "val_mean_auroc", 0.7)),
+            )
+            .unwrap();
+        assert_eq!(headlines(&store), (Some(0.7), Some(1.0)));
+        // A resumed run re-records the best epoch without naming a new best.
+        store
+            .record_epoch(&id, 1, &json!({"val_mean_auroc": 0.8, "val_accuracy": "n/a"}), None)
+            .unwrap();
+        assert_eq!(
+            headlines(&store),
+            (Some(0.8), None),
+            "a value that is not a number is no number"
+        );
+        store
+            .record_epoch(
+                &id,
+                3,
+                &json!({"val_mean_auroc": 0.9, "val_accuracy": 0.25}),
+                Some((3, "val_mean_auroc", 0.9)),
+            )
+            .unwrap();
+        assert_eq!(headlines(&store), (Some(0.9), Some(0.25)));
+    }
+
+    #[test]
+    fn a_version_2_store_gains_the_headline_numbers_of_its_runs() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("cxr8.sqlite");
+        {
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch(&format!("{SCHEMA_V1} {SCHEMA_V2} PRAGMA user_version = 2;"))
+                .unwrap();
+            let run = |id: &str, best: Option<u32>| {
+                conn.execute(
+                    "INSERT INTO runs (id, name, status, config, dataset, model, image_size, epochs_planned, best_epoch, created_at) \
+                     VALUES (?1, ?1, 'done', '{}', 'demo', 'm', 64, 2, ?2, ?1)",
+                    params![id, best],
+                )
+                .unwrap();
+            };
+            let epoch = |id: &str, epoch: u32, metrics: &str| {
+                conn.execute(
+                    "INSERT INTO epochs (run_id, epoch, metrics, committed_at) VALUES (?1, ?2, ?3, '')",
+                    params![id, epoch, metrics],
+                )
+                .unwrap();
+            };
+            run("a", Some(2));
+            epoch("a", 1, r#"{"val_mean_auroc": 0.9, "val_accuracy": 0.9}"#);
+            epoch("a", 2, r#"{"val_mean_auroc": 0.8, "val_accuracy": 0.75}"#);
+            run("no-best", None);
+            epoch("no-best", 1, r#"{"val_mean_auroc": 0.5}"#);
+            run("damaged", Some(1));
+            epoch("damaged", 1, "{not json");
+        }
+        let store = Store::open(dir.path()).unwrap();
+        let headlines = |id: &str| {
+            let run = store.run(id).unwrap().unwrap();
+            (run.best_val_mean_auroc, run.best_val_accuracy)
+        };
+        assert_eq!(
+            headlines("a"),
+            (Some(0.8), Some(0.75)),
+            "the recorded best epoch's, not the highest"
+        );
+        assert_eq!(headlines("no-best"), (None, None));
+        assert_eq!(
+            headlines("damaged"),
+            (None, None),
+            "a damaged row does not stop the upgrade"
+        );
+        assert_eq!(store.epochs("damaged").unwrap()[0].metrics, json!("{not json"));
+        let version: i64 = store
+            .conn()
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, SCHEMA_VERSION);
+        assert_eq!(store.integrity_check().unwrap(), "ok");
     }
 
     #[test]

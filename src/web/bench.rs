@@ -296,7 +296,7 @@ async fn time_group(
 }
 
 /// The pages and groups timed: (name, addresses).
-fn page_groups(long_runs: &[String], compare: usize) -> Vec<(String, Vec<String>)> {
+fn page_groups(long_runs: &[String], compare: usize, total_runs: usize) -> Vec<(String, Vec<String>)> {
     let run = &long_runs[0];
     let run_charts: Vec<String> = ["loss", "accuracy", "auroc", "lr"]
         .iter()
@@ -313,11 +313,23 @@ fn page_groups(long_runs: &[String], compare: usize) -> Vec<(String, Vec<String>
     compare_with_charts.extend(compare_charts.iter().cloned());
     vec![
         ("runs page (/)".into(), vec!["/".into()]),
+        // Sorting by a best-epoch number and searching touch every run, not just one page.
+        (
+            "runs page sorted by best AUROC".into(),
+            vec!["/?sort=auroc&dir=desc".into()],
+        ),
+        ("runs page searched (q=run 99)".into(), vec!["/?q=run%2099".into()]),
         ("run page".into(), vec![format!("/runs/{run}")]),
         ("run page + 4 chart SVGs".into(), run_with_charts),
         ("compare page".into(), vec![format!("/compare?runs={ids}")]),
         ("compare page + 3 chart SVGs".into(), compare_with_charts),
-        ("GET /api/runs".into(), vec!["/api/runs".into()]),
+        ("GET /api/runs (first 100)".into(), vec!["/api/runs".into()]),
+        ("GET /api/runs?limit=1000".into(), vec!["/api/runs?limit=1000".into()]),
+        // OFFSET walks the index up to the page: the last page is the slowest.
+        (
+            "GET /api/runs, last 100".into(),
+            vec![format!("/api/runs?offset={}", total_runs.saturating_sub(100))],
+        ),
     ]
 }
 
@@ -622,7 +634,7 @@ pub async fn run(config: WebBenchConfig) -> anyhow::Result<WebBenchReport> {
         dir.0.join("ckpts"),
     ));
     let app = super::app(state.clone());
-    let groups = page_groups(&long_runs, config.compare);
+    let groups = page_groups(&long_runs, config.compare, config.runs);
 
     eprintln!("timing pages in-process…");
     let mut in_process = Vec::new();
@@ -754,7 +766,9 @@ mod tests {
     use crate::web::metrics;
 
     #[test]
-    fn one_query_best_values_match_reading_every_epoch() {
+    fn the_stores_best_numbers_match_reading_every_epoch() {
+        // Both ways the bench stores runs (recorded like training, and in bulk) must leave the
+        // same headline numbers on the run as its best epoch holds: the runs page shows those.
         let store = Arc::new(Store::open_in_memory().unwrap());
         let config = WebBenchConfig {
             runs: 5,
@@ -768,31 +782,23 @@ mod tests {
             demo_images: 0,
         };
         build_store(&store, &config).unwrap();
-        let no_best = store
-            .create_run(&NewRun {
-                name: "no best epoch recorded",
-                config: &json!({}),
-                dataset: "demo",
-                model: "resnet-18",
-                image_size: 64,
-                epochs_planned: 1,
-                tags: &[],
-            })
-            .unwrap();
-        store
-            .record_epoch(&no_best, 1, &json!({"val_mean_auroc": 0.5}), None)
-            .unwrap();
-
-        let keys = ["val_mean_auroc", "val_accuracy"];
-        let values = store.best_epoch_values(&keys).unwrap();
-        assert_eq!(values.len(), 5, "only runs with a recorded best epoch");
-        assert!(!values.contains_key(&no_best));
-        for run in store.runs().unwrap().into_iter().filter(|r| r.id != no_best) {
+        let runs = store.runs().unwrap();
+        assert_eq!(runs.len(), 5);
+        for run in runs {
             let epochs = store.epochs(&run.id).unwrap();
             let best = metrics::best_epoch(&run, &epochs).unwrap();
-            let expected: Vec<Option<f64>> = keys.iter().map(|k| metrics::number(&best.metrics, k)).collect();
-            assert!(expected.iter().all(Option::is_some));
-            assert_eq!(values[&run.id], expected, "run {}", run.name);
+            assert_eq!(Some(best.epoch), run.best_epoch, "run {}", run.name);
+            let expected = (
+                metrics::number(&best.metrics, "val_mean_auroc"),
+                metrics::number(&best.metrics, "val_accuracy"),
+            );
+            assert!(expected.0.is_some() && expected.1.is_some());
+            assert_eq!(
+                (run.best_val_mean_auroc, run.best_val_accuracy),
+                expected,
+                "run {}",
+                run.name
+            );
         }
     }
 

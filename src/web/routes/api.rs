@@ -4,13 +4,13 @@
 use std::sync::Arc;
 
 use axum::extract::rejection::JsonRejection;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::Json;
 use axum::Router;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use serde_json::{json, Value};
 
@@ -32,9 +32,51 @@ pub fn router() -> Router<Arc<AppState>> {
 
 #[derive(Serialize)]
 struct RunList {
+    /// Newest first, `limit` of them from the `offset`-th on.
     runs: Vec<ListedRun>,
     /// Run ids waiting or training, in order.
     queue: Vec<String>,
+    /// All runs in the store.
+    total: usize,
+    offset: usize,
+    limit: usize,
+    /// The address of the next page; `null` on the last one.
+    next: Option<String>,
+}
+
+/// Runs per page of `GET /api/runs` unless `limit` says otherwise, and the most it may say:
+/// all of 10,000 runs with their configs is 15 MB of JSON that takes longer to write than any
+/// page of the dashboard.
+const DEFAULT_LIST_LIMIT: usize = 100;
+const MAX_LIST_LIMIT: usize = 1000;
+
+#[derive(Debug, Default, Deserialize)]
+struct ListParams {
+    // Text, so a bad value gets our message rather than the extractor's.
+    limit: Option<String>,
+    offset: Option<String>,
+}
+
+impl ListParams {
+    /// (limit, offset), or what is wrong with them.
+    fn parse(&self) -> Result<(usize, usize), AppError> {
+        let number = |name: &str, text: &Option<String>, default: usize, range: std::ops::RangeInclusive<usize>| {
+            let Some(text) = text.as_deref().map(str::trim).filter(|t| !t.is_empty()) else {
+                return Ok(default);
+            };
+            text.parse::<usize>().ok().filter(|n| range.contains(n)).ok_or_else(|| {
+                AppError::BadRequest(format!(
+                    "{name} must be a whole number from {} to {}, not '{text}'",
+                    range.start(),
+                    range.end()
+                ))
+            })
+        };
+        Ok((
+            number("limit", &self.limit, DEFAULT_LIST_LIMIT, 1..=MAX_LIST_LIMIT)?,
+            number("offset", &self.offset, 0, 0..=usize::MAX >> 1)?,
+        ))
+    }
 }
 
 /// A [`Run`] exactly as it serialises, but with the stored config text passed through unparsed:
@@ -53,6 +95,8 @@ struct ListedRun {
     best_epoch: Option<u32>,
     best_metric_name: Option<String>,
     best_metric: Option<f64>,
+    best_val_mean_auroc: Option<f64>,
+    best_val_accuracy: Option<f64>,
     created_at: String,
     started_at: Option<String>,
     finished_at: Option<String>,
@@ -83,6 +127,8 @@ impl ListedRun {
             best_epoch: run.best_epoch,
             best_metric_name: run.best_metric_name,
             best_metric: run.best_metric,
+            best_val_mean_auroc: run.best_val_mean_auroc,
+            best_val_accuracy: run.best_val_accuracy,
             created_at: run.created_at,
             started_at: run.started_at,
             finished_at: run.finished_at,
@@ -95,14 +141,24 @@ impl ListedRun {
     }
 }
 
-async fn list_runs(State(state): State<Arc<AppState>>) -> Result<Json<RunList>, AppError> {
-    let runs = state.store.runs_with_raw_config()?;
+async fn list_runs(
+    State(state): State<Arc<AppState>>,
+    Query(params): Query<ListParams>,
+) -> Result<Json<RunList>, AppError> {
+    let (limit, offset) = params.parse()?;
+    let total = state.store.run_count()?;
+    let runs = state.store.runs_with_raw_config(limit, offset)?;
+    let end = offset.saturating_add(runs.len());
     Ok(Json(RunList {
+        next: (end < total).then(|| format!("/api/runs?offset={end}&limit={limit}")),
         runs: runs
             .into_iter()
             .map(|(run, config)| ListedRun::new(run, config))
             .collect(),
         queue: state.jobs.queue(),
+        total,
+        offset,
+        limit,
     }))
 }
 

@@ -58,28 +58,20 @@ pub(super) struct Summary {
     pub duration: Option<f64>,
 }
 
-/// The numbers the table shows from a run's best epoch, fetched for all runs in one query.
-const BEST_KEYS: [&str; 2] = [RANKING_KEY, "val_accuracy"];
-
-/// `best_values`: the run's [`BEST_KEYS`] from its recorded best epoch, when the store has them
-/// (see `Store::best_epoch_values`); otherwise its epochs are read to find the best one.
-pub(super) fn summarise(
-    state: &AppState,
-    run: Run,
-    best_values: Option<&[Option<f64>]>,
-    now: &str,
-) -> Result<Summary, AppError> {
-    let (auroc, best_accuracy) = match best_values {
-        Some(values) => (values[0], values[1]),
-        None => {
-            // Straight from the store: the list would churn the page cache of epoch rows.
-            let epochs = state.store.scalar_epochs(&run.id)?;
-            let best = metrics::best_epoch(&run, &epochs);
-            (
-                best.and_then(|e| metrics::number(&e.metrics, BEST_KEYS[0])),
-                best.and_then(|e| metrics::number(&e.metrics, BEST_KEYS[1])),
-            )
-        }
+/// The table's numbers come from the best epoch, which the store keeps on the run
+/// (`best_val_mean_auroc`, `best_val_accuracy`). A run without a recorded best epoch (one that
+/// never validated, or stored by an old cxr8 without it) has its epochs read to find one.
+pub(super) fn summarise(state: &AppState, run: Run, now: &str) -> Result<Summary, AppError> {
+    let (auroc, best_accuracy) = if run.best_epoch.is_none() && run.epochs_done > 0 {
+        // Straight from the store: the list would churn the page cache of epoch rows.
+        let epochs = state.store.scalar_epochs(&run.id)?;
+        let best = metrics::best_epoch(&run, &epochs);
+        (
+            best.and_then(|e| metrics::number(&e.metrics, RANKING_KEY)),
+            best.and_then(|e| metrics::number(&e.metrics, "val_accuracy")),
+        )
+    } else {
+        (run.best_val_mean_auroc, run.best_val_accuracy)
     };
     let best_auroc = auroc.or(run
         .best_metric
@@ -146,7 +138,6 @@ async fn runs_page(State(state): State<Arc<AppState>>, Query(query): Query<ListQ
             .ok_or_else(|| AppError::BadRequest(format!("page must be a whole number from 1, not '{text}'")))?,
     };
 
-    let best_values = state.store.best_epoch_values(&BEST_KEYS)?;
     let mut summaries = Vec::new();
     for run in all {
         let matches_text = q.is_empty()
@@ -157,8 +148,7 @@ async fn runs_page(State(state): State<Arc<AppState>>, Query(query): Query<ListQ
         let matches_status = status.is_empty() || run.status.as_str() == status;
         let matches_dataset = dataset.is_empty() || run.dataset == dataset;
         if matches_text && matches_status && matches_dataset {
-            let best = best_values.get(&run.id).map(Vec::as_slice);
-            summaries.push(summarise(&state, run, best, &now)?);
+            summaries.push(summarise(&state, run, &now)?);
         }
     }
     sort_summaries(&mut summaries, &sort, descending);

@@ -488,3 +488,148 @@ fn submit_route_never_answers_5xx() {
         "{created} of {CASES} accepted: both outcomes must be tried"
     );
 }
+
+/// A form field's value: the edges of the config's ranges and options, hostile strings, any text.
+fn form_value(rng: &mut Gen) -> String {
+    const PIECES: [&str; 24] = [
+        "",
+        " ",
+        "0",
+        "1",
+        "-1",
+        "0.5",
+        "1e-3",
+        "1e400",
+        "NaN",
+        "inf",
+        "64",
+        "4097",
+        "18446744073709551616",
+        "resnet-18",
+        "sgd",
+        "demo",
+        "true",
+        "on",
+        "<script>alert(1)</script>",
+        "../../etc/passwd",
+        "/etc/passwd",
+        "名前",
+        "a,b,,c",
+        "\0",
+    ];
+    if rng.random_bool(0.7) {
+        PIECES.choose(rng).unwrap().to_string()
+    } else {
+        any_text(rng, 40)
+    }
+}
+
+/// The new-run form as a browser posts it (`POST /runs`, urlencoded): what the page renders with
+/// its defaults, with a few fields replaced, removed, repeated or added. Also 1 in 8 arbitrary
+/// bodies. Never a 5xx: a run is created and redirected to (303), or the form comes back (422)
+/// saying what is wrong, or the body is refused (400); a rejected form stores nothing.
+#[test]
+fn form_route_never_answers_5xx() {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let store = Arc::new(Store::open_in_memory().unwrap());
+    let jobs = Arc::new(ParsingJobs {
+        store: store.clone(),
+        queued: Mutex::new(0),
+    });
+    let dirs = tempfile::tempdir().unwrap();
+    let state = Arc::new(AppState::new(
+        store.clone(),
+        jobs.clone(),
+        dirs.path().join("data"),
+        dirs.path().join("ckpts"),
+    ));
+    let send = |method: Method, uri: &str, body: String| {
+        let request = Request::builder()
+            .method(method)
+            .uri(uri)
+            .header("host", "127.0.0.1:8080")
+            .header("origin", "http://127.0.0.1:8080")
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(Body::from(body))
+            .unwrap();
+        let response = runtime.block_on(app(state.clone()).oneshot(request)).unwrap();
+        let status = response.status().as_u16();
+        let location = response
+            .headers()
+            .get("location")
+            .map(|v| v.to_str().unwrap().to_string());
+        let body = runtime
+            .block_on(axum::body::to_bytes(response.into_body(), 16 << 20))
+            .unwrap();
+        (status, location, String::from_utf8_lossy(&body).into_owned())
+    };
+    let (status, _, page) = send(Method::GET, "/runs/new", String::new());
+    assert_eq!(status, 200);
+    let defaults = crate::web_form::scrape_form(&page);
+    assert!(defaults.len() > 30, "the form has its fields: {defaults:?}");
+
+    let body = |rng: &mut Gen| {
+        if rng.random_bool(0.125) {
+            return any_text(rng, 200);
+        }
+        let mut fields = defaults.clone();
+        for _ in 0..rng.random_range(1..5) {
+            let at = rng.random_range(0..fields.len());
+            match rng.random_range(0..10) {
+                0 => {
+                    fields.remove(at);
+                }
+                1 => fields.push((fields[at].0.clone(), form_value(rng))),
+                2 => fields.push((word(rng), form_value(rng))),
+                _ => fields[at].1 = form_value(rng),
+            }
+            if fields.is_empty() {
+                break;
+            }
+        }
+        let pairs: Vec<(&str, &str)> = fields.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
+        crate::web_form::encode_form(&pairs)
+    };
+    let outcomes = Mutex::new([0u64; 3]);
+    check(9_000, body, |body| {
+        let before = store.runs().unwrap().len();
+        let (status, location, page) = send(Method::POST, "/runs", body.clone());
+        let after = store.runs().unwrap().len();
+        match status {
+            303 => {
+                outcomes.lock().unwrap()[0] += 1;
+                let location = location.unwrap_or_default();
+                let id = location.strip_prefix("/runs/").unwrap_or_default();
+                ensure(after == before + 1 && store.run(id).unwrap().is_some(), || {
+                    format!("303 to '{location}' but {before} → {after} runs stored")
+                })
+            }
+            422 => {
+                outcomes.lock().unwrap()[1] += 1;
+                ensure(after == before, || "a rejected form stored a run".into())?;
+                ensure(
+                    page.contains("id=\"form-errors\"") && page.contains("<form id=\"new-run\""),
+                    || "422 without the form and its messages".into(),
+                )
+            }
+            400 => {
+                outcomes.lock().unwrap()[2] += 1;
+                ensure(after == before, || "a refused body stored a run".into())
+            }
+            other => Err(format!("answered {other}: {}", &page[..page.len().min(300)])),
+        }
+    });
+    let [created, rejected, refused] = *outcomes.lock().unwrap();
+    assert_eq!(
+        created as usize,
+        *jobs.queued.lock().unwrap(),
+        "every 303 queued exactly one run"
+    );
+    assert!(
+        created > 0 && rejected > 0,
+        "{created} created, {rejected} rejected, {refused} refused: both outcomes must be tried"
+    );
+}

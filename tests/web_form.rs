@@ -196,7 +196,7 @@ async fn post(app: Router, uri: &str, form: &[(&str, &str)]) -> Reply {
     send(app, Method::POST, uri, Some(form)).await
 }
 
-fn encode_form(pairs: &[(&str, &str)]) -> String {
+pub(crate) fn encode_form(pairs: &[(&str, &str)]) -> String {
     let encode = |s: &str| {
         s.bytes()
             .map(|b| {
@@ -232,7 +232,7 @@ fn attribute(tag: &str, name: &str) -> Option<String> {
 
 /// What a browser would submit for the `new-run` form as rendered: text inputs, ticked
 /// checkboxes and each select's chosen option, by name.
-fn scrape_form(page: &str) -> Vec<(String, String)> {
+pub(crate) fn scrape_form(page: &str) -> Vec<(String, String)> {
     let start = page.find("<form id=\"new-run\"").expect("the new-run form");
     let form = &page[start..start + page[start..].find("</form>").unwrap()];
     let mut fields = Vec::new();

@@ -1,4 +1,4 @@
-//! `cxr8 bench train` and `cxr8 bench augment` through the binary: tiny runs that prove the
+//! `cxr8 bench train`, `bench augment` and `bench web` through the binary: tiny runs that prove the
 //! commands measure and report, never how fast (speed lives in BENCHMARKS.md).
 
 use std::process::Command;
@@ -83,4 +83,58 @@ fn bench_augment_prints_images_per_second() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("images/s") && stdout.contains("batch 4"), "{stdout}");
+}
+
+/// `cxr8 bench web` with its default trainer, real training: a tiny store, 3 SSE clients, one-epoch
+/// runs on a 100-image demo set. The bench fails on any page that does not answer 200, so success
+/// means every page, chart and API page was served; the training half is the path whose warm-up
+/// run once refused to start.
+#[test]
+fn bench_web_times_every_page_sse_and_real_training() {
+    let out = cxr8(&[
+        "bench",
+        "web",
+        "--runs",
+        "5",
+        "--epochs",
+        "3",
+        "--list-epochs",
+        "2",
+        "--compare",
+        "2",
+        "--sse-clients",
+        "3",
+        "--iterations",
+        "2",
+        "--sse-epochs",
+        "3",
+        "--demo-images",
+        "100",
+        "--json",
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON object");
+    assert_eq!(report["config"]["trainer"], "real");
+    assert!(
+        report["training_unit"].as_str().unwrap().starts_with("images/s"),
+        "{report}"
+    );
+    for key in ["training_idle", "training_with_clients"] {
+        let value = report[key].as_f64().unwrap();
+        assert!(value.is_finite() && value > 0.0, "{key}: {value}");
+    }
+    assert!(report["store_bytes"].as_u64().unwrap() > 0);
+    assert_eq!(report["sse_latency"]["samples"], 3);
+    for side in ["in_process", "loopback"] {
+        let timings = report[side].as_array().unwrap();
+        let names: Vec<&str> = timings.iter().map(|t| t["what"].as_str().unwrap()).collect();
+        for page in ["runs page (/)", "run page", "compare page", "GET /api/runs (first 100)"] {
+            assert!(names.contains(&page), "{side} lacks {page}: {names:?}");
+        }
+        for timing in timings {
+            assert_eq!(timing["samples"], 2, "{timing}");
+            assert!(timing["median_ms"].as_f64().unwrap() > 0.0, "{timing}");
+        }
+    }
 }

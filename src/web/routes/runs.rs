@@ -99,12 +99,17 @@ pub(super) fn progress_pct(run: &Run) -> u32 {
 async fn runs_page(State(state): State<Arc<AppState>>, Query(query): Query<ListQuery>) -> Result<RunsPage, AppError> {
     let now = crate::store::now();
     // The list never shows configs: they are not even read.
-    let all = state.store.runs_without_config()?;
+    let all = state.store.runs_for_list()?;
     let total = all.len();
     let queue = queue_items(&state, &all);
-    let mut datasets: Vec<String> = all.iter().map(|r| r.dataset.clone()).collect();
-    datasets.sort();
-    datasets.dedup();
+    // Distinct names before any copying: thousands of runs share a handful of data sets.
+    let datasets: Vec<String> = all
+        .iter()
+        .map(|r| r.dataset.as_str())
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .map(str::to_string)
+        .collect();
 
     let q = query.q.clone().unwrap_or_default().trim().to_lowercase();
     let status = query.status.clone().unwrap_or_default();

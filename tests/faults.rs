@@ -459,7 +459,12 @@ fn a_full_disk_under_the_store_fails_the_run_with_its_failure_recorded() {
     let (_, stored) = stored_epochs(&server, &id);
     assert_eq!(stored.len() as u64, EPOCHS);
     assert_eq!(stored[&1], comparable(announced[0].json()), "epoch 1 unchanged");
-    let log = server.events(&id, None).until_done(Deadline::default_limit());
+    // The whole log: epoch 1, the failure, then the resumed run to its end.
+    let log = server
+        .events(&id, None)
+        .until(Deadline::default_limit(), "the resumed run's end", |e| {
+            e.event == "done" && e.json()["status"] == "done"
+        });
     let announced: Vec<u64> = log.iter().filter(|e| e.event == "epoch").map(epoch_number).collect();
     assert_eq!(announced, (1..=EPOCHS).collect::<Vec<_>>(), "the event log");
 

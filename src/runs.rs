@@ -270,15 +270,36 @@ impl EventSink for Recorder {
                 tracing::error!("run {}: could not record {} event: {e}", self.run_id, kind(&event));
                 if let (TrainEvent::Epoch { epoch, .. }, Some(stop)) = (&event, &self.stop) {
                     if self.write_failure.is_none() {
-                        self.write_failure = Some(format!(
-                            "could not record epoch {epoch} in the run store: {e}; its checkpoint is saved — free disk space, then resume the run"
-                        ));
+                        self.write_failure = Some(epoch_write_failure(*epoch, &e));
                     }
                     stop.cancel();
                 }
                 // Other events (progress, checkpoint notices) are not worth stopping for.
             }
         }
+    }
+}
+
+/// Why a run stopped when epoch `epoch` could not be recorded: the engine reports an epoch only
+/// once its checkpoint is saved, so the epochs before it are stored and a resume records it.
+fn epoch_write_failure(epoch: usize, e: &store::Error) -> String {
+    let kept = match epoch {
+        1 => "epoch 1's checkpoint is saved".to_string(),
+        2 => "epoch 1 is stored and epoch 2's checkpoint is saved".to_string(),
+        _ => format!(
+            "epochs 1–{} are stored and epoch {epoch}'s checkpoint is saved",
+            epoch - 1
+        ),
+    };
+    match e {
+        store::Error::DiskFull { dir, .. } => format!(
+            "could not record epoch {epoch}: the run store's disk is full (no space left under {}); {kept} — \
+             free disk space there, then resume the run: it records epoch {epoch} from its checkpoint and goes on",
+            dir.display()
+        ),
+        other => format!(
+            "could not record epoch {epoch} in the run store: {other}; {kept} — free disk space, then resume the run"
+        ),
     }
 }
 

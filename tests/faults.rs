@@ -15,7 +15,7 @@ use serde_json::{json, Value};
 use cxr8::store::Store;
 use cxr8::train::checkpoint::{RunCheckpoints, Slot};
 
-use crate::util::{tiny_demo, Deadline, Server, SseEvent, SseStream};
+use crate::util::{request, tiny_demo, Deadline, Server, SseEvent, SseStream};
 
 /// A run small enough to train in about a second per epoch on two CPU cores.
 fn tiny_run(name: &str, epochs: u32) -> Value {
@@ -327,6 +327,154 @@ fn fill(dir: &Path) -> PathBuf {
         while file.write_all(&block).and_then(|()| file.flush()).is_ok() {}
     }
     path
+}
+
+/// Bytes free for writing on the file system holding `dir`.
+fn free_bytes(dir: &Path) -> u64 {
+    use std::os::unix::ffi::OsStrExt;
+    let c_path = std::ffi::CString::new(dir.as_os_str().as_bytes()).unwrap();
+    // SAFETY: statvfs writes only into the zeroed struct; the path is NUL-terminated.
+    let mut stats: libc::statvfs = unsafe { std::mem::zeroed() };
+    assert_eq!(
+        unsafe { libc::statvfs(c_path.as_ptr(), &mut stats) },
+        0,
+        "statvfs {}",
+        dir.display()
+    );
+    stats.f_bavail as u64 * stats.f_frsize as u64
+}
+
+/// Takes every free block of the tmpfs holding `dir` with one `fallocate` and returns the
+/// filler file. Unlike `fill`, which writes until a write fails, it never also takes space freed
+/// once the disk is full: that is the store's reserve, given back to record the failure. A
+/// server write between reading the free space and allocating it makes the (all-or-nothing, on
+/// tmpfs) allocation fail; it is then tried again with the new figure.
+fn fill_at_once(dir: &Path) -> PathBuf {
+    use std::os::unix::io::AsRawFd;
+    let path = dir.join("filler");
+    let file = std::fs::File::create(&path).unwrap();
+    for _ in 0..1000 {
+        let free = free_bytes(dir);
+        assert!(free > 0, "the disk is already full");
+        // SAFETY: the descriptor is open for writing for the duration of the call.
+        match unsafe { libc::posix_fallocate(file.as_raw_fd(), 0, free as libc::off_t) } {
+            0 => return path,
+            libc::ENOSPC => continue,
+            code => panic!(
+                "fallocate {}: {}",
+                path.display(),
+                std::io::Error::from_raw_os_error(code)
+            ),
+        }
+    }
+    panic!("the free space of {} kept changing", dir.display());
+}
+
+/// The disk under the store (the whole data folder) fills after epoch 1, so the next SQLite
+/// write has no block for its WAL: the store gives back its reserve, the run fails saying the
+/// store's disk is full and where, epoch 1 stays stored once and no later epoch is, the server
+/// keeps serving and refuses new data with a 507 naming the disk; with space freed the run
+/// resumes to the end (recording epoch 2 from its checkpoint) and a new run trains.
+#[test]
+fn a_full_disk_under_the_store_fails_the_run_with_its_failure_recorded() {
+    const EPOCHS: u64 = 4;
+    let tmp = tempfile::tempdir().unwrap();
+    let (data, ckpts) = (tmp.path().join("data"), tmp.path().join("ckpts"));
+    // The demo set (240 PNGs), its 64 px cache (about 1 MB), the store and its 2 MiB reserve.
+    let _disk = Tmpfs::mount(&data, "16m");
+    tiny_demo(&data);
+    let server = Server::start(&data, &ckpts);
+    let reserve = data.join(cxr8::store::RESERVE_FILE);
+    let reserve_size = || std::fs::metadata(&reserve).map(|m| m.len()).ok();
+    assert_eq!(
+        reserve_size(),
+        Some(cxr8::store::RESERVE_BYTES),
+        "the store keeps a reserve"
+    );
+    let id = server.submit(&tiny_run("store disk full", EPOCHS as u32));
+    let runs_before = server.get_json("/api/runs")["total"].clone();
+    let mut stream = server.events(&id, None);
+    let before = stream.until(Deadline::default_limit(), "epoch 1", |e| e.event == "epoch");
+    let filler = fill_at_once(&data);
+
+    let rest = stream.until_done(Deadline::default_limit());
+    let done = rest.last().unwrap().json();
+    assert_eq!(done["status"], "failed", "{done}");
+    let message = done["message"].as_str().unwrap();
+    assert!(
+        message.contains("could not record epoch 2")
+            && message.contains("the run store's disk is full")
+            && message.contains(&data.display().to_string())
+            && message.contains("epoch 1 is stored and epoch 2's checkpoint is saved")
+            && message.contains("free disk space there, then resume the run"),
+        "{message}"
+    );
+    assert!(
+        rest.iter().all(|e| e.event != "epoch"),
+        "no epoch after the disk filled is announced"
+    );
+    assert_eq!(reserve_size(), None, "the reserve was given back to record the failure");
+
+    assert_eq!(server.get("/").status, 200, "the server keeps serving");
+    let (run, stored) = stored_epochs(&server, &id);
+    assert_eq!(run["status"], "failed");
+    assert_eq!(run["error"].as_str(), Some(message));
+    let announced: Vec<&SseEvent> = before.iter().filter(|e| e.event == "epoch").collect();
+    assert_eq!(announced.len(), 1);
+    assert_eq!(stored.len(), 1, "epoch 1 only: {run}");
+    assert_eq!(stored[&1], comparable(announced[0].json()));
+
+    // New data is refused, saying why, and nothing of it is stored.
+    let response = server.post_json("/api/runs", &tiny_run("while the disk is full", 1));
+    assert_eq!(response.status, 507, "{}", response.text());
+    let refusal = response.json()["error"].as_str().unwrap_or_default().to_string();
+    assert!(
+        refusal.starts_with("the run store's disk is full") && refusal.contains(&data.display().to_string()),
+        "{refusal}"
+    );
+    let form = request(
+        "POST",
+        &format!("{}/runs/{id}/meta", server.url),
+        &[
+            ("Content-Type", "application/x-www-form-urlencoded"),
+            ("Origin", server.url.as_str()),
+        ],
+        Some("name=renamed+while+full".as_bytes()),
+    );
+    assert_eq!(form.status, 507, "{}", form.text());
+    assert!(form.text().contains("disk is full"), "{}", form.text());
+    assert_eq!(server.get_json("/api/runs")["total"], runs_before, "no run was added");
+    assert_eq!(server.get_json(&format!("/api/runs/{id}"))["name"], "store disk full");
+
+    std::fs::remove_file(filler).unwrap();
+    let response = server.post_json(&format!("/api/runs/{id}/resume"), &json!({}));
+    assert!((200..300).contains(&response.status), "resume: {}", response.text());
+    let resumed = stream.until_done(Deadline::default_limit());
+    assert_eq!(resumed.last().unwrap().json()["status"], "done", "{:?}", resumed.last());
+    assert_eq!(
+        reserve_size(),
+        Some(cxr8::store::RESERVE_BYTES),
+        "the reserve is taken back once there is room"
+    );
+    let (_, stored) = stored_epochs(&server, &id);
+    assert_eq!(stored.len() as u64, EPOCHS);
+    assert_eq!(stored[&1], comparable(announced[0].json()), "epoch 1 unchanged");
+    // The whole log: epoch 1, the failure, then the resumed run to its end.
+    let log = server
+        .events(&id, None)
+        .until(Deadline::default_limit(), "the resumed run's end", |e| {
+            e.event == "done" && e.json()["status"] == "done"
+        });
+    let announced: Vec<u64> = log.iter().filter(|e| e.event == "epoch").map(epoch_number).collect();
+    assert_eq!(announced, (1..=EPOCHS).collect::<Vec<_>>(), "the event log");
+
+    let second = server.submit(&tiny_run("after the store's disk filled", 1));
+    let events = server.events(&second, None).until_done(Deadline::default_limit());
+    assert_eq!(events.last().unwrap().json()["status"], "done", "{:?}", events.last());
+    // An open event stream would hold the graceful shutdown.
+    drop(stream);
+    server.stop();
+    assert_store_sound(&data, "after the store's disk filled");
 }
 
 /// The disk under the checkpoints fills after epoch 1: the run fails naming the checkpoint write,

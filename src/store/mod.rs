@@ -9,7 +9,10 @@ use std::sync::{Mutex, MutexGuard};
 use rusqlite::{params, Connection, OptionalExtension};
 use serde::{Deserialize, Serialize};
 
+mod reserve;
 pub mod scalars;
+
+pub use reserve::{RESERVE_BYTES, RESERVE_FILE};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -33,7 +36,23 @@ pub enum Error {
     UnknownDataset(String),
     #[error("run store {}: schema version {found} is newer than this cxr8 understands ({supported}); upgrade cxr8", path.display())]
     TooNew { path: PathBuf, found: i64, supported: i64 },
+    /// The disk under the store is full (or was, and has no room yet): nothing of this write
+    /// was stored. `source` is SQLite's error when a write hit it; none when it was refused.
+    #[error("{}: no space is left under {}; free disk space there, then try again", DISK_FULL, dir.display())]
+    DiskFull {
+        dir: PathBuf,
+        #[source]
+        source: Option<rusqlite::Error>,
+    },
 }
+
+/// How every [`Error::DiskFull`] message begins (the web layer recognises it in a refused
+/// submission, which reaches it as text).
+pub const DISK_FULL: &str = "the run store's disk is full";
+
+/// Events that record a change of a run's state: still written while the store is short of
+/// space, since they say why a run stopped.
+const RUN_STATE_EVENTS: [&str; 2] = ["status", "done"];
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -228,6 +247,8 @@ best_val_accuracy = (SELECT CASE WHEN NOT json_valid(e.metrics) THEN NULL
 pub struct Store {
     conn: Mutex<Connection>,
     path: PathBuf,
+    /// Disk kept free for recording failures when the disk fills (see `reserve.rs`).
+    reserve: reserve::Reserve,
 }
 
 impl Store {
@@ -243,7 +264,11 @@ impl Store {
             path: path.clone(),
             source,
         })?;
-        Store::init(conn, path)
+        let store = Store::init(conn, path)?;
+        Ok(Store {
+            reserve: reserve::Reserve::open(dir.join(RESERVE_FILE)),
+            ..store
+        })
     }
 
     /// A private in-memory store, for tests and dry runs.
@@ -257,9 +282,17 @@ impl Store {
     }
 
     fn init(conn: Connection, path: PathBuf) -> Result<Store> {
-        let wrap = |source| Error::Sqlite {
-            path: path.clone(),
-            source,
+        let wrap = |source: rusqlite::Error| {
+            if source.sqlite_error_code() == Some(rusqlite::ErrorCode::DiskFull) {
+                return Error::DiskFull {
+                    dir: data_dir_of(&path),
+                    source: Some(source),
+                };
+            }
+            Error::Sqlite {
+                path: path.clone(),
+                source,
+            }
         };
         // WAL: readers (the web pages) never block the writer (the training worker).
         conn.pragma_update(None, "journal_mode", "WAL").map_err(wrap)?;
@@ -293,6 +326,7 @@ impl Store {
         Ok(Store {
             conn: Mutex::new(conn),
             path,
+            reserve: reserve::Reserve::none(),
         })
     }
 
@@ -306,15 +340,62 @@ impl Store {
         self.conn.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
+    /// Turns SQLite's error into ours. A full disk gives the reserve back, so that the writes
+    /// recording the failure fit (the failed write itself stays failed).
     fn wrap(&self) -> impl Fn(rusqlite::Error) -> Error + '_ {
-        move |source| Error::Sqlite {
-            path: self.path.clone(),
+        move |source| {
+            if self.is_disk_full(&source) {
+                self.reserve.give_back();
+                return self.disk_full(Some(source));
+            }
+            Error::Sqlite {
+                path: self.path.clone(),
+                source,
+            }
+        }
+    }
+
+    /// SQLITE_FULL is SQLite's word for ENOSPC on a write (and for a database at its
+    /// `max_page_count`); other failed writes to a disk with no block left count too.
+    fn is_disk_full(&self, e: &rusqlite::Error) -> bool {
+        match e.sqlite_error_code() {
+            Some(rusqlite::ErrorCode::DiskFull) => true,
+            // `exists`: not an in-memory store.
+            Some(rusqlite::ErrorCode::SystemIoFailure) if self.path.exists() => {
+                reserve::free_bytes(&data_dir_of(&self.path)).is_ok_and(|free| free < NO_ROOM_BYTES)
+            }
+            _ => false,
+        }
+    }
+
+    fn disk_full(&self, source: Option<rusqlite::Error>) -> Error {
+        Error::DiskFull {
+            dir: data_dir_of(&self.path),
             source,
         }
     }
 
+    /// Refuses a write that adds data while the store is short of space (its reserve was given
+    /// back to record a failure) and the disk still has no room: that space is kept for the
+    /// records of what ends or stops runs, which skip this check. Also where the reserve is
+    /// taken back once there is room.
+    fn room_for_more(&self) -> Result<()> {
+        if self.reserve.room_for_more() {
+            Ok(())
+        } else {
+            Err(self.disk_full(None))
+        }
+    }
+
+    /// Whether a full disk has the store refusing new data until there is room (see
+    /// [`Error::DiskFull`]).
+    pub fn is_short_of_space(&self) -> bool {
+        self.reserve.is_short()
+    }
+
     /// Records a new queued run and returns its id.
     pub fn create_run(&self, new: &NewRun<'_>) -> Result<String> {
+        self.room_for_more()?;
         let tags = serde_json::to_string(new.tags).expect("strings serialise");
         let config = new.config.to_string();
         let conn = self.conn();
@@ -341,6 +422,9 @@ impl Store {
     }
 
     pub fn set_status(&self, id: &str, status: RunStatus, error: Option<&str>) -> Result<()> {
+        if matches!(status, RunStatus::Queued | RunStatus::Running) {
+            self.room_for_more()?;
+        }
         let conn = self.conn();
         let changed = match status {
             RunStatus::Running => conn.execute(
@@ -361,6 +445,7 @@ impl Store {
     }
 
     pub fn set_runtime_info(&self, id: &str, device: &str, checkpoint_dir: &str) -> Result<()> {
+        self.room_for_more()?;
         self.conn()
             .execute(
                 "UPDATE runs SET device = ?2, checkpoint_dir = ?3 WHERE id = ?1",
@@ -379,6 +464,7 @@ impl Store {
         metrics: &serde_json::Value,
         best: Option<(u32, &str, f64)>,
     ) -> Result<()> {
+        self.room_for_more()?;
         let mut conn = self.conn();
         let tx = conn.transaction().map_err(self.wrap())?;
         tx.execute(
@@ -407,6 +493,9 @@ impl Store {
 
     /// Appends an event and returns its sequence number.
     pub fn append_event(&self, id: &str, kind: &str, payload: &serde_json::Value) -> Result<i64> {
+        if !RUN_STATE_EVENTS.contains(&kind) {
+            self.room_for_more()?;
+        }
         let conn = self.conn();
         conn.execute(
             "INSERT INTO events (run_id, kind, payload, at) VALUES (?1, ?2, ?3, ?4)",
@@ -505,6 +594,7 @@ impl Store {
     }
 
     pub fn update_meta(&self, id: &str, name: &str, tags: &[String], notes: &str) -> Result<()> {
+        self.room_for_more()?;
         let tags = serde_json::to_string(tags).expect("strings serialise");
         let changed = self
             .conn()
@@ -539,6 +629,7 @@ impl Store {
         image_dir: &str,
         summary: &serde_json::Value,
     ) -> Result<()> {
+        self.room_for_more()?;
         let result = self.conn().execute(
             "INSERT INTO datasets (name, label_file, image_dir, created_at, summary) VALUES (?1, ?2, ?3, ?4, ?5)",
             params![name, label_file, image_dir, now(), summary.to_string()],
@@ -554,6 +645,7 @@ impl Store {
 
     /// Replaces a registered data set's summary (e.g. once its cache is built).
     pub fn set_dataset_summary(&self, name: &str, summary: &serde_json::Value) -> Result<()> {
+        self.room_for_more()?;
         let changed = self
             .conn()
             .execute(
@@ -611,6 +703,17 @@ impl Store {
             .map_err(self.wrap())
     }
 }
+
+/// The folder holding the store's database file (what a user frees space in).
+fn data_dir_of(path: &Path) -> PathBuf {
+    match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
+        _ => path.to_path_buf(),
+    }
+}
+
+/// Below this many free bytes an I/O error on a write is taken for a full disk.
+const NO_ROOM_BYTES: u64 = 64 << 10;
 
 const RUN_COLUMNS: &str =
     "id, name, status, config, dataset, model, image_size, epochs_planned, epochs_done, best_epoch, \
@@ -962,5 +1065,127 @@ mod tests {
         drop(conn);
         let message = Store::open(dir.path()).err().unwrap().to_string();
         assert!(message.contains("upgrade cxr8"), "{message}");
+    }
+
+    /// The reserve file is there, full size, with its blocks allocated (not sparse).
+    fn reserve_held(dir: &Path) -> bool {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::metadata(dir.join(RESERVE_FILE))
+            .is_ok_and(|m| m.len() == RESERVE_BYTES && m.blocks() * 512 >= RESERVE_BYTES)
+    }
+
+    fn new_run(store: &Store) -> Result<String> {
+        store.create_run(&NewRun {
+            name: "r",
+            config: &json!({}),
+            dataset: "demo",
+            model: "m",
+            image_size: 64,
+            epochs_planned: 3,
+            tags: &[],
+        })
+    }
+
+    /// Caps the database at its current size, so that the next write that needs a page fails
+    /// with SQLITE_FULL, as on a full disk.
+    fn cap_pages(store: &Store, extra: i64) {
+        let conn = store.conn();
+        let pages: i64 = conn.pragma_query_value(None, "page_count", |r| r.get(0)).unwrap();
+        conn.pragma_update(None, "max_page_count", pages + extra).unwrap();
+    }
+
+    #[test]
+    fn a_full_disk_gives_back_the_reserve_so_the_failure_is_recorded() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        assert!(reserve_held(dir.path()), "made when the store opens");
+        let id = new_run(&store).unwrap();
+        store.set_status(&id, RunStatus::Running, None).unwrap();
+        store.record_epoch(&id, 1, &json!({"val_loss": 0.5}), None).unwrap();
+        // As if the disk stays full after the reserve is freed.
+        store.reserve.require_free_to_retake(u64::MAX);
+        cap_pages(&store, 0);
+
+        let big = json!({ "val_loss": 0.4, "notes": "x".repeat(64 << 10) });
+        let error = store.record_epoch(&id, 2, &big, None).unwrap_err();
+        assert!(matches!(&error, Error::DiskFull { source: Some(_), .. }), "{error:?}");
+        let message = error.to_string();
+        assert!(
+            message.starts_with(DISK_FULL) && message.contains(&dir.path().display().to_string()),
+            "{message}"
+        );
+        assert!(!dir.path().join(RESERVE_FILE).exists(), "the reserve is freed");
+        assert!(store.is_short_of_space());
+        assert_eq!(store.epochs(&id).unwrap().len(), 1, "the failed epoch is not stored");
+
+        // SQLite would have room now; the store keeps it for recording failures.
+        cap_pages(&store, 1000);
+        assert!(matches!(new_run(&store), Err(Error::DiskFull { source: None, .. })));
+        assert!(matches!(
+            store.record_epoch(&id, 2, &json!({"val_loss": 0.4}), None),
+            Err(Error::DiskFull { .. })
+        ));
+        assert!(matches!(
+            store.append_event(&id, "progress", &json!({})),
+            Err(Error::DiskFull { .. })
+        ));
+        assert!(matches!(
+            store.set_status(&id, RunStatus::Queued, None),
+            Err(Error::DiskFull { .. })
+        ));
+        assert!(matches!(
+            store.add_dataset("nih", "/l.csv", "/i", &json!({})),
+            Err(Error::DiskFull { .. })
+        ));
+        store.set_status(&id, RunStatus::Failed, Some("disk full")).unwrap();
+        store.append_event(&id, "done", &json!({"status": "failed"})).unwrap();
+        let run = store.run(&id).unwrap().unwrap();
+        assert_eq!(
+            (run.status, run.error.as_deref()),
+            (RunStatus::Failed, Some("disk full"))
+        );
+        assert_eq!(store.runs().unwrap().len(), 1, "nothing half-stored");
+
+        // Room again: the reserve is taken back and writes go on.
+        store.reserve.require_free_to_retake(0);
+        store.set_status(&id, RunStatus::Queued, None).unwrap();
+        assert!(reserve_held(dir.path()) && !store.is_short_of_space());
+        store.record_epoch(&id, 2, &json!({"val_loss": 0.4}), None).unwrap();
+        new_run(&store).unwrap();
+        assert_eq!(store.integrity_check().unwrap(), "ok");
+    }
+
+    #[test]
+    fn the_reserve_is_made_again_when_the_store_opens() {
+        let dir = tempfile::tempdir().unwrap();
+        drop(Store::open(dir.path()).unwrap());
+        std::fs::remove_file(dir.path().join(RESERVE_FILE)).unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        assert!(reserve_held(dir.path()));
+        assert!(!store.is_short_of_space());
+    }
+
+    #[test]
+    fn a_reserve_that_cannot_be_made_does_not_stop_the_store() {
+        let dir = tempfile::tempdir().unwrap();
+        // A folder where the reserve file goes: it cannot be created.
+        std::fs::create_dir(dir.path().join(RESERVE_FILE)).unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        assert!(!reserve_held(dir.path()));
+        let id = new_run(&store).unwrap();
+        store.record_epoch(&id, 1, &json!({"val_loss": 0.5}), None).unwrap();
+        assert_eq!(store.epochs(&id).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn an_in_memory_store_at_its_size_limit_reports_a_full_disk() {
+        let store = Store::open_in_memory().unwrap();
+        let id = new_run(&store).unwrap();
+        cap_pages(&store, 0);
+        let big = json!({ "notes": "x".repeat(64 << 10) });
+        assert!(matches!(
+            store.record_epoch(&id, 1, &big, None),
+            Err(Error::DiskFull { .. })
+        ));
     }
 }

@@ -43,6 +43,10 @@ pub enum AppError {
     /// 500: the run store failed.
     #[error(transparent)]
     Store(store::Error),
+    /// 507: the disk under the run store is full, so nothing was stored; the message says where
+    /// and what to do.
+    #[error("{0}")]
+    DiskFull(String),
     /// 500: a chart could not be drawn.
     #[error(transparent)]
     Chart(#[from] charts::Error),
@@ -55,6 +59,7 @@ impl From<store::Error> for AppError {
     fn from(e: store::Error) -> AppError {
         match e {
             store::Error::UnknownRun(id) => AppError::unknown_run(&id),
+            e @ store::Error::DiskFull { .. } => AppError::DiskFull(e.to_string()),
             other => AppError::Store(other),
         }
     }
@@ -65,12 +70,30 @@ impl AppError {
         AppError::NotFound(format!("no run with id '{id}'"))
     }
 
+    /// A refused submission: invalid fields (422), or the store could not take the run, which
+    /// reaches us as its one `store` field; a full disk there is a 507 saying so.
+    pub fn rejected(fields: Vec<FieldError>) -> AppError {
+        match fields.as_slice() {
+            [only] if only.field == "store" && only.message.starts_with(store::DISK_FULL) => {
+                AppError::DiskFull(only.message.clone())
+            }
+            _ => AppError::Invalid(fields),
+        }
+    }
+
+    /// Whether the client gets only a generic line (the details are ours, logged): server
+    /// failures, except a full disk, which the user can act on.
+    pub fn is_internal(&self) -> bool {
+        self.status().is_server_error() && !matches!(self, AppError::DiskFull(_))
+    }
+
     pub fn status(&self) -> StatusCode {
         match self {
             AppError::NotFound(_) => StatusCode::NOT_FOUND,
             AppError::BadRequest(_) => StatusCode::BAD_REQUEST,
             AppError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
             AppError::Conflict(_) => StatusCode::CONFLICT,
+            AppError::DiskFull(_) => StatusCode::INSUFFICIENT_STORAGE,
             AppError::Store(_) | AppError::Chart(_) | AppError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -86,11 +109,14 @@ struct ErrorBody<'a> {
 impl IntoResponse for AppError {
     fn into_response(self) -> Response {
         let status = self.status();
-        let error = if status.is_server_error() {
+        let error = if self.is_internal() {
             // Details (file paths, SQL errors) go to the log, not to the browser.
             tracing::error!(error = %self, "request failed");
             "internal error; see the server log".to_string()
         } else {
+            if status.is_server_error() {
+                tracing::warn!(error = %self, "request refused");
+            }
             self.to_string()
         };
         let fields = match &self {
@@ -98,5 +124,42 @@ impl IntoResponse for AppError {
             _ => &[],
         };
         (status, Json(ErrorBody { error, fields })).into_response()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::PathBuf;
+
+    fn disk_full() -> store::Error {
+        store::Error::DiskFull {
+            dir: PathBuf::from("/srv/cxr8/data"),
+            source: None,
+        }
+    }
+
+    #[test]
+    fn a_full_disk_is_507_with_its_message_not_an_internal_error() {
+        let error = AppError::from(disk_full());
+        assert_eq!(error.status(), StatusCode::INSUFFICIENT_STORAGE);
+        assert!(!error.is_internal());
+        let message = error.to_string();
+        assert!(
+            message.starts_with(store::DISK_FULL) && message.contains("/srv/cxr8/data"),
+            "{message}"
+        );
+        let other = AppError::from(store::Error::UnknownDataset("x".into()));
+        assert!(other.is_internal(), "other store failures stay generic");
+    }
+
+    #[test]
+    fn a_submission_the_store_could_not_take_for_lack_of_space_is_507() {
+        let refused = AppError::rejected(vec![FieldError::new("store", disk_full().to_string())]);
+        assert_eq!(refused.status(), StatusCode::INSUFFICIENT_STORAGE);
+        let invalid = AppError::rejected(vec![FieldError::new("epochs", "must be at least 1")]);
+        assert_eq!(invalid.status(), StatusCode::UNPROCESSABLE_ENTITY);
+        let broken = AppError::rejected(vec![FieldError::new("store", "run store x: disk I/O error")]);
+        assert_eq!(broken.status(), StatusCode::UNPROCESSABLE_ENTITY, "as before");
     }
 }

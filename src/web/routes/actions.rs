@@ -49,7 +49,7 @@ pub(super) fn page_error(e: AppError) -> Response {
 fn error_page(e: AppError, back_href: String, back_label: &str) -> Response {
     let status = e.status();
     let lines = match &e {
-        _ if status.is_server_error() => {
+        _ if e.is_internal() => {
             tracing::error!(error = %e, "request failed");
             vec!["Something went wrong on the server; the details are in its log.".to_string()]
         }
@@ -70,6 +70,7 @@ fn error_page(e: AppError, back_href: String, back_label: &str) -> Response {
         StatusCode::CONFLICT => "Not possible now",
         StatusCode::BAD_REQUEST => "Bad request",
         StatusCode::UNPROCESSABLE_ENTITY => "Invalid input",
+        StatusCode::INSUFFICIENT_STORAGE => "Disk full",
         _ => "Error",
     };
     let page = MessagePage {

@@ -252,7 +252,7 @@ async fn submit_run(
     let id = tokio::task::spawn_blocking(move || check_submission(&config).and_then(|()| jobs.submit(config)))
         .await
         .map_err(|e| AppError::Internal(format!("submitting a run: {e}")))?
-        .map_err(AppError::Invalid)?;
+        .map_err(AppError::rejected)?;
     let location = format!("/runs/{id}");
     Ok((
         StatusCode::CREATED,

@@ -443,6 +443,24 @@ fn a_full_disk_under_the_store_fails_the_run_with_its_failure_recorded() {
     );
     assert_eq!(form.status, 507, "{}", form.text());
     assert!(form.text().contains("disk is full"), "{}", form.text());
+    // The new-run form as its page renders it: 507, and the form comes back as filled in.
+    let fields = crate::web_form::scrape_form(&server.get("/runs/new").text());
+    let pairs: Vec<(&str, &str)> = fields.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
+    let new_run = request(
+        "POST",
+        &format!("{}/runs", server.url),
+        &[
+            ("Content-Type", "application/x-www-form-urlencoded"),
+            ("Origin", server.url.as_str()),
+        ],
+        Some(crate::web_form::encode_form(&pairs).as_bytes()),
+    );
+    assert_eq!(new_run.status, 507, "{}", new_run.text());
+    assert!(
+        new_run.text().contains("disk is full") && new_run.text().contains("<form id=\"new-run\""),
+        "{}",
+        new_run.text()
+    );
     assert_eq!(server.get_json("/api/runs")["total"], runs_before, "no run was added");
     assert_eq!(server.get_json(&format!("/api/runs/{id}"))["name"], "store disk full");
 

@@ -687,16 +687,18 @@ async fn submit_form(
         // A refusal must always say why.
         errors.push(FieldError::new("", "the run was refused without a reason; try again"));
     }
+    // A full disk under the store is no fault of the form: 507, with the form kept as filled in
+    // so that it can be sent again once there is room.
+    let status = match AppError::rejected(errors.clone()) {
+        AppError::DiskFull(_) => StatusCode::INSUFFICIENT_STORAGE,
+        _ => StatusCode::UNPROCESSABLE_ENTITY,
+    };
     let about = FormIntro {
         heading: "New run".into(),
         source: String::new(),
         preset: None,
     };
-    (
-        StatusCode::UNPROCESSABLE_ENTITY,
-        render(&groups, &values, &errors, about),
-    )
-        .into_response()
+    (status, render(&groups, &values, &errors, about)).into_response()
 }
 
 #[cfg(test)]

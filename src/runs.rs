@@ -110,6 +110,8 @@ pub struct Recorder {
     stop: Option<CancelHandle>,
     /// Why the run was stopped that way; its `Cancelled` end is reported as this failure.
     write_failure: Option<String>,
+    /// Events the store refused so far.
+    unrecorded: usize,
 }
 
 impl Recorder {
@@ -176,6 +178,7 @@ impl Recorder {
             listener,
             stop: None,
             write_failure: None,
+            unrecorded: 0,
         }
     }
 
@@ -267,7 +270,17 @@ impl EventSink for Recorder {
                 }
             }
             Err(e) => {
-                tracing::error!("run {}: could not record {} event: {e}", self.run_id, kind(&event));
+                self.unrecorded += 1;
+                // A store refusing writes (a full disk) fails every progress event of the epoch
+                // that is still training: the first failure, epochs, and a tally are enough.
+                if self.unrecorded == 1 || self.unrecorded % 1000 == 0 || matches!(event, TrainEvent::Epoch { .. }) {
+                    tracing::error!(
+                        "run {}: could not record {} event ({} not recorded so far): {e}",
+                        self.run_id,
+                        kind(&event),
+                        self.unrecorded
+                    );
+                }
                 if let (TrainEvent::Epoch { epoch, .. }, Some(stop)) = (&event, &self.stop) {
                     if self.write_failure.is_none() {
                         self.write_failure = Some(epoch_write_failure(*epoch, &e));

@@ -222,12 +222,20 @@ CREATE TABLE datasets (
 /// index in list order holding every column the runs list shows, so that the list and the API
 /// stay fast with 10,000 runs: the list reads the index (~250 bytes a run) instead of rows that
 /// carry ~1.5 KB of config each, and the API's pages are ranges of it.
+/// `runs_version` counts changes to `runs` (kept by triggers, so writes from any connection or
+/// process count, in the writer's own transaction): the list's rows are decoded again only when
+/// it moves.
 const SCHEMA_V3: &str = "
 ALTER TABLE runs ADD COLUMN best_val_mean_auroc REAL;
 ALTER TABLE runs ADD COLUMN best_val_accuracy REAL;
 CREATE INDEX runs_listing ON runs(created_at, id, name, status, dataset, model, image_size, epochs_planned,
     epochs_done, best_epoch, best_metric_name, best_metric, started_at, finished_at, tags,
     best_val_mean_auroc, best_val_accuracy);
+CREATE TABLE runs_version (version INTEGER NOT NULL);
+INSERT INTO runs_version (version) VALUES (0);
+CREATE TRIGGER runs_inserted AFTER INSERT ON runs BEGIN UPDATE runs_version SET version = version + 1; END;
+CREATE TRIGGER runs_updated AFTER UPDATE ON runs BEGIN UPDATE runs_version SET version = version + 1; END;
+CREATE TRIGGER runs_deleted AFTER DELETE ON runs BEGIN UPDATE runs_version SET version = version + 1; END;
 ";
 
 /// `UPDATE runs SET` assignments copying the best epoch's headline numbers from its stored
@@ -249,6 +257,8 @@ pub struct Store {
     path: PathBuf,
     /// Disk kept free for recording failures when the disk fills (see `reserve.rs`).
     reserve: reserve::Reserve,
+    /// The runs list's rows as last read, with the `runs_version` they were read at.
+    list_cache: Mutex<Option<(i64, std::sync::Arc<Vec<Run>>)>>,
 }
 
 impl Store {
@@ -327,6 +337,7 @@ impl Store {
             conn: Mutex::new(conn),
             path,
             reserve: reserve::Reserve::none(),
+            list_cache: Mutex::new(None),
         })
     }
 
@@ -1054,6 +1065,64 @@ mod tests {
             .unwrap();
         assert_eq!(version, SCHEMA_VERSION);
         assert_eq!(store.integrity_check().unwrap(), "ok");
+    }
+
+    #[test]
+    fn the_runs_list_is_read_again_exactly_when_runs_change() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let config = json!({});
+        let new = NewRun {
+            name: "listed",
+            config: &config,
+            dataset: "demo",
+            model: "simple-cnn",
+            image_size: 64,
+            epochs_planned: 2,
+            tags: &[],
+        };
+        let id = store.create_run(&new).unwrap();
+        let first = store.runs_for_list().unwrap();
+        assert_eq!(first.len(), 1);
+        assert!(
+            std::sync::Arc::ptr_eq(&first, &store.runs_for_list().unwrap()),
+            "unchanged: the same rows"
+        );
+        store.append_event(&id, "progress", &json!({"batch": 1})).unwrap();
+        assert!(
+            std::sync::Arc::ptr_eq(&first, &store.runs_for_list().unwrap()),
+            "events leave runs alone"
+        );
+
+        let listed = || store.runs_for_list().unwrap()[0].clone();
+        store.set_status(&id, RunStatus::Running, None).unwrap();
+        assert_eq!(listed().status, RunStatus::Running);
+        store
+            .record_epoch(
+                &id,
+                1,
+                &json!({"val_mean_auroc": 0.7, "val_accuracy": 0.5}),
+                Some((1, "val_mean_auroc", 0.7)),
+            )
+            .unwrap();
+        assert_eq!((listed().epochs_done, listed().best_val_mean_auroc), (1, Some(0.7)));
+        store.update_meta(&id, "renamed", &["t".into()], "").unwrap();
+        assert_eq!(
+            (listed().name, listed().tags),
+            ("renamed".to_string(), vec!["t".to_string()])
+        );
+        store.mark_interrupted().unwrap();
+        assert_eq!(listed().status, RunStatus::Interrupted);
+        // Another process writing the same store (the triggers count its changes too).
+        Connection::open(dir.path().join("cxr8.sqlite"))
+            .unwrap()
+            .execute("UPDATE runs SET name = 'renamed elsewhere'", [])
+            .unwrap();
+        assert_eq!(listed().name, "renamed elsewhere");
+        store.delete_run(&id).unwrap();
+        assert!(store.runs_for_list().unwrap().is_empty());
+        store.create_run(&new).unwrap();
+        assert_eq!(store.runs_for_list().unwrap().len(), 1);
     }
 
     #[test]

@@ -4,6 +4,8 @@
 //! few hundred bytes per epoch instead of kilobytes, and the per-label rows only for the one epoch
 //! it shows.
 
+use std::sync::Arc;
+
 use rusqlite::{params, OptionalExtension};
 
 use super::{
@@ -137,9 +139,21 @@ impl Store {
 
     /// All runs, newest first, for the runs list: only the columns it shows, all read from the
     /// `runs_listing` index without touching the table. `config` is `Null`, `notes` empty, and
-    /// `error`, `checkpoint_dir` and `device` are `None` whatever is stored.
-    pub fn runs_for_list(&self) -> Result<Vec<Run>> {
+    /// `error`, `checkpoint_dir` and `device` are `None` whatever is stored. The rows are kept
+    /// until `runs_version` moves: decoding 10,000 rows is most of the list's time, and they
+    /// change about once an epoch while the page may be reloaded many times.
+    pub fn runs_for_list(&self) -> Result<Arc<Vec<Run>>> {
         let conn = self.conn();
+        // Read under the same lock as the rows, so the version always matches what is cached.
+        let version: i64 = conn
+            .query_row("SELECT version FROM runs_version", [], |r| r.get(0))
+            .map_err(self.wrap())?;
+        let mut cache = self.list_cache.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some((cached, runs)) = cache.as_ref() {
+            if *cached == version {
+                return Ok(runs.clone());
+            }
+        }
         let mut stmt = conn
             .prepare_cached(
                 "SELECT id, name, status, 'null', dataset, model, image_size, epochs_planned, epochs_done, \
@@ -149,7 +163,9 @@ impl Store {
             )
             .map_err(self.wrap())?;
         let rows = stmt.query_map([], run_from_row).map_err(self.wrap())?;
-        rows.collect::<rusqlite::Result<_>>().map_err(self.wrap())
+        let runs = Arc::new(rows.collect::<rusqlite::Result<Vec<Run>>>().map_err(self.wrap())?);
+        *cache = Some((version, runs.clone()));
+        Ok(runs)
     }
 
     /// Up to `limit` runs, newest first, from the `offset`-th on, each with its config as the
@@ -472,7 +488,7 @@ mod tests {
                 f
             );
         }
-        let listed: Vec<Run> = store.runs_for_list().unwrap();
+        let listed = store.runs_for_list().unwrap();
         let blanked: Vec<Run> = store
             .runs_with_raw_config(usize::MAX, 0)
             .unwrap()
@@ -485,6 +501,6 @@ mod tests {
                 ..r
             })
             .collect();
-        assert_eq!(listed, blanked);
+        assert_eq!(*listed, blanked);
     }
 }

@@ -51,8 +51,8 @@ const COLUMNS: [(&str, &str); 10] = [
 ];
 
 /// A run with the numbers the table shows and sorts by.
-pub(super) struct Summary {
-    pub run: Run,
+pub(super) struct Summary<'a> {
+    pub run: &'a Run,
     pub best_auroc: Option<f64>,
     pub best_accuracy: Option<f64>,
     pub duration: Option<f64>,
@@ -61,11 +61,11 @@ pub(super) struct Summary {
 /// The table's numbers come from the best epoch, which the store keeps on the run
 /// (`best_val_mean_auroc`, `best_val_accuracy`). A run without a recorded best epoch (one that
 /// never validated, or stored by an old cxr8 without it) has its epochs read to find one.
-pub(super) fn summarise(state: &AppState, run: Run, now: &str) -> Result<Summary, AppError> {
+pub(super) fn summarise<'a>(state: &AppState, run: &'a Run, now: &str) -> Result<Summary<'a>, AppError> {
     let (auroc, best_accuracy) = if run.best_epoch.is_none() && run.epochs_done > 0 {
         // Straight from the store: the list would churn the page cache of epoch rows.
         let epochs = state.store.scalar_epochs(&run.id)?;
-        let best = metrics::best_epoch(&run, &epochs);
+        let best = metrics::best_epoch(run, &epochs);
         (
             best.and_then(|e| metrics::number(&e.metrics, RANKING_KEY)),
             best.and_then(|e| metrics::number(&e.metrics, "val_accuracy")),
@@ -76,7 +76,7 @@ pub(super) fn summarise(state: &AppState, run: Run, now: &str) -> Result<Summary
     let best_auroc = auroc.or(run
         .best_metric
         .filter(|_| run.best_metric_name.as_deref() == Some(RANKING_KEY)));
-    let duration = metrics::duration_seconds(&run, now);
+    let duration = metrics::duration_seconds(run, now);
     Ok(Summary {
         run,
         best_auroc,
@@ -101,7 +101,7 @@ async fn runs_page(State(state): State<Arc<AppState>>, Query(query): Query<ListQ
     // The list never shows configs: they are not even read.
     let all = state.store.runs_for_list()?;
     let total = all.len();
-    let queue = queue_items(&state, &all);
+    let queue = queue_items(&state, all.as_slice());
     // Distinct names before any copying: thousands of runs share a handful of data sets.
     let datasets: Vec<String> = all
         .iter()
@@ -143,8 +143,8 @@ async fn runs_page(State(state): State<Arc<AppState>>, Query(query): Query<ListQ
             .ok_or_else(|| AppError::BadRequest(format!("page must be a whole number from 1, not '{text}'")))?,
     };
 
-    let mut summaries = Vec::new();
-    for run in all {
+    let mut summaries = Vec::with_capacity(all.len());
+    for run in all.iter() {
         let matches_text = q.is_empty()
             || [&run.name, &run.model, &run.dataset, &run.id]
                 .iter()
@@ -245,7 +245,7 @@ fn queue_items(state: &AppState, runs: &[Run]) -> Vec<QueueItem> {
         .collect()
 }
 
-fn sort_summaries(summaries: &mut [Summary], sort: &str, descending: bool) {
+fn sort_summaries(summaries: &mut [Summary<'_>], sort: &str, descending: bool) {
     // Missing numbers sort last whichever the direction.
     fn by_option(a: Option<f64>, b: Option<f64>, descending: bool) -> Ordering {
         match (a, b) {
@@ -257,7 +257,7 @@ fn sort_summaries(summaries: &mut [Summary], sort: &str, descending: bool) {
         }
     }
     summaries.sort_by(|a, b| {
-        let (ra, rb) = (&a.run, &b.run);
+        let (ra, rb) = (a.run, b.run);
         let ordering = match sort {
             "auroc" => return by_option(a.best_auroc, b.best_auroc, descending),
             "accuracy" => return by_option(a.best_accuracy, b.best_accuracy, descending),
@@ -278,10 +278,10 @@ fn sort_summaries(summaries: &mut [Summary], sort: &str, descending: bool) {
     });
 }
 
-fn row(summary: Summary) -> RunRow {
+fn row(summary: Summary<'_>) -> RunRow {
     let run = summary.run;
     RunRow {
-        progress_pct: progress_pct(&run),
+        progress_pct: progress_pct(run),
         show_progress: matches!(run.status, RunStatus::Running | RunStatus::Interrupted),
         status: run.status.as_str(),
         demo: run.dataset == "demo",
@@ -290,11 +290,11 @@ fn row(summary: Summary) -> RunRow {
         best_accuracy: metrics::format_value(summary.best_accuracy),
         duration: summary.duration.map(metrics::format_duration).unwrap_or_default(),
         created: run.created_at.get(..16).unwrap_or(&run.created_at).replace('T', " "),
-        id: run.id,
-        name: run.name,
-        model: run.model,
-        dataset: run.dataset,
+        id: run.id.clone(),
+        name: run.name.clone(),
+        model: run.model.clone(),
+        dataset: run.dataset.clone(),
         image_size: run.image_size,
-        tags: run.tags,
+        tags: run.tags.clone(),
     }
 }

@@ -190,11 +190,18 @@ impl Recorder {
 
     fn record(&mut self, event: &TrainEvent) -> store::Result<EventRow> {
         let id = &self.run_id;
-        match event {
+        let payload = self.payload(event);
+        let kind = kind(event);
+        // A change of state and the event announcing it are one transaction (see
+        // `Store::set_status_with_event`); a kill can never leave one without the other.
+        let seq = match event {
             TrainEvent::Started { device, .. } => {
                 self.store.set_status(id, RunStatus::Running, None)?;
                 let ckpt = self.store.run(id)?.and_then(|r| r.checkpoint_dir).unwrap_or_default();
                 self.store.set_runtime_info(id, device, &ckpt)?;
+                // A kill before this event leaves the run `running`, which a restart turns into
+                // `interrupted` with an event of its own.
+                self.store.append_event(id, kind, &payload)?
             }
             TrainEvent::Epoch {
                 epoch,
@@ -218,26 +225,34 @@ impl Recorder {
                 let best = self
                     .best
                     .map(|(e, v)| (e as u32, format!("val_{}", self.monitor.key()), v));
-                // Committed before the event row exists, so a client that hears of the epoch
-                // can always read it.
-                self.store.record_epoch(
+                // The row and its event commit together, before any client hears of the epoch,
+                // so a client that hears of it can always read it.
+                self.store.record_epoch_with_event(
                     id,
                     *epoch as u32,
                     &row,
                     best.as_ref().map(|(e, n, v)| (*e, n.as_str(), *v)),
-                )?;
+                    &payload,
+                )?
             }
-            TrainEvent::Finished { .. } => self.store.set_status(id, RunStatus::Done, None)?,
-            TrainEvent::Failed { message } => self.store.set_status(id, RunStatus::Failed, Some(message))?,
-            TrainEvent::Cancelled => self.store.set_status(id, RunStatus::Cancelled, None)?,
-            TrainEvent::Batch { .. } | TrainEvent::Checkpoint { .. } => {}
-        }
-        let payload = self.payload(event);
-        let seq = self.store.append_event(id, kind(event), &payload)?;
+            TrainEvent::Finished { .. } => {
+                self.store
+                    .set_status_with_event(id, RunStatus::Done, None, kind, &payload)?
+            }
+            TrainEvent::Failed { message } => {
+                self.store
+                    .set_status_with_event(id, RunStatus::Failed, Some(message), kind, &payload)?
+            }
+            TrainEvent::Cancelled => {
+                self.store
+                    .set_status_with_event(id, RunStatus::Cancelled, None, kind, &payload)?
+            }
+            TrainEvent::Batch { .. } | TrainEvent::Checkpoint { .. } => self.store.append_event(id, kind, &payload)?,
+        };
         Ok(EventRow {
             seq,
             run_id: id.clone(),
-            kind: kind(event).into(),
+            kind: kind.into(),
             payload,
             at: store::now(),
         })

@@ -132,6 +132,9 @@ fn bench_web_times_every_page_sse_and_real_training() {
         for page in ["runs page (/)", "run page", "compare page", "GET /api/runs (first 100)"] {
             assert!(names.contains(&page), "{side} lacks {page}: {names:?}");
         }
+        if side == "in_process" {
+            assert!(names.contains(&"runs page right after a run changed"), "{names:?}");
+        }
         for timing in timings {
             assert_eq!(timing["samples"], 2, "{timing}");
             assert!(timing["median_ms"].as_f64().unwrap() > 0.0, "{timing}");

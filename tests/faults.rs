@@ -120,6 +120,8 @@ fn pick_moment(rng: &mut ChaCha8Rng) -> Moment {
 /// Reads `stream` until the chosen moment (then returns false: kill now) or the run's end
 /// (returns true).
 fn read_until_moment(
+    server: &Server,
+    id: &str,
     stream: &mut SseStream,
     moment: Moment,
     rng: &mut ChaCha8Rng,
@@ -134,9 +136,22 @@ fn read_until_moment(
         return false;
     }
     loop {
-        let event = stream
-            .next_event(deadline)
-            .unwrap_or_else(|| panic!("{when}: the event stream ended before the run did"));
+        let next = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| stream.next_event(deadline)));
+        let event = match next {
+            Ok(event) => event.unwrap_or_else(|| panic!("{when}: the event stream ended before the run did")),
+            Err(_) => {
+                // Say where the run stands, so that a stall can be told from a slow machine.
+                let run = server.get_json(&format!("/api/runs/{id}"));
+                let queue = server.get_json("/api/runs")["queue"].clone();
+                panic!(
+                    "{when} ({moment:?}): no event in {:?}; the run is {} (epochs done {}, error {}), the queue {queue}",
+                    crate::util::WAIT_LIMIT,
+                    run["status"],
+                    run["epochs_done"],
+                    run["error"]
+                );
+            }
+        };
         hear(&event, heard, last_seq, when);
         if event.event == "done" {
             return true;
@@ -197,7 +212,16 @@ fn kill_9_at_random_moments_loses_and_repeats_no_epoch() {
             moment
         };
         let finished = if killed < KILLS {
-            read_until_moment(&mut stream, moment, &mut rng, &mut heard, &mut last_seq, &when)
+            read_until_moment(
+                &server,
+                &id,
+                &mut stream,
+                moment,
+                &mut rng,
+                &mut heard,
+                &mut last_seq,
+                &when,
+            )
         } else {
             let rest = stream.until_done(Deadline::default_limit());
             for event in &rest {

@@ -437,6 +437,32 @@ impl Store {
             self.room_for_more()?;
         }
         let conn = self.conn();
+        self.write_status(&conn, id, status, error)
+    }
+
+    /// `set_status` and the event announcing it, in one transaction: a process killed between
+    /// the two would leave a run that is `done` while its event log never says so, and a page
+    /// waiting for that event would wait for ever.
+    pub fn set_status_with_event(
+        &self,
+        id: &str,
+        status: RunStatus,
+        error: Option<&str>,
+        kind: &str,
+        payload: &serde_json::Value,
+    ) -> Result<i64> {
+        if matches!(status, RunStatus::Queued | RunStatus::Running) {
+            self.room_for_more()?;
+        }
+        let mut conn = self.conn();
+        let tx = conn.transaction().map_err(self.wrap())?;
+        self.write_status(&tx, id, status, error)?;
+        let seq = self.insert_event(&tx, id, kind, payload)?;
+        tx.commit().map_err(self.wrap())?;
+        Ok(seq)
+    }
+
+    fn write_status(&self, conn: &Connection, id: &str, status: RunStatus, error: Option<&str>) -> Result<()> {
         let changed = match status {
             RunStatus::Running => conn.execute(
                 "UPDATE runs SET status = ?2, error = NULL, started_at = COALESCE(started_at, ?3), finished_at = NULL WHERE id = ?1",
@@ -478,28 +504,59 @@ impl Store {
         self.room_for_more()?;
         let mut conn = self.conn();
         let tx = conn.transaction().map_err(self.wrap())?;
-        tx.execute(
+        self.write_epoch(&tx, id, epoch, metrics, best)?;
+        tx.commit().map_err(self.wrap())
+    }
+
+    /// `record_epoch` and the event announcing the epoch, in one transaction: a process killed
+    /// between the two would leave an epoch that the run's event log never announces.
+    pub fn record_epoch_with_event(
+        &self,
+        id: &str,
+        epoch: u32,
+        metrics: &serde_json::Value,
+        best: Option<(u32, &str, f64)>,
+        payload: &serde_json::Value,
+    ) -> Result<i64> {
+        self.room_for_more()?;
+        let mut conn = self.conn();
+        let tx = conn.transaction().map_err(self.wrap())?;
+        self.write_epoch(&tx, id, epoch, metrics, best)?;
+        let seq = self.insert_event(&tx, id, "epoch", payload)?;
+        tx.commit().map_err(self.wrap())?;
+        Ok(seq)
+    }
+
+    fn write_epoch(
+        &self,
+        conn: &Connection,
+        id: &str,
+        epoch: u32,
+        metrics: &serde_json::Value,
+        best: Option<(u32, &str, f64)>,
+    ) -> Result<()> {
+        conn.execute(
             "INSERT INTO epochs (run_id, epoch, metrics, committed_at) VALUES (?1, ?2, ?3, ?4)
              ON CONFLICT (run_id, epoch) DO UPDATE SET metrics = excluded.metrics, committed_at = excluded.committed_at",
             params![id, epoch, metrics.to_string(), now()],
         )
         .map_err(self.wrap())?;
-        tx.execute(
+        conn.execute(
             "UPDATE runs SET epochs_done = MAX(epochs_done, ?2) WHERE id = ?1",
             params![id, epoch],
         )
         .map_err(self.wrap())?;
         if let Some((best_epoch, name, value)) = best {
-            tx.execute(
+            conn.execute(
                 "UPDATE runs SET best_epoch = ?2, best_metric_name = ?3, best_metric = ?4 WHERE id = ?1",
                 params![id, best_epoch, name, value],
             )
             .map_err(self.wrap())?;
         }
         // Also when `best` is unchanged: a resumed run may have re-recorded the best epoch itself.
-        tx.execute(&format!("UPDATE runs SET {SET_BEST_HEADLINES} WHERE id = ?1"), [id])
+        conn.execute(&format!("UPDATE runs SET {SET_BEST_HEADLINES} WHERE id = ?1"), [id])
             .map_err(self.wrap())?;
-        tx.commit().map_err(self.wrap())
+        Ok(())
     }
 
     /// Appends an event and returns its sequence number.
@@ -508,6 +565,10 @@ impl Store {
             self.room_for_more()?;
         }
         let conn = self.conn();
+        self.insert_event(&conn, id, kind, payload)
+    }
+
+    fn insert_event(&self, conn: &Connection, id: &str, kind: &str, payload: &serde_json::Value) -> Result<i64> {
         conn.execute(
             "INSERT INTO events (run_id, kind, payload, at) VALUES (?1, ?2, ?3, ?4)",
             params![id, kind, payload.to_string(), now()],

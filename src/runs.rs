@@ -287,8 +287,9 @@ impl EventSink for Recorder {
             Err(e) => {
                 self.unrecorded += 1;
                 // A store refusing writes (a full disk) fails every progress event of the epoch
-                // that is still training: the first failure, epochs, and a tally are enough.
-                if self.unrecorded == 1 || self.unrecorded % 1000 == 0 || matches!(event, TrainEvent::Epoch { .. }) {
+                // that is still training: the first, a tally, and every other kind are logged.
+                let progress = matches!(event, TrainEvent::Batch { .. } | TrainEvent::Checkpoint { .. });
+                if !progress || self.unrecorded == 1 || self.unrecorded % 1000 == 0 {
                     tracing::error!(
                         "run {}: could not record {} event ({} not recorded so far): {e}",
                         self.run_id,

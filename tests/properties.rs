@@ -430,24 +430,53 @@ impl JobControl for ParsingJobs {
     }
 }
 
+/// The app over an in-memory store with [`ParsingJobs`], and a runtime to drive it from a
+/// property's closure.
+struct RouteFixture {
+    runtime: tokio::runtime::Runtime,
+    store: Arc<Store>,
+    jobs: Arc<ParsingJobs>,
+    state: Arc<AppState>,
+    _dirs: tempfile::TempDir,
+}
+
+impl RouteFixture {
+    fn new() -> RouteFixture {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let store = Arc::new(Store::open_in_memory().unwrap());
+        let jobs = Arc::new(ParsingJobs {
+            store: store.clone(),
+            queued: Mutex::new(0),
+        });
+        let dirs = tempfile::tempdir().unwrap();
+        let state = Arc::new(AppState::new(
+            store.clone(),
+            jobs.clone(),
+            dirs.path().join("data"),
+            dirs.path().join("ckpts"),
+        ));
+        RouteFixture {
+            runtime,
+            store,
+            jobs,
+            state,
+            _dirs: dirs,
+        }
+    }
+}
+
 #[test]
 fn submit_route_never_answers_5xx() {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let store = Arc::new(Store::open_in_memory().unwrap());
-    let jobs = Arc::new(ParsingJobs {
-        store: store.clone(),
-        queued: Mutex::new(0),
-    });
-    let dirs = tempfile::tempdir().unwrap();
-    let state = Arc::new(AppState::new(
-        store.clone(),
-        jobs.clone(),
-        dirs.path().join("data"),
-        dirs.path().join("ckpts"),
-    ));
+    let RouteFixture {
+        runtime,
+        store,
+        jobs,
+        state,
+        _dirs,
+    } = RouteFixture::new();
     let created = Mutex::new(0u64);
     let body = |rng: &mut Gen| {
         if rng.random_bool(0.75) {
@@ -530,22 +559,13 @@ fn form_value(rng: &mut Gen) -> String {
 /// saying what is wrong, or the body is refused (400); a rejected form stores nothing.
 #[test]
 fn form_route_never_answers_5xx() {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let store = Arc::new(Store::open_in_memory().unwrap());
-    let jobs = Arc::new(ParsingJobs {
-        store: store.clone(),
-        queued: Mutex::new(0),
-    });
-    let dirs = tempfile::tempdir().unwrap();
-    let state = Arc::new(AppState::new(
-        store.clone(),
-        jobs.clone(),
-        dirs.path().join("data"),
-        dirs.path().join("ckpts"),
-    ));
+    let RouteFixture {
+        runtime,
+        store,
+        jobs,
+        state,
+        _dirs,
+    } = RouteFixture::new();
     let send = |method: Method, uri: &str, body: String| {
         let request = Request::builder()
             .method(method)

@@ -175,7 +175,64 @@ class DenseNet121(nn.Module):
         return F.relu(self.final_norm(x))
 
 
-BACKBONES = {"simple-cnn": SimpleCnn, "resnet-18": ResNet18, "mobilenet-v2": MobileNetV2, "densenet-121": DenseNet121}
+class SqueezeExcite(nn.Module):
+    """On pooled features with linear layers (with bias), as cxr8 does (model/efficientnet.rs)."""
+
+    def __init__(self, channels, squeezed):
+        super().__init__()
+        self.reduce = nn.Linear(channels, squeezed)
+        self.expand = nn.Linear(squeezed, channels)
+
+    def forward(self, x):
+        scale = torch.sigmoid(self.expand(F.silu(self.reduce(x.mean(dim=(2, 3))))))
+        return x * scale[:, :, None, None]
+
+
+class MbConv(nn.Module):
+    def __init__(self, norm, cin, cout, kernel, stride, expansion):
+        super().__init__()
+        hidden = cin * expansion
+        self.expand = conv_norm(norm, cin, hidden, 1) if expansion != 1 else None
+        self.depthwise = conv_norm(norm, hidden, hidden, kernel, stride, hidden)
+        self.squeeze_excite = SqueezeExcite(hidden, max(cin // 4, 1))
+        self.project = conv_norm(norm, hidden, cout, 1)
+        self.residual = stride == 1 and cin == cout
+
+    def forward(self, x):
+        y = x if self.expand is None else F.silu(self.expand(x))
+        y = self.project(self.squeeze_excite(F.silu(self.depthwise(y))))
+        return y + x if self.residual else y
+
+
+class EfficientNetB0(nn.Module):
+    # (expansion, kernel, first stride, output channels, repeats); no stochastic depth, as cxr8.
+    STAGES = [(1, 3, 1, 16, 1), (6, 3, 2, 24, 2), (6, 5, 2, 40, 2), (6, 3, 2, 80, 3), (6, 5, 1, 112, 3), (6, 5, 2, 192, 4), (6, 3, 1, 320, 1)]
+
+    def __init__(self, norm, width):
+        super().__init__()
+        stem = scale_channels(32, width)
+        self.stem = conv_norm(norm, 1, stem, 3, 2)
+        blocks, cin = [], stem
+        for expansion, kernel, first_stride, c, repeats in self.STAGES:
+            cout = scale_channels(c, width)
+            for index in range(repeats):
+                blocks.append(MbConv(norm, cin, cout, kernel, first_stride if index == 0 else 1, expansion))
+                cin = cout
+        self.blocks = nn.Sequential(*blocks)
+        self.out_channels = scale_channels(1280, width)
+        self.head = conv_norm(norm, cin, self.out_channels, 1)
+
+    def forward(self, x):
+        return F.silu(self.head(self.blocks(F.silu(self.stem(x)))))
+
+
+BACKBONES = {
+    "simple-cnn": SimpleCnn,
+    "resnet-18": ResNet18,
+    "mobilenet-v2": MobileNetV2,
+    "densenet-121": DenseNet121,
+    "efficientnet-b0": EfficientNetB0,
+}
 
 
 class Classifier(nn.Module):
@@ -209,6 +266,8 @@ def main():
     if args.threads > 0:
         torch.set_num_threads(args.threads)
     torch.manual_seed(42)
+    if args.device == "cuda" and not torch.cuda.is_available():
+        raise SystemExit(f"--device cuda: this torch ({torch.__version__}) sees no usable GPU")
     device = torch.device(args.device)
     sync = torch.cuda.synchronize if args.device == "cuda" else (lambda: None)
 
@@ -259,6 +318,9 @@ def main():
                 "infer_images_per_s": timed / infer_seconds,
                 "final_loss": loss,
                 "peak_rss_bytes": peak_rss_bytes(),
+                "device": torch.cuda.get_device_name(device) if args.device == "cuda" else "cpu",
+                # Peak tensor memory PyTorch's allocator handed out on the GPU (its cache can hold more).
+                "peak_cuda_bytes": torch.cuda.max_memory_allocated(device) if args.device == "cuda" else None,
             }
         )
     )

@@ -7,7 +7,7 @@ use std::process::Command;
 use cxr8::data::demo::{self, DemoConfig};
 use cxr8::data::images;
 use cxr8::model::Architecture;
-use cxr8::train::backend::{CpuBackend, DeviceChoice};
+use cxr8::train::backend::{BackendKind, DeviceChoice};
 use cxr8::train::checkpoint::Slot;
 use cxr8::train::job::{self, JobPaths};
 use cxr8::train::predict::{CheckpointRef, Predictor};
@@ -69,7 +69,7 @@ fn cxr8(args: &[&str]) -> std::process::Output {
 fn a_trained_checkpoint_predicts_explains_and_evaluates() {
     let run = train_tiny();
     let ckpt = CheckpointRef::locate("tiny", &run.ckpt_dir, Slot::Best).unwrap();
-    let predictor = Predictor::<CpuBackend>::load(&ckpt, &Default::default()).unwrap();
+    let predictor = Predictor::load(&ckpt, &BackendKind::Cpu.device()).unwrap();
     assert_eq!(predictor.image_size(), 64);
     assert!(!predictor.labels().is_empty());
 

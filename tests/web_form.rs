@@ -645,7 +645,7 @@ async fn delete_asks_first_then_removes_the_run_and_its_checkpoints() {
     let done = f.run("old run", &config, RunStatus::Done);
     let ckpt = f.dirs.path().join("ckpts").join(&done).join("best");
     std::fs::create_dir_all(&ckpt).unwrap();
-    std::fs::write(ckpt.join("model.mpk"), b"weights").unwrap();
+    std::fs::write(ckpt.join("model.bpk"), b"weights").unwrap();
 
     let confirm = get(f.app(), &format!("/runs/{done}/delete")).await;
     assert_eq!(confirm.status, StatusCode::OK);

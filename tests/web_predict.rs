@@ -13,7 +13,7 @@ use cxr8::data::split::{self, SplitOptions};
 use cxr8::data::LabelTable;
 use cxr8::model::Architecture;
 use cxr8::store::{NewRun, RunStatus, Store};
-use cxr8::train::backend::{CpuBackend, DeviceChoice};
+use cxr8::train::backend::{BackendKind, DeviceChoice};
 use cxr8::train::checkpoint::Slot;
 use cxr8::train::job::JobPaths;
 use cxr8::train::predict::{CheckpointRef, Predictor};
@@ -112,7 +112,7 @@ fn trained() -> &'static Trained {
             })
             .unwrap();
         let ckpt = CheckpointRef::locate(&run, &paths.ckpt_dir, Slot::Best).unwrap();
-        let predictor = Predictor::<CpuBackend>::load(&ckpt, &Default::default()).unwrap();
+        let predictor = Predictor::load(&ckpt, &BackendKind::Cpu.device()).unwrap();
         Trained {
             store,
             config,

@@ -11,7 +11,7 @@ use serde::Serialize;
 
 use crate::data::images::{self, ImageIndex, SquareResizer};
 use crate::model::{Architecture, ModelSpec, NormKind};
-use crate::train::backend::{self, BackendKind, CpuTrainBackend, CudaTrainBackend, DeviceChoice};
+use crate::train::backend::{self, BackendKind, DeviceChoice};
 use crate::train::bench::{TrainBench, TrainBenchConfig};
 
 #[derive(Debug, Subcommand)]
@@ -119,9 +119,13 @@ pub struct TrainBenchArgs {
     /// Print one JSON object instead of text.
     #[arg(long)]
     pub json: bool,
-    /// Also run benches/train_reference.py (PyTorch, CPU, same threads) and print the ratio.
+    /// Also run benches/train_reference.py (PyTorch, same device and threads) and print the ratio.
     #[arg(long)]
     pub reference: bool,
+    /// Python for --reference, used as it is (it must import torch) instead of benches/.venv,
+    /// which is otherwise created and filled from PyPI on first use.
+    #[arg(long, env = "CXR8_PYTHON", value_name = "PATH")]
+    pub python: Option<PathBuf>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -317,6 +321,10 @@ fn bench_train(args: TrainBenchArgs) -> anyhow::Result<()> {
         backend::set_cpu_threads(threads).context("setting --threads")?;
     }
     let threads = backend::cpu_threads();
+    if let (true, Some(python)) = (args.reference, &args.python) {
+        // Before the benchmark, so a wrong --python does not cost its minutes.
+        check_python_module(python, "torch").map_err(anyhow::Error::msg)?;
+    }
     let resolved = backend::resolve(args.device).context("choosing the device")?;
     eprintln!("{}", resolved.message);
     let config = TrainBenchConfig {
@@ -332,15 +340,10 @@ fn bench_train(args: TrainBenchArgs) -> anyhow::Result<()> {
         warmup: args.warmup,
         seed: 42,
     };
-    let (cxr8, device) = match &resolved.kind {
-        BackendKind::Cpu => (
-            crate::train::bench::bench_train::<CpuTrainBackend>(&config, &Default::default()),
-            "cpu".to_string(),
-        ),
-        BackendKind::Cuda(info) => (
-            crate::train::bench::bench_train::<CudaTrainBackend>(&config, &Default::default()),
-            format!("cuda ({})", info.name),
-        ),
+    let cxr8 = crate::train::bench::bench_train(&config, &resolved.kind.train_device());
+    let device = match &resolved.kind {
+        BackendKind::Cpu => "cpu".to_string(),
+        BackendKind::Cuda(info) => format!("cuda ({})", info.name),
     };
     let cxr8 = cxr8.map_err(anyhow::Error::msg)?;
     let (pytorch, pytorch_error) = if args.reference {
@@ -405,15 +408,19 @@ fn bench_train(args: TrainBenchArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Runs benches/train_reference.py with the same model and shapes in benches/.venv, installing
-/// torch there on first use (see [`ensure_torch`]). Failures become a message for the output.
+/// Runs benches/train_reference.py with the same model, shapes and device, with `--python` or in
+/// benches/.venv, installing torch there on first use (see [`ensure_venv_package`]). Failures
+/// become a message for the output.
 fn run_torch(args: &TrainBenchArgs, threads: usize, cuda: bool) -> Result<serde_json::Value, String> {
     let benches = benches_dir();
     let script = benches.join("train_reference.py");
     if !script.is_file() {
         return Err(format!("{} not found", script.display()));
     }
-    let python = ensure_venv_package(&benches, "torch", TORCH_INSTALL)?;
+    let python = match &args.python {
+        Some(python) => python.clone(),
+        None => ensure_venv_package(&benches, "torch", TORCH_INSTALL)?,
+    };
     let out = Command::new(&python)
         .arg(&script)
         .args(["--model", args.model.name()])
@@ -441,6 +448,29 @@ fn norm_name(norm: NormKind) -> &'static str {
         NormKind::Layer => "layer",
         NormKind::Instance => "instance",
     }
+}
+
+/// Whether `python` (a `--python` interpreter, used as it is) has `module`; the error names the
+/// interpreter and says why not. Finds the module without importing it (torch takes seconds).
+fn check_python_module(python: &Path, module: &str) -> Result<(), String> {
+    let code = format!("import importlib.util, sys; sys.exit(importlib.util.find_spec('{module}') is None)");
+    let out = Command::new(python)
+        .args(["-c", &code])
+        .output()
+        .map_err(|e| format!("--python {}: cannot run it ({e})", python.display()))?;
+    if out.status.success() {
+        return Ok(());
+    }
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let why = match stderr.lines().rev().find(|l| !l.trim().is_empty()) {
+        Some(line) => format!("checking failed: {}", line.trim()),
+        None => format!("`import {module}` would fail: it is not installed there"),
+    };
+    Err(format!(
+        "--python {}: {why}; give a Python that has {module}, or leave out --python (and \
+         CXR8_PYTHON) to use benches/.venv",
+        python.display()
+    ))
 }
 
 /// pip arguments that install torch from PyPI. Its Linux x86-64 wheels all need the nvidia-* CUDA
@@ -662,4 +692,33 @@ fn bench_metadata(args: MetadataBenchArgs) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn python_that_cannot_run_or_import_is_named_in_the_error() {
+        let missing = Path::new("/nonexistent/cxr8-test/python3");
+        let why = check_python_module(missing, "torch").unwrap_err();
+        assert!(
+            why.contains("--python /nonexistent/cxr8-test/python3") && why.contains("cannot run"),
+            "{why}"
+        );
+
+        // Only where a python3 is installed; the module is one no interpreter has.
+        if Command::new("python3")
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success())
+        {
+            check_python_module(Path::new("python3"), "sys").unwrap();
+            let why = check_python_module(Path::new("python3"), "cxr8_no_such_module").unwrap_err();
+            assert!(
+                why.contains("--python python3: `import cxr8_no_such_module` would fail"),
+                "{why}"
+            );
+        }
+    }
 }

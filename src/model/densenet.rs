@@ -19,15 +19,15 @@ const BOTTLENECK_FACTOR: usize = 4;
 
 /// Pre-activation dense layer: norm → ReLU → 1×1 → norm → ReLU → 3×3, producing `growth` maps.
 #[derive(Module, Debug)]
-struct DenseLayer<B: Backend> {
-    norm1: Norm<B>,
-    conv1: Conv2d<B>,
-    norm2: Norm<B>,
-    conv2: Conv2d<B>,
+struct DenseLayer {
+    norm1: Norm,
+    conv1: Conv2d,
+    norm2: Norm,
+    conv2: Conv2d,
 }
 
-impl<B: Backend> DenseLayer<B> {
-    fn new(norm: NormKind, in_channels: usize, growth: usize, device: &B::Device) -> Self {
+impl DenseLayer {
+    fn new(norm: NormKind, in_channels: usize, growth: usize, device: &Device) -> Self {
         let inner = BOTTLENECK_FACTOR * growth;
         DenseLayer {
             norm1: Norm::new(norm, in_channels, device),
@@ -37,7 +37,7 @@ impl<B: Backend> DenseLayer<B> {
         }
     }
 
-    fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
+    fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         let y = self.conv1.forward(relu(self.norm1.forward(x)));
         self.conv2.forward(relu(self.norm2.forward(y)))
     }
@@ -45,26 +45,26 @@ impl<B: Backend> DenseLayer<B> {
 
 /// norm → ReLU → 1×1 (halving channels) → 2×2 average pool.
 #[derive(Module, Debug)]
-struct Transition<B: Backend> {
-    norm: Norm<B>,
-    conv: Conv2d<B>,
+struct Transition {
+    norm: Norm,
+    conv: Conv2d,
     pool: AvgPool2d,
 }
 
-impl<B: Backend> Transition<B> {
-    fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
+impl Transition {
+    fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         self.pool.forward(self.conv.forward(relu(self.norm.forward(x))))
     }
 }
 
 #[derive(Module, Debug)]
-struct DenseBlock<B: Backend> {
-    layers: Vec<DenseLayer<B>>,
+struct DenseBlock {
+    layers: Vec<DenseLayer>,
 }
 
-impl<B: Backend> DenseBlock<B> {
+impl DenseBlock {
     /// Each layer sees the concatenation of the block input and all earlier layers' outputs.
-    fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
+    fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         self.layers.iter().fold(x, |x, layer| {
             let new = layer.forward(x.clone());
             Tensor::cat(vec![x, new], 1)
@@ -73,13 +73,13 @@ impl<B: Backend> DenseBlock<B> {
 }
 
 #[derive(Module, Debug)]
-pub struct DenseNet<B: Backend> {
-    stem: Conv2d<B>,
-    stem_norm: Norm<B>,
+pub struct DenseNet {
+    stem: Conv2d,
+    stem_norm: Norm,
     stem_pool: MaxPool2d,
-    blocks: Vec<DenseBlock<B>>,
-    transitions: Vec<Transition<B>>,
-    final_norm: Norm<B>,
+    blocks: Vec<DenseBlock>,
+    transitions: Vec<Transition>,
+    final_norm: Norm,
 }
 
 /// Channel count after each block and transition, at a given width.
@@ -98,8 +98,8 @@ fn channel_plan(width: f32) -> (usize, usize, Vec<usize>) {
     (growth, stem, after_blocks)
 }
 
-impl<B: Backend> DenseNet<B> {
-    pub fn new(spec: &ModelSpec, device: &B::Device) -> Self {
+impl DenseNet {
+    pub fn new(spec: &ModelSpec, device: &Device) -> Self {
         let (growth, stem_channels, _) = channel_plan(spec.width);
         let mut channels = stem_channels;
         let mut blocks = Vec::new();
@@ -137,7 +137,7 @@ impl<B: Backend> DenseNet<B> {
         after_blocks[after_blocks.len() - 1]
     }
 
-    pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
+    pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         let mut x = self
             .stem_pool
             .forward(relu(self.stem_norm.forward(self.stem.forward(x))));

@@ -26,13 +26,13 @@ const SE_RATIO_DIVISOR: usize = 4;
 /// Squeeze-and-excitation (Hu et al. 2018) on pooled features; linear layers are the same as the
 /// paper's 1×1 convolutions on a 1×1 map, with fewer reshapes.
 #[derive(Module, Debug)]
-struct SqueezeExcite<B: Backend> {
-    reduce: Linear<B>,
-    expand: Linear<B>,
+struct SqueezeExcite {
+    reduce: Linear,
+    expand: Linear,
 }
 
-impl<B: Backend> SqueezeExcite<B> {
-    fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
+impl SqueezeExcite {
+    fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         let [n, c, _, _] = x.dims();
         let scale = sigmoid(
             self.expand
@@ -43,15 +43,15 @@ impl<B: Backend> SqueezeExcite<B> {
 }
 
 #[derive(Module, Debug)]
-struct MbConv<B: Backend> {
-    expand: Option<ConvNorm<B>>,
-    depthwise: ConvNorm<B>,
-    squeeze_excite: SqueezeExcite<B>,
-    project: ConvNorm<B>,
+struct MbConv {
+    expand: Option<ConvNorm>,
+    depthwise: ConvNorm,
+    squeeze_excite: SqueezeExcite,
+    project: ConvNorm,
     residual: bool,
 }
 
-impl<B: Backend> MbConv<B> {
+impl MbConv {
     #[allow(clippy::too_many_arguments)]
     fn new(
         norm: NormKind,
@@ -60,7 +60,7 @@ impl<B: Backend> MbConv<B> {
         kernel: usize,
         stride: usize,
         expansion: usize,
-        device: &B::Device,
+        device: &Device,
     ) -> Self {
         let hidden = in_channels * expansion;
         let squeezed = (in_channels / SE_RATIO_DIVISOR).max(1);
@@ -76,7 +76,7 @@ impl<B: Backend> MbConv<B> {
         }
     }
 
-    fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
+    fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         let y = match &self.expand {
             Some(expand) => silu(expand.forward(x.clone())),
             None => x.clone(),
@@ -92,14 +92,14 @@ impl<B: Backend> MbConv<B> {
 }
 
 #[derive(Module, Debug)]
-pub struct EfficientNet<B: Backend> {
-    stem: ConvNorm<B>,
-    blocks: Vec<MbConv<B>>,
-    head: ConvNorm<B>,
+pub struct EfficientNet {
+    stem: ConvNorm,
+    blocks: Vec<MbConv>,
+    head: ConvNorm,
 }
 
-impl<B: Backend> EfficientNet<B> {
-    pub fn new(spec: &ModelSpec, device: &B::Device) -> Self {
+impl EfficientNet {
+    pub fn new(spec: &ModelSpec, device: &Device) -> Self {
         let stem_channels = scale_channels(STEM_CHANNELS, spec.width);
         let mut in_channels = stem_channels;
         let mut blocks = Vec::new();
@@ -130,7 +130,7 @@ impl<B: Backend> EfficientNet<B> {
         scale_channels(HEAD_CHANNELS, spec.width)
     }
 
-    pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
+    pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         let x = silu(self.stem.forward(x));
         let x = self.blocks.iter().fold(x, |x, block| block.forward(x));
         silu(self.head.forward(x))

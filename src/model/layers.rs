@@ -30,15 +30,15 @@ pub fn scale_channels(channels: usize, width: f32) -> usize {
 /// normalises only the last axis, so "layer" here is group norm with one group: statistics over
 /// C, H and W of each sample, which is what layer norm means for convolutional features.
 #[derive(Module, Debug)]
-pub enum Norm<B: Backend> {
-    Batch(BatchNorm<B>),
-    Group(GroupNorm<B>),
-    Instance(InstanceNorm<B>),
+pub enum Norm {
+    Batch(BatchNorm),
+    Group(GroupNorm),
+    Instance(InstanceNorm),
 }
 
-impl<B: Backend> Norm<B> {
+impl Norm {
     /// γ = 1 and β = 0 are the Burn defaults for all three layers.
-    pub fn new(kind: NormKind, channels: usize, device: &B::Device) -> Self {
+    pub fn new(kind: NormKind, channels: usize, device: &Device) -> Self {
         match kind {
             NormKind::Batch => Norm::Batch(BatchNormConfig::new(channels).init(device)),
             NormKind::Group => {
@@ -53,7 +53,7 @@ impl<B: Backend> Norm<B> {
         }
     }
 
-    pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
+    pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         match self {
             Norm::Batch(norm) => norm.forward(x),
             Norm::Group(norm) => norm.forward(x),
@@ -64,14 +64,14 @@ impl<B: Backend> Norm<B> {
 
 /// A bias-free convolution (a norm always follows) with He/Kaiming normal fan-out initialisation,
 /// as in He et al. 2015 and torchvision's ResNet; "same" padding of `kernel / 2` on every side.
-pub fn conv<B: Backend>(
+pub fn conv(
     in_channels: usize,
     out_channels: usize,
     kernel: usize,
     stride: usize,
     groups: usize,
-    device: &B::Device,
-) -> Conv2d<B> {
+    device: &Device,
+) -> Conv2d {
     let padding = kernel / 2;
     Conv2dConfig::new([in_channels, out_channels], [kernel, kernel])
         .with_stride([stride, stride])
@@ -86,7 +86,7 @@ pub fn conv<B: Backend>(
 }
 
 /// A fully connected layer with Burn's default weight initialisation and a zero bias.
-pub fn linear<B: Backend>(d_input: usize, d_output: usize, device: &B::Device) -> Linear<B> {
+pub fn linear(d_input: usize, d_output: usize, device: &Device) -> Linear {
     let mut layer = LinearConfig::new(d_input, d_output).init(device);
     layer.bias = Some(Param::from_tensor(Tensor::zeros([d_output], device)));
     layer
@@ -95,19 +95,19 @@ pub fn linear<B: Backend>(d_input: usize, d_output: usize, device: &B::Device) -
 /// Convolution → norm, the unit every architecture repeats; the activation is left to the caller
 /// because it differs (ReLU, ReLU6, SiLU, none before a residual sum).
 #[derive(Module, Debug)]
-pub struct ConvNorm<B: Backend> {
-    conv: Conv2d<B>,
-    norm: Norm<B>,
+pub struct ConvNorm {
+    conv: Conv2d,
+    norm: Norm,
 }
 
-impl<B: Backend> ConvNorm<B> {
+impl ConvNorm {
     pub fn new(
         norm: NormKind,
         channels: [usize; 2],
         kernel: usize,
         stride: usize,
         groups: usize,
-        device: &B::Device,
+        device: &Device,
     ) -> Self {
         ConvNorm {
             conv: conv(channels[0], channels[1], kernel, stride, groups, device),
@@ -115,18 +115,18 @@ impl<B: Backend> ConvNorm<B> {
         }
     }
 
-    pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
+    pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         self.norm.forward(self.conv.forward(x))
     }
 
     #[cfg(test)]
-    pub fn conv_weight(&self) -> Tensor<B, 4> {
+    pub fn conv_weight(&self) -> Tensor<4> {
         self.conv.weight.val()
     }
 }
 
 /// Mean over the spatial axes: `[N, C, H, W]` → `[N, C]`, for any H and W.
-pub fn global_average_pool<B: Backend>(x: Tensor<B, 4>) -> Tensor<B, 2> {
+pub fn global_average_pool(x: Tensor<4>) -> Tensor<2> {
     let [n, c, h, w] = x.dims();
     x.reshape([n, c, h * w]).mean_dim(2).reshape([n, c])
 }
@@ -139,7 +139,7 @@ pub struct TrainableCounter {
     pub count: usize,
 }
 
-impl<B: Backend> ModuleVisitor<B> for TrainableCounter {
+impl ModuleVisitor for TrainableCounter {
     fn enter_module(&mut self, name: &str, _container_type: &str) {
         self.path.push(name.to_string());
     }
@@ -148,7 +148,7 @@ impl<B: Backend> ModuleVisitor<B> for TrainableCounter {
         self.path.pop();
     }
 
-    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
         let running_statistic = self.path.last().is_some_and(|name| name.starts_with("running_"));
         if !running_statistic {
             self.count += param.shape().num_elements();

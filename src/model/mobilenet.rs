@@ -21,26 +21,26 @@ const STEM_CHANNELS: usize = 32;
 /// with the width multiplier so that small CPU models stay small.
 const LAST_CHANNELS: usize = 1280;
 
-fn relu6<B: Backend>(x: Tensor<B, 4>) -> Tensor<B, 4> {
+fn relu6(x: Tensor<4>) -> Tensor<4> {
     x.clamp(0.0, 6.0)
 }
 
 #[derive(Module, Debug)]
-struct InvertedResidual<B: Backend> {
-    expand: Option<ConvNorm<B>>,
-    depthwise: ConvNorm<B>,
-    project: ConvNorm<B>,
+struct InvertedResidual {
+    expand: Option<ConvNorm>,
+    depthwise: ConvNorm,
+    project: ConvNorm,
     residual: bool,
 }
 
-impl<B: Backend> InvertedResidual<B> {
+impl InvertedResidual {
     fn new(
         norm: NormKind,
         in_channels: usize,
         out_channels: usize,
         stride: usize,
         expansion: usize,
-        device: &B::Device,
+        device: &Device,
     ) -> Self {
         let hidden = in_channels * expansion;
         InvertedResidual {
@@ -51,7 +51,7 @@ impl<B: Backend> InvertedResidual<B> {
         }
     }
 
-    fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
+    fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         let y = match &self.expand {
             Some(expand) => relu6(expand.forward(x.clone())),
             None => x.clone(),
@@ -67,14 +67,14 @@ impl<B: Backend> InvertedResidual<B> {
 }
 
 #[derive(Module, Debug)]
-pub struct MobileNetV2<B: Backend> {
-    stem: ConvNorm<B>,
-    blocks: Vec<InvertedResidual<B>>,
-    last: ConvNorm<B>,
+pub struct MobileNetV2 {
+    stem: ConvNorm,
+    blocks: Vec<InvertedResidual>,
+    last: ConvNorm,
 }
 
-impl<B: Backend> MobileNetV2<B> {
-    pub fn new(spec: &ModelSpec, device: &B::Device) -> Self {
+impl MobileNetV2 {
+    pub fn new(spec: &ModelSpec, device: &Device) -> Self {
         let stem_channels = scale_channels(STEM_CHANNELS, spec.width);
         let mut in_channels = stem_channels;
         let mut blocks = Vec::new();
@@ -104,7 +104,7 @@ impl<B: Backend> MobileNetV2<B> {
         scale_channels(LAST_CHANNELS, spec.width)
     }
 
-    pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
+    pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         let x = relu6(self.stem.forward(x));
         let x = self.blocks.iter().fold(x, |x, block| block.forward(x));
         relu6(self.last.forward(x))

@@ -16,24 +16,24 @@ const BASE_CHANNELS: usize = 64;
 const BOTTLENECK_EXPANSION: usize = 4;
 
 #[derive(Module, Debug)]
-pub struct ResNet<B: Backend> {
-    stem: ConvNorm<B>,
+pub struct ResNet {
+    stem: ConvNorm,
     stem_pool: MaxPool2d,
-    blocks: Vec<Block<B>>,
+    blocks: Vec<Block>,
 }
 
 /// One residual block: basic (two 3×3) when `reduce` is absent, else bottleneck (1×1, 3×3, 1×1).
 #[derive(Module, Debug)]
-struct Block<B: Backend> {
-    reduce: Option<ConvNorm<B>>,
-    conv: ConvNorm<B>,
-    out: ConvNorm<B>,
+struct Block {
+    reduce: Option<ConvNorm>,
+    conv: ConvNorm,
+    out: ConvNorm,
     /// 1×1 projection when the shortcut changes shape.
-    shortcut: Option<ConvNorm<B>>,
+    shortcut: Option<ConvNorm>,
 }
 
-impl<B: Backend> Block<B> {
-    fn basic(norm: NormKind, in_channels: usize, channels: usize, stride: usize, device: &B::Device) -> Self {
+impl Block {
+    fn basic(norm: NormKind, in_channels: usize, channels: usize, stride: usize, device: &Device) -> Self {
         Block {
             reduce: None,
             conv: ConvNorm::new(norm, [in_channels, channels], 3, stride, 1, device),
@@ -42,7 +42,7 @@ impl<B: Backend> Block<B> {
         }
     }
 
-    fn bottleneck(norm: NormKind, in_channels: usize, inner: usize, stride: usize, device: &B::Device) -> Self {
+    fn bottleneck(norm: NormKind, in_channels: usize, inner: usize, stride: usize, device: &Device) -> Self {
         let out_channels = inner * BOTTLENECK_EXPANSION;
         Block {
             reduce: Some(ConvNorm::new(norm, [in_channels, inner], 1, 1, 1, device)),
@@ -52,7 +52,7 @@ impl<B: Backend> Block<B> {
         }
     }
 
-    fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
+    fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         let identity = match &self.shortcut {
             Some(projection) => projection.forward(x.clone()),
             None => x.clone(),
@@ -66,13 +66,13 @@ impl<B: Backend> Block<B> {
     }
 }
 
-fn shortcut<B: Backend>(
+fn shortcut(
     norm: NormKind,
     in_channels: usize,
     out_channels: usize,
     stride: usize,
-    device: &B::Device,
-) -> Option<ConvNorm<B>> {
+    device: &Device,
+) -> Option<ConvNorm> {
     (stride != 1 || in_channels != out_channels)
         .then(|| ConvNorm::new(norm, [in_channels, out_channels], 1, stride, 1, device))
 }
@@ -87,9 +87,9 @@ fn layout(architecture: Architecture) -> ([usize; 4], bool) {
     }
 }
 
-impl<B: Backend> ResNet<B> {
+impl ResNet {
     /// `spec.architecture` must be one of the ResNets.
-    pub fn new(spec: &ModelSpec, device: &B::Device) -> Self {
+    pub fn new(spec: &ModelSpec, device: &Device) -> Self {
         let (stages, bottleneck) = layout(spec.architecture);
         let stem_channels = scale_channels(BASE_CHANNELS, spec.width);
         let mut in_channels = stem_channels;
@@ -131,15 +131,15 @@ impl<B: Backend> ResNet<B> {
         }
     }
 
-    pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
+    pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         let x = self.stem_pool.forward(relu(self.stem.forward(x)));
         self.blocks.iter().fold(x, |x, block| block.forward(x))
     }
 }
 
 #[cfg(test)]
-impl<B: Backend> ResNet<B> {
-    pub fn stem_weight_for_test(&self) -> Tensor<B, 4> {
+impl ResNet {
+    pub fn stem_weight_for_test(&self) -> Tensor<4> {
         self.stem.conv_weight()
     }
 }

@@ -16,13 +16,13 @@ const BLOCK_CHANNELS: [usize; 4] = [32, 64, 128, 256];
 pub const DENSE_UNITS: usize = 128;
 
 #[derive(Module, Debug)]
-pub struct SimpleCnn<B: Backend> {
-    blocks: Vec<ConvNorm<B>>,
+pub struct SimpleCnn {
+    blocks: Vec<ConvNorm>,
     pool: MaxPool2d,
 }
 
-impl<B: Backend> SimpleCnn<B> {
-    pub fn new(spec: &ModelSpec, device: &B::Device) -> Self {
+impl SimpleCnn {
+    pub fn new(spec: &ModelSpec, device: &Device) -> Self {
         let mut in_channels = 1;
         let blocks = BLOCK_CHANNELS
             .iter()
@@ -45,7 +45,7 @@ impl<B: Backend> SimpleCnn<B> {
 
     /// Pools between blocks but not after the last one: global pooling follows anyway, and
     /// Grad-CAM gets a map at twice the resolution.
-    pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
+    pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         self.blocks.iter().enumerate().fold(x, |x, (i, block)| {
             let x = if i > 0 { self.pool.forward(x) } else { x };
             relu(block.forward(x))

@@ -4,11 +4,9 @@
 
 use std::time::Instant;
 
-use burn::module::AutodiffModule;
 use burn::optim::GradientsParams;
 use burn::prelude::*;
-use burn::tensor::backend::AutodiffBackend;
-use burn::tensor::{Distribution, ElementConversion};
+use burn::tensor::Distribution;
 use serde::Serialize;
 
 use super::config::{LossKind, OptimizerKind, OutputActivation, TrainConfig};
@@ -63,12 +61,12 @@ impl TrainBenchConfig {
     }
 }
 
-/// Runs the benchmark on backend `B` (an autodiff backend; inference uses its inner backend).
+/// Runs the benchmark on `device` (an autodiff device; inference uses its plain counterpart).
 /// Errors only for settings that cannot be measured.
-pub fn bench_train<B: AutodiffBackend>(config: &TrainBenchConfig, device: &B::Device) -> Result<TrainBench, String> {
+pub fn bench_train(config: &TrainBenchConfig, device: &Device) -> Result<TrainBench, String> {
     config.check()?;
-    B::seed(device, config.seed);
-    let mut model: Classifier<B> = config.spec.init(BENCH_LABELS, device);
+    device.seed(config.seed);
+    let mut model: Classifier = config.spec.init(BENCH_LABELS, device);
     let params = model.num_params();
     let train_config = TrainConfig {
         optimizer: OptimizerKind::Adam,
@@ -76,7 +74,7 @@ pub fn bench_train<B: AutodiffBackend>(config: &TrainBenchConfig, device: &B::De
         architecture: config.spec.architecture,
         ..TrainConfig::default()
     };
-    let mut optim = Optim::<B, Classifier<B>>::from_config(&train_config);
+    let mut optim = Optim::from_config(&train_config);
     let loss_fn = Loss {
         kind: LossKind::Bce,
         activation: OutputActivation::Sigmoid,
@@ -85,33 +83,33 @@ pub fn bench_train<B: AutodiffBackend>(config: &TrainBenchConfig, device: &B::De
         focal_alpha: None,
     };
     let shape = [config.batch, 1, config.size, config.size];
-    let images = Tensor::<B, 4>::random(shape, Distribution::Normal(0.0, 1.0), device);
-    let targets = Tensor::<B, 2>::random([config.batch, BENCH_LABELS], Distribution::Bernoulli(0.3), device);
+    let images = Tensor::<4>::random(shape, Distribution::Normal(0.0, 1.0), device);
+    let targets = Tensor::<2>::random([config.batch, BENCH_LABELS], Distribution::Bernoulli(0.3), device);
 
     let mut final_loss = f32::NAN;
-    let mut step = |model: Classifier<B>| -> Classifier<B> {
+    let mut step = |model: Classifier| -> Classifier {
         let loss = loss_fn.compute(model.forward(images.clone()), targets.clone());
         // Reading the loss each step as the runner does (it also syncs an asynchronous device).
-        final_loss = loss.clone().into_scalar().elem();
+        final_loss = loss.clone().into_scalar::<f32>();
         let grads = GradientsParams::from_grads(loss.backward(), &model);
         optim.step(train_config.lr, model, grads)
     };
     for _ in 0..config.warmup {
         model = step(model);
     }
-    sync::<B>(device);
+    sync(device);
     let start = Instant::now();
     for _ in 0..config.steps {
         model = step(model);
     }
-    sync::<B>(device);
+    sync(device);
     let train_seconds = start.elapsed().as_secs_f64();
 
     let inference = model.valid();
     let inner_images = images.inner();
     let infer = || {
         let logits = inference.forward(inner_images.clone());
-        let values: f32 = logits.sum().into_scalar().elem();
+        let values: f32 = logits.sum().into_scalar::<f32>();
         std::hint::black_box(values);
     };
     for _ in 0..config.warmup {
@@ -141,8 +139,8 @@ pub fn bench_train<B: AutodiffBackend>(config: &TrainBenchConfig, device: &B::De
 }
 
 /// Waits for queued device work; a failure here shows up as a wrong time, never as a crash.
-fn sync<B: Backend>(device: &B::Device) {
-    if let Err(e) = B::sync(device) {
+fn sync(device: &Device) {
+    if let Err(e) = device.sync() {
         tracing::warn!("device sync failed: {e:?}");
     }
 }
@@ -167,7 +165,6 @@ fn parse_vm_hwm(status: &str) -> Option<u64> {
 mod tests {
     use super::*;
     use crate::model::{Architecture, NormKind};
-    use burn::backend::{Autodiff, Flex};
 
     #[test]
     fn vm_hwm_is_read_in_bytes() {
@@ -191,7 +188,7 @@ mod tests {
             warmup: 1,
             seed: 1,
         };
-        let result = bench_train::<Autodiff<Flex>>(&config, &Default::default()).unwrap();
+        let result = bench_train(&config, &Device::flex().autodiff()).unwrap();
         assert_eq!(result.model, "simple-cnn");
         assert!(result.params > 0);
         assert!(result.final_loss.is_finite(), "{result:?}");
@@ -213,10 +210,10 @@ mod tests {
             warmup: 0,
             seed: 1,
         };
-        assert!(bench_train::<Autodiff<Flex>>(&config, &Default::default()).is_err());
+        assert!(bench_train(&config, &Device::flex().autodiff()).is_err());
         config.steps = 1;
         config.size = 8;
-        let message = bench_train::<Autodiff<Flex>>(&config, &Default::default()).unwrap_err();
+        let message = bench_train(&config, &Device::flex().autodiff()).unwrap_err();
         assert!(message.contains("--size"), "{message}");
     }
 }

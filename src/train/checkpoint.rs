@@ -1,5 +1,5 @@
 //! Checkpoints under `<ckpt_dir>/<run-id>/`: one `epoch-NNNN/` folder per saved epoch holding the
-//! model record (`model.mpk`), the optimiser state (`optim.mpk`) and `state.json` (config, epoch,
+//! model's weights (`model.bpk`, Burn's burnpack format), the optimiser state (`optim.bpk`) and `state.json` (config, epoch,
 //! metrics, schedule and early-stopping state), plus `best.json` and `last.json` naming the folder
 //! of the best and the last epoch. Every file is written atomically and the pointers change only
 //! after their folder is complete, so a crash leaves the previous checkpoint readable. Each folder
@@ -11,8 +11,8 @@
 use std::path::{Path, PathBuf};
 
 use burn::module::Module;
-use burn::record::{FullPrecisionSettings, NamedMpkBytesRecorder, Recorder};
-use burn::tensor::backend::Backend;
+use burn::store::ModuleRecord;
+use burn::tensor::Bytes;
 use serde::{Deserialize, Serialize};
 
 use super::config::TrainConfig;
@@ -20,16 +20,17 @@ use super::error::{Error, Result};
 use super::optim::Schedule;
 use crate::data::write_atomically;
 
-/// Bumped when the layout changes incompatibly.
-pub const FORMAT_VERSION: u32 = 1;
+/// Bumped when the layout changes incompatibly. 1: Burn 0.21 MessagePack records (`model.mpk`);
+/// 2: Burn 0.22 burnpack (`model.bpk`).
+pub const FORMAT_VERSION: u32 = 2;
+/// The last format written by cxr8 on Burn 0.21, whose weights Burn 0.22 cannot read.
+const BURN_021_FORMAT: u32 = 1;
 
-const MODEL_FILE: &str = "model.mpk";
-const OPTIM_FILE: &str = "optim.mpk";
+const MODEL_FILE: &str = "model.bpk";
+const OPTIM_FILE: &str = "optim.bpk";
 const STATE_FILE: &str = "state.json";
 const EPOCH_RECORD_FILE: &str = "epoch.json";
 const DIGESTS_FILE: &str = "files.json";
-
-type ModelRecorder = NamedMpkBytesRecorder<FullPrecisionSettings>;
 
 /// Which saved epoch to read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -133,7 +134,7 @@ impl RunCheckpoints {
 
     /// Writes one epoch's folder; returns its path. Call [`RunCheckpoints::point`] afterwards.
     /// `epoch_record` is stored beside it for [`RunCheckpoints::read_epoch_record`].
-    pub fn save_epoch<B: Backend, M: Module<B>>(
+    pub fn save_epoch<M: Module>(
         &self,
         model: &M,
         optim_state: &[u8],
@@ -146,12 +147,14 @@ impl RunCheckpoints {
         if dir.exists() && !self.referenced_dirs().contains(&Self::epoch_dir_name(state.epoch)) {
             let _ = std::fs::remove_dir_all(&dir);
         }
-        let model_bytes =
-            Recorder::<B>::record(&ModelRecorder::default(), model.clone().into_record(), ()).map_err(|e| {
-                Error::Checkpoint {
-                    path: dir.clone(),
-                    message: format!("could not encode the model: {e}"),
-                }
+        let model_bytes = model
+            .clone()
+            .into_record()
+            .into_bytes()
+            .map(|bytes| bytes.to_vec())
+            .map_err(|e| Error::Checkpoint {
+                path: dir.clone(),
+                message: format!("could not encode the model: {e}"),
             })?;
         write_atomically(&dir.join(MODEL_FILE), &model_bytes)?;
         write_atomically(&dir.join(OPTIM_FILE), optim_state)?;
@@ -255,8 +258,8 @@ impl RunCheckpoints {
     }
 
     /// Loads the weights saved in `slot` into `model` (built with the same config).
-    pub fn load_model<B: Backend, M: Module<B>>(&self, slot: Slot, model: M, device: &B::Device) -> Result<M> {
-        load_model_at(&self.require_slot(slot)?, model, device)
+    pub fn load_model<M: Module>(&self, slot: Slot, model: M) -> Result<M> {
+        load_model_at(&self.require_slot(slot)?, model)
     }
 
     pub fn read_optim_state(&self, slot: Slot) -> Result<Vec<u8>> {
@@ -272,6 +275,15 @@ pub fn read_state_at(epoch_dir: &Path) -> Result<CheckpointState> {
         path: path.clone(),
         message: format!("unreadable state: {e}"),
     })?;
+    if state.format == BURN_021_FORMAT {
+        return Err(Error::Checkpoint {
+            path,
+            message: "this checkpoint was written by an older cxr8 built on Burn 0.21, whose weight \
+                      files this version (Burn 0.22) cannot read; train the run again (\"Clone\" on \
+                      its run page starts a new run with the same settings)"
+                .to_string(),
+        });
+    }
     if state.format != FORMAT_VERSION {
         return Err(Error::Checkpoint {
             path,
@@ -282,14 +294,19 @@ pub fn read_state_at(epoch_dir: &Path) -> Result<CheckpointState> {
 }
 
 /// Loads the weights of one epoch folder into `model` (built with the same config).
-pub fn load_model_at<B: Backend, M: Module<B>>(epoch_dir: &Path, model: M, device: &B::Device) -> Result<M> {
+pub fn load_model_at<M: Module>(epoch_dir: &Path, model: M) -> Result<M> {
     let path = epoch_dir.join(MODEL_FILE);
     let bytes = read_checked(epoch_dir, MODEL_FILE)?;
-    let record = Recorder::<B>::load(&ModelRecorder::default(), bytes, device).map_err(|e| Error::Checkpoint {
-        path,
+    let unfit = |e: burn::store::RecordError| Error::Checkpoint {
+        path: path.clone(),
         message: format!("the saved weights do not fit this model (was it built with the same config?): {e}"),
-    })?;
-    Ok(model.load_record(record))
+    };
+    // Weights come back in the format of the model they load into (a bf16 run's checkpoint loads
+    // into an f32 model for prediction).
+    let record = ModuleRecord::from_bytes(Bytes::from_bytes_vec(bytes))
+        .map_err(unfit)?
+        .cast_to_module_dtype();
+    model.try_load_record(record).map_err(unfit)
 }
 
 /// Reads a tensor file of an epoch folder and checks it against `files.json` when the folder has
@@ -333,20 +350,20 @@ pub fn is_epoch_dir(dir: &Path) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use burn::backend::Flex;
+    use burn::prelude::Device;
     use burn::module::Param;
     use burn::tensor::{Tensor, TensorData};
 
     #[derive(Module, Debug)]
-    struct Affine<B: Backend> {
-        w: Param<Tensor<B, 1>>,
+    struct Affine {
+        w: Param<Tensor<1>>,
     }
 
-    fn affine(values: &[f32]) -> Affine<Flex> {
+    fn affine(values: &[f32]) -> Affine {
         Affine {
             w: Param::from_tensor(Tensor::from_data(
                 TensorData::new(values.to_vec(), [values.len()]),
-                &Default::default(),
+                &Device::flex(),
             )),
         }
     }
@@ -377,29 +394,29 @@ mod tests {
         let ckpts = RunCheckpoints::new(tmp.path(), "run-1");
         assert_eq!(ckpts.read_state(Slot::Last).unwrap(), None);
         ckpts
-            .save_epoch::<Flex, _>(&affine(&[1.0, 2.0]), b"optim", &state(1), None)
+            .save_epoch(&affine(&[1.0, 2.0]), b"optim", &state(1), None)
             .unwrap();
         ckpts.point(Slot::Last, 1).unwrap();
         ckpts.point(Slot::Best, 1).unwrap();
         ckpts
-            .save_epoch::<Flex, _>(&affine(&[3.0, 4.0]), b"optim2", &state(2), None)
+            .save_epoch(&affine(&[3.0, 4.0]), b"optim2", &state(2), None)
             .unwrap();
         ckpts.point(Slot::Last, 2).unwrap();
 
         let loaded = ckpts
-            .load_model::<Flex, _>(Slot::Best, affine(&[0.0, 0.0]), &Default::default())
+            .load_model(Slot::Best, affine(&[0.0, 0.0]))
             .unwrap();
-        assert_eq!(loaded.w.val().into_data().to_vec::<f32>().unwrap(), vec![1.0, 2.0]);
+        assert_eq!(loaded.w.val().into_data().try_to_vec::<f32>().unwrap(), vec![1.0, 2.0]);
         let last = ckpts
-            .load_model::<Flex, _>(Slot::Last, affine(&[0.0, 0.0]), &Default::default())
+            .load_model(Slot::Last, affine(&[0.0, 0.0]))
             .unwrap();
-        assert_eq!(last.w.val().into_data().to_vec::<f32>().unwrap(), vec![3.0, 4.0]);
+        assert_eq!(last.w.val().into_data().try_to_vec::<f32>().unwrap(), vec![3.0, 4.0]);
         assert_eq!(ckpts.read_optim_state(Slot::Last).unwrap(), b"optim2");
         assert_eq!(ckpts.read_state(Slot::Last).unwrap().unwrap(), state(2));
 
         // Epoch 3 becomes both best and last: epochs 1 and 2 are no longer referenced.
         ckpts
-            .save_epoch::<Flex, _>(&affine(&[5.0, 6.0]), b"o3", &state(3), None)
+            .save_epoch(&affine(&[5.0, 6.0]), b"o3", &state(3), None)
             .unwrap();
         ckpts.point(Slot::Last, 3).unwrap();
         ckpts.point(Slot::Best, 3).unwrap();
@@ -418,27 +435,27 @@ mod tests {
         let ckpts = RunCheckpoints::new(tmp.path(), "k");
         let record = serde_json::json!({"type": "epoch", "epoch": 1});
         ckpts
-            .save_epoch::<Flex, _>(&affine(&[1.0, 2.0]), b"optim1", &state(1), Some(&record))
+            .save_epoch(&affine(&[1.0, 2.0]), b"optim1", &state(1), Some(&record))
             .unwrap();
         ckpts.point(Slot::Last, 1).unwrap();
         // A kill while writing epoch 2 leaves a folder with a half-written temp file and no state.
         let half = ckpts.path().join("epoch-0002");
         std::fs::create_dir_all(&half).unwrap();
-        std::fs::write(half.join(".model.mpk.tmp-4242"), b"\x93\xa5trunc").unwrap();
+        std::fs::write(half.join(".model.bpk.tmp-4242"), b"\x93\xa5trunc").unwrap();
         // And a half-written pointer temp file beside the real one.
         std::fs::write(ckpts.path().join(".last.json.tmp-4242"), b"{\"epoch\": 2, \"di").unwrap();
         assert_eq!(ckpts.read_state(Slot::Last).unwrap().unwrap(), state(1));
         assert_eq!(ckpts.read_epoch_record(Slot::Last).unwrap(), Some(record));
         let model = ckpts
-            .load_model::<Flex, _>(Slot::Last, affine(&[0.0, 0.0]), &Default::default())
+            .load_model(Slot::Last, affine(&[0.0, 0.0]))
             .unwrap();
-        assert_eq!(model.w.val().into_data().to_vec::<f32>().unwrap(), vec![1.0, 2.0]);
+        assert_eq!(model.w.val().into_data().try_to_vec::<f32>().unwrap(), vec![1.0, 2.0]);
 
         // The resumed run writes epoch 2 again over the leftover folder: only complete files.
         ckpts
-            .save_epoch::<Flex, _>(&affine(&[3.0, 4.0]), b"optim2", &state(2), None)
+            .save_epoch(&affine(&[3.0, 4.0]), b"optim2", &state(2), None)
             .unwrap();
-        assert!(!half.join(".model.mpk.tmp-4242").exists());
+        assert!(!half.join(".model.bpk.tmp-4242").exists());
         ckpts.point(Slot::Last, 2).unwrap();
         assert_eq!(ckpts.read_optim_state(Slot::Last).unwrap(), b"optim2");
     }
@@ -448,18 +465,18 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let ckpts = RunCheckpoints::new(tmp.path(), "t");
         let dir = ckpts
-            .save_epoch::<Flex, _>(&affine(&[1.0, 2.0, 3.0]), b"optimiser bytes", &state(1), None)
+            .save_epoch(&affine(&[1.0, 2.0, 3.0]), b"optimiser bytes", &state(1), None)
             .unwrap();
         ckpts.point(Slot::Last, 1).unwrap();
         let model_path = dir.join(MODEL_FILE);
         let good = std::fs::read(&model_path).unwrap();
         std::fs::write(&model_path, &good[..good.len() / 2]).unwrap();
         let err = ckpts
-            .load_model::<Flex, _>(Slot::Last, affine(&[0.0; 3]), &Default::default())
+            .load_model(Slot::Last, affine(&[0.0; 3]))
             .unwrap_err()
             .to_string();
         assert!(
-            err.contains("model.mpk")
+            err.contains("model.bpk")
                 && err.contains("truncated")
                 && err.contains(&format!("{} were written", good.len())),
             "{err}"
@@ -468,7 +485,7 @@ mod tests {
         *flipped.last_mut().unwrap() ^= 1;
         std::fs::write(&model_path, &flipped).unwrap();
         let err = ckpts
-            .load_model::<Flex, _>(Slot::Last, affine(&[0.0; 3]), &Default::default())
+            .load_model(Slot::Last, affine(&[0.0; 3]))
             .unwrap_err()
             .to_string();
         assert!(err.contains("checksum does not match"), "{err}");
@@ -476,7 +493,26 @@ mod tests {
         std::fs::write(dir.join(OPTIM_FILE), b"optimiser").unwrap();
         let err = ckpts.read_optim_state(Slot::Last).unwrap_err().to_string();
         assert!(
-            err.contains("optim.mpk") && err.contains("damaged or truncated"),
+            err.contains("optim.bpk") && err.contains("damaged or truncated"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_burn_021_checkpoint_is_refused_with_what_to_do() {
+        let tmp = tempfile::tempdir().unwrap();
+        let ckpts = RunCheckpoints::new(tmp.path(), "old");
+        let dir = ckpts
+            .save_epoch(&affine(&[1.0]), b"optim", &state(1), None)
+            .unwrap();
+        ckpts.point(Slot::Last, 1).unwrap();
+        // What cxr8 on Burn 0.21 left: format 1 in state.json.
+        let mut old = state(1);
+        old.format = 1;
+        std::fs::write(dir.join(STATE_FILE), serde_json::to_vec(&old).unwrap()).unwrap();
+        let err = ckpts.read_state(Slot::Last).unwrap_err().to_string();
+        assert!(
+            err.contains("Burn 0.21") && err.contains("train the run again"),
             "{err}"
         );
     }
@@ -486,7 +522,7 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let ckpts = RunCheckpoints::new(tmp.path(), "none");
         let err = ckpts
-            .load_model::<Flex, _>(Slot::Best, affine(&[0.0]), &Default::default())
+            .load_model(Slot::Best, affine(&[0.0]))
             .unwrap_err();
         assert!(err.to_string().contains("no Best checkpoint"), "{err}");
     }

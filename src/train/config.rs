@@ -96,7 +96,7 @@ impl Monitor {
 }
 
 /// Where training runs (auto = CUDA when usable, else CPU).
-pub use crate::train::backend::DeviceChoice;
+pub use crate::train::backend::{DeviceChoice, Precision};
 
 /// Everything that defines a training run. Defaults are a reasonable multi-label ResNet-18 run.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, clap::Args)]
@@ -246,6 +246,10 @@ pub struct TrainConfig {
     /// Where to train.
     #[arg(long, value_enum, default_value_t = DeviceChoice::Auto)]
     pub device: DeviceChoice,
+    /// Number format for training: bf16 or f16 halve the memory and speed up GPUs with tensor
+    /// cores (the whole model in that format; loss and metrics in f32).
+    #[arg(long, value_enum, default_value_t = Precision::F32)]
+    pub precision: Precision,
     /// CPU threads (default: all cores).
     #[arg(long)]
     pub threads: Option<usize>,
@@ -303,6 +307,7 @@ impl Default for TrainConfig {
             checkpoint_metric: Monitor::ValMeanAuroc,
             seed: 42,
             device: DeviceChoice::Auto,
+            precision: Precision::F32,
             threads: None,
             name: None,
             tags: Vec::new(),

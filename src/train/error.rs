@@ -30,6 +30,13 @@ pub enum Error {
     /// The loss became NaN or infinite.
     #[error("loss became {value} at epoch {epoch}, batch {batch}; the run diverged — lower the learning rate (e.g. divide it by 10), or set --grad-clip 1.0")]
     NonFinite { epoch: usize, batch: usize, value: f32 },
+    /// The GPU could not allocate what a training step needs.
+    #[error("the GPU ran out of memory training at batch size {batch_size} ({image_size} px images): {detail}; lower the batch size (e.g. to {}), the image size, or use --precision bf16", (batch_size / 2).max(1))]
+    OutOfMemory {
+        batch_size: usize,
+        image_size: u32,
+        detail: String,
+    },
 }
 
 impl Error {

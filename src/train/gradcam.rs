@@ -7,7 +7,6 @@
 //! autodiff, its feature map becomes an autodiff leaf that requires grad, and the classifier's
 //! head (pooling, optional hidden layer, output layer; weights read from the model) runs on it.
 
-use burn::backend::Autodiff;
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::prelude::*;
 use burn::tensor::activation::relu;
@@ -58,7 +57,7 @@ struct HeadCollector {
     found: Vec<(String, TensorData)>,
 }
 
-impl<B: Backend> ModuleVisitor<B> for HeadCollector {
+impl ModuleVisitor for HeadCollector {
     fn enter_module(&mut self, name: &str, _container_type: &str) {
         self.path.push(name.to_string());
     }
@@ -67,7 +66,7 @@ impl<B: Backend> ModuleVisitor<B> for HeadCollector {
         self.path.pop();
     }
 
-    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
         // Only the top-level head layers matter; copying every backbone weight would be wasteful.
         if matches!(self.path.first().map(String::as_str), Some("head" | "hidden")) && self.path.len() == 2 {
             self.found.push((self.path.join("."), param.val().into_data()));
@@ -77,7 +76,7 @@ impl<B: Backend> ModuleVisitor<B> for HeadCollector {
 
 impl Head {
     /// Copies the head's weights out of `model`.
-    pub fn from_model<B: Backend>(model: &Classifier<B>) -> Result<Head, String> {
+    pub fn from_model(model: &Classifier) -> Result<Head, String> {
         let mut collector = HeadCollector::default();
         model.visit(&mut collector);
         let take = |name: &str| collector.found.iter().find(|(p, _)| p == name).map(|(_, d)| d.clone());
@@ -95,11 +94,11 @@ impl Head {
     }
 }
 
-fn dense_forward<B: Backend>(x: Tensor<B, 2>, layer: &Dense, device: &B::Device) -> Tensor<B, 2> {
-    let weight = Tensor::<B, 2>::from_data(layer.weight.clone(), device);
+fn dense_forward(x: Tensor<2>, layer: &Dense, device: &Device) -> Tensor<2> {
+    let weight = Tensor::<2>::from_data(layer.weight.clone(), device);
     let out = x.matmul(weight);
     match &layer.bias {
-        Some(bias) => out + Tensor::<B, 1>::from_data(bias.clone(), device).unsqueeze_dim(0),
+        Some(bias) => out + Tensor::<1>::from_data(bias.clone(), device).unsqueeze_dim(0),
         None => out,
     }
 }
@@ -107,11 +106,11 @@ fn dense_forward<B: Backend>(x: Tensor<B, 2>, layer: &Dense, device: &B::Device)
 /// Grad-CAM of logit `label` for the first image of `features` (`[N, C, h, w]`, the last conv
 /// map), upsampled bilinearly to `width × height` and scaled to `[0, 1]` (all zeros when no
 /// location speaks for the label).
-pub fn grad_cam<B: Backend>(head: &Head, features: Tensor<B, 4>, label: usize, width: usize, height: usize) -> HeatMap {
+pub fn grad_cam(head: &Head, features: Tensor<4>, label: usize, width: usize, height: usize) -> HeatMap {
     let features = features.narrow(0, 0, 1);
     let [_, channels, h, w] = features.dims();
     let device = features.device();
-    let leaf = Tensor::<Autodiff<B>, 4>::from_inner(features.clone()).require_grad();
+    let leaf = Tensor::<4>::from_inner(features.clone()).require_grad();
     let mut x = leaf.clone().mean_dim(3).mean_dim(2).reshape([1, channels]);
     if let Some(hidden) = &head.hidden {
         x = relu(dense_forward(x, hidden, &device));
@@ -209,7 +208,7 @@ pub fn overlay_png(gray: &GrayImage, heatmap: &HeatMap) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use burn::backend::Flex;
+    use burn::prelude::Device;
 
     fn dense(weight: Vec<f32>, shape: [usize; 2]) -> Dense {
         Dense {
@@ -229,7 +228,7 @@ mod tests {
                 map[16 + (y + 2) * 4 + x + 2] = 1.0;
             }
         }
-        let features = Tensor::<Flex, 4>::from_data(TensorData::new(map, [1, 2, 4, 4]), &Default::default());
+        let features = Tensor::<4>::from_data(TensorData::new(map, [1, 2, 4, 4]), &Device::flex());
         let head = Head {
             hidden: None,
             output: dense(vec![1.0, 0.0, 0.0, 1.0], [2, 2]),
@@ -259,7 +258,7 @@ mod tests {
 
     #[test]
     fn a_label_with_negative_evidence_everywhere_is_cold() {
-        let features = Tensor::<Flex, 4>::ones([1, 1, 2, 2], &Default::default());
+        let features = Tensor::<4>::ones([1, 1, 2, 2], &Device::flex());
         let head = Head {
             hidden: None,
             output: dense(vec![-1.0], [1, 1]),

@@ -7,14 +7,13 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use burn::prelude::*;
-use burn::tensor::backend::AutodiffBackend;
 
 use crate::data::cache::{self, BuildOptions, Cache};
 use crate::data::images::ImageIndex;
 use crate::data::split::{self, SplitOptions};
 use crate::data::{LabelTable, Task};
 use crate::model::Classifier;
-use crate::train::backend::{self, BackendKind, CpuTrainBackend, CudaTrainBackend};
+use crate::train::backend::{self, BackendKind};
 use crate::train::checkpoint::InferenceInfo;
 use crate::train::config::TrainConfig;
 use crate::train::loader::{self, ImageSource, Loader, LoaderConfig};
@@ -22,8 +21,8 @@ use crate::train::metrics;
 use crate::train::runner::{self, BatchResult, BatchSource, CancelHandle, ImageClassifier, Outcome, RunSetup};
 use crate::train::{Error, EventSink, FieldError, Result};
 
-impl<B: Backend> ImageClassifier<B> for Classifier<B> {
-    fn forward(&self, images: Tensor<B, 4>) -> Tensor<B, 2> {
+impl ImageClassifier for Classifier {
+    fn forward(&self, images: Tensor<4>) -> Tensor<2> {
         Classifier::forward(self, images)
     }
 }
@@ -327,40 +326,31 @@ pub fn run_job(
         }
     };
     tracing::info!("{}", resolved.message);
-    match resolved.kind {
-        BackendKind::Cpu => run_on::<CpuTrainBackend>(
-            config,
-            run_id,
-            paths,
-            resume,
-            prepared,
-            Default::default(),
-            "cpu (flex)".into(),
-            events,
-            cancel,
-        ),
-        BackendKind::Cuda(info) => run_on::<CudaTrainBackend>(
-            config,
-            run_id,
-            paths,
-            resume,
-            prepared,
-            Default::default(),
-            format!("cuda:0 ({})", info.name),
-            events,
-            cancel,
-        ),
-    }
+    let device_name = match &resolved.kind {
+        BackendKind::Cpu => "cpu (flex)".to_string(),
+        BackendKind::Cuda(info) => format!("cuda:0 ({})", info.name),
+    };
+    run_on(
+        config,
+        run_id,
+        paths,
+        resume,
+        prepared,
+        resolved.kind.train_device(),
+        device_name,
+        events,
+        cancel,
+    )
 }
 
 #[allow(clippy::too_many_arguments)]
-fn run_on<B: AutodiffBackend>(
+fn run_on(
     config: &TrainConfig,
     run_id: &str,
     paths: &JobPaths,
     resume: bool,
     prepared: PreparedData,
-    device: B::Device,
+    device: Device,
     device_name: String,
     events: &mut dyn EventSink,
     cancel: &CancelHandle,
@@ -391,12 +381,65 @@ fn run_on<B: AutodiffBackend>(
     let labels = prepared.labels.clone();
     let task = prepared.task;
     let metrics = move |probs: &[f32], targets: &[f32], _n: usize| metrics_json(&labels, task, probs, targets);
-    runner::train::<B, Classifier<B>, _>(
-        setup,
-        move |device| Classifier::new(&spec, num_labels, device),
-        &mut data,
-        &metrics,
-        events,
-        cancel,
-    )
+    let (batch_size, image_size) = (config.batch_size, config.image_size);
+    // A GPU that runs out of memory makes Burn panic mid-step. That one panic becomes the run's
+    // failure with what to change; any other panic goes on to the caller (the queue records it).
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        runner::train::<Classifier, _>(
+            setup,
+            move |device| Classifier::new(&spec, num_labels, device),
+            &mut data,
+            &metrics,
+            &mut *events,
+            cancel,
+        )
+    }));
+    match outcome {
+        Ok(result) => result,
+        Err(payload) => {
+            let message = backend::panic_message(payload.as_ref());
+            if !backend::is_out_of_memory(&message) {
+                std::panic::resume_unwind(payload);
+            }
+            Err(out_of_memory(batch_size, image_size, &message, events))
+        }
+    }
+}
+
+/// The run's failure for a device out-of-memory panic, reported as its `Failed` event.
+fn out_of_memory(batch_size: usize, image_size: u32, panic_message: &str, events: &mut dyn EventSink) -> Error {
+    let detail = panic_message.lines().next().unwrap_or(panic_message).trim().to_string();
+    let err = Error::OutOfMemory {
+        batch_size,
+        image_size,
+        detail,
+    };
+    events.emit(crate::train::TrainEvent::Failed { message: err.to_string() });
+    err
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::train::TrainEvent;
+
+    #[test]
+    fn a_gpu_out_of_memory_fails_the_run_naming_the_batch_size() {
+        let panic = "out of device memory allocating 8589934592 bytes\n   0: backtrace line";
+        let mut events = Vec::new();
+        let mut sink = |e: TrainEvent| events.push(e);
+        let err = out_of_memory(64, 224, panic, &mut sink).to_string();
+        assert!(
+            err.contains("batch size 64")
+                && err.contains("224 px")
+                && err.contains("8589934592 bytes")
+                && err.contains("e.g. to 32")
+                && !err.contains("backtrace"),
+            "{err}"
+        );
+        match events.as_slice() {
+            [TrainEvent::Failed { message }] => assert_eq!(message, &err),
+            other => panic!("expected one Failed event, got {other:?}"),
+        }
+    }
 }

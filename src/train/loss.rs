@@ -3,7 +3,6 @@
 //! activated outputs. Each returns the mean as a one-element tensor.
 
 use burn::tensor::activation::{log_softmax, sigmoid, softmax};
-use burn::tensor::backend::Backend;
 use burn::tensor::{Tensor, TensorData};
 
 use super::config::{LossKind, OutputActivation, TrainConfig};
@@ -33,12 +32,12 @@ impl Loss {
         }
     }
 
-    pub fn compute<B: Backend>(&self, logits: Tensor<B, 2>, targets: Tensor<B, 2>) -> Tensor<B, 1> {
+    pub fn compute(&self, logits: Tensor<2>, targets: Tensor<2>) -> Tensor<1> {
         let device = logits.device();
         let weights = self
             .pos_weight
             .as_ref()
-            .map(|w| Tensor::<B, 1>::from_data(TensorData::new(w.clone(), [w.len()]), &device).unsqueeze::<2>());
+            .map(|w| Tensor::<1>::from_data(TensorData::new(w.clone(), [w.len()]), &device).unsqueeze::<2>());
         match self.kind {
             LossKind::Bce => bce_with_logits(logits, targets, weights),
             LossKind::Focal => focal(logits, targets, self.focal_gamma, self.focal_alpha, weights),
@@ -50,7 +49,7 @@ impl Loss {
 }
 
 /// Logits to probabilities: a sigmoid per label, or a softmax across labels.
-pub fn activate<B: Backend>(logits: Tensor<B, 2>, activation: OutputActivation) -> Tensor<B, 2> {
+pub fn activate(logits: Tensor<2>, activation: OutputActivation) -> Tensor<2> {
     match activation {
         OutputActivation::Sigmoid => sigmoid(logits),
         OutputActivation::Softmax => softmax(logits, 1),
@@ -76,7 +75,7 @@ pub fn pos_weights(targets: &[f32], num_labels: usize) -> Vec<f32> {
 /// Element-wise BCE on logits, `pos_weight` `[1, labels]` scaling the positive term:
 /// `(1 - y) x + (1 + (w - 1) y) (log(1 + e^-|x|) + max(-x, 0))`, which never exponentiates a
 /// large positive number.
-fn bce_elements<B: Backend>(x: Tensor<B, 2>, y: Tensor<B, 2>, pos_weight: Option<Tensor<B, 2>>) -> Tensor<B, 2> {
+fn bce_elements(x: Tensor<2>, y: Tensor<2>, pos_weight: Option<Tensor<2>>) -> Tensor<2> {
     let log_sigmoid_neg = x.clone().abs().neg().exp().log1p() + x.clone().neg().clamp_min(0.0);
     let positive_scale = match pos_weight {
         Some(w) => y.clone() * (w - 1.0) + 1.0,
@@ -85,23 +84,23 @@ fn bce_elements<B: Backend>(x: Tensor<B, 2>, y: Tensor<B, 2>, pos_weight: Option
     (y.neg() + 1.0) * x + positive_scale * log_sigmoid_neg
 }
 
-pub fn bce_with_logits<B: Backend>(
-    logits: Tensor<B, 2>,
-    targets: Tensor<B, 2>,
-    pos_weight: Option<Tensor<B, 2>>,
-) -> Tensor<B, 1> {
+pub fn bce_with_logits(
+    logits: Tensor<2>,
+    targets: Tensor<2>,
+    pos_weight: Option<Tensor<2>>,
+) -> Tensor<1> {
     bce_elements(logits, targets, pos_weight).mean()
 }
 
 /// Focal loss (Lin et al. 2017, "Focal Loss for Dense Object Detection"): BCE scaled by
 /// `(1 - p_t)^gamma`, and by `alpha` for positives / `1 - alpha` for negatives when given.
-pub fn focal<B: Backend>(
-    logits: Tensor<B, 2>,
-    targets: Tensor<B, 2>,
+pub fn focal(
+    logits: Tensor<2>,
+    targets: Tensor<2>,
     gamma: f32,
     alpha: Option<f32>,
-    pos_weight: Option<Tensor<B, 2>>,
-) -> Tensor<B, 1> {
+    pos_weight: Option<Tensor<2>>,
+) -> Tensor<1> {
     let ce = bce_elements(logits.clone(), targets.clone(), pos_weight);
     let p = sigmoid(logits);
     let p_t = p.clone() * targets.clone() + (p.neg() + 1.0) * (targets.clone().neg() + 1.0);
@@ -115,35 +114,33 @@ pub fn focal<B: Backend>(
 }
 
 /// Softmax cross-entropy summed over labels, averaged over rows: `-Σ y log softmax(x)`.
-pub fn cross_entropy<B: Backend>(logits: Tensor<B, 2>, targets: Tensor<B, 2>) -> Tensor<B, 1> {
+pub fn cross_entropy(logits: Tensor<2>, targets: Tensor<2>) -> Tensor<1> {
     let [n, _] = logits.dims();
     (log_softmax(logits, 1) * targets).sum().neg() / n.max(1) as f32
 }
 
-pub fn mse<B: Backend>(outputs: Tensor<B, 2>, targets: Tensor<B, 2>) -> Tensor<B, 1> {
+pub fn mse(outputs: Tensor<2>, targets: Tensor<2>) -> Tensor<1> {
     let diff = outputs - targets;
     (diff.clone() * diff).mean()
 }
 
-pub fn mae<B: Backend>(outputs: Tensor<B, 2>, targets: Tensor<B, 2>) -> Tensor<B, 1> {
+pub fn mae(outputs: Tensor<2>, targets: Tensor<2>) -> Tensor<1> {
     (outputs - targets).abs().mean()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use burn::backend::Flex;
+    use burn::prelude::Device;
 
-    type B = Flex;
-
-    fn t(rows: &[&[f32]]) -> Tensor<B, 2> {
+    fn t(rows: &[&[f32]]) -> Tensor<2> {
         let cols = rows[0].len();
         let flat: Vec<f32> = rows.iter().flat_map(|r| r.iter().copied()).collect();
-        Tensor::from_data(TensorData::new(flat, [rows.len(), cols]), &Default::default())
+        Tensor::from_data(TensorData::new(flat, [rows.len(), cols]), &Device::flex())
     }
 
-    fn scalar(x: Tensor<B, 1>) -> f32 {
-        x.into_scalar()
+    fn scalar(x: Tensor<1>) -> f32 {
+        x.into_scalar::<f32>()
     }
 
     fn close(a: f32, b: f32) {

@@ -3,13 +3,11 @@
 //! [`Schedule`] (constant, step, cosine, plateau; linear warm-up) with its state as serde data.
 
 use burn::grad_clipping::GradientClippingConfig;
-use burn::module::AutodiffModule;
-use burn::optim::adaptor::OptimizerAdaptor;
+use burn::module::Module;
 use burn::optim::decay::WeightDecayConfig;
 use burn::optim::momentum::MomentumConfig;
-use burn::optim::{Adam, AdamConfig, AdamW, AdamWConfig, GradientsParams, Optimizer, Sgd, SgdConfig};
-use burn::record::{FullPrecisionSettings, NamedMpkBytesRecorder, Recorder};
-use burn::tensor::backend::AutodiffBackend;
+use burn::optim::{AdamConfig, AdamWConfig, GradientsParams, ModuleOptimizer, SgdConfig};
+use burn::tensor::Bytes;
 use serde::{Deserialize, Serialize};
 
 use super::config::{Monitor, OptimizerKind, ScheduleKind, TrainConfig};
@@ -18,21 +16,17 @@ use super::config::{Monitor, OptimizerKind, ScheduleKind, TrainConfig};
 /// and of the PyTorch runs we compare against.
 const ADAM_EPSILON: f32 = 1e-8;
 
-/// One of the supported optimisers for model `M`. An enum rather than a trait object because
-/// Burn's optimiser trait is generic over its record type.
-pub enum Optim<B: AutodiffBackend, M: AutodiffModule<B>> {
-    Sgd(OptimizerAdaptor<Sgd<B::InnerBackend>, M, B>),
-    Adam(OptimizerAdaptor<Adam, M, B>),
-    AdamW(OptimizerAdaptor<AdamW, M, B>),
+/// The run's optimiser (SGD, Adam or AdamW, as its config says) with its per-parameter state.
+#[derive(Clone)]
+pub struct Optim {
+    inner: ModuleOptimizer,
 }
 
-type StateRecorder = NamedMpkBytesRecorder<FullPrecisionSettings>;
-
-impl<B: AutodiffBackend, M: AutodiffModule<B>> Optim<B, M> {
+impl Optim {
     pub fn from_config(config: &TrainConfig) -> Self {
         let clip = config.grad_clip.map(GradientClippingConfig::Norm);
         let decay = (config.weight_decay > 0.0).then(|| WeightDecayConfig::new(config.weight_decay));
-        match config.optimizer {
+        let inner = match config.optimizer {
             OptimizerKind::Sgd => {
                 // Dampening 0 as in the usual SGD-with-momentum (and required by Nesterov).
                 let momentum = (config.momentum > 0.0).then(|| MomentumConfig {
@@ -40,71 +34,47 @@ impl<B: AutodiffBackend, M: AutodiffModule<B>> Optim<B, M> {
                     dampening: 0.0,
                     nesterov: config.nesterov,
                 });
-                Optim::Sgd(
-                    SgdConfig::new()
-                        .with_momentum(momentum)
-                        .with_weight_decay(decay)
-                        .with_gradient_clipping(clip)
-                        .init(),
-                )
-            }
-            OptimizerKind::Adam => Optim::Adam(
-                AdamConfig::new()
-                    .with_beta_1(config.beta1)
-                    .with_beta_2(config.beta2)
-                    .with_epsilon(ADAM_EPSILON)
+                SgdConfig::new()
+                    .with_momentum(momentum)
                     .with_weight_decay(decay)
-                    .with_grad_clipping(clip)
-                    .init(),
-            ),
-            OptimizerKind::AdamW => Optim::AdamW(
-                AdamWConfig::new()
-                    .with_beta_1(config.beta1)
-                    .with_beta_2(config.beta2)
-                    .with_epsilon(ADAM_EPSILON)
-                    .with_weight_decay(config.weight_decay)
-                    .with_grad_clipping(clip)
-                    .init(),
-            ),
-        }
+                    .with_gradient_clipping(clip)
+                    .init()
+            }
+            OptimizerKind::Adam => AdamConfig::new()
+                .with_beta_1(config.beta1)
+                .with_beta_2(config.beta2)
+                .with_epsilon(ADAM_EPSILON)
+                .with_weight_decay(decay)
+                .with_grad_clipping(clip)
+                .init(),
+            OptimizerKind::AdamW => AdamWConfig::new()
+                .with_beta_1(config.beta1)
+                .with_beta_2(config.beta2)
+                .with_epsilon(ADAM_EPSILON)
+                .with_weight_decay(config.weight_decay)
+                .with_grad_clipping(clip)
+                .init(),
+        };
+        Optim { inner }
     }
 
-    pub fn step(&mut self, lr: f64, module: M, grads: GradientsParams) -> M {
-        match self {
-            Optim::Sgd(o) => o.step(lr, module, grads),
-            Optim::Adam(o) => o.step(lr, module, grads),
-            Optim::AdamW(o) => o.step(lr, module, grads),
-        }
+    pub fn step<M: Module>(&mut self, lr: f64, module: M, grads: GradientsParams) -> M {
+        self.inner.step(lr, module, grads)
     }
 
     /// The optimiser state (momenta) as bytes, for a checkpoint.
     pub fn to_bytes(&self) -> Result<Vec<u8>, String> {
-        let recorder = StateRecorder::default();
-        let result = match self {
-            Optim::Sgd(o) => Recorder::<B>::record(&recorder, o.to_record(), ()),
-            Optim::Adam(o) => Recorder::<B>::record(&recorder, o.to_record(), ()),
-            Optim::AdamW(o) => Recorder::<B>::record(&recorder, o.to_record(), ()),
-        };
-        result.map_err(|e| e.to_string())
+        self.inner.into_bytes().map(|bytes| bytes.to_vec()).map_err(|e| e.to_string())
     }
 
     /// Restores state written by [`Optim::to_bytes`] for the same optimiser kind and model.
-    pub fn load_bytes(self, bytes: Vec<u8>, device: &B::Device) -> Result<Self, String> {
-        let recorder = StateRecorder::default();
-        Ok(match self {
-            Optim::Sgd(o) => Optim::Sgd(o.load_record(load::<B, _>(&recorder, bytes, device)?)),
-            Optim::Adam(o) => Optim::Adam(o.load_record(load::<B, _>(&recorder, bytes, device)?)),
-            Optim::AdamW(o) => Optim::AdamW(o.load_record(load::<B, _>(&recorder, bytes, device)?)),
-        })
+    pub fn load_bytes(self, bytes: Vec<u8>) -> Result<Self, String> {
+        // Burn puts the loaded state on its default device (moved to the parameters' device at
+        // the next step), so that default must exist here.
+        super::backend::ensure_default_device();
+        let inner = self.inner.from_bytes(Bytes::from_bytes_vec(bytes)).map_err(|e| e.to_string())?;
+        Ok(Optim { inner })
     }
-}
-
-fn load<B: AutodiffBackend, R: burn::record::Record<B>>(
-    recorder: &StateRecorder,
-    bytes: Vec<u8>,
-    device: &B::Device,
-) -> Result<R, String> {
-    Recorder::<B>::load(recorder, bytes, device).map_err(|e| e.to_string())
 }
 
 /// Warm-up never starts from exactly zero: the first steps would be wasted.

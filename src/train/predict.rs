@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use burn::prelude::*;
 use image::GrayImage;
 
-use super::backend::{self, BackendKind, CpuBackend, CudaBackend, DeviceChoice};
+use super::backend::{self, BackendKind, DeviceChoice};
 use super::checkpoint::{self, CheckpointState, InferenceInfo, RunCheckpoints, Slot};
 use super::config::OutputActivation;
 use super::error::{Error, Result};
@@ -25,7 +25,7 @@ const BATCH: usize = 16;
 /// One epoch folder of a run, found from what the user typed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CheckpointRef {
-    /// The epoch folder holding `model.mpk` and `state.json`.
+    /// The epoch folder holding `model.bpk` and `state.json`.
     pub epoch_dir: PathBuf,
 }
 
@@ -87,9 +87,9 @@ fn run_ids(ckpt_dir: &Path) -> Vec<String> {
 
 /// A trained model ready for new images.
 #[derive(Debug)]
-pub struct Predictor<B: Backend = CpuBackend> {
-    model: Classifier<B>,
-    device: B::Device,
+pub struct Predictor {
+    model: Classifier,
+    device: Device,
     info: InferenceInfo,
     thresholds: Vec<f32>,
     activation: OutputActivation,
@@ -97,9 +97,9 @@ pub struct Predictor<B: Backend = CpuBackend> {
     head: gradcam::Head,
 }
 
-impl<B: Backend> Predictor<B> {
+impl Predictor {
     /// Loads the weights and everything needed to prepare inputs like training did.
-    pub fn load(ckpt: &CheckpointRef, device: &B::Device) -> Result<Self> {
+    pub fn load(ckpt: &CheckpointRef, device: &Device) -> Result<Self> {
         let state = checkpoint::read_state_at(&ckpt.epoch_dir)?;
         let info = state.inference.clone().ok_or_else(|| Error::Checkpoint {
             path: ckpt.epoch_dir.clone(),
@@ -114,7 +114,7 @@ impl<B: Backend> Predictor<B> {
             });
         }
         let model = Classifier::new(&state.config.model_spec(), state.num_labels, device);
-        let model = checkpoint::load_model_at(&ckpt.epoch_dir, model, device)?;
+        let model = checkpoint::load_model_at(&ckpt.epoch_dir, model)?;
         let thresholds = tuned_thresholds(&state, &info.labels);
         let head = gradcam::Head::from_model(&model).map_err(|message| Error::Checkpoint {
             path: ckpt.epoch_dir.clone(),
@@ -175,7 +175,7 @@ impl<B: Backend> Predictor<B> {
     }
 
     /// `[n, 1, S, S]` input from images already at the model size, normalised like the loader.
-    fn input(&self, images: &[&[u8]]) -> Tensor<B, 4> {
+    fn input(&self, images: &[&[u8]]) -> Tensor<4> {
         let size = self.info.image_size as usize;
         let (mean, std) = (self.info.mean, self.info.std);
         let values: Vec<f32> = images
@@ -234,7 +234,7 @@ pub trait Inference {
     fn gradcam(&self, image: &GrayImage, label_index: usize) -> Result<HeatMap>;
 }
 
-impl<B: Backend> Inference for Predictor<B> {
+impl Inference for Predictor {
     fn labels(&self) -> &[String] {
         Predictor::labels(self)
     }
@@ -270,16 +270,12 @@ pub fn load_on(ckpt: &CheckpointRef, choice: DeviceChoice) -> Result<(Box<dyn In
             message: e.to_string(),
         }])
     })?;
-    Ok(match resolved.kind {
-        BackendKind::Cpu => (
-            Box::new(Predictor::<CpuBackend>::load(ckpt, &Default::default())?),
-            "cpu".into(),
-        ),
-        BackendKind::Cuda(info) => (
-            Box::new(Predictor::<CudaBackend>::load(ckpt, &Default::default())?),
-            format!("cuda:0 ({})", info.name),
-        ),
-    })
+    let predictor = Predictor::load(ckpt, &resolved.kind.device())?;
+    let name = match resolved.kind {
+        BackendKind::Cpu => "cpu".to_string(),
+        BackendKind::Cuda(info) => format!("cuda:0 ({})", info.name),
+    };
+    Ok((Box::new(predictor), name))
 }
 
 /// Thresholds tuned on the validation split of the checkpoint's epoch, by label name.

@@ -9,11 +9,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use burn::module::AutodiffModule;
 use burn::module::Module;
 use burn::optim::GradientsParams;
-use burn::tensor::backend::{AutodiffBackend, Backend};
-use burn::tensor::{ElementConversion, Tensor, TensorData};
+use burn::tensor::{Device, FloatDType, Tensor, TensorData};
 
 use super::checkpoint::{CheckpointState, InferenceInfo, RunCheckpoints, Slot, FORMAT_VERSION};
 use super::config::{Monitor, TrainConfig};
@@ -24,8 +22,8 @@ use super::optim::{Optim, Schedule};
 
 /// A network that maps images `[n, 1, S, S]` to logits `[n, labels]`. The model module implements
 /// it for its `Classifier`; the loop needs nothing else from a model.
-pub trait ImageClassifier<B: Backend>: Module<B> {
-    fn forward(&self, images: Tensor<B, 4>) -> Tensor<B, 2>;
+pub trait ImageClassifier: Module {
+    fn forward(&self, images: Tensor<4>) -> Tensor<2>;
 }
 
 /// One CPU batch: normalised grey images and 0/1 targets, both row-major.
@@ -72,7 +70,7 @@ impl Batch {
         Ok(())
     }
 
-    fn tensors<B: Backend>(&self, device: &B::Device) -> (Tensor<B, 4>, Tensor<B, 2>) {
+    fn tensors(&self, device: &Device) -> (Tensor<4>, Tensor<2>) {
         let images = Tensor::from_data(
             TensorData::new(self.images.clone(), [self.n, 1, self.size, self.size]),
             device,
@@ -126,12 +124,13 @@ impl CancelHandle {
 
 /// Everything a run needs besides the model, data, metrics and event sink.
 #[derive(Debug, Clone)]
-pub struct RunSetup<D> {
+pub struct RunSetup {
     pub config: TrainConfig,
     pub run_id: String,
     /// Checkpoints go to `<ckpt_dir>/<run_id>/`.
     pub ckpt_dir: PathBuf,
-    pub device: D,
+    /// The training device (with autodiff); validation runs on its plain counterpart.
+    pub device: Device,
     /// Shown in the `Started` event, e.g. "cpu (flex)" or "cuda:0".
     pub device_name: String,
     pub num_labels: usize,
@@ -166,35 +165,32 @@ fn epoch_seed(seed: u64, epoch: usize) -> u64 {
 }
 
 /// Starts [`train`] on a new thread named `train-<run-id>`; returns its handle and the cancel handle.
-pub fn spawn<B, M, F, S, X, E>(
-    setup: RunSetup<B::Device>,
+pub fn spawn<M, F, S, X, E>(
+    setup: RunSetup,
     build_model: F,
     mut data: S,
     metrics: X,
     mut events: E,
 ) -> std::io::Result<(std::thread::JoinHandle<Result<Outcome>>, CancelHandle)>
 where
-    B: AutodiffBackend,
-    M: AutodiffModule<B> + ImageClassifier<B> + 'static,
-    M::InnerModule: ImageClassifier<B::InnerBackend>,
-    F: FnOnce(&B::Device) -> M + Send + 'static,
+    M: ImageClassifier + 'static,
+    F: FnOnce(&Device) -> M + Send + 'static,
     S: BatchSource + 'static,
     X: EpochMetrics + 'static,
     E: EventSink + 'static,
-    B::Device: Send + 'static,
 {
     let cancel = CancelHandle::new();
     let handle_cancel = cancel.clone();
     let handle = std::thread::Builder::new()
         .name(format!("train-{}", setup.run_id))
-        .spawn(move || train::<B, M, F>(setup, build_model, &mut data, &metrics, &mut events, &cancel))?;
+        .spawn(move || train::<M, F>(setup, build_model, &mut data, &metrics, &mut events, &cancel))?;
     Ok((handle, handle_cancel))
 }
 
 /// Runs the whole training on the calling thread. Every end is reported as an event: `Finished`,
 /// `Cancelled`, or `Failed` (then the error is also returned).
-pub fn train<B, M, F>(
-    setup: RunSetup<B::Device>,
+pub fn train<M, F>(
+    setup: RunSetup,
     build_model: F,
     data: &mut dyn BatchSource,
     metrics: &dyn EpochMetrics,
@@ -202,12 +198,10 @@ pub fn train<B, M, F>(
     cancel: &CancelHandle,
 ) -> Result<Outcome>
 where
-    B: AutodiffBackend,
-    M: AutodiffModule<B> + ImageClassifier<B>,
-    M::InnerModule: ImageClassifier<B::InnerBackend>,
-    F: FnOnce(&B::Device) -> M,
+    M: ImageClassifier,
+    F: FnOnce(&Device) -> M,
 {
-    let result = run_loop::<B, M, F>(setup, build_model, data, metrics, events, cancel);
+    let result = run_loop::<M, F>(setup, build_model, data, metrics, events, cancel);
     match &result {
         Ok(Outcome::Cancelled) => events.emit(TrainEvent::Cancelled),
         Ok(Outcome::Finished {
@@ -277,8 +271,8 @@ struct Progress {
     completed_epochs: usize,
 }
 
-fn run_loop<B, M, F>(
-    setup: RunSetup<B::Device>,
+fn run_loop<M, F>(
+    setup: RunSetup,
     build_model: F,
     data: &mut dyn BatchSource,
     metrics: &dyn EpochMetrics,
@@ -286,10 +280,8 @@ fn run_loop<B, M, F>(
     cancel: &CancelHandle,
 ) -> Result<Outcome>
 where
-    B: AutodiffBackend,
-    M: AutodiffModule<B> + ImageClassifier<B>,
-    M::InnerModule: ImageClassifier<B::InnerBackend>,
-    F: FnOnce(&B::Device) -> M,
+    M: ImageClassifier,
+    F: FnOnce(&Device) -> M,
 {
     let RunSetup {
         config,
@@ -308,9 +300,9 @@ where
     }
     let ckpts = RunCheckpoints::new(&ckpt_dir, &run_id);
 
-    B::seed(&device, config.seed);
+    device.seed(config.seed);
     let mut model = build_model(&device);
-    let mut optim: Optim<B, M> = Optim::from_config(&config);
+    let mut optim = Optim::from_config(&config);
     let mut progress = Progress {
         schedule: Schedule::from_config(&config),
         best_epoch: None,
@@ -341,10 +333,10 @@ where
                 state.num_labels
             )));
         }
-        model = ckpts.load_model(Slot::Last, model, &device)?;
+        model = ckpts.load_model(Slot::Last, model)?;
         let optim_path = ckpts.path().to_path_buf();
         optim = optim
-            .load_bytes(ckpts.read_optim_state(Slot::Last)?, &device)
+            .load_bytes(ckpts.read_optim_state(Slot::Last)?)
             .map_err(|message| Error::Checkpoint {
                 path: optim_path,
                 message: format!("unreadable optimiser state: {message}"),
@@ -377,6 +369,8 @@ where
         });
     }
 
+    let dtype = config.precision.float_dtype();
+    model = config.precision.cast_module(model);
     let loss_fn = Loss::from_config(&config, progress.pos_weight.clone());
     let activation = config.activation();
     events.emit(TrainEvent::Started {
@@ -390,7 +384,7 @@ where
     for epoch_index in progress.completed_epochs..config.epochs {
         let epoch = epoch_index + 1;
         let epoch_start = Instant::now();
-        B::seed(&device, epoch_seed(config.seed, epoch_index));
+        device.seed(epoch_seed(config.seed, epoch_index));
 
         // --- training pass ---
         let of = data.train_batch_count();
@@ -415,10 +409,10 @@ where
             batch.check(num_labels)?;
             let step_start = Instant::now();
             lr = progress.schedule.lr(epoch_index, index as f64 / of.max(1) as f64);
-            let (images, targets) = batch.tensors::<B>(&device);
-            let logits = model.forward(images);
+            let (images, targets) = batch.tensors(&device);
+            let logits = model.forward(images.cast(dtype)).cast(FloatDType::F32);
             let loss = loss_fn.compute(logits.clone(), targets);
-            let loss_value: f32 = loss.clone().into_scalar().elem();
+            let loss_value: f32 = loss.clone().into_scalar::<f32>();
             if !loss_value.is_finite() {
                 return Err(Error::NonFinite {
                     epoch,
@@ -458,6 +452,7 @@ where
 
         // --- validation pass, without autodiff ---
         let valid_model = model.valid();
+        let valid_device = device.clone().inner();
         let mut val_loss_sum = 0.0f64;
         let mut val_seen = 0usize;
         let mut val_probs = Vec::new();
@@ -468,9 +463,9 @@ where
             }
             let batch = batch.map_err(|e| Error::Data(e.to_string()))?;
             batch.check(num_labels)?;
-            let (images, targets) = batch.tensors::<B::InnerBackend>(&device);
-            let logits = valid_model.forward(images);
-            let loss: f32 = loss_fn.compute(logits.clone(), targets).into_scalar().elem();
+            let (images, targets) = batch.tensors(&valid_device);
+            let logits = valid_model.forward(images.cast(dtype)).cast(FloatDType::F32);
+            let loss: f32 = loss_fn.compute(logits.clone(), targets).into_scalar::<f32>();
             val_probs.extend(activate(logits, activation).into_data().iter::<f32>());
             val_targets.extend_from_slice(&batch.targets);
             val_loss_sum += loss as f64 * batch.n as f64;
@@ -550,7 +545,7 @@ where
         })?;
         let record = serde_json::to_value(&epoch_event).expect("events serialise");
         let dir = ckpts
-            .save_epoch::<B, M>(&model, &optim_bytes, &state, Some(&record))
+            .save_epoch(&model, &optim_bytes, &state, Some(&record))
             .and_then(|dir| ckpts.point(Slot::Last, epoch).map(|()| dir))
             .map_err(|e| checkpoint_write_failed(epoch, e))?;
         events.emit(epoch_event);
@@ -592,13 +587,10 @@ where
 mod tests {
     use super::*;
     use crate::train::config::{LossKind, OptimizerKind};
-    use burn::backend::{Autodiff, Flex};
     use burn::module::Param;
     use rand::{Rng, SeedableRng};
     use rand_chacha::ChaCha8Rng;
     use std::sync::mpsc;
-
-    type AB = Autodiff<Flex>;
 
     const SIZE: usize = 8;
     const LABELS: usize = 2;
@@ -606,20 +598,20 @@ mod tests {
     /// A linear classifier on raw pixels, initialised from its own seeded RNG so tests do not
     /// depend on Burn's global RNG (which parallel tests share).
     #[derive(Module, Debug)]
-    struct TinyNet<B: Backend> {
-        weight: Param<Tensor<B, 2>>,
-        bias: Param<Tensor<B, 1>>,
+    struct TinyNet {
+        weight: Param<Tensor<2>>,
+        bias: Param<Tensor<1>>,
     }
 
-    impl<B: Backend> ImageClassifier<B> for TinyNet<B> {
-        fn forward(&self, images: Tensor<B, 4>) -> Tensor<B, 2> {
+    impl ImageClassifier for TinyNet {
+        fn forward(&self, images: Tensor<4>) -> Tensor<2> {
             let [n, _, _, _] = images.dims();
             let x = images.reshape([n, SIZE * SIZE]);
             x.matmul(self.weight.val()) + self.bias.val().unsqueeze::<2>()
         }
     }
 
-    fn tiny_net<B: Backend>(init_seed: u64, device: &B::Device) -> TinyNet<B> {
+    fn tiny_net(init_seed: u64, device: &Device) -> TinyNet {
         let mut rng = ChaCha8Rng::seed_from_u64(init_seed);
         let w: Vec<f32> = (0..SIZE * SIZE * LABELS).map(|_| rng.random_range(-0.1..0.1)).collect();
         TinyNet {
@@ -743,12 +735,12 @@ mod tests {
         }
     }
 
-    fn setup(config: TrainConfig, dir: &std::path::Path, run_id: &str) -> RunSetup<burn::tensor::Device<AB>> {
+    fn setup(config: TrainConfig, dir: &std::path::Path, run_id: &str) -> RunSetup {
         RunSetup {
             config,
             run_id: run_id.into(),
             ckpt_dir: dir.to_path_buf(),
-            device: Default::default(),
+            device: Device::flex().autodiff(),
             device_name: "cpu".into(),
             num_labels: LABELS,
             pos_weight: None,
@@ -757,18 +749,18 @@ mod tests {
         }
     }
 
-    fn run(setup: RunSetup<burn::tensor::Device<AB>>, source: &mut ToySource) -> (Result<Outcome>, Vec<TrainEvent>) {
+    fn run(setup: RunSetup, source: &mut ToySource) -> (Result<Outcome>, Vec<TrainEvent>) {
         run_with_cancel(setup, source, &CancelHandle::new())
     }
 
     fn run_with_cancel(
-        setup: RunSetup<burn::tensor::Device<AB>>,
+        setup: RunSetup,
         source: &mut ToySource,
         cancel: &CancelHandle,
     ) -> (Result<Outcome>, Vec<TrainEvent>) {
         let mut events = Vec::new();
         let mut sink = |e: TrainEvent| events.push(e);
-        let result = train::<AB, TinyNet<AB>, _>(setup, |d| tiny_net(7, d), source, &toy_metrics, &mut sink, cancel);
+        let result = train::<TinyNet, _>(setup, |d| tiny_net(7, d), source, &toy_metrics, &mut sink, cancel);
         (result, events)
     }
 
@@ -837,23 +829,23 @@ mod tests {
         let ckpts = RunCheckpoints::new(tmp.path(), "ckpt");
         let state = ckpts.read_state(Slot::Best).unwrap().unwrap();
         assert_eq!(state.epoch, 1);
-        let device = Default::default();
+        let device = Device::flex();
         // Two different starting points give identical weights once the checkpoint is loaded.
         let a = ckpts
-            .load_model::<Flex, _>(Slot::Best, tiny_net::<Flex>(100, &device), &device)
+            .load_model(Slot::Best, tiny_net(100, &device))
             .unwrap();
         let b = ckpts
-            .load_model::<Flex, _>(Slot::Best, tiny_net::<Flex>(200, &device), &device)
+            .load_model(Slot::Best, tiny_net(200, &device))
             .unwrap();
         let val = &ToySource::new().val[0];
-        let (images, _) = val.tensors::<Flex>(&device);
-        let pa = a.forward(images.clone()).into_data().to_vec::<f32>().unwrap();
-        let pb = b.forward(images.clone()).into_data().to_vec::<f32>().unwrap();
+        let (images, _) = val.tensors(&device);
+        let pa = a.forward(images.clone()).into_data().try_to_vec::<f32>().unwrap();
+        let pb = b.forward(images.clone()).into_data().try_to_vec::<f32>().unwrap();
         assert_eq!(pa, pb);
-        let fresh = tiny_net::<Flex>(100, &device)
+        let fresh = tiny_net(100, &device)
             .forward(images.clone())
             .into_data()
-            .to_vec::<f32>()
+            .try_to_vec::<f32>()
             .unwrap();
         assert_ne!(pa, fresh);
         // And they are the predictions the run validated with: same loss over the validation set.
@@ -861,8 +853,8 @@ mod tests {
         let mut sum = 0.0;
         let source = ToySource::new();
         for batch in &source.val {
-            let (x, y) = batch.tensors::<Flex>(&device);
-            let l: f32 = loss_fn.compute(a.forward(x), y).into_scalar();
+            let (x, y) = batch.tensors(&device);
+            let l: f32 = loss_fn.compute(a.forward(x), y).into_scalar::<f32>();
             sum += l as f64 * batch.n as f64;
         }
         let loss = sum / 64.0;
@@ -953,8 +945,8 @@ mod tests {
         let last = ckpts.slot_dir(Slot::Last).unwrap().unwrap();
         // Without its file list, so the swapped optimiser file is not refused as damaged.
         std::fs::remove_file(last.join("files.json")).unwrap();
-        std::fs::write(last.join("optim.mpk"), {
-            let fresh: Optim<AB, TinyNet<AB>> = Optim::from_config(&config(3));
+        std::fs::write(last.join("optim.bpk"), {
+            let fresh: Optim = Optim::from_config(&config(3));
             fresh.to_bytes().unwrap()
         })
         .unwrap();
@@ -1024,7 +1016,7 @@ mod tests {
     fn cancel_from_another_thread_stops_a_spawned_run() {
         let tmp = tempfile::tempdir().unwrap();
         let (tx, rx) = mpsc::channel();
-        let (handle, cancel) = spawn::<AB, TinyNet<AB>, _, _, _, _>(
+        let (handle, cancel) = spawn::<TinyNet, _, _, _, _>(
             setup(config(10_000), tmp.path(), "t"),
             |d| tiny_net(7, d),
             ToySource::new(),
@@ -1074,7 +1066,7 @@ mod tests {
             early_stopping: Some(2),
             ..config(10)
         };
-        let outcome = train::<AB, TinyNet<AB>, _>(
+        let outcome = train::<TinyNet, _>(
             setup(cfg, tmp.path(), "es"),
             |d| tiny_net(7, d),
             &mut ToySource::new(),

@@ -26,7 +26,7 @@ use crate::model::{Architecture, NormKind};
 use crate::runs::DEMO_DATASET;
 use crate::store::Run;
 use crate::train::config::{
-    DeviceChoice, LossKind, Monitor, OptimizerKind, OutputActivation, ScheduleKind, SplitStrategy,
+    DeviceChoice, LossKind, Precision, Monitor, OptimizerKind, OutputActivation, ScheduleKind, SplitStrategy,
 };
 use crate::train::presets::{self, PRESETS};
 use crate::train::TrainConfig;
@@ -237,6 +237,7 @@ fn groups(datasets: &[String]) -> Vec<(&'static str, Vec<Spec>)> {
             vec![
                 Spec::new("seed", "Seed", U64),
                 Spec::new("device", "Device", Kind::Choice(choices::<DeviceChoice>())),
+                Spec::new("precision", "Precision", Kind::Choice(choices::<Precision>())),
                 Spec::new("threads", "CPU threads", USIZE).optional("all cores"),
                 Spec::new("name", "Name", Kind::Text).optional("model and image size"),
                 Spec::new("tags", "Tags (comma separated)", Kind::Tags).optional("none"),

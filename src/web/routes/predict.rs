@@ -27,7 +27,7 @@ use crate::data::images::{self, ImageIndex};
 use crate::data::split;
 use crate::data::LabelTable;
 use crate::store::Run;
-use crate::train::backend::{self, BackendKind, CpuBackend, CudaBackend, DeviceChoice};
+use crate::train::backend::{self, DeviceChoice};
 use crate::train::checkpoint::{RunCheckpoints, Slot};
 use crate::train::gradcam;
 use crate::train::job::{self, JobPaths};
@@ -150,18 +150,12 @@ pub async fn explain_body_limit(State(state): State<Arc<AppState>>, request: Req
 // ---------------------------------------------------------------------------------------------
 // Models: which run has a checkpoint, and a small cache of loaded ones.
 
-/// A loaded checkpoint on the backend it runs on.
-enum LoadedModel {
-    Cpu(Predictor<CpuBackend>),
-    Cuda(Predictor<CudaBackend>),
-}
+/// A loaded checkpoint on the device it runs on.
+struct LoadedModel(Predictor);
 
 impl LoadedModel {
     fn model(&self) -> &dyn Inference {
-        match self {
-            LoadedModel::Cpu(p) => p,
-            LoadedModel::Cuda(p) => p,
-        }
+        &self.0
     }
 }
 
@@ -276,11 +270,9 @@ fn load_model(cache: &PredictCache, key: &ModelKey, device: DeviceChoice) -> Res
         epoch_dir: key.epoch_dir.clone(),
     };
     let resolved = backend::resolve(device).map_err(|e| PredictError::Internal(e.to_string()))?;
-    let loaded = match resolved.kind {
-        BackendKind::Cpu => Predictor::<CpuBackend>::load(&ckpt, &Default::default()).map(LoadedModel::Cpu),
-        BackendKind::Cuda(_) => Predictor::<CudaBackend>::load(&ckpt, &Default::default()).map(LoadedModel::Cuda),
-    }
-    .map_err(|e| PredictError::Internal(format!("loading {}: {e}", key.epoch_dir.display())))?;
+    let loaded = Predictor::load(&ckpt, &resolved.kind.device())
+        .map(LoadedModel)
+        .map_err(|e| PredictError::Internal(format!("loading {}: {e}", key.epoch_dir.display())))?;
     let loaded = Arc::new(loaded);
     let mut models = lock(&cache.models);
     models.retain(|(k, _)| k != key);

@@ -378,7 +378,7 @@ async fn form_has_an_input_for_every_config_field_with_defaults() {
             r#"<a class="preset" data-preset="{name}" href="/runs/new?preset={name}">"#
         )));
     }
-    assert!(page.body.contains("Quick demo (CPU, minutes)"));
+    assert!(page.body.contains("Quick demo (CPU, about a minute)"));
     assert!(page
         .body
         .contains("School project reproduction: SimpleCNN, SGD, MSE, batch 2"));

@@ -427,7 +427,7 @@ fn field_of<'a>(specs: &'a [Spec], error_field: &str) -> Option<&'a Spec> {
 /// A preset's label on the form.
 fn preset_label(name: &'static str) -> &'static str {
     match name {
-        "quick-demo" => "Quick demo (CPU, minutes)",
+        "quick-demo" => "Quick demo (CPU, about a minute)",
         "school-project" => "School project reproduction: SimpleCNN, SGD, MSE, batch 2",
         "chexnet" => "CheXNet-style DenseNet-121",
         "mobilenet-v2" => "MobileNetV2",

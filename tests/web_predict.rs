@@ -629,3 +629,56 @@ async fn real_nih_x_rays_gray_and_rgba_are_predicted() {
         "the RGBA case really is RGBA"
     );
 }
+
+#[tokio::test]
+async fn a_checkpoint_written_on_burn_021_is_refused_with_what_to_do() {
+    let t = trained();
+    // A copy of the trained run's checkpoints whose state says format 1, as cxr8 on Burn 0.21 wrote.
+    let old = t
+        .store
+        .create_run(&NewRun {
+            name: "trained on burn 0.21",
+            config: &serde_json::json!({}),
+            dataset: "demo",
+            model: "simple-cnn",
+            image_size: 64,
+            epochs_planned: 1,
+            tags: &[],
+        })
+        .unwrap();
+    let dir = t.paths.ckpt_dir.join(&old);
+    copy_dir(&t.paths.ckpt_dir.join(&t.run), &dir);
+    t.store.set_runtime_info(&old, "cpu (flex)", &dir.to_string_lossy()).unwrap();
+    let best = CheckpointRef::locate(&old, &t.paths.ckpt_dir, Slot::Best).unwrap().epoch_dir;
+    let state_path = best.join("state.json");
+    let mut state: Value = serde_json::from_slice(&std::fs::read(&state_path).unwrap()).unwrap();
+    state["format"] = 1.into();
+    std::fs::write(&state_path, serde_json::to_vec(&state).unwrap()).unwrap();
+
+    let png = demo_png(t);
+    let reply = post(app_for(t), "/api/predict", &[("run", &old)], Some(("x.png", &png))).await;
+    assert_eq!(reply.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", reply.text());
+    let json = reply.json();
+    assert_eq!(json["fields"][0]["field"], "run");
+    let message = json["fields"][0]["message"].as_str().unwrap();
+    assert!(
+        message.contains("Burn 0.21") && message.contains("Clone"),
+        "{message}"
+    );
+    let page = post(app_for(t), "/predict", &[("run", &old)], Some(("x.png", &png))).await;
+    assert_eq!(page.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(page.text().contains("Burn 0.21"), "{}", page.text());
+}
+
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}

@@ -272,7 +272,12 @@ fn load_model(cache: &PredictCache, key: &ModelKey, device: DeviceChoice) -> Res
     let resolved = backend::resolve(device).map_err(|e| PredictError::Internal(e.to_string()))?;
     let loaded = Predictor::load(&ckpt, &resolved.kind.device())
         .map(LoadedModel)
-        .map_err(|e| PredictError::Internal(format!("loading {}: {e}", key.epoch_dir.display())))?;
+        .map_err(|e| match e {
+            // A checkpoint this build cannot use (e.g. written on Burn 0.21) is the chosen run's
+            // problem, with what to do about it, not a server fault.
+            crate::train::Error::Checkpoint { .. } => PredictError::invalid("run", e.to_string()),
+            other => PredictError::Internal(format!("loading {}: {other}", key.epoch_dir.display())),
+        })?;
     let loaded = Arc::new(loaded);
     let mut models = lock(&cache.models);
     models.retain(|(k, _)| k != key);

@@ -822,6 +822,30 @@ mod tests {
     }
 
     #[test]
+    fn a_bf16_run_learns_and_its_checkpoint_loads_into_an_f32_model() {
+        use crate::train::backend::Precision;
+        let tmp = tempfile::tempdir().unwrap();
+        let cfg = TrainConfig {
+            precision: Precision::Bf16,
+            ..config(3)
+        };
+        let (result, events) = run(setup(cfg, tmp.path(), "half"), &mut ToySource::new());
+        result.unwrap();
+        let epochs = epoch_events(&events);
+        let losses: Vec<f64> = epochs.iter().map(|(_, v)| val_of(v, "loss")).collect();
+        assert!(losses.iter().all(|l| l.is_finite()), "{losses:?}");
+        assert!(losses[2] < losses[0], "bf16 training should still learn: {losses:?}");
+
+        let ckpts = RunCheckpoints::new(tmp.path(), "half");
+        let device = Device::flex();
+        let model = ckpts.load_model(Slot::Last, tiny_net(100, &device)).unwrap();
+        assert_eq!(model.weight.val().dtype(), burn::tensor::DType::F32);
+        let (images, _) = ToySource::new().val[0].tensors(&device);
+        let probabilities = model.forward(images).into_data().try_to_vec::<f32>().unwrap();
+        assert!(probabilities.iter().all(|p| p.is_finite()));
+    }
+
+    #[test]
     fn checkpoint_reload_gives_the_same_predictions() {
         let tmp = tempfile::tempdir().unwrap();
         let (result, _) = run(setup(config(1), tmp.path(), "ckpt"), &mut ToySource::new());

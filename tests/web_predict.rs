@@ -100,17 +100,7 @@ fn trained() -> &'static Trained {
         )
         .unwrap();
         assert_eq!(store.run(&run).unwrap().unwrap().status, RunStatus::Done);
-        let untrained = store
-            .create_run(&NewRun {
-                name: "waiting",
-                config: &serde_json::json!({}),
-                dataset: "demo",
-                model: "simple-cnn",
-                image_size: 64,
-                epochs_planned: 1,
-                tags: &[],
-            })
-            .unwrap();
+        let untrained = stored_run(&store, "waiting");
         let ckpt = CheckpointRef::locate(&run, &paths.ckpt_dir, Slot::Best).unwrap();
         let predictor = Predictor::load(&ckpt, &BackendKind::Cpu.device()).unwrap();
         Trained {
@@ -125,6 +115,21 @@ fn trained() -> &'static Trained {
             _tmp: tmp,
         }
     })
+}
+
+/// A run in the store that has not trained (a simple-cnn at 64 px, one epoch planned).
+fn stored_run(store: &Store, name: &str) -> String {
+    store
+        .create_run(&NewRun {
+            name,
+            config: &serde_json::json!({}),
+            dataset: "demo",
+            model: "simple-cnn",
+            image_size: 64,
+            epochs_planned: 1,
+            tags: &[],
+        })
+        .unwrap()
 }
 
 /// A fresh app (fresh model cache) over the shared run.
@@ -634,18 +639,7 @@ async fn real_nih_x_rays_gray_and_rgba_are_predicted() {
 async fn a_checkpoint_written_on_burn_021_is_refused_with_what_to_do() {
     let t = trained();
     // A copy of the trained run's checkpoints whose state says format 1, as cxr8 on Burn 0.21 wrote.
-    let old = t
-        .store
-        .create_run(&NewRun {
-            name: "trained on burn 0.21",
-            config: &serde_json::json!({}),
-            dataset: "demo",
-            model: "simple-cnn",
-            image_size: 64,
-            epochs_planned: 1,
-            tags: &[],
-        })
-        .unwrap();
+    let old = stored_run(&t.store, "trained on burn 0.21");
     let dir = t.paths.ckpt_dir.join(&old);
     copy_dir(&t.paths.ckpt_dir.join(&t.run), &dir);
     t.store.set_runtime_info(&old, "cpu (flex)", &dir.to_string_lossy()).unwrap();

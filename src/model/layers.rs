@@ -2,7 +2,7 @@
 //! and linear constructors with the project's initialisation, width scaling, and the trainable
 //! parameter counter.
 
-use burn::module::{Module, ModuleVisitor, Param};
+use burn::module::{Content, Devices, Module, ModuleDisplay, ModuleDisplayDefault, ModuleMapper, ModuleVisitor, Param};
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::{
     BatchNorm, BatchNormConfig, GroupNorm, GroupNormConfig, Initializer, InstanceNorm, InstanceNormConfig, Linear,
@@ -10,6 +10,7 @@ use burn::nn::{
 };
 use burn::prelude::*;
 
+use super::depthwise::DepthwiseConv2d;
 use super::NormKind;
 
 /// Channel counts are rounded to a multiple of this, so group norm always has whole groups.
@@ -96,11 +97,14 @@ pub fn linear(d_input: usize, d_output: usize, device: &Device) -> Linear {
 /// because it differs (ReLU, ReLU6, SiLU, none before a residual sum).
 #[derive(Module, Debug)]
 pub struct ConvNorm {
-    conv: Conv2d,
+    conv: ConvLayer,
     norm: Norm,
 }
 
 impl ConvNorm {
+    /// `groups == channels[0] == channels[1]` (one filter per channel) builds the depthwise layer,
+    /// whose CPU backward is far faster than Burn's grouped convolution; anything else is Burn's
+    /// `Conv2d`.
     pub fn new(
         norm: NormKind,
         channels: [usize; 2],
@@ -109,21 +113,118 @@ impl ConvNorm {
         groups: usize,
         device: &Device,
     ) -> Self {
+        let [in_channels, out_channels] = channels;
+        let conv = if groups == in_channels && groups == out_channels {
+            ConvLayer::Depthwise(DepthwiseConv2d::new(in_channels, kernel, stride, device))
+        } else {
+            ConvLayer::Dense(conv(in_channels, out_channels, kernel, stride, groups, device))
+        };
         ConvNorm {
-            conv: conv(channels[0], channels[1], kernel, stride, groups, device),
-            norm: Norm::new(norm, channels[1], device),
+            conv,
+            norm: Norm::new(norm, out_channels, device),
         }
     }
 
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        self.norm.forward(self.conv.forward(x))
+        let x = match &self.conv {
+            ConvLayer::Dense(conv) => conv.forward(x),
+            ConvLayer::Depthwise(conv) => conv.forward(x),
+        };
+        self.norm.forward(x)
     }
 
     #[cfg(test)]
     pub fn conv_weight(&self) -> Tensor<4> {
-        self.conv.weight.val()
+        match &self.conv {
+            ConvLayer::Dense(conv) => conv.weight.val(),
+            ConvLayer::Depthwise(conv) => conv.weight.val(),
+        }
     }
 }
+
+/// The convolution of a [`ConvNorm`]. `Module` is implemented by hand rather than derived because
+/// a derived enum puts the variant name into every parameter path (`conv.Depthwise.weight`);
+/// this one is transparent, so both variants record their weight as `conv.weight` `[out, in /
+/// groups, k, k]`, exactly as when every layer was a `Conv2d`: same parameter names, counts and
+/// checkpoint layout.
+#[derive(Debug, Clone)]
+enum ConvLayer {
+    Dense(Conv2d),
+    Depthwise(DepthwiseConv2d),
+}
+
+impl Module for ConvLayer {
+    fn collect_devices(&self, devices: Devices) -> Devices {
+        match self {
+            ConvLayer::Dense(conv) => conv.collect_devices(devices),
+            ConvLayer::Depthwise(conv) => conv.collect_devices(devices),
+        }
+    }
+
+    fn fork(self, device: &Device) -> Self {
+        match self {
+            ConvLayer::Dense(conv) => ConvLayer::Dense(conv.fork(device)),
+            ConvLayer::Depthwise(conv) => ConvLayer::Depthwise(conv.fork(device)),
+        }
+    }
+
+    fn to_device(self, device: &Device) -> Self {
+        match self {
+            ConvLayer::Dense(conv) => ConvLayer::Dense(conv.to_device(device)),
+            ConvLayer::Depthwise(conv) => ConvLayer::Depthwise(conv.to_device(device)),
+        }
+    }
+
+    fn train(self) -> Self {
+        match self {
+            ConvLayer::Dense(conv) => ConvLayer::Dense(conv.train()),
+            ConvLayer::Depthwise(conv) => ConvLayer::Depthwise(conv.train()),
+        }
+    }
+
+    fn valid(&self) -> Self {
+        match self {
+            ConvLayer::Dense(conv) => ConvLayer::Dense(conv.valid()),
+            ConvLayer::Depthwise(conv) => ConvLayer::Depthwise(conv.valid()),
+        }
+    }
+
+    fn materialize(self) -> Self {
+        match self {
+            ConvLayer::Dense(conv) => ConvLayer::Dense(conv.materialize()),
+            ConvLayer::Depthwise(conv) => ConvLayer::Depthwise(conv.materialize()),
+        }
+    }
+
+    fn visit<V: ModuleVisitor>(&self, visitor: &mut V) {
+        match self {
+            ConvLayer::Dense(conv) => conv.visit(visitor),
+            ConvLayer::Depthwise(conv) => conv.visit(visitor),
+        }
+    }
+
+    fn map<M: ModuleMapper>(self, mapper: &mut M) -> Self {
+        match self {
+            ConvLayer::Dense(conv) => ConvLayer::Dense(conv.map(mapper)),
+            ConvLayer::Depthwise(conv) => ConvLayer::Depthwise(conv.map(mapper)),
+        }
+    }
+}
+
+impl ModuleDisplayDefault for ConvLayer {
+    fn content(&self, content: Content) -> Option<Content> {
+        match self {
+            ConvLayer::Dense(conv) => content.add_single(conv).optional(),
+            ConvLayer::Depthwise(conv) => content.add_single(conv).optional(),
+        }
+    }
+
+    fn num_params(&self) -> usize {
+        Module::num_params(self)
+    }
+}
+
+impl ModuleDisplay for ConvLayer {}
 
 /// Mean over the spatial axes: `[N, C, H, W]` → `[N, C]`, for any H and W.
 pub fn global_average_pool(x: Tensor<4>) -> Tensor<2> {
@@ -152,6 +253,58 @@ impl ModuleVisitor for TrainableCounter {
         let running_statistic = self.path.last().is_some_and(|name| name.starts_with("running_"));
         if !running_statistic {
             self.count += param.shape().num_elements();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Parameter paths and shapes, as records and optimisers see them.
+    #[derive(Default)]
+    struct Paths {
+        path: Vec<String>,
+        found: Vec<(String, Vec<usize>)>,
+    }
+
+    impl ModuleVisitor for Paths {
+        fn enter_module(&mut self, name: &str, _container_type: &str) {
+            self.path.push(name.to_string());
+        }
+
+        fn exit_module(&mut self, _name: &str, _container_type: &str) {
+            self.path.pop();
+        }
+
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+            self.found.push((self.path.join("."), param.shape().to_vec()));
+        }
+    }
+
+    #[test]
+    fn depthwise_and_dense_conv_norms_name_their_weight_conv_weight() {
+        let device = Device::flex();
+        for (channels, groups, weight_shape) in [
+            ([24, 24], 24, vec![24, 1, 3, 3]),
+            ([24, 48], 1, vec![48, 24, 3, 3]),
+            ([24, 48], 4, vec![48, 6, 3, 3]),
+        ] {
+            let layer = ConvNorm::new(NormKind::Group, channels, 3, 2, groups, &device);
+            let mut paths = Paths::default();
+            layer.visit(&mut paths);
+            let convs: Vec<_> = paths
+                .found
+                .iter()
+                .filter(|(path, _)| path.starts_with("conv"))
+                .collect();
+            assert_eq!(
+                convs,
+                vec![&("conv.weight".to_string(), weight_shape)],
+                "groups {groups}"
+            );
+            let x = Tensor::<4>::ones([2, channels[0], 9, 8], &device);
+            assert_eq!(layer.forward(x).dims(), [2, channels[1], 5, 4], "groups {groups}");
         }
     }
 }

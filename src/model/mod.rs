@@ -2,6 +2,7 @@
 
 mod classifier;
 mod densenet;
+mod depthwise;
 mod efficientnet;
 mod layers;
 mod mobilenet;

@@ -4,6 +4,7 @@
 use burn::prelude::*;
 
 use super::layers::{scale_channels, ConvNorm};
+use super::relu6::relu6;
 use super::{ModelSpec, NormKind};
 
 /// (expansion t, output channels c, repeats n, first stride s) from the paper's table 2.
@@ -20,10 +21,6 @@ const STEM_CHANNELS: usize = 32;
 /// The final 1×1 convolution's width. Unlike torchvision (which never narrows it), it scales
 /// with the width multiplier so that small CPU models stay small.
 const LAST_CHANNELS: usize = 1280;
-
-fn relu6(x: Tensor<4>) -> Tensor<4> {
-    x.clamp(0.0, 6.0)
-}
 
 #[derive(Module, Debug)]
 struct InvertedResidual {

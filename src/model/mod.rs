@@ -6,6 +6,7 @@ mod depthwise;
 mod efficientnet;
 mod layers;
 mod mobilenet;
+mod relu6;
 mod resnet;
 mod simple_cnn;
 mod spec;

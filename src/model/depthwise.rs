@@ -482,7 +482,6 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use burn::module::{Module, ModuleVisitor};
     use burn::tensor::module::conv2d;
 
     const TOLERANCE: f32 = 1e-4;
@@ -652,28 +651,12 @@ mod tests {
 
     #[test]
     fn the_layer_keeps_conv2ds_weight_name_shape_and_initialisation() {
-        #[derive(Default)]
-        struct Paths {
-            path: Vec<String>,
-            found: Vec<(String, Vec<usize>)>,
-        }
-        impl ModuleVisitor for Paths {
-            fn enter_module(&mut self, name: &str, _container_type: &str) {
-                self.path.push(name.to_string());
-            }
-            fn exit_module(&mut self, _name: &str, _container_type: &str) {
-                self.path.pop();
-            }
-            fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-                self.found.push((self.path.join("."), param.shape().to_vec()));
-            }
-        }
-
         let device = Device::flex();
         let layer = DepthwiseConv2d::new(96, 5, 2, &device);
-        let mut paths = Paths::default();
-        layer.visit(&mut paths);
-        assert_eq!(paths.found, vec![("weight".to_string(), vec![96, 1, 5, 5])]);
+        assert_eq!(
+            super::super::layers::param_paths(&layer),
+            vec![("weight".to_string(), vec![96, 1, 5, 5])]
+        );
 
         // Kaiming normal over fan-out = 25 taps: std = sqrt(2 / 25) ≈ 0.283.
         let weights = values(layer.weight.val());

@@ -257,11 +257,9 @@ impl ModuleVisitor for TrainableCounter {
     }
 }
 
+/// Each float parameter's path and shape, as records and optimisers see them (for tests).
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// Parameter paths and shapes, as records and optimisers see them.
+pub(super) fn param_paths<M: Module>(module: &M) -> Vec<(String, Vec<usize>)> {
     #[derive(Default)]
     struct Paths {
         path: Vec<String>,
@@ -282,6 +280,15 @@ mod tests {
         }
     }
 
+    let mut paths = Paths::default();
+    module.visit(&mut paths);
+    paths.found
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
     #[test]
     fn depthwise_and_dense_conv_norms_name_their_weight_conv_weight() {
         let device = Device::flex();
@@ -291,13 +298,8 @@ mod tests {
             ([24, 48], 4, vec![48, 6, 3, 3]),
         ] {
             let layer = ConvNorm::new(NormKind::Group, channels, 3, 2, groups, &device);
-            let mut paths = Paths::default();
-            layer.visit(&mut paths);
-            let convs: Vec<_> = paths
-                .found
-                .iter()
-                .filter(|(path, _)| path.starts_with("conv"))
-                .collect();
+            let paths = param_paths(&layer);
+            let convs: Vec<_> = paths.iter().filter(|(path, _)| path.starts_with("conv")).collect();
             assert_eq!(
                 convs,
                 vec![&("conv.weight".to_string(), weight_shape)],

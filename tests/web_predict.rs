@@ -642,8 +642,12 @@ async fn a_checkpoint_written_on_burn_021_is_refused_with_what_to_do() {
     let old = stored_run(&t.store, "trained on burn 0.21");
     let dir = t.paths.ckpt_dir.join(&old);
     copy_dir(&t.paths.ckpt_dir.join(&t.run), &dir);
-    t.store.set_runtime_info(&old, "cpu (flex)", &dir.to_string_lossy()).unwrap();
-    let best = CheckpointRef::locate(&old, &t.paths.ckpt_dir, Slot::Best).unwrap().epoch_dir;
+    t.store
+        .set_runtime_info(&old, "cpu (flex)", &dir.to_string_lossy())
+        .unwrap();
+    let best = CheckpointRef::locate(&old, &t.paths.ckpt_dir, Slot::Best)
+        .unwrap()
+        .epoch_dir;
     let state_path = best.join("state.json");
     let mut state: Value = serde_json::from_slice(&std::fs::read(&state_path).unwrap()).unwrap();
     state["format"] = 1.into();
@@ -655,10 +659,7 @@ async fn a_checkpoint_written_on_burn_021_is_refused_with_what_to_do() {
     let json = reply.json();
     assert_eq!(json["fields"][0]["field"], "run");
     let message = json["fields"][0]["message"].as_str().unwrap();
-    assert!(
-        message.contains("Burn 0.21") && message.contains("Clone"),
-        "{message}"
-    );
+    assert!(message.contains("Burn 0.21") && message.contains("Clone"), "{message}");
     let page = post(app_for(t), "/predict", &[("run", &old)], Some(("x.png", &png))).await;
     assert_eq!(page.status, StatusCode::UNPROCESSABLE_ENTITY);
     assert!(page.text().contains("Burn 0.21"), "{}", page.text());

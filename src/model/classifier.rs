@@ -53,10 +53,9 @@ impl Classifier {
                 Backbone::SimpleCnn(SimpleCnn::new(spec, device)),
                 SimpleCnn::out_channels(spec),
             ),
-            Architecture::ResNet18 | Architecture::ResNet34 | Architecture::ResNet50 => (
-                Backbone::ResNet(ResNet::new(spec, device)),
-                ResNet::out_channels(spec),
-            ),
+            Architecture::ResNet18 | Architecture::ResNet34 | Architecture::ResNet50 => {
+                (Backbone::ResNet(ResNet::new(spec, device)), ResNet::out_channels(spec))
+            }
             Architecture::MobileNetV2 => (
                 Backbone::MobileNetV2(MobileNetV2::new(spec, device)),
                 MobileNetV2::out_channels(spec),

@@ -211,7 +211,9 @@ fn detect_cuda_unguarded() -> Result<CudaInfo, String> {
 fn probe_burn_cuda() -> Result<(), String> {
     let outcome = catch_unwind(AssertUnwindSafe(|| {
         let device = Device::cuda(0);
-        Tensor::<1>::from_floats([1.0, 2.0, 3.0], &device).sum().into_scalar::<f32>()
+        Tensor::<1>::from_floats([1.0, 2.0, 3.0], &device)
+            .sum()
+            .into_scalar::<f32>()
     }));
     match outcome {
         Ok(sum) if (sum - 6.0).abs() < 1e-4 => Ok(()),
@@ -261,9 +263,15 @@ fn describe(info: &CudaInfo) -> String {
 /// CUDA driver with `CUDA_ERROR_OUT_OF_MEMORY`; Burn unwraps them into panics.
 pub fn is_out_of_memory(panic_message: &str) -> bool {
     let lower = panic_message.to_ascii_lowercase();
-    ["out of device memory", "out-of-memory", "out of memory", "cuda_error_out_of_memory", "outofmemory"]
-        .iter()
-        .any(|needle| lower.contains(needle))
+    [
+        "out of device memory",
+        "out-of-memory",
+        "out of memory",
+        "cuda_error_out_of_memory",
+        "outofmemory",
+    ]
+    .iter()
+    .any(|needle| lower.contains(needle))
 }
 
 /// The text of a caught panic's payload (`panic!` gives a `String` or a `&str`).

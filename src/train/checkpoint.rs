@@ -350,8 +350,8 @@ pub fn is_epoch_dir(dir: &Path) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use burn::prelude::Device;
     use burn::module::Param;
+    use burn::prelude::Device;
     use burn::tensor::{Tensor, TensorData};
 
     #[derive(Module, Debug)]
@@ -403,21 +403,15 @@ mod tests {
             .unwrap();
         ckpts.point(Slot::Last, 2).unwrap();
 
-        let loaded = ckpts
-            .load_model(Slot::Best, affine(&[0.0, 0.0]))
-            .unwrap();
+        let loaded = ckpts.load_model(Slot::Best, affine(&[0.0, 0.0])).unwrap();
         assert_eq!(loaded.w.val().into_data().try_to_vec::<f32>().unwrap(), vec![1.0, 2.0]);
-        let last = ckpts
-            .load_model(Slot::Last, affine(&[0.0, 0.0]))
-            .unwrap();
+        let last = ckpts.load_model(Slot::Last, affine(&[0.0, 0.0])).unwrap();
         assert_eq!(last.w.val().into_data().try_to_vec::<f32>().unwrap(), vec![3.0, 4.0]);
         assert_eq!(ckpts.read_optim_state(Slot::Last).unwrap(), b"optim2");
         assert_eq!(ckpts.read_state(Slot::Last).unwrap().unwrap(), state(2));
 
         // Epoch 3 becomes both best and last: epochs 1 and 2 are no longer referenced.
-        ckpts
-            .save_epoch(&affine(&[5.0, 6.0]), b"o3", &state(3), None)
-            .unwrap();
+        ckpts.save_epoch(&affine(&[5.0, 6.0]), b"o3", &state(3), None).unwrap();
         ckpts.point(Slot::Last, 3).unwrap();
         ckpts.point(Slot::Best, 3).unwrap();
         let mut dirs: Vec<String> = std::fs::read_dir(ckpts.path())
@@ -446,9 +440,7 @@ mod tests {
         std::fs::write(ckpts.path().join(".last.json.tmp-4242"), b"{\"epoch\": 2, \"di").unwrap();
         assert_eq!(ckpts.read_state(Slot::Last).unwrap().unwrap(), state(1));
         assert_eq!(ckpts.read_epoch_record(Slot::Last).unwrap(), Some(record));
-        let model = ckpts
-            .load_model(Slot::Last, affine(&[0.0, 0.0]))
-            .unwrap();
+        let model = ckpts.load_model(Slot::Last, affine(&[0.0, 0.0])).unwrap();
         assert_eq!(model.w.val().into_data().try_to_vec::<f32>().unwrap(), vec![1.0, 2.0]);
 
         // The resumed run writes epoch 2 again over the leftover folder: only complete files.
@@ -471,10 +463,7 @@ mod tests {
         let model_path = dir.join(MODEL_FILE);
         let good = std::fs::read(&model_path).unwrap();
         std::fs::write(&model_path, &good[..good.len() / 2]).unwrap();
-        let err = ckpts
-            .load_model(Slot::Last, affine(&[0.0; 3]))
-            .unwrap_err()
-            .to_string();
+        let err = ckpts.load_model(Slot::Last, affine(&[0.0; 3])).unwrap_err().to_string();
         assert!(
             err.contains("model.bpk")
                 && err.contains("truncated")
@@ -484,10 +473,7 @@ mod tests {
         let mut flipped = good.clone();
         *flipped.last_mut().unwrap() ^= 1;
         std::fs::write(&model_path, &flipped).unwrap();
-        let err = ckpts
-            .load_model(Slot::Last, affine(&[0.0; 3]))
-            .unwrap_err()
-            .to_string();
+        let err = ckpts.load_model(Slot::Last, affine(&[0.0; 3])).unwrap_err().to_string();
         assert!(err.contains("checksum does not match"), "{err}");
 
         std::fs::write(dir.join(OPTIM_FILE), b"optimiser").unwrap();
@@ -502,9 +488,7 @@ mod tests {
     fn a_burn_021_checkpoint_is_refused_with_what_to_do() {
         let tmp = tempfile::tempdir().unwrap();
         let ckpts = RunCheckpoints::new(tmp.path(), "old");
-        let dir = ckpts
-            .save_epoch(&affine(&[1.0]), b"optim", &state(1), None)
-            .unwrap();
+        let dir = ckpts.save_epoch(&affine(&[1.0]), b"optim", &state(1), None).unwrap();
         ckpts.point(Slot::Last, 1).unwrap();
         // What cxr8 on Burn 0.21 left: format 1 in state.json.
         let mut old = state(1);
@@ -521,9 +505,7 @@ mod tests {
     fn loading_a_missing_slot_says_so() {
         let tmp = tempfile::tempdir().unwrap();
         let ckpts = RunCheckpoints::new(tmp.path(), "none");
-        let err = ckpts
-            .load_model(Slot::Best, affine(&[0.0]))
-            .unwrap_err();
+        let err = ckpts.load_model(Slot::Best, affine(&[0.0])).unwrap_err();
         assert!(err.to_string().contains("no Best checkpoint"), "{err}");
     }
 }

@@ -414,7 +414,9 @@ fn out_of_memory(batch_size: usize, image_size: u32, panic_message: &str, events
         image_size,
         detail,
     };
-    events.emit(crate::train::TrainEvent::Failed { message: err.to_string() });
+    events.emit(crate::train::TrainEvent::Failed {
+        message: err.to_string(),
+    });
     err
 }
 

@@ -84,11 +84,7 @@ fn bce_elements(x: Tensor<2>, y: Tensor<2>, pos_weight: Option<Tensor<2>>) -> Te
     (y.neg() + 1.0) * x + positive_scale * log_sigmoid_neg
 }
 
-pub fn bce_with_logits(
-    logits: Tensor<2>,
-    targets: Tensor<2>,
-    pos_weight: Option<Tensor<2>>,
-) -> Tensor<1> {
+pub fn bce_with_logits(logits: Tensor<2>, targets: Tensor<2>, pos_weight: Option<Tensor<2>>) -> Tensor<1> {
     bce_elements(logits, targets, pos_weight).mean()
 }
 

@@ -64,7 +64,10 @@ impl Optim {
 
     /// The optimiser state (momenta) as bytes, for a checkpoint.
     pub fn to_bytes(&self) -> Result<Vec<u8>, String> {
-        self.inner.into_bytes().map(|bytes| bytes.to_vec()).map_err(|e| e.to_string())
+        self.inner
+            .into_bytes()
+            .map(|bytes| bytes.to_vec())
+            .map_err(|e| e.to_string())
     }
 
     /// Restores state written by [`Optim::to_bytes`] for the same optimiser kind and model.
@@ -72,7 +75,10 @@ impl Optim {
         // Burn puts the loaded state on its default device (moved to the parameters' device at
         // the next step), so that default must exist here.
         super::backend::ensure_default_device();
-        let inner = self.inner.from_bytes(Bytes::from_bytes_vec(bytes)).map_err(|e| e.to_string())?;
+        let inner = self
+            .inner
+            .from_bytes(Bytes::from_bytes_vec(bytes))
+            .map_err(|e| e.to_string())?;
         Ok(Optim { inner })
     }
 }

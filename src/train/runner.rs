@@ -855,12 +855,8 @@ mod tests {
         assert_eq!(state.epoch, 1);
         let device = Device::flex();
         // Two different starting points give identical weights once the checkpoint is loaded.
-        let a = ckpts
-            .load_model(Slot::Best, tiny_net(100, &device))
-            .unwrap();
-        let b = ckpts
-            .load_model(Slot::Best, tiny_net(200, &device))
-            .unwrap();
+        let a = ckpts.load_model(Slot::Best, tiny_net(100, &device)).unwrap();
+        let b = ckpts.load_model(Slot::Best, tiny_net(200, &device)).unwrap();
         let val = &ToySource::new().val[0];
         let (images, _) = val.tensors(&device);
         let pa = a.forward(images.clone()).into_data().try_to_vec::<f32>().unwrap();

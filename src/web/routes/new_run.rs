@@ -26,7 +26,7 @@ use crate::model::{Architecture, NormKind};
 use crate::runs::DEMO_DATASET;
 use crate::store::Run;
 use crate::train::config::{
-    DeviceChoice, LossKind, Precision, Monitor, OptimizerKind, OutputActivation, ScheduleKind, SplitStrategy,
+    DeviceChoice, LossKind, Monitor, OptimizerKind, OutputActivation, Precision, ScheduleKind, SplitStrategy,
 };
 use crate::train::presets::{self, PRESETS};
 use crate::train::TrainConfig;

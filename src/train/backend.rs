@@ -11,7 +11,7 @@
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
-use burn::module::{ModuleMapper, ModuleVisitor, Param};
+use burn::module::{ModuleMapper, Param};
 use burn::prelude::*;
 use burn::tensor::FloatDType;
 use serde::{Deserialize, Serialize};
@@ -78,9 +78,6 @@ impl Precision {
 
     /// `module` with every float parameter converted to this format (running statistics too).
     pub fn cast_module<M: Module>(self, module: M) -> M {
-        if self == Precision::F32 && module_is_f32(&module) {
-            return module;
-        }
         module.map(&mut CastParams(self.float_dtype()))
     }
 }
@@ -100,22 +97,13 @@ impl ModuleMapper for CastParams {
         // The cast is an operation on the autodiff graph: without a detach the parameter would
         // stop being a leaf and the optimiser would find no gradient for it.
         param.map(|tensor| {
+            if tensor.dtype() == dtype.into() {
+                return tensor;
+            }
             let require_grad = tensor.is_require_grad();
             tensor.cast(dtype).detach().set_require_grad(require_grad)
         })
     }
-}
-
-fn module_is_f32<M: Module>(module: &M) -> bool {
-    struct AllF32(bool);
-    impl ModuleVisitor for AllF32 {
-        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-            self.0 &= param.val().dtype() == burn::tensor::DType::F32;
-        }
-    }
-    let mut visitor = AllF32(true);
-    module.visit(&mut visitor);
-    visitor.0
 }
 
 /// What the CUDA driver reports about the first GPU.

@@ -288,11 +288,7 @@ fn run_one(shared: &Shared, job: &Job, cancel: &CancelHandle) {
         // The engine has already recorded the failure event and status.
         Ok(Err(e)) => tracing::warn!("run {} ended with an error: {e}", job.run_id),
         Err(panic) => {
-            let message = panic
-                .downcast_ref::<String>()
-                .cloned()
-                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-                .unwrap_or_else(|| "unknown panic".into());
+            let message = crate::train::backend::panic_message(panic.as_ref());
             fail(format!("the training job crashed: {message}"));
         }
     }

@@ -31,13 +31,13 @@ use burn::backend::autodiff::NodeId;
 use burn::backend::flex::FlexTensor;
 use burn::backend::ops::{ConvOptions, ModuleOps};
 use burn::backend::tensor::FloatTensor;
-use burn::backend::{
-    backend_extension, Autodiff, Backend, Cube, DType, Dispatch, DispatchDevice, Flex, TensorMetadata,
-};
+use burn::backend::{backend_extension, Autodiff, Backend, Cube, DType, Dispatch, Flex, TensorMetadata};
 use burn::module::Param;
 use burn::nn::Initializer;
 use burn::prelude::*;
 use rayon::prelude::*;
+
+use super::extension::{extension_runs_on, f32_values};
 
 /// A depthwise convolution: `x` `[N, C, H, W]`, `weight` `[C, 1, kh, kw]`, the same `stride` on
 /// both axes and `padding` zeros on every side, dilation 1. The default bodies are Burn's own
@@ -133,13 +133,6 @@ fn all_f32(tensors: &[&FlexTensor]) -> bool {
     tensors.iter().all(|tensor| tensor.dtype() == DType::F32)
 }
 
-/// The values of a contiguous f32 flex tensor, in row-major order.
-fn f32_values(tensor: &FlexTensor) -> &[f32] {
-    tensor
-        .as_slice::<f32>()
-        .expect("a contiguous f32 tensor has a plain slice of values")
-}
-
 impl<B: DepthwiseConv2dBackend, C: CheckpointStrategy> DepthwiseConv2dBackend for Autodiff<B, C> {
     fn depthwise_conv2d(
         x: FloatTensor<Self>,
@@ -198,15 +191,6 @@ impl<B: DepthwiseConv2dBackend, C: CheckpointStrategy> DepthwiseConv2dBackend fo
     }
     // The gradient ops keep the default bodies (Burn's differentiable grouped ops): only a second
     // derivative would use them.
-}
-
-/// Whether the extension has an implementation for the backend `device` runs on.
-#[allow(unreachable_patterns)]
-fn extension_runs_on(device: &Device) -> bool {
-    match device.clone().inner().as_dispatch() {
-        DispatchDevice::Flex(_) | DispatchDevice::Cube(_) => true,
-        _ => false,
-    }
 }
 
 /// Depthwise convolution of `x` `[N, C, H, W]` with `weight` `[C, 1, kh, kw]`: `stride` on both

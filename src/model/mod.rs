@@ -4,6 +4,7 @@ mod classifier;
 mod densenet;
 mod depthwise;
 mod efficientnet;
+mod extension;
 mod layers;
 mod mobilenet;
 mod relu6;

@@ -39,11 +39,13 @@ use burn::backend::autodiff::NodeId;
 use burn::backend::flex::FlexTensor;
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{
-    backend_extension, get_or_init_device_settings, Autodiff, Backend, Cube, DType, Dispatch, DispatchDevice, Flex,
-    Scalar, TensorMetadata,
+    backend_extension, get_or_init_device_settings, Autodiff, Backend, Cube, DType, Dispatch, Flex, Scalar,
+    TensorMetadata,
 };
 use burn::prelude::*;
 use rayon::prelude::*;
+
+use super::extension::{extension_runs_on, f32_values};
 
 /// The upper bound of ReLU6.
 const SIX: f32 = 6.0;
@@ -140,13 +142,6 @@ fn contiguous(tensor: FlexTensor) -> FlexTensor {
     } else {
         tensor.to_contiguous()
     }
-}
-
-/// The values of a contiguous f32 flex tensor, in row-major order.
-fn f32_values(tensor: &FlexTensor) -> &[f32] {
-    tensor
-        .as_slice::<f32>()
-        .expect("a contiguous f32 tensor has a plain slice of values")
 }
 
 /// ReLU6 of one value, exactly as `f32::clamp(x, 0.0, 6.0)` (flex's clamp): NaN and -0.0 pass
@@ -276,15 +271,6 @@ impl<B: Relu6Backend, C: CheckpointStrategy> Relu6Backend for Autodiff<B, C> {
     }
     // The gradient op keeps the default body (Burn's differentiable mask ops): only a second
     // derivative would use it.
-}
-
-/// Whether the extension has an implementation for the backend `device` runs on.
-#[allow(unreachable_patterns)]
-fn extension_runs_on(device: &Device) -> bool {
-    match device.clone().inner().as_dispatch() {
-        DispatchDevice::Flex(_) | DispatchDevice::Cube(_) => true,
-        _ => false,
-    }
 }
 
 /// ReLU6, `min(max(x, 0), 6)`: the same values and gradients as `x.clamp(0.0, 6.0)`, bit for

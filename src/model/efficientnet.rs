@@ -3,9 +3,10 @@
 
 use burn::nn::Linear;
 use burn::prelude::*;
-use burn::tensor::activation::{sigmoid, silu};
+use burn::tensor::activation::sigmoid;
 
 use super::layers::{global_average_pool, linear, scale_channels, ConvNorm};
+use super::silu::silu;
 use super::{ModelSpec, NormKind};
 
 /// (expansion, kernel, first stride, output channels, repeats) from the paper's table 1.

@@ -9,6 +9,7 @@ mod layers;
 mod mobilenet;
 mod relu6;
 mod resnet;
+mod silu;
 mod simple_cnn;
 mod spec;
 

@@ -27,32 +27,20 @@
 //!   including at exactly `x == 0` and `x == 6` (and at NaN, where neither comparison holds).
 //!   The output cannot tell `x < 0` from `x == 0` (both give 0), so the input is what is kept.
 
-use std::marker::PhantomData;
-
-use burn::backend::autodiff::checkpoint::base::Checkpointer;
-use burn::backend::autodiff::checkpoint::retro_forward::RetroForward;
-use burn::backend::autodiff::checkpoint::state::BackwardStates;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
-use burn::backend::autodiff::grads::Gradients;
-use burn::backend::autodiff::ops::{unary, Backward, Ops, OpsKind};
-use burn::backend::autodiff::NodeId;
-use burn::backend::flex::FlexTensor;
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{
     backend_extension, get_or_init_device_settings, Autodiff, Backend, Cube, DType, Dispatch, Flex, Scalar,
     TensorMetadata,
 };
 use burn::prelude::*;
-use rayon::prelude::*;
 
-use super::extension::{extension_runs_on, f32_values};
+use super::extension::{
+    extension_runs_on, map_f32, map_grad_f32, record_elementwise, ElementwiseOp, GradKernel, UnaryKernel,
+};
 
 /// The upper bound of ReLU6.
 const SIX: f32 = 6.0;
-
-/// Tensors up to this many elements run on the calling thread; larger ones in chunks of this
-/// size, in parallel (64K f32 = 256 KiB: big enough to amortise rayon's hand-off).
-const CHUNK: usize = 1 << 16;
 
 /// ReLU6 and its gradient. The default bodies are Burn's own ops (the clamp and the clamp
 /// gradient's masks); a backend overrides what it can do faster.
@@ -95,52 +83,37 @@ impl Relu6Backend for Flex {
         if x.dtype() != DType::F32 {
             return burn_relu6::<Flex>(x);
         }
-        let mut x = contiguous(x);
-        if let Some((start, end)) = x.layout().contiguous_offsets() {
-            if let Some(values) = x.try_storage_mut::<f32>() {
-                // Nobody else holds the input (inference, or an untracked tensor): overwrite it.
-                relu6_in_place(&mut values[start..end]);
-                return x;
-            }
-        }
-        let input = f32_values(&x);
-        let mut output = vec![0.0f32; input.len()];
-        relu6_copy(&mut output, input);
-        FlexTensor::from_data(TensorData::new(output, x.shape()))
+        map_f32(
+            x,
+            UnaryKernel {
+                in_place: |values: &mut [f32]| values.iter_mut().for_each(|v| *v = relu6_value(*v)),
+                copy: |output: &mut [f32], input: &[f32]| {
+                    output.iter_mut().zip(input).for_each(|(y, &x)| *y = relu6_value(x))
+                },
+            },
+        )
     }
 
     fn relu6_backward(x: FloatTensor<Self>, grad: FloatTensor<Self>) -> FloatTensor<Self> {
         if x.dtype() != DType::F32 || grad.dtype() != DType::F32 {
             return burn_relu6_backward::<Flex>(x, grad);
         }
-        assert_eq!(
-            x.shape(),
-            grad.shape(),
-            "relu6_backward: input and gradient shapes differ"
-        );
-        let x = x.to_contiguous();
-        let input = f32_values(&x);
-        let mut grad = contiguous(grad);
-        if let Some((start, end)) = grad.layout().contiguous_offsets() {
-            if let Some(values) = grad.try_storage_mut::<f32>() {
-                // The upstream gradient is ours alone (the usual case): overwrite it.
-                relu6_grad_in_place(&mut values[start..end], input);
-                return grad;
-            }
-        }
-        let mut output = vec![0.0f32; input.len()];
-        relu6_grad_copy(&mut output, input, f32_values(&grad));
-        FlexTensor::from_data(TensorData::new(output, x.shape()))
-    }
-}
-
-/// The tensor itself if it is contiguous (so that a buffer nobody else holds stays unshared and
-/// can be overwritten), otherwise a contiguous copy.
-fn contiguous(tensor: FlexTensor) -> FlexTensor {
-    if tensor.is_contiguous() {
-        tensor
-    } else {
-        tensor.to_contiguous()
+        map_grad_f32(
+            x,
+            grad,
+            GradKernel {
+                in_place: |grad: &mut [f32], input: &[f32]| {
+                    grad.iter_mut()
+                        .zip(input)
+                        .for_each(|(g, &x)| *g = relu6_grad_value(x, *g))
+                },
+                copy: |output: &mut [f32], input: &[f32], grad: &[f32]| {
+                    for ((out, &x), &g) in output.iter_mut().zip(input).zip(grad) {
+                        *out = relu6_grad_value(x, g);
+                    }
+                },
+            },
+        )
     }
 }
 
@@ -167,107 +140,23 @@ fn relu6_grad_value(x: f32, grad: f32) -> f32 {
     }
 }
 
-fn relu6_in_place(values: &mut [f32]) {
-    let run = |values: &mut [f32]| values.iter_mut().for_each(|v| *v = relu6_value(*v));
-    if values.len() <= CHUNK {
-        run(values);
-    } else {
-        values.par_chunks_mut(CHUNK).for_each(run);
-    }
-}
-
-fn relu6_copy(output: &mut [f32], input: &[f32]) {
-    let run = |(output, input): (&mut [f32], &[f32])| {
-        for (y, &x) in output.iter_mut().zip(input) {
-            *y = relu6_value(x);
-        }
-    };
-    if output.len() <= CHUNK {
-        run((output, input));
-    } else {
-        output.par_chunks_mut(CHUNK).zip(input.par_chunks(CHUNK)).for_each(run);
-    }
-}
-
-fn relu6_grad_in_place(grad: &mut [f32], input: &[f32]) {
-    let run = |(grad, input): (&mut [f32], &[f32])| {
-        for (g, &x) in grad.iter_mut().zip(input) {
-            *g = relu6_grad_value(x, *g);
-        }
-    };
-    if grad.len() <= CHUNK {
-        run((grad, input));
-    } else {
-        grad.par_chunks_mut(CHUNK).zip(input.par_chunks(CHUNK)).for_each(run);
-    }
-}
-
-fn relu6_grad_copy(output: &mut [f32], input: &[f32], grad: &[f32]) {
-    let run = |((output, input), grad): ((&mut [f32], &[f32]), &[f32])| {
-        for ((out, &x), &g) in output.iter_mut().zip(input).zip(grad) {
-            *out = relu6_grad_value(x, g);
-        }
-    };
-    if output.len() <= CHUNK {
-        run(((output, input), grad));
-    } else {
-        output
-            .par_chunks_mut(CHUNK)
-            .zip(input.par_chunks(CHUNK))
-            .zip(grad.par_chunks(CHUNK))
-            .for_each(run);
-    }
-}
-
-/// Under gradient checkpointing, how to recompute ReLU6's output from its checkpointed input.
+/// ReLU6 as the inner backend of an autodiff backend computes it.
 #[derive(Debug)]
-struct RetroRelu6<B> {
-    input: NodeId,
-    _backend: PhantomData<fn() -> B>,
-}
+struct Relu6Op;
 
-impl<B: Relu6Backend> RetroForward for RetroRelu6<B> {
-    fn forward(&self, states: &mut BackwardStates, out_node: NodeId) {
-        let input = states.get_state::<FloatTensor<B>>(&self.input);
-        states.save(out_node, B::relu6(input));
+impl<B: Relu6Backend> ElementwiseOp<B> for Relu6Op {
+    fn forward(x: FloatTensor<B>) -> FloatTensor<B> {
+        B::relu6(x)
+    }
+
+    fn backward(x: FloatTensor<B>, grad: FloatTensor<B>) -> FloatTensor<B> {
+        B::relu6_backward(x, grad)
     }
 }
 
 impl<B: Relu6Backend, C: CheckpointStrategy> Relu6Backend for Autodiff<B, C> {
     fn relu6(x: FloatTensor<Self>) -> FloatTensor<Self> {
-        /// The backward step: the inner backend's ReLU6 gradient.
-        #[derive(Debug)]
-        struct Relu6Step;
-
-        impl<B: Relu6Backend> Backward<B, 1> for Relu6Step {
-            /// The checkpointed input (recomputed if a checkpointing strategy dropped it).
-            type State = NodeId;
-
-            fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, checkpointer: &mut Checkpointer) {
-                let x = checkpointer.retrieve_node_output::<FloatTensor<B>>(ops.state);
-                unary::<B, _>(ops.parents, ops.node, grads, |grad| B::relu6_backward(x, grad));
-            }
-        }
-
-        // Memory-bound, like Burn's own activations: under gradient checkpointing its output may
-        // be dropped and recomputed from the input.
-        match Relu6Step
-            .prepare::<C>([x.node()])
-            .memory_bound()
-            .retro_forward(RetroRelu6::<B> {
-                input: x.id(),
-                _backend: PhantomData,
-            })
-            .parents([&x])
-            .stateful()
-        {
-            OpsKind::Tracked(mut prep) => {
-                let x_id = prep.checkpoint(&x);
-                let output = B::relu6(x.into_primitive());
-                prep.finish(x_id, output)
-            }
-            OpsKind::UnTracked(prep) => prep.finish(B::relu6(x.into_primitive())),
-        }
+        record_elementwise::<B, C, Relu6Op>(x)
     }
     // The gradient op keeps the default body (Burn's differentiable mask ops): only a second
     // derivative would use it.
@@ -284,6 +173,9 @@ pub fn relu6<const D: usize>(x: Tensor<D>) -> Tensor<D> {
 
 #[cfg(test)]
 mod tests {
+    use burn::backend::flex::FlexTensor;
+
+    use super::super::extension::CHUNK;
     use super::*;
 
     /// Negatives, both zeros, the bounds, their neighbours, values between and above, infinities

@@ -10,6 +10,7 @@ use burn::nn::{
 };
 use burn::prelude::*;
 
+use super::batch_norm::batch_norm;
 use super::depthwise::DepthwiseConv2d;
 use super::NormKind;
 
@@ -56,7 +57,7 @@ impl Norm {
 
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         match self {
-            Norm::Batch(norm) => norm.forward(x),
+            Norm::Batch(norm) => batch_norm(norm, x),
             Norm::Group(norm) => norm.forward(x),
             Norm::Instance(norm) => norm.forward(x),
         }

@@ -1,5 +1,6 @@
 //! Burn model definitions: the CNN families, their configs, normalisation choice.
 
+mod batch_norm;
 mod classifier;
 mod densenet;
 mod depthwise;

@@ -79,7 +79,18 @@ impl Queue {
     /// again, oldest first; one that was queued to resume (it has a checkpoint) still resumes.
     pub fn start(store: Arc<Store>, paths: JobPaths, listener: EventListener) -> std::io::Result<Queue> {
         let execute: Executor = Box::new(|store, run_id, config, paths, resume, cancel, listener| {
-            runs::execute(store, run_id, config, paths, resume, cancel, Some(listener), None)
+            runs::execute(
+                store,
+                run_id,
+                config,
+                paths,
+                resume,
+                cancel,
+                runs::Watchers {
+                    events: Some(listener),
+                    data_progress: None,
+                },
+            )
         });
         Self::start_with(store, paths, listener, execute)
     }

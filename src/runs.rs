@@ -289,7 +289,7 @@ impl EventSink for Recorder {
                 // A store refusing writes (a full disk) fails every progress event of the epoch
                 // that is still training: the first, a tally, and every other kind are logged.
                 let progress = matches!(event, TrainEvent::Batch { .. } | TrainEvent::Checkpoint { .. });
-                if !progress || self.unrecorded == 1 || self.unrecorded % 1000 == 0 {
+                if !progress || self.unrecorded == 1 || self.unrecorded.is_multiple_of(1000) {
                     tracing::error!(
                         "run {}: could not record {} event ({} not recorded so far): {e}",
                         self.run_id,
@@ -332,8 +332,16 @@ fn epoch_write_failure(epoch: usize, e: &store::Error) -> String {
     }
 }
 
-/// Executes a stored run on the calling thread, recording everything; also passes each event
-/// to `also` (the CLI's progress display).
+/// Who hears of a run as it goes, besides the store.
+#[derive(Default)]
+pub struct Watchers {
+    /// Each event once recorded (the queue's live broadcast, the CLI's display).
+    pub events: Option<Listener>,
+    /// The data preparation's progress (the CLI's bar).
+    pub data_progress: Option<job::DataProgress>,
+}
+
+/// Executes a stored run on the calling thread, recording everything and telling `watchers`.
 pub fn execute(
     store: Arc<Store>,
     run_id: &str,
@@ -341,9 +349,12 @@ pub fn execute(
     paths: &JobPaths,
     resume: bool,
     cancel: &CancelHandle,
-    listener: Option<Listener>,
-    progress: Option<job::DataProgress>,
+    watchers: Watchers,
 ) -> crate::train::Result<Outcome> {
+    let Watchers {
+        events: listener,
+        data_progress: progress,
+    } = watchers;
     let ckpt = paths.ckpt_dir.join(run_id);
     let _ = store.set_runtime_info(run_id, "", &ckpt.display().to_string());
     let _ = store.set_status(run_id, RunStatus::Running, None);

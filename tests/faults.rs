@@ -83,14 +83,24 @@ fn assert_store_sound(data: &Path, when: &str) {
     assert_eq!(store.integrity_check().unwrap(), "ok", "{when}");
 }
 
-/// Notes an event: its sequence number, and an epoch event's numbers (at most once per epoch).
-fn hear(event: &SseEvent, heard: &mut BTreeMap<u64, Value>, last_seq: &mut Option<i64>, when: &str) {
-    *last_seq = Some(event.seq());
-    if event.event == "epoch" {
-        let epoch = epoch_number(event);
-        let metrics = comparable(event.json());
-        if let Some(before) = heard.insert(epoch, metrics.clone()) {
-            panic!("{when}: epoch {epoch} was announced twice:\n{before}\n{metrics}");
+/// What the client has heard of a run: the last event's sequence number (where a reconnect
+/// resumes) and each epoch event's numbers.
+#[derive(Default)]
+struct Heard {
+    epochs: BTreeMap<u64, Value>,
+    last_seq: Option<i64>,
+}
+
+impl Heard {
+    /// Notes an event: its sequence number, and an epoch event's numbers (at most once per epoch).
+    fn hear(&mut self, event: &SseEvent, when: &str) {
+        self.last_seq = Some(event.seq());
+        if event.event == "epoch" {
+            let epoch = epoch_number(event);
+            let metrics = comparable(event.json());
+            if let Some(before) = self.epochs.insert(epoch, metrics.clone()) {
+                panic!("{when}: epoch {epoch} was announced twice:\n{before}\n{metrics}");
+            }
         }
     }
 }
@@ -125,8 +135,7 @@ fn read_until_moment(
     stream: &mut SseStream,
     moment: Moment,
     rng: &mut ChaCha8Rng,
-    heard: &mut BTreeMap<u64, Value>,
-    last_seq: &mut Option<i64>,
+    heard: &mut Heard,
     when: &str,
 ) -> bool {
     let deadline = Deadline::default_limit();
@@ -152,7 +161,7 @@ fn read_until_moment(
                 );
             }
         };
-        hear(&event, heard, last_seq, when);
+        heard.hear(&event, when);
         if event.event == "done" {
             return true;
         }
@@ -190,13 +199,12 @@ fn kill_9_at_random_moments_loses_and_repeats_no_epoch() {
     let mut server = Server::start(&data, &ckpts);
     let mut runs_done = Vec::new();
     let mut id = server.submit(&tiny_run("soak 1", EPOCHS as u32));
-    let mut heard = BTreeMap::new();
-    let mut last_seq = None;
+    let mut heard = Heard::default();
     let mut kills: BTreeMap<Moment, usize> = BTreeMap::new();
     // A kill right after a submit or resume lands in the job's start (on the first run: in the
     // image cache build).
     let mut job_starting = true;
-    let mut stream = server.events(&id, last_seq);
+    let mut stream = server.events(&id, heard.last_seq);
     loop {
         let killed = kills.values().sum::<usize>();
         let when = format!("run {id}, after {killed} kills");
@@ -212,20 +220,11 @@ fn kill_9_at_random_moments_loses_and_repeats_no_epoch() {
             moment
         };
         let finished = if killed < KILLS {
-            read_until_moment(
-                &server,
-                &id,
-                &mut stream,
-                moment,
-                &mut rng,
-                &mut heard,
-                &mut last_seq,
-                &when,
-            )
+            read_until_moment(&server, &id, &mut stream, moment, &mut rng, &mut heard, &when)
         } else {
             let rest = stream.until_done(Deadline::default_limit());
             for event in &rest {
-                hear(event, &mut heard, &mut last_seq, &when);
+                heard.hear(event, &when);
             }
             true
         };
@@ -234,7 +233,7 @@ fn kill_9_at_random_moments_loses_and_repeats_no_epoch() {
             let (run, stored) = stored_epochs(&server, &id);
             assert_eq!(run["status"], "done", "{when}: {}", run["error"]);
             assert_eq!(stored.len() as u64, EPOCHS, "{when}");
-            assert_heard_epochs_stored(&heard, &stored, &when);
+            assert_heard_epochs_stored(&heard.epochs, &stored, &when);
             // The whole stored event log announces each epoch exactly once, 1..=N in order.
             let log = server.events(&id, None).until_done(Deadline::default_limit());
             let announced: Vec<u64> = log.iter().filter(|e| e.event == "epoch").map(epoch_number).collect();
@@ -253,8 +252,7 @@ fn kill_9_at_random_moments_loses_and_repeats_no_epoch() {
             }
             // More kills to do: a new run.
             id = server.submit(&tiny_run(&format!("soak {}", runs_done.len() + 1), EPOCHS as u32));
-            heard.clear();
-            last_seq = None;
+            heard = Heard::default();
             stream = server.events(&id, None);
             job_starting = true;
             continue;
@@ -267,9 +265,9 @@ fn kill_9_at_random_moments_loses_and_repeats_no_epoch() {
         server = Server::start(&data, &ckpts);
 
         let (run, stored) = stored_epochs(&server, &id);
-        assert_heard_epochs_stored(&heard, &stored, &when);
+        assert_heard_epochs_stored(&heard.epochs, &stored, &when);
         let status = run["status"].as_str().unwrap_or_default().to_string();
-        stream = server.events(&id, last_seq);
+        stream = server.events(&id, heard.last_seq);
         match status.as_str() {
             "interrupted" => {
                 // Events stored before the kill that the client had not read yet come first
@@ -278,7 +276,7 @@ fn kill_9_at_random_moments_loses_and_repeats_no_epoch() {
                     e.event == "status" && e.json()["status"] == "interrupted"
                 });
                 for event in &seen {
-                    hear(event, &mut heard, &mut last_seq, &when);
+                    heard.hear(event, &when);
                 }
                 let response = server.post_json(&format!("/api/runs/{id}/resume"), &json!({}));
                 assert!(

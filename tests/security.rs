@@ -429,6 +429,7 @@ fn serve(data: &std::path::Path, ckpts: &std::path::Path) -> Server {
         seen.push(line);
     }
     let _ = child.kill();
+    let _ = child.wait();
     panic!("cxr8 serve printed no URL; its output:\n{}", seen.join("\n"));
 }
 

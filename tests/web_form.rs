@@ -494,7 +494,8 @@ async fn each_bad_field_gets_its_own_message_and_nothing_is_queued() {
     let f = Fixture::new();
     let page = get(f.app(), "/runs/new").await;
     // (edits, field whose message must appear, text in that message)
-    let cases: &[(&[(&str, Option<&str>)], &str, &str)] = &[
+    type Case<'a> = (&'a [(&'a str, Option<&'a str>)], &'a str, &'a str);
+    let cases: &[Case] = &[
         (
             &[("epochs", Some("abc"))],
             "epochs",

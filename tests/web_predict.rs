@@ -95,8 +95,7 @@ fn trained() -> &'static Trained {
             &paths,
             false,
             &CancelHandle::new(),
-            None,
-            None,
+            cxr8::runs::Watchers::default(),
         )
         .unwrap();
         assert_eq!(store.run(&run).unwrap().unwrap().status, RunStatus::Done);
@@ -432,7 +431,15 @@ async fn bad_uploads_re_render_the_form_with_a_message() {
         image::ImageFormat::Png,
     );
     let run = t.run.as_str();
-    let cases: Vec<(&str, Vec<(&str, &str)>, Option<(&str, &[u8])>, StatusCode, String)> = vec![
+    // (what, form fields, uploaded file, status, text the answer must contain)
+    type Case<'a> = (
+        &'a str,
+        Vec<(&'a str, &'a str)>,
+        Option<(&'a str, &'a [u8])>,
+        StatusCode,
+        String,
+    );
+    let cases: Vec<Case> = vec![
         (
             "text file named .png",
             vec![("run", run)],

@@ -205,22 +205,19 @@ impl Predictions {
         let mut by_label: HashMap<&'static str, usize> = HashMap::new();
         for (column, name) in names.iter().enumerate().skip(1) {
             let bare = strip_prefix_ignore_case(name, "prob_").unwrap_or(name);
-            match labels::canonical(bare) {
-                Some(label) => {
-                    if let Some(&other) = by_label.get(label) {
-                        return Err(at(
-                            Some(1),
-                            Some(name),
-                            format!(
-                                "label '{label}' appears twice (columns '{}' and '{name}')",
-                                names[other]
-                            ),
-                        )
-                        .into());
-                    }
-                    by_label.insert(label, column);
+            if let Some(label) = labels::canonical(bare) {
+                if let Some(&other) = by_label.get(label) {
+                    return Err(at(
+                        Some(1),
+                        Some(name),
+                        format!(
+                            "label '{label}' appears twice (columns '{}' and '{name}')",
+                            names[other]
+                        ),
+                    )
+                    .into());
                 }
-                None => {}
+                by_label.insert(label, column);
             }
         }
         let mut columns = Vec::with_capacity(table.labels.len());

@@ -117,8 +117,10 @@ pub fn run(args: TrainArgs, matches: &clap::ArgMatches) -> anyhow::Result<()> {
         &paths,
         resume,
         &cancel,
-        Some(listener),
-        Some(progress),
+        runs::Watchers {
+            events: Some(listener),
+            data_progress: Some(progress),
+        },
     );
     display.lock().unwrap_or_else(|p| p.into_inner()).finish();
 

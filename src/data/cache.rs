@@ -791,7 +791,7 @@ mod tests {
         // What a SIGKILLed build leaves: a half-written temp file (pid of a process that cannot
         // exist: above the kernel's pid_max), no cache at the final path.
         let dead = cache_dir.join(format!(".{file_name}.tmp-{}", u32::MAX - 1));
-        std::fs::write(&dead, &[7u8; 100]).unwrap();
+        std::fs::write(&dead, [7u8; 100]).unwrap();
         // And a truncated cache at the final path, as a non-atomic writer would leave.
         std::fs::write(&path, b"CXR8PIX\0\x01\0\0\0").unwrap();
         assert!(Cache::open(&path).unwrap_err().to_string().contains("rebuild"));

@@ -53,7 +53,6 @@ struct MbConv {
 }
 
 impl MbConv {
-    #[allow(clippy::too_many_arguments)]
     fn new(
         norm: NormKind,
         in_channels: usize,

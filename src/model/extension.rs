@@ -24,10 +24,10 @@ use rayon::prelude::*;
 /// callers fall back to Burn's own operations there.
 #[allow(unreachable_patterns)]
 pub(super) fn extension_runs_on(device: &Device) -> bool {
-    match device.clone().inner().as_dispatch() {
-        DispatchDevice::Flex(_) | DispatchDevice::Cube(_) => true,
-        _ => false,
-    }
+    matches!(
+        device.clone().inner().as_dispatch(),
+        DispatchDevice::Flex(_) | DispatchDevice::Cube(_)
+    )
 }
 
 /// The values of a contiguous f32 flex tensor, in row-major order.

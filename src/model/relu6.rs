@@ -132,6 +132,8 @@ fn relu6_value(x: f32) -> f32 {
 /// Burn's clamp gradient for one value: zero outside `[0, 6]`, `grad` at the bounds, inside and
 /// at NaN. A compare, an or and an and-not per vector.
 #[inline(always)]
+// Not `!(0.0..=SIX).contains(&x)`: that is true for NaN, where Burn passes the gradient.
+#[allow(clippy::manual_range_contains)]
 fn relu6_grad_value(x: f32, grad: f32) -> f32 {
     if x < 0.0 || x > SIX {
         0.0

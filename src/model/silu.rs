@@ -119,7 +119,7 @@ fn exp_nonpositive(x: f32) -> f32 {
     let p = p * r + 8.333_452e-3;
     let p = p * r + 4.166_579_6e-2;
     let p = p * r + 1.666_666_5e-1;
-    let p = p * r + 5.000_000_1e-1;
+    let p = p * r + 5e-1;
     let e_r = p * r * r + r + 1.0;
     // n as an integer is the difference of the two floats' bit patterns (same exponent).
     let exponent = shifted.to_bits() as i32 - ROUND_TO_INTEGER.to_bits() as i32;

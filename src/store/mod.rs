@@ -976,7 +976,7 @@ mod tests {
             id
         };
         let store = Store::open(dir.path()).unwrap();
-        assert_eq!(store.mark_interrupted().unwrap(), [id.clone()]);
+        assert_eq!(store.mark_interrupted().unwrap(), std::slice::from_ref(&id));
         let run = store.run(&id).unwrap().unwrap();
         assert_eq!(run.status, RunStatus::Interrupted);
         assert_eq!(store.epochs(&id).unwrap().len(), 1, "committed epochs survive");

@@ -189,7 +189,7 @@ pub fn render(src: &[u8], size: usize, params: &AugmentParams, norm: &Normalizat
     }
     // Blended values run 0..=BLEND_MAX for grey levels 0..=255.
     const BLEND_SHIFT: u32 = 12;
-    const BLEND_MAX: f32 = (255u32 * 256 * 256 >> BLEND_SHIFT) as f32;
+    const BLEND_MAX: f32 = ((255u32 * 256 * 256) >> BLEND_SHIFT) as f32;
     let per_step = IntensityMap {
         gain: intensity.gain / BLEND_MAX,
         ..intensity

@@ -59,7 +59,7 @@ pub fn dataset_paths(config: &TrainConfig, paths: &JobPaths) -> Result<(PathBuf,
             message: "--images needs --labels: the label file says which images to use".into(),
         }])),
         (None, None) => {
-            let demo = crate::data::demo::ensure(&paths.demo_dir()).map_err(data_error)?;
+            let demo = crate::data::demo::ensure(paths.demo_dir()).map_err(data_error)?;
             Ok((demo.label_file, demo.out.join("images")))
         }
     }
@@ -330,28 +330,29 @@ pub fn run_job(
         BackendKind::Cpu => "cpu (flex)".to_string(),
         BackendKind::Cuda(info) => format!("cuda:0 ({})", info.name),
     };
-    run_on(
-        config,
-        run_id,
-        paths,
-        resume,
-        prepared,
-        resolved.kind.train_device(),
+    let num_labels = prepared.labels.len();
+    let setup = RunSetup {
+        config: config.clone(),
+        run_id: run_id.to_string(),
+        ckpt_dir: paths.ckpt_dir.clone(),
+        device: resolved.kind.train_device(),
         device_name,
-        events,
-        cancel,
-    )
+        num_labels,
+        pos_weight: config
+            .pos_weight
+            .then(|| loader::pos_weights(&prepared.train.1, num_labels)),
+        resume,
+        inference: Some(inference_info(config, &prepared)),
+    };
+    run_on(config, setup, prepared, events, cancel)
 }
 
-#[allow(clippy::too_many_arguments)]
+/// Trains a prepared job: the loaders, then the runner, with a device out-of-memory panic turned
+/// into the run's failure.
 fn run_on(
     config: &TrainConfig,
-    run_id: &str,
-    paths: &JobPaths,
-    resume: bool,
+    setup: RunSetup,
     prepared: PreparedData,
-    device: Device,
-    device_name: String,
     events: &mut dyn EventSink,
     cancel: &CancelHandle,
 ) -> Result<Outcome> {
@@ -362,21 +363,7 @@ fn run_on(
             return Err(e);
         }
     };
-    let num_labels = prepared.labels.len();
-    let pos_weight = config
-        .pos_weight
-        .then(|| loader::pos_weights(&prepared.train.1, num_labels));
-    let setup = RunSetup {
-        config: config.clone(),
-        run_id: run_id.to_string(),
-        ckpt_dir: paths.ckpt_dir.clone(),
-        device,
-        device_name,
-        num_labels,
-        pos_weight,
-        resume,
-        inference: Some(inference_info(config, &prepared)),
-    };
+    let num_labels = setup.num_labels;
     let spec = config.model_spec();
     let labels = prepared.labels.clone();
     let task = prepared.task;

@@ -59,7 +59,7 @@ pub fn activate(logits: Tensor<2>, activation: OutputActivation) -> Tensor<2> {
 /// `neg/pos` per label over row-major targets `[n, num_labels]`; labels without positives get
 /// 1 (no weighting) since their ratio is undefined.
 pub fn pos_weights(targets: &[f32], num_labels: usize) -> Vec<f32> {
-    let n = if num_labels == 0 { 0 } else { targets.len() / num_labels };
+    let n = targets.len().checked_div(num_labels).unwrap_or(0);
     (0..num_labels)
         .map(|label| {
             let pos = (0..n).filter(|row| targets[row * num_labels + label] > 0.5).count();
@@ -167,10 +167,10 @@ mod tests {
         let x = t(&[&[0.0, 2.0]]);
         let y = t(&[&[1.0, 0.0]]);
         let w = t(&[&[3.0, 5.0]]);
-        // 3 * 0.693147 + 2.126928 (negative term unweighted), / 2
+        // 3 ln 2 + 2.126928 (negative term unweighted), / 2
         close(
             scalar(bce_with_logits(x, y, Some(w))),
-            (3.0 * 0.693147 + 2.126928) / 2.0,
+            (3.0 * std::f32::consts::LN_2 + 2.126928) / 2.0,
         );
     }
 
@@ -186,7 +186,7 @@ mod tests {
         // x = 0: p = 0.5, p_t = 0.5, BCE = ln 2; gamma 2 -> 0.25 ln 2.
         close(
             scalar(focal(t(&[&[0.0]]), t(&[&[1.0]]), 2.0, None, None)),
-            0.25 * 0.693147,
+            0.25 * std::f32::consts::LN_2,
         );
         // x = 2, y = 1: p = 0.880797, (1-p)^2 = 0.014209, BCE = 0.126928; alpha 0.25 for positives.
         close(

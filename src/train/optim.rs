@@ -29,7 +29,7 @@ impl Optim {
         let inner = match config.optimizer {
             OptimizerKind::Sgd => {
                 // Dampening 0 as in the usual SGD-with-momentum (and required by Nesterov).
-                let momentum = (config.momentum > 0.0).then(|| MomentumConfig {
+                let momentum = (config.momentum > 0.0).then_some(MomentumConfig {
                     momentum: config.momentum,
                     dampening: 0.0,
                     nesterov: config.nesterov,

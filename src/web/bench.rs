@@ -552,8 +552,10 @@ async fn real_throughput(
                 &paths,
                 false,
                 &CancelHandle::new(),
-                Some(listener),
-                None,
+                crate::runs::Watchers {
+                    events: Some(listener),
+                    data_progress: None,
+                },
             )
         })
         .await?

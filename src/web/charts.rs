@@ -128,13 +128,16 @@ pub fn downsample_min_max(points: &[(f64, f64)], max_points: usize) -> Vec<(f64,
     out
 }
 
+/// (x, y) pairs of one line.
+type Points = Vec<(f64, f64)>;
+
 /// Draws a line chart as an SVG document. Non-finite values (a NaN loss) and, on a log axis,
 /// values ≤ 0 are left out rather than breaking the scale.
 pub fn line_chart(chart: &LineChart, series: &[Series]) -> Result<String, Error> {
     let transform = |y: f64| if chart.log_y { y.log10() } else { y };
     let keep = |&(_, y): &(f64, f64)| y.is_finite() && (!chart.log_y || y > 0.0);
     // Per series: (faint raw line if smoothing, main line), both in plotting coordinates.
-    let prepared: Vec<(Option<Vec<(f64, f64)>>, Vec<(f64, f64)>)> = series
+    let prepared: Vec<(Option<Points>, Points)> = series
         .iter()
         .map(|s| {
             let clean: Vec<(f64, f64)> = s.points.iter().copied().filter(keep).collect();

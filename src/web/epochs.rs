@@ -13,9 +13,12 @@ use crate::store::{self, EpochRow, Store};
 /// several open tabs (a 200-epoch run's scalar rows are about 60 KB).
 const CACHED_RUNS: usize = 64;
 
+/// A run's epoch rows and the stamp they were read at.
+type CachedEpochs = (EpochsStamp, Arc<Vec<EpochRow>>);
+
 #[derive(Default)]
 pub struct EpochCache {
-    runs: Mutex<HashMap<String, (EpochsStamp, Arc<Vec<EpochRow>>)>>,
+    runs: Mutex<HashMap<String, CachedEpochs>>,
 }
 
 impl EpochCache {
@@ -41,7 +44,7 @@ impl EpochCache {
         Ok(rows)
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, (EpochsStamp, Arc<Vec<EpochRow>>)>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, CachedEpochs>> {
         // Entries are replaced whole, so a panic elsewhere cannot leave one half-written.
         self.runs.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }

@@ -48,7 +48,7 @@ impl VecSource {
     /// `bytes` holds whole `size × size` images back to back.
     pub fn new(size: usize, bytes: Vec<u8>) -> Result<Self, Error> {
         let image = size * size;
-        if size == 0 || bytes.len() % image != 0 {
+        if size == 0 || !bytes.len().is_multiple_of(image) {
             return Err(Error::Config(format!(
                 "an in-memory image source needs whole {size}×{size} images, got {} bytes",
                 bytes.len()
@@ -323,8 +323,8 @@ impl Loader {
 }
 
 /// Stream tags keep the order RNG and the per-batch RNGs independent.
-const STREAM_ORDER: u64 = 0x6f72_6465_72;
-const STREAM_BATCH: u64 = 0x6261_7463_68;
+const STREAM_ORDER: u64 = 0x006f_7264_6572;
+const STREAM_BATCH: u64 = 0x0062_6174_6368;
 
 /// Mixes the parts into one well-spread seed (splitmix64 finaliser over each part), so
 /// neighbouring epochs or batches get unrelated streams.
@@ -794,7 +794,7 @@ mod tests {
             Err(Error::LabelOutOfRange { mask: 4, .. })
         ));
         assert!(matches!(new(vec![0], vec![0], 0, ok()), Err(Error::Config(_))));
-        assert!(matches!(new(vec![0], vec![u32::MAX], 32, ok()), Ok(_)));
+        assert!(new(vec![0], vec![u32::MAX], 32, ok()).is_ok());
         for config in [
             LoaderConfig { batch_size: 0, ..ok() },
             LoaderConfig { std: 0.0, ..ok() },

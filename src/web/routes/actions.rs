@@ -253,7 +253,7 @@ fn checked_meta(run: &Run, form: MetaForm) -> Result<(String, Vec<String>, Strin
 
 /// A queued or running run cannot be deleted (see the module docs for why).
 fn refuse_if_active(state: &AppState, run: &Run) -> Result<(), AppError> {
-    let queued = state.jobs.queue().iter().any(|q| *q == run.id);
+    let queued = state.jobs.queue().contains(&run.id);
     if matches!(run.status, RunStatus::Queued | RunStatus::Running) || queued {
         let status = if queued && run.status.is_finished() {
             "still in the queue"

@@ -148,8 +148,16 @@ impl Display {
     }
 }
 
-/// Line charts shown for a run and what they plot: (address name, title, y label, series keys).
-const RUN_CHARTS: [(&str, &str, &str, &[(&str, &str)]); 4] = [
+/// A line chart of the run page: (address name, title, y label, series as (key, legend)).
+type RunChart = (
+    &'static str,
+    &'static str,
+    &'static str,
+    &'static [(&'static str, &'static str)],
+);
+
+/// Line charts shown for a run and what they plot.
+const RUN_CHARTS: [RunChart; 4] = [
     (
         "loss",
         "Loss",

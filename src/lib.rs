@@ -1,5 +1,7 @@
 //! cxr8: train, watch and compare chest X-ray classifiers (NIH ChestX-ray14) from a local dashboard.
 
+/// `cxr8 bench`: throughput against PyTorch / PIL references, kept apart from the product.
+pub mod bench;
 /// Command-line interface: clap types and dispatch to the library.
 pub mod cli;
 /// Label files, images, splits, caches and the synthetic demo data set.

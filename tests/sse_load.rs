@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use cxr8::data::bench_meta::Memory;
+use cxr8::bench::Memory;
 use cxr8::store::{EventRow, NewRun, RunStatus, Store};
 use cxr8::web::{app, AppState};
 use serde_json::json;

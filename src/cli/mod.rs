@@ -2,7 +2,6 @@
 
 use clap::{Parser, Subcommand};
 
-mod bench;
 mod cache;
 mod dataset;
 mod demo;
@@ -41,7 +40,7 @@ pub enum Command {
     Predict(predict::PredictArgs),
     /// Throughput benchmarks (see BENCHMARKS.md).
     #[command(subcommand)]
-    Bench(bench::BenchCommand),
+    Bench(crate::bench::BenchCommand),
 }
 
 pub fn init_tracing(verbose: u8) {
@@ -79,6 +78,6 @@ pub fn run(cli: Cli, matches: &clap::ArgMatches) -> anyhow::Result<()> {
         Some(Command::Dataset(cmd)) => dataset::run(cmd),
         Some(Command::Eval(args)) => eval::run(args),
         Some(Command::Predict(args)) => predict::run(args),
-        Some(Command::Bench(cmd)) => bench::run(cmd),
+        Some(Command::Bench(cmd)) => crate::bench::run(cmd),
     }
 }

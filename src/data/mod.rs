@@ -1,7 +1,6 @@
 //! Data layer: label files as downloaded, images, patient-disjoint splits, decode/resize caches
 //! and the synthetic demo data set. Knows nothing about models, the store or the web.
 
-pub mod bench_meta;
 pub mod cache;
 pub mod demo;
 mod error;

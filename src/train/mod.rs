@@ -2,7 +2,6 @@
 
 pub mod augment;
 pub mod backend;
-pub mod bench;
 pub mod checkpoint;
 pub mod config;
 mod error;

@@ -3,12 +3,11 @@
 //! training engine implements; this module never trains anything itself.
 
 mod auth;
-pub mod bench;
 pub mod charts;
 pub mod epochs;
 pub mod error;
 mod guard;
-mod metrics;
+pub(crate) mod metrics;
 mod routes;
 mod sse;
 mod templates;
@@ -28,6 +27,8 @@ use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
 pub use error::{AppError, FieldError};
+/// The most runs one compare page takes.
+pub use routes::compare::MAX_COMPARED;
 
 use crate::store::{EventRow, Store};
 

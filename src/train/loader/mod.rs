@@ -5,7 +5,6 @@
 //! Everything random is seeded from `(seed, epoch)` and, per batch, `(seed, epoch, batch index)`,
 //! so an epoch is the same whatever the number of worker threads.
 
-mod bench;
 mod sampling;
 mod stats;
 
@@ -19,7 +18,6 @@ use rand_chacha::ChaCha8Rng;
 
 use super::augment::{render, AugmentConfig, Normalization};
 
-pub use bench::{bench_augment, AugmentBench};
 pub use sampling::balanced_weights;
 pub use stats::{label_counts, pixel_mean_std, pos_weights, LabelCount};
 

@@ -20,7 +20,7 @@ use crate::web::{AppError, AppState};
 
 /// More lines than this are unreadable on one chart (and the palette repeats). Shared with the
 /// compare page's event stream, which follows the same runs.
-pub(crate) const MAX_COMPARED: usize = 10;
+pub const MAX_COMPARED: usize = 10;
 
 /// Overlaid charts on the compare page, by metric key.
 const COMPARE_CHARTS: [&str; 5] = ["val_loss", "train_loss", "val_mean_auroc", "val_accuracy", "lr"];

@@ -9,10 +9,10 @@ use burn::prelude::*;
 use burn::tensor::Distribution;
 use serde::Serialize;
 
-use super::config::{LossKind, OptimizerKind, OutputActivation, TrainConfig};
-use super::loss::Loss;
-use super::optim::Optim;
 use crate::model::{Classifier, ModelSpec};
+use crate::train::config::{LossKind, OptimizerKind, OutputActivation, TrainConfig};
+use crate::train::loss::Loss;
+use crate::train::optim::Optim;
 
 /// Labels of the NIH data set: the head the real runs train.
 pub const BENCH_LABELS: usize = 14;

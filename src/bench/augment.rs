@@ -3,8 +3,8 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::{Loader, LoaderConfig, VecSource};
 use crate::train::augment::AugmentConfig;
+use crate::train::loader::{Loader, LoaderConfig, VecSource};
 
 /// Throughput of one timed epoch.
 #[derive(Debug, Clone, PartialEq)]
@@ -36,7 +36,7 @@ impl std::fmt::Display for AugmentBench {
 /// Builds `batches` batches of `batch_size` synthetic `size × size` images with the default
 /// augmentation (every image warped and jittered) on `workers` threads (0 = the caller's) and
 /// times the whole epoch, consumer included.
-pub fn bench_augment(size: usize, batch_size: usize, batches: usize, workers: usize) -> AugmentBench {
+pub(super) fn bench_augment(size: usize, batch_size: usize, batches: usize, workers: usize) -> AugmentBench {
     // A few distinct textured images, reused: the cost does not depend on content.
     const DISTINCT: usize = 16;
     let bytes: Vec<u8> = (0..DISTINCT * size * size)

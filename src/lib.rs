@@ -16,6 +16,8 @@ pub mod model;
 pub mod queue;
 /// Recorded runs: submitting configs and executing them into the store.
 pub mod runs;
+/// The service layer between the engine and the web / CLI front ends (predictions).
+pub mod service;
 /// Run store: SQLite (WAL) holding runs, per-epoch metrics and events.
 pub mod store;
 /// Training engine: configs, loop, metrics, checkpoints, events.

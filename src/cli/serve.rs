@@ -126,15 +126,14 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         )
         .context("cannot start the training worker")?;
         let state = Arc::new(AppState {
-            store,
             events,
-            jobs: Arc::new(Jobs(queue.clone())),
             token: args.token.clone(),
-            data_dir: args.data_dir.clone(),
-            ckpt_dir: args.ckpt_dir.clone(),
-            predict: Default::default(),
-            datasets: Default::default(),
-            epoch_cache: Default::default(),
+            ..AppState::new(
+                store,
+                Arc::new(Jobs(queue.clone())),
+                args.data_dir.clone(),
+                args.ckpt_dir.clone(),
+            )
         });
         let address = SocketAddr::new(args.host, args.port);
         let listener = tokio::net::TcpListener::bind(address)

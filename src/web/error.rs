@@ -37,6 +37,12 @@ pub enum AppError {
     /// 422: well-formed but invalid input, with a message per field.
     #[error("the submitted values are invalid")]
     Invalid(Vec<FieldError>),
+    /// 422: one field is wrong; its message is the answer's headline (the Predict form's uploads).
+    #[error("{}", .0.message)]
+    InvalidField(FieldError),
+    /// 413: the request or the image in it is over the size limit.
+    #[error("{0}")]
+    TooLarge(String),
     /// 409: the run is in a state that does not allow this (e.g. deleting a running run).
     #[error("{0}")]
     Conflict(String),
@@ -61,6 +67,18 @@ impl From<store::Error> for AppError {
             store::Error::UnknownRun(id) => AppError::unknown_run(&id),
             e @ store::Error::DiskFull { .. } => AppError::DiskFull(e.to_string()),
             other => AppError::Store(other),
+        }
+    }
+}
+
+impl From<crate::service::predict::Error> for AppError {
+    fn from(e: crate::service::predict::Error) -> AppError {
+        use crate::service::predict::Error;
+        match e {
+            Error::TooLarge(message) => AppError::TooLarge(message),
+            Error::Invalid { field, message } => AppError::InvalidField(FieldError::new(field, message)),
+            Error::NotFound(message) => AppError::NotFound(message),
+            Error::Internal(message) => AppError::Internal(message),
         }
     }
 }
@@ -91,7 +109,8 @@ impl AppError {
         match self {
             AppError::NotFound(_) => StatusCode::NOT_FOUND,
             AppError::BadRequest(_) => StatusCode::BAD_REQUEST,
-            AppError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            AppError::Invalid(_) | AppError::InvalidField(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            AppError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             AppError::Conflict(_) => StatusCode::CONFLICT,
             AppError::DiskFull(_) => StatusCode::INSUFFICIENT_STORAGE,
             AppError::Store(_) | AppError::Chart(_) | AppError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -106,21 +125,29 @@ struct ErrorBody<'a> {
     fields: &'a [FieldError],
 }
 
-impl IntoResponse for AppError {
-    fn into_response(self) -> Response {
-        let status = self.status();
-        let error = if self.is_internal() {
-            // Details (file paths, SQL errors) go to the log, not to the browser.
+impl AppError {
+    /// The line shown to the user. Details of internal failures (file paths, SQL errors) go to
+    /// the log instead, once, here.
+    pub fn user_message(&self) -> String {
+        if self.is_internal() {
             tracing::error!(error = %self, "request failed");
             "internal error; see the server log".to_string()
         } else {
-            if status.is_server_error() {
+            if self.status().is_server_error() {
                 tracing::warn!(error = %self, "request refused");
             }
             self.to_string()
-        };
+        }
+    }
+}
+
+impl IntoResponse for AppError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        let error = self.user_message();
         let fields = match &self {
             AppError::Invalid(fields) => fields.as_slice(),
+            AppError::InvalidField(field) => std::slice::from_ref(field),
             _ => &[],
         };
         (status, Json(ErrorBody { error, fields })).into_response()

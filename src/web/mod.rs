@@ -30,6 +30,7 @@ pub use error::{AppError, FieldError};
 /// The most runs one compare page takes.
 pub use routes::compare::MAX_COMPARED;
 
+use crate::service::predict::Predictions;
 use crate::store::{EventRow, Store};
 
 /// Why a cancel or resume was refused.
@@ -82,8 +83,8 @@ pub struct AppState {
     pub data_dir: PathBuf,
     /// Checkpoints, one folder per run (as `cxr8 serve --ckpt-dir`).
     pub ckpt_dir: PathBuf,
-    /// Loaded checkpoints and computed validation predictions of the Predict pages.
-    pub predict: routes::predict::PredictCache,
+    /// Predictions with runs' checkpoints (the Predict pages), with their model cache.
+    pub predict: Arc<Predictions>,
     /// Parsed data set facts and cache builds of this process (see `/datasets`).
     pub datasets: crate::datasets::LiveDatasets,
     /// Scalar epoch rows of recently shown runs (pages and charts re-read them constantly).
@@ -94,13 +95,13 @@ impl AppState {
     pub fn new(store: Arc<Store>, jobs: Arc<dyn JobControl>, data_dir: PathBuf, ckpt_dir: PathBuf) -> AppState {
         let (events, _) = broadcast::channel(LIVE_EVENT_BUFFER);
         AppState {
-            store,
             events,
             jobs,
             token: None,
+            predict: Arc::new(Predictions::new(store.clone(), data_dir.clone(), ckpt_dir.clone())),
+            store,
             data_dir,
             ckpt_dir,
-            predict: Default::default(),
             datasets: Default::default(),
             epoch_cache: Default::default(),
         }

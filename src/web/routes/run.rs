@@ -149,8 +149,8 @@ async fn run_page(
         events_hidden,
         last_seq: events.last().map(|e| e.seq).unwrap_or(0),
         config_json: serde_json::to_string_pretty(&run.config).unwrap_or_default(),
-        prediction_slots: if super::predict::has_best_checkpoint(&state, &run) {
-            (0..super::predict::VALIDATION_IMAGES).collect()
+        prediction_slots: if state.predict.has_best_checkpoint(&run) {
+            (0..crate::service::predict::VALIDATION_IMAGES).collect()
         } else {
             Vec::new()
         },

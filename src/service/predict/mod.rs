@@ -1,0 +1,359 @@
+//! Predictions for the dashboard (the Predict page, `POST /api/predict`, a run's predictions on
+//! its own validation images), with no HTTP in it: which runs have a best checkpoint, a small
+//! cache of loaded models on the run's device when it is usable here, an image's probabilities
+//! against the run's tuned thresholds, its Grad-CAM overlay, and uploads kept content-addressed
+//! under `<data dir>/uploads/`. Model work runs on blocking threads, never on the async runtime.
+
+mod uploads;
+mod validation;
+
+use std::collections::{HashMap, VecDeque};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
+
+use image::GrayImage;
+
+use crate::data::images;
+use crate::store::{Run, Store};
+use crate::train::backend::{self, DeviceChoice};
+use crate::train::checkpoint::{RunCheckpoints, Slot};
+use crate::train::gradcam;
+use crate::train::predict::{CheckpointRef, Inference, Predictor};
+pub use uploads::MAX_SIDE;
+pub use validation::{ValidationImage, ValidationSet, VALIDATION_IMAGES};
+
+/// Loaded checkpoints kept in memory (each a whole model: tens of MB for DenseNet-121).
+const CACHED_MODELS: usize = 2;
+
+/// What can go wrong with a prediction; the web layer gives each its status.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The request or the image is over the size limit.
+    #[error("{0}")]
+    TooLarge(String),
+    /// A form field is missing or wrong (`field` names it).
+    #[error("{message}")]
+    Invalid { field: &'static str, message: String },
+    /// No such upload, run or validation image.
+    #[error("{0}")]
+    NotFound(String),
+    /// Our fault (for the log, not the user).
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl Error {
+    pub fn invalid(field: &'static str, message: impl Into<String>) -> Error {
+        Error::Invalid {
+            field,
+            message: message.into(),
+        }
+    }
+}
+
+type Result<T> = std::result::Result<T, Error>;
+
+/// A checkpoint as it is on disk now: a retrained or moved best epoch gets a new key.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ModelKey {
+    epoch_dir: PathBuf,
+    modified: Option<SystemTime>,
+}
+
+/// One image's predictions against one checkpoint.
+#[derive(Debug, Clone)]
+pub struct Prediction {
+    /// (label, probability, threshold), most probable first.
+    pub ranked: Vec<(String, f32, f32)>,
+    /// The model's input side in pixels.
+    pub image_size: u32,
+}
+
+/// A predicted upload: the run, the stored image, its predictions and the Grad-CAM label.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    pub run: Run,
+    /// The stored image's content hash (its address).
+    pub sha: String,
+    pub width: u32,
+    pub height: u32,
+    pub prediction: Prediction,
+    pub gradcam_label: String,
+}
+
+/// The prediction service: the run store and folders it reads, and its caches.
+pub struct Predictions {
+    store: Arc<Store>,
+    data_dir: PathBuf,
+    ckpt_dir: PathBuf,
+    models: Mutex<VecDeque<(ModelKey, Arc<Predictor>)>>,
+    validation: Mutex<HashMap<String, (ModelKey, Arc<ValidationSet>)>>,
+    /// Serialises computing validation sets, so a page's four image requests compute once.
+    validation_gate: tokio::sync::Mutex<()>,
+}
+
+impl Predictions {
+    pub fn new(store: Arc<Store>, data_dir: PathBuf, ckpt_dir: PathBuf) -> Predictions {
+        Predictions {
+            store,
+            data_dir,
+            ckpt_dir,
+            models: Mutex::default(),
+            validation: Mutex::default(),
+            validation_gate: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    fn uploads_dir(&self) -> PathBuf {
+        self.data_dir.join("uploads")
+    }
+
+    /// The run's checkpoint folder: as recorded by the engine, else `<ckpt dir>/<run id>`.
+    fn run_checkpoints(&self, run: &Run) -> RunCheckpoints {
+        let recorded = run
+            .checkpoint_dir
+            .as_deref()
+            .filter(|d| !d.is_empty())
+            .map(PathBuf::from)
+            .filter(|d| d.is_dir());
+        match recorded {
+            Some(dir) => {
+                let parent = dir.parent().map(Path::to_path_buf).unwrap_or_default();
+                let name = dir
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                RunCheckpoints::new(parent, &name)
+            }
+            None => RunCheckpoints::new(&self.ckpt_dir, &run.id),
+        }
+    }
+
+    /// The run's best epoch folder, if it saved one.
+    fn best_checkpoint(&self, run: &Run) -> Option<PathBuf> {
+        self.run_checkpoints(run).slot_dir(Slot::Best).ok().flatten()
+    }
+
+    /// Whether predictions can be offered for the run: a best checkpoint exists.
+    pub fn has_best_checkpoint(&self, run: &Run) -> bool {
+        self.best_checkpoint(run).is_some()
+    }
+
+    /// Every stored run that has a best checkpoint, newest first (the store's order).
+    pub fn runs_with_checkpoint(&self) -> Result<Vec<Run>> {
+        let runs = self.store.runs().map_err(|e| Error::Internal(e.to_string()))?;
+        Ok(runs.into_iter().filter(|run| self.has_best_checkpoint(run)).collect())
+    }
+
+    /// The run with its best checkpoint, or why not (`field` names the form field to blame).
+    pub fn checkpoint_of(&self, run_id: &str, field: &'static str) -> Result<(Run, ModelKey)> {
+        let run_id = run_id.trim();
+        if run_id.is_empty() {
+            return Err(Error::invalid(field, "choose a run whose checkpoint should predict"));
+        }
+        let run = self
+            .store
+            .run(run_id)
+            .map_err(|e| Error::Internal(e.to_string()))?
+            .ok_or_else(|| Error::invalid(field, format!("no run with id '{run_id}'; pick one from the list")))?;
+        let epoch_dir = self.best_checkpoint(&run).ok_or_else(|| {
+            Error::invalid(
+                field,
+                format!(
+                    "run '{}' has no saved checkpoint yet (it is {}); pick a run that finished at least one epoch",
+                    run.name,
+                    run.status.as_str()
+                ),
+            )
+        })?;
+        let modified = std::fs::metadata(&epoch_dir).and_then(|m| m.modified()).ok();
+        Ok((run, ModelKey { epoch_dir, modified }))
+    }
+
+    /// The loaded model for `key` on the run's device, from the cache or loaded now. Blocking.
+    fn load_model(&self, key: &ModelKey, run: &Run) -> Result<Arc<Predictor>> {
+        if let Some((_, model)) = lock(&self.models).iter().find(|(k, _)| k == key) {
+            return Ok(model.clone());
+        }
+        let ckpt = CheckpointRef {
+            epoch_dir: key.epoch_dir.clone(),
+        };
+        let resolved = backend::resolve(device_for(run)).map_err(|e| Error::Internal(e.to_string()))?;
+        let loaded = Predictor::load(&ckpt, &resolved.kind.device()).map_err(|e| match e {
+            // A checkpoint this build cannot use (e.g. written on Burn 0.21) is the chosen run's
+            // problem, with what to do about it, not a server fault.
+            crate::train::Error::Checkpoint { .. } => Error::invalid("run", e.to_string()),
+            other => Error::Internal(format!("loading {}: {other}", key.epoch_dir.display())),
+        })?;
+        let loaded = Arc::new(loaded);
+        let mut models = lock(&self.models);
+        models.retain(|(k, _)| k != key);
+        models.push_back((key.clone(), loaded.clone()));
+        while models.len() > CACHED_MODELS {
+            models.pop_front();
+        }
+        Ok(loaded)
+    }
+
+    /// Checks and stores an uploaded image, then predicts it with `run_id`'s best checkpoint.
+    /// The run is checked first, so its error comes before the image's.
+    pub async fn predict_upload(
+        self: &Arc<Self>,
+        run_id: &str,
+        gradcam_label: &str,
+        image: Result<Vec<u8>>,
+    ) -> Result<Outcome> {
+        let (run, key) = self.checkpoint_of(run_id, "run")?;
+        let bytes = image?;
+        let (service, label) = (self.clone(), gradcam_label.to_string());
+        blocking(move || {
+            let gray = uploads::decode_upload(&bytes)?;
+            let (sha, _) = uploads::store_upload(&service.uploads_dir(), &gray)?;
+            service.predict_gray(run, key, sha, &gray, &label)
+        })
+        .await
+    }
+
+    /// Predicts a stored upload again, with `run_id`'s best checkpoint.
+    pub async fn predict_stored(self: &Arc<Self>, sha: &str, run_id: &str, gradcam_label: &str) -> Result<Outcome> {
+        let path = self.upload_path(sha)?;
+        let (run, key) = self.checkpoint_of(run_id, "run")?;
+        let (service, sha, label) = (self.clone(), sha.to_string(), gradcam_label.to_string());
+        blocking(move || {
+            let gray = images::load_gray(&path).map_err(|e| Error::Internal(e.to_string()))?;
+            service.predict_gray(run, key, sha, &gray, &label)
+        })
+        .await
+    }
+
+    /// The stored upload named by `sha`.
+    pub fn upload_path(&self, sha: &str) -> Result<PathBuf> {
+        uploads::upload_path(&self.uploads_dir(), sha)
+    }
+
+    /// The Grad-CAM overlay (PNG) of a stored upload for `label` (empty: the most probable).
+    pub async fn gradcam_png(self: &Arc<Self>, sha: &str, run_id: &str, label: &str) -> Result<Vec<u8>> {
+        let path = self.upload_path(sha)?;
+        let (run, key) = self.checkpoint_of(run_id, "run")?;
+        let (service, label) = (self.clone(), label.to_string());
+        blocking(move || {
+            let gray = images::load_gray(&path).map_err(|e| Error::Internal(e.to_string()))?;
+            let loaded = service.load_model(&key, &run)?;
+            let model: &dyn Inference = loaded.as_ref();
+            let top = if label.trim().is_empty() {
+                predict(model, &gray)?.ranked[0].0.clone()
+            } else {
+                String::new()
+            };
+            let chosen = gradcam_label(model, &label, &top)?;
+            overlay(model, &gray, chosen)
+        })
+        .await
+    }
+
+    fn predict_gray(&self, run: Run, key: ModelKey, sha: String, gray: &GrayImage, label: &str) -> Result<Outcome> {
+        let loaded = self.load_model(&key, &run)?;
+        let model: &dyn Inference = loaded.as_ref();
+        let prediction = predict(model, gray)?;
+        let chosen = gradcam_label(model, label, &prediction.ranked[0].0)?;
+        Ok(Outcome {
+            run,
+            sha,
+            width: gray.width(),
+            height: gray.height(),
+            gradcam_label: model.labels()[chosen].clone(),
+            prediction,
+        })
+    }
+
+    /// The run's predictions on its first validation images, computed once per best checkpoint.
+    pub async fn validation_set(self: &Arc<Self>, run_id: &str) -> Result<(Run, Arc<ValidationSet>)> {
+        let run = self
+            .store
+            .run(run_id)
+            .map_err(|e| Error::Internal(e.to_string()))?
+            .ok_or_else(|| Error::NotFound(format!("no run with id '{run_id}'")))?;
+        let (_, key) = self.checkpoint_of(run_id, "run").map_err(|e| match e {
+            Error::Invalid { message, .. } => Error::NotFound(message),
+            other => other,
+        })?;
+        let cached = || {
+            lock(&self.validation)
+                .get(run_id)
+                .filter(|(k, _)| *k == key)
+                .map(|(_, set)| set.clone())
+        };
+        if let Some(set) = cached() {
+            return Ok((run, set));
+        }
+        let _gate = self.validation_gate.lock().await;
+        if let Some(set) = cached() {
+            return Ok((run, set));
+        }
+        let (service, worker_run, worker_key) = (self.clone(), run.clone(), key.clone());
+        let set = Arc::new(blocking(move || service.compute_validation(&worker_run, &worker_key)).await?);
+        lock(&self.validation).insert(run_id.to_string(), (key, set.clone()));
+        Ok((run, set))
+    }
+}
+
+/// The CPU, unless the run trained on CUDA and a GPU is usable here.
+fn device_for(run: &Run) -> DeviceChoice {
+    let trained_on_cuda = run.device.as_deref().is_some_and(|d| d.starts_with("cuda"));
+    if trained_on_cuda && backend::detect_cuda().is_ok() {
+        DeviceChoice::Cuda
+    } else {
+        DeviceChoice::Cpu
+    }
+}
+
+/// A poisoned cache lock only means another request panicked mid-update; the data is still usable.
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Runs model work on a blocking thread.
+async fn blocking<T: Send + 'static>(work: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| Error::Internal(format!("prediction thread failed: {e}")))?
+}
+
+fn predict(model: &dyn Inference, image: &GrayImage) -> Result<Prediction> {
+    let probs = model
+        .predict(image)
+        .map_err(|e| Error::Internal(format!("predicting: {e}")))?;
+    let mut ranked: Vec<(String, f32, f32)> = probs
+        .into_iter()
+        .zip(model.thresholds())
+        .map(|((label, p), &t)| (label, p, t))
+        .collect();
+    ranked.sort_by(|a, b| b.1.total_cmp(&a.1));
+    Ok(Prediction {
+        ranked,
+        image_size: model.image_size(),
+    })
+}
+
+/// The Grad-CAM label: the one asked for (case-insensitive), else the most probable.
+fn gradcam_label(model: &dyn Inference, asked: &str, top: &str) -> Result<usize> {
+    let asked = asked.trim();
+    let name = if asked.is_empty() { top } else { asked };
+    model.label_index(name).map_err(|_| {
+        Error::invalid(
+            "label",
+            format!(
+                "unknown label '{asked}'; this run predicts: {}",
+                model.labels().join(", ")
+            ),
+        )
+    })
+}
+
+fn overlay(model: &dyn Inference, image: &GrayImage, label: usize) -> Result<Vec<u8>> {
+    let heat = model
+        .gradcam(image, label)
+        .map_err(|e| Error::Internal(format!("Grad-CAM: {e}")))?;
+    Ok(gradcam::overlay_png(&uploads::centre_square(image), &heat))
+}

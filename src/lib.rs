@@ -6,17 +6,11 @@ pub mod bench;
 pub mod cli;
 /// Label files, images, splits, caches and the synthetic demo data set.
 pub mod data;
-/// Registered data sets: checking and storing a label file + image folder under a name, their facts and caches.
-pub mod datasets;
 /// The data-folder lock: one `cxr8 serve` per data folder, no `cxr8 train` beside it.
 pub mod lock;
 /// Burn model definitions (CNN families) and their configs.
 pub mod model;
-/// The dashboard's job queue: one worker thread trains queued runs in order.
-pub mod queue;
-/// Recorded runs: submitting configs and executing them into the store.
-pub mod runs;
-/// The service layer between the engine and the web / CLI front ends (predictions).
+/// The service layer between the engine and the web / CLI front ends: runs, queue, data sets, predictions.
 pub mod service;
 /// Run store: SQLite (WAL) holding runs, per-epoch metrics and events.
 pub mod store;

@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use axum::body::Body;
 use axum::http::{header, Method, Request, StatusCode};
-use cxr8::datasets::{self, Registration};
+use cxr8::service::datasets::{self, Registration};
 use cxr8::store::{NewRun, RunStatus, Store};
 use cxr8::train::TrainConfig;
 use cxr8::web::{app, AppState, FieldError, JobControl, JobError};
@@ -35,7 +35,7 @@ impl JobControl for Engine {
                 .collect()
         };
         let mut parsed = TrainConfig::from_json(&config.to_string()).map_err(to_web)?;
-        cxr8::runs::resolve_dataset(&self.store, &mut parsed).map_err(|e| to_web(vec![e]))?;
+        cxr8::service::runs::resolve_dataset(&self.store, &mut parsed).map_err(|e| to_web(vec![e]))?;
         parsed.validate().map_err(to_web)?;
         let stored = serde_json::to_value(&parsed).unwrap();
         let id = self

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use axum::body::Body;
 use axum::http::{header, Method, Request, StatusCode};
 use cxr8::data::LabelTable;
-use cxr8::datasets::{self, Registration};
+use cxr8::service::datasets::{self, Registration};
 use cxr8::store::Store;
 use cxr8::web::{app, AppState, FieldError, JobControl, JobError};
 use serde_json::Value;

@@ -33,7 +33,7 @@ fn to_web(errors: Vec<cxr8::train::FieldError>) -> Vec<FieldError> {
 impl JobControl for FakeJobs {
     fn submit(&self, config: Value) -> Result<String, Vec<FieldError>> {
         let mut parsed = TrainConfig::from_json(&config.to_string()).map_err(to_web)?;
-        cxr8::runs::resolve_dataset(&self.store, &mut parsed).map_err(|e| to_web(vec![e]))?;
+        cxr8::service::runs::resolve_dataset(&self.store, &mut parsed).map_err(|e| to_web(vec![e]))?;
         self.submitted.lock().unwrap().push(config.clone());
         let stored = serde_json::to_value(&parsed).unwrap();
         let id = self

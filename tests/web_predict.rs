@@ -87,15 +87,15 @@ fn trained() -> &'static Trained {
         };
         std::fs::create_dir_all(&paths.data_dir).unwrap();
         let store = Arc::new(Store::open(&paths.data_dir).unwrap());
-        let run = cxr8::runs::submit(&store, &config, &paths).unwrap();
-        cxr8::runs::execute(
+        let run = cxr8::service::runs::submit(&store, &config, &paths).unwrap();
+        cxr8::service::runs::execute(
             store.clone(),
             &run,
             &config,
             &paths,
             false,
             &CancelHandle::new(),
-            cxr8::runs::Watchers::default(),
+            cxr8::service::runs::Watchers::default(),
         )
         .unwrap();
         assert_eq!(store.run(&run).unwrap().unwrap().status, RunStatus::Done);

@@ -7,7 +7,7 @@ use anyhow::{bail, Context};
 use clap::Subcommand;
 
 use super::{cache, split, stats};
-use crate::datasets::{self, Registration, Summary};
+use crate::service::datasets::{self, Registration, Summary};
 use crate::store::Store;
 
 #[derive(Debug, Subcommand)]
@@ -130,12 +130,12 @@ fn list(args: ListArgs) -> anyhow::Result<()> {
     let demo_labels = args.data_dir.join("demo").join(crate::data::demo::LABEL_FILE);
     if args.json {
         let mut out = vec![serde_json::json!({
-            "name": crate::runs::DEMO_DATASET,
+            "name": crate::service::datasets::DEMO_DATASET,
             "demo": true,
             "label_file": demo_labels,
             "generated": demo_labels.is_file(),
         })];
-        out.extend(rows.iter().map(crate::datasets::registered_json));
+        out.extend(rows.iter().map(crate::service::datasets::registered_json));
         println!("{}", serde_json::to_string_pretty(&out)?);
         return Ok(());
     }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context};
 
-use crate::queue::{Queue, QueueError};
+use crate::service::queue::{Queue, QueueError};
 use crate::store::Store;
 use crate::train::job::JobPaths;
 use crate::train::TrainConfig;

@@ -8,7 +8,7 @@ use anyhow::{bail, Context};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 
-use crate::runs;
+use crate::service::runs;
 use crate::store::Store;
 use crate::train::job::JobPaths;
 use crate::train::presets;

@@ -2,6 +2,14 @@
 //! the dashboard and the commands ask for, in their terms, with no HTTP and no Burn types in its
 //! interface.
 //!
+//! - [`runs`]: submitting a training config as a stored run, and executing it while recording
+//!   every event, epoch and checkpoint into the store.
+//! - [`queue`]: the dashboard's job queue: one worker thread trains queued runs in order.
+//! - [`datasets`]: registered data sets: checking and storing a label file + image folder under a
+//!   name, their facts and caches.
 //! - [`predict`]: predictions and Grad-CAM with a run's best checkpoint, and its validation images.
 
+pub mod datasets;
 pub mod predict;
+pub mod queue;
+pub mod runs;

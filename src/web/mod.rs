@@ -86,7 +86,7 @@ pub struct AppState {
     /// Predictions with runs' checkpoints (the Predict pages), with their model cache.
     pub predict: Arc<Predictions>,
     /// Parsed data set facts and cache builds of this process (see `/datasets`).
-    pub datasets: crate::datasets::LiveDatasets,
+    pub datasets: crate::service::datasets::LiveDatasets,
     /// Scalar epoch rows of recently shown runs (pages and charts re-read them constantly).
     pub epoch_cache: epochs::EpochCache,
 }

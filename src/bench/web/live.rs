@@ -8,7 +8,7 @@ use anyhow::{bail, Context};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::runs::Recorder;
+use crate::service::runs::Recorder;
 use crate::store::{NewRun, RunStatus};
 use crate::train::job::JobPaths;
 use crate::train::runner::CancelHandle;
@@ -51,7 +51,7 @@ fn live_recorder(state: &Arc<AppState>, name: &str) -> anyhow::Result<(String, R
     })?;
     state.store.set_status(&id, RunStatus::Running, None)?;
     let events = state.events.clone();
-    let listener: crate::runs::Listener = Box::new(move |_event, row| {
+    let listener: crate::service::runs::Listener = Box::new(move |_event, row| {
         let _ = events.send(row.clone());
     });
     let recorder = Recorder::new(state.store.clone(), &id, &config, Some(listener));
@@ -215,7 +215,7 @@ pub(super) async fn real_throughput(
     })?;
     let readers = connect_readers(port, &id, clients).await?;
     let rates = Arc::new(std::sync::Mutex::new(Vec::new()));
-    let listener: crate::runs::Listener = Box::new({
+    let listener: crate::service::runs::Listener = Box::new({
         let (events, rates) = (state.events.clone(), rates.clone());
         move |event, row| {
             if let TrainEvent::Batch { images_per_sec, .. } = event {
@@ -230,14 +230,14 @@ pub(super) async fn real_throughput(
     let outcome = {
         let (store, paths, config, id) = (state.store.clone(), paths.clone(), config.clone(), id.clone());
         tokio::task::spawn_blocking(move || {
-            crate::runs::execute(
+            crate::service::runs::execute(
                 store,
                 &id,
                 &config,
                 &paths,
                 false,
                 &CancelHandle::new(),
-                crate::runs::Watchers {
+                crate::service::runs::Watchers {
                     events: Some(listener),
                     data_progress: None,
                 },

@@ -4,9 +4,9 @@
 //! and compares training throughput with and without many SSE clients connected.
 //!
 //! The training is either real (`--trainer real`: a narrow simple CNN at 64 px on the CPU, on a
-//! small synthetic demo set, through [`crate::runs::execute`] as the dashboard's worker runs it)
+//! small synthetic demo set, through [`crate::service::runs::execute`] as the dashboard's worker runs it)
 //! or a stand-in (`--trainer stand-in`): a CPU-bound loop that records through the real
-//! [`crate::runs::Recorder`] one event per batch, far more often than real training does.
+//! [`crate::service::runs::Recorder`] one event per batch, far more often than real training does.
 
 mod live;
 mod store;

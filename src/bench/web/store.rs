@@ -8,7 +8,7 @@ use anyhow::Context;
 use serde_json::{json, Value};
 
 use crate::data::labels::NIH_FINDINGS;
-use crate::runs::Recorder;
+use crate::service::runs::Recorder;
 use crate::store::scalars::FinishedRun;
 use crate::store::{NewRun, RunStatus, Store};
 use crate::train::{EventSink, TrainConfig, TrainEvent};
@@ -77,7 +77,7 @@ pub(super) fn build_store(store: &Arc<Store>, config: &WebBenchConfig) -> anyhow
         let epochs = config.list_epochs;
         let rows: Vec<Value> = (1..=epochs)
             .map(|epoch| {
-                crate::runs::flatten_epoch(
+                crate::service::runs::flatten_epoch(
                     epoch,
                     &train_metrics(epoch, epochs),
                     &val_metrics(run, epoch, epochs),

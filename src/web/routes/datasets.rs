@@ -1,7 +1,7 @@
 //! Data set pages: the list (`/datasets`), one data set's statistics, charts and thumbnail browser
 //! (`/datasets/{name}`), adding one (`/datasets/new`, `POST /datasets`, which starts its cache
 //! build), forgetting one, and the JSON API (`/api/datasets`). Registration rules live in
-//! `crate::datasets`; this file only turns them into pages.
+//! `crate::service::datasets`; this file only turns them into pages.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -16,8 +16,8 @@ use serde_json::{json, Value};
 
 use crate::data::demo;
 use crate::data::images::{self, SquareResizer};
-use crate::datasets::{self, CacheStatus, DatasetFacts, Registration, Summary};
-use crate::runs::DEMO_DATASET;
+use crate::service::datasets::DEMO_DATASET;
+use crate::service::datasets::{self, CacheStatus, DatasetFacts, Registration, Summary};
 use crate::store::DatasetRow;
 use crate::train::config::{MAX_IMAGE_SIZE, MIN_IMAGE_SIZE};
 use crate::web::charts::{self, BarGroup};
@@ -593,7 +593,7 @@ async fn api_value(state: &Arc<AppState>, located: &Located) -> Value {
         Some(row) => {
             let summary = Summary::from_row(row);
             let cache = state.datasets.cache_status(&row.name, summary.as_ref());
-            let mut value = crate::datasets::registered_json(row);
+            let mut value = crate::service::datasets::registered_json(row);
             value["cache"] = json!(cache);
             value
         }

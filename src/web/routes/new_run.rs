@@ -23,7 +23,7 @@ use serde_json::{Map, Value};
 use super::actions::page_error;
 use super::run::load_run;
 use crate::model::{Architecture, NormKind};
-use crate::runs::DEMO_DATASET;
+use crate::service::datasets::DEMO_DATASET;
 use crate::store::Run;
 use crate::train::config::{
     DeviceChoice, LossKind, Monitor, OptimizerKind, OutputActivation, Precision, ScheduleKind, SplitStrategy,

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use serde_json::{json, Map, Value};
 
+use super::datasets::DEMO_DATASET;
 use crate::store::{self, EventRow, NewRun, RunStatus, Store};
 use crate::train::config::Monitor;
 use crate::train::job::{self, JobPaths};
@@ -70,9 +71,6 @@ pub fn resolve_dataset(store: &Store, config: &mut TrainConfig) -> Result<(), Fi
     config.images = Some(row.image_dir.into());
     Ok(())
 }
-
-/// The built-in synthetic data set's name.
-pub const DEMO_DATASET: &str = "demo";
 
 /// One epoch as the flat object the store, the API and the pages use: `epoch`, `lr`, `seconds`,
 /// then `train_<key>` / `val_<key>` for every metric (`val_loss`, `val_mean_auroc`, ...).

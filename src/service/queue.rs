@@ -6,7 +6,7 @@ use std::collections::VecDeque;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
-use crate::runs;
+use super::runs;
 use crate::store::{EventRow, RunStatus, Store};
 use crate::train::job::JobPaths;
 use crate::train::runner::{CancelHandle, Outcome};

@@ -12,9 +12,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::data::images::{ImageIndex, REPORT_EXAMPLES};
 use crate::data::{cache, stats, LabelFormat, LabelTable, Task};
-use crate::runs::DEMO_DATASET;
 use crate::store::{self, DatasetRow, Store};
 use crate::train::FieldError;
+
+/// The built-in synthetic data set's name.
+pub const DEMO_DATASET: &str = "demo";
 
 /// Longest accepted data set name (it appears in URLs, selects and run lists).
 pub const MAX_NAME_LEN: usize = 80;

@@ -8,9 +8,9 @@ use std::sync::Arc;
 
 use rusqlite::{params, OptionalExtension};
 
-use super::{
-    epoch_from_row, parse_json, run_from_row, EpochRow, EventRow, Result, Run, Store, RUN_COLUMNS, SET_BEST_HEADLINES,
-};
+use super::rows::{epoch_from_row, parse_json, run_from_row, RUN_COLUMNS};
+use super::schema::SET_BEST_HEADLINES;
+use super::{EpochRow, EventRow, Result, Run, Store};
 
 /// `metrics` without the per-label rows; malformed text is passed through untouched (SQLite's
 /// JSON functions would fail the whole query on it) and shown as a string, like [`Store::epochs`].

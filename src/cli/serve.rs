@@ -48,17 +48,8 @@ struct Jobs(Queue);
 
 impl JobControl for Jobs {
     fn submit(&self, config: serde_json::Value) -> Result<String, Vec<FieldError>> {
-        let to_web = |errors: Vec<crate::train::FieldError>| {
-            errors
-                .into_iter()
-                .map(|e| FieldError {
-                    field: e.field,
-                    message: e.message,
-                })
-                .collect::<Vec<_>>()
-        };
-        let config = TrainConfig::from_json(&config.to_string()).map_err(to_web)?;
-        self.0.submit(config).map_err(to_web)
+        let config = TrainConfig::from_json(&config.to_string())?;
+        self.0.submit(config)
     }
 
     fn cancel(&self, id: &str) -> Result<(), JobError> {

@@ -4,27 +4,13 @@
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use crate::store;
 use crate::web::charts;
 
-/// One invalid field of a submitted form or JSON body.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct FieldError {
-    /// The field's name as submitted (dotted for nested values); empty for the body as a whole.
-    pub field: String,
-    pub message: String,
-}
-
-impl FieldError {
-    pub fn new(field: impl Into<String>, message: impl Into<String>) -> FieldError {
-        FieldError {
-            field: field.into(),
-            message: message.into(),
-        }
-    }
-}
+/// One invalid field of a submitted form or JSON body: the engine's own type, answered as it is.
+pub use crate::train::FieldError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {

@@ -1,0 +1,248 @@
+//! Checking a training config: every value a run cannot use, all reported at once with its field.
+
+use super::*;
+
+impl TrainConfig {
+    /// Checks every value a run cannot use; returns all problems at once.
+    pub fn validate(&self) -> Result<(), Vec<FieldError>> {
+        let mut errors = Vec::new();
+        let mut bad = |field: &str, message: String| {
+            errors.push(FieldError {
+                field: field.into(),
+                message,
+            })
+        };
+
+        // data
+        // No label file means the built-in synthetic demo set.
+        if let Some(name) = &self.dataset {
+            if name.trim().is_empty() || name.chars().count() > 80 {
+                bad(
+                    "dataset",
+                    "give the name of a registered data set (1 to 80 characters), or leave it out for the demo set"
+                        .into(),
+                );
+            }
+        }
+        if self.labels.as_ref().is_some_and(|p| p.as_os_str().is_empty()) {
+            bad(
+                "labels",
+                "give a label file path, or leave it out to use the demo data set".into(),
+            );
+        }
+        for (field, v) in [
+            ("val_fraction", self.val_fraction),
+            ("test_fraction", self.test_fraction),
+        ] {
+            if !(v.is_finite() && (0.0..1.0).contains(&v)) {
+                bad(
+                    field,
+                    format!("is {v}; use a fraction from 0 up to (not including) 1, e.g. 0.1"),
+                );
+            }
+        }
+        if self.split != SplitStrategy::Official {
+            let sum = self.val_fraction + self.test_fraction;
+            if sum.is_finite() && sum >= 1.0 {
+                bad(
+                    "test_fraction",
+                    format!("validation + test fractions are {sum}, leaving nothing to train on; keep the sum below 1"),
+                );
+            }
+        }
+        if self.split == SplitStrategy::Balanced && self.per_class.is_none() {
+            bad(
+                "per_class",
+                "the balanced split needs a number of images per class".into(),
+            );
+        }
+        if self.per_class == Some(0) {
+            bad("per_class", "must be at least 1".into());
+        }
+        if self.max_images == Some(0) {
+            bad(
+                "max_images",
+                "must be at least 1 (leave it empty to use every image)".into(),
+            );
+        }
+        if !(MIN_IMAGE_SIZE..=MAX_IMAGE_SIZE).contains(&self.image_size) {
+            bad(
+                "image_size",
+                format!(
+                    "is {}; use {MIN_IMAGE_SIZE} to {MAX_IMAGE_SIZE} pixels (224 is the usual choice)",
+                    self.image_size
+                ),
+            );
+        }
+
+        // model
+        if !(self.width.is_finite() && self.width > 0.0 && self.width <= MAX_WIDTH) {
+            bad(
+                "width",
+                format!("is {}; use a multiplier above 0 and at most {MAX_WIDTH}", self.width),
+            );
+        }
+        if !(self.dropout.is_finite() && (0.0..1.0).contains(&self.dropout)) {
+            bad(
+                "dropout",
+                format!("is {}; use a probability from 0 up to (not including) 1", self.dropout),
+            );
+        }
+
+        // augmentation
+        let aug = &self.augment;
+        for (field, v, max) in [
+            ("aug_rotate", aug.rotate_deg, 180.0),
+            ("aug_translate", aug.translate, 0.5),
+            ("aug_scale", aug.scale, 0.5),
+            ("aug_brightness", aug.brightness, 1.0),
+            ("aug_contrast", aug.contrast, 1.0),
+        ] {
+            if !(v.is_finite() && (0.0..=max).contains(&v)) {
+                bad(field, format!("is {v}; use 0 to {max}"));
+            }
+        }
+
+        // optimisation
+        if self.epochs == 0 || self.epochs > MAX_EPOCHS {
+            bad("epochs", format!("is {}; use 1 to {MAX_EPOCHS}", self.epochs));
+        }
+        if self.batch_size == 0 || self.batch_size > MAX_BATCH_SIZE {
+            bad(
+                "batch_size",
+                format!("is {}; use 1 to {MAX_BATCH_SIZE}", self.batch_size),
+            );
+        }
+        if !(self.lr.is_finite() && self.lr > 0.0) {
+            bad(
+                "lr",
+                format!(
+                    "is {}; the learning rate must be a positive number, e.g. 0.001",
+                    self.lr
+                ),
+            );
+        } else if self.lr > 10.0 {
+            bad(
+                "lr",
+                format!("is {}; rates above 10 always diverge, try 0.001", self.lr),
+            );
+        }
+        if !(self.momentum.is_finite() && (0.0..1.0).contains(&self.momentum)) {
+            bad(
+                "momentum",
+                format!("is {}; use 0 up to (not including) 1, e.g. 0.9", self.momentum),
+            );
+        }
+        if self.nesterov && (self.optimizer != OptimizerKind::Sgd || self.momentum == 0.0) {
+            bad(
+                "nesterov",
+                "Nesterov momentum needs the sgd optimizer with momentum above 0".into(),
+            );
+        }
+        if !(self.weight_decay.is_finite() && self.weight_decay >= 0.0 && self.weight_decay < 1.0) {
+            bad(
+                "weight_decay",
+                format!("is {}; use 0 up to 1, typically 1e-4", self.weight_decay),
+            );
+        }
+        for (field, v) in [("beta1", self.beta1), ("beta2", self.beta2)] {
+            if !(v.is_finite() && (0.0..1.0).contains(&v)) {
+                bad(field, format!("is {v}; use 0 up to (not including) 1"));
+            }
+        }
+        if self.epochs > 0 && self.warmup_epochs >= self.epochs {
+            bad(
+                "warmup_epochs",
+                format!(
+                    "is {} but the run has {} epochs; warm up for fewer epochs",
+                    self.warmup_epochs, self.epochs
+                ),
+            );
+        }
+        if self.step_size == 0 {
+            bad("step_size", "must be at least 1 epoch".into());
+        }
+        if !(self.step_gamma.is_finite() && self.step_gamma > 0.0 && self.step_gamma <= 1.0) {
+            bad(
+                "step_gamma",
+                format!("is {}; use a multiplier above 0 and at most 1", self.step_gamma),
+            );
+        }
+        if !(self.min_lr.is_finite() && self.min_lr >= 0.0) {
+            bad("min_lr", format!("is {}; use 0 or a positive rate", self.min_lr));
+        } else if self.schedule == ScheduleKind::Cosine && self.lr.is_finite() && self.min_lr >= self.lr {
+            bad(
+                "min_lr",
+                format!("is {} but must be below the learning rate {}", self.min_lr, self.lr),
+            );
+        }
+        if !(self.plateau_factor.is_finite() && self.plateau_factor > 0.0 && self.plateau_factor < 1.0) {
+            bad(
+                "plateau_factor",
+                format!("is {}; use a multiplier between 0 and 1", self.plateau_factor),
+            );
+        }
+        if let Some(clip) = self.grad_clip {
+            if !(clip.is_finite() && clip > 0.0) {
+                bad(
+                    "grad_clip",
+                    format!("is {clip}; use a positive norm, e.g. 1.0, or leave it empty"),
+                );
+            }
+        }
+
+        // loss
+        if !(self.focal_gamma.is_finite() && (0.0..=10.0).contains(&self.focal_gamma)) {
+            bad(
+                "focal_gamma",
+                format!("is {}; use 0 to 10 (2 is usual)", self.focal_gamma),
+            );
+        }
+        if let Some(alpha) = self.focal_alpha {
+            if !(alpha.is_finite() && (0.0..=1.0).contains(&alpha)) {
+                bad("focal_alpha", format!("is {alpha}; use 0 to 1, or leave it empty"));
+            }
+        }
+        match (self.loss, self.output_activation) {
+            (LossKind::Bce | LossKind::Focal, Some(OutputActivation::Softmax)) => bad(
+                "output_activation",
+                "BCE and focal loss work on per-label sigmoids; use ce for softmax, or mse/mae".into(),
+            ),
+            (LossKind::Ce, Some(OutputActivation::Sigmoid)) => bad(
+                "output_activation",
+                "cross-entropy works on a softmax; use bce for per-label sigmoids".into(),
+            ),
+            _ => {}
+        }
+
+        // stopping and run
+        if self.early_stopping == Some(0) {
+            bad(
+                "early_stopping",
+                "patience must be at least 1 epoch (leave it empty to never stop early)".into(),
+            );
+        }
+        if self.threads == Some(0) {
+            bad(
+                "threads",
+                "must be at least 1 (leave it empty to use every core)".into(),
+            );
+        }
+        if let Some(name) = &self.name {
+            if name.chars().count() > 100 {
+                bad("name", "is longer than 100 characters".into());
+            }
+        }
+        for tag in &self.tags {
+            if tag.trim().is_empty() || tag.chars().count() > 40 || tag.contains(',') {
+                bad("tags", format!("tag {tag:?} must be 1 to 40 characters without commas"));
+            }
+        }
+
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(errors)
+        }
+    }
+}

@@ -1,0 +1,310 @@
+//! One data set's page: its statistics, label and co-occurrence charts, and the thumbnail
+//! browser with its images.
+
+use std::sync::Arc;
+
+use axum::extract::{Path, Query, State};
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+
+use crate::data::demo;
+use crate::data::images::{self, SquareResizer};
+use crate::service::datasets::{CacheStatus, DatasetFacts};
+use crate::web::charts::{self, BarGroup};
+use crate::web::templates::{encode_query, ChartLink, DatasetPage, LabelCountRow, Thumb};
+use crate::web::{AppError, AppState};
+
+use super::*;
+
+/// `?page=` and `?label=` of the thumbnail browser, unparsed so bad values get our error format.
+#[derive(Debug, Default, Deserialize)]
+pub(super) struct BrowseQuery {
+    page: Option<String>,
+    label: Option<String>,
+}
+
+pub(super) async fn dataset_page(
+    State(state): State<Arc<AppState>>,
+    Path(name): Path<String>,
+    Query(query): Query<BrowseQuery>,
+) -> Result<impl IntoResponse, AppError> {
+    let located = locate(&state, &name)?;
+    let summary = located.summary();
+    let status = state.datasets.cache_status(&located.name, summary.as_ref());
+    let mut page = DatasetPage {
+        name: located.name.clone(),
+        demo: located.row.is_none(),
+        label_file: located.label_file.display().to_string(),
+        image_dir: located.image_dir.display().to_string(),
+        created: located.row.as_ref().map(|r| r.created_at.clone()).unwrap_or_default(),
+        files_error: String::new(),
+        facts: Vec::new(),
+        missing_examples: String::new(),
+        cache_state: status.state,
+        cache_done: status.done,
+        cache_total: status.total,
+        cache_text: cache_text(&status),
+        cache_error: status.error.clone().unwrap_or_default(),
+        show_cache: located.row.is_some(),
+        label_rows: Vec::new(),
+        charts: Vec::new(),
+        label_filter: String::new(),
+        label_options: Vec::new(),
+        thumbs: Vec::new(),
+        thumbs_total: 0,
+        page: 1,
+        pages: 1,
+        prev_href: String::new(),
+        next_href: String::new(),
+    };
+    let facts = match facts(&state, &located).await {
+        Ok(facts) => facts,
+        Err(message) => {
+            // The registration is still worth showing: its stored summary and cache state.
+            page.files_error = message;
+            if let Some(s) = &summary {
+                page.facts = vec![
+                    ("Images".into(), count(s.images)),
+                    ("Patients".into(), count(s.patients)),
+                ];
+            }
+            return Ok(page);
+        }
+    };
+    let stats = &facts.stats;
+    let missing = facts.table.len() - facts.found_rows.len();
+    page.facts = vec![
+        ("Format".into(), format!("{:?}", facts.table.format)),
+        ("Task".into(), format!("{:?}", facts.table.task)),
+        ("Images (label rows)".into(), count(stats.images)),
+        ("Found on disk".into(), count(facts.found_rows.len())),
+        ("Missing".into(), count(missing)),
+        ("Patients".into(), count(stats.patients)),
+        (
+            "Images per patient".into(),
+            format!(
+                "{} – {} (median {}, mean {:.1})",
+                stats.images_per_patient.min,
+                stats.images_per_patient.max,
+                stats.images_per_patient.median,
+                stats.images_per_patient.mean
+            ),
+        ),
+        ("Labels".into(), facts.table.labels.len().to_string()),
+    ];
+    let known_views: Vec<String> = stats
+        .views
+        .iter()
+        .filter(|(view, _)| view.as_str() != "unknown")
+        .map(|(view, n)| format!("{view} {}", count(*n)))
+        .collect();
+    if !known_views.is_empty() {
+        page.facts.push(("Views".into(), known_views.join(", ")));
+    }
+    if stats.sex.male + stats.sex.female > 0 {
+        page.facts.push((
+            "Sex".into(),
+            format!(
+                "{} male, {} female, {} unknown",
+                count(stats.sex.male),
+                count(stats.sex.female),
+                count(stats.sex.unknown)
+            ),
+        ));
+    }
+    if let Some(age) = &stats.age {
+        page.facts.push((
+            "Age (years)".into(),
+            format!(
+                "{} – {}, median {}, mean {:.1}; {} implausible ages left out",
+                age.min, age.max, age.median, age.mean, age.implausible
+            ),
+        ));
+    }
+    if missing > 0 {
+        let examples: Vec<&str> = facts
+            .table
+            .records
+            .iter()
+            .map(|r| r.image.as_str())
+            .filter(|image| facts.index.get(image).is_none())
+            .take(images::REPORT_EXAMPLES)
+            .collect();
+        page.missing_examples = examples.join(", ");
+    }
+    let base = format!("/datasets/{}", located.name);
+    page.label_rows = stats
+        .label_table
+        .iter()
+        .map(|l| LabelCountRow {
+            label: l.label.clone(),
+            images: count(l.images),
+            percent: format!("{:.1} %", l.percent),
+            patients: count(l.patients),
+            href: format!("{base}?label={}#images", encode_query(&l.label)),
+        })
+        .collect();
+    page.label_options = stats.label_table.iter().map(|l| l.label.clone()).collect();
+    page.charts = vec![
+        ChartLink {
+            title: "Images per label".into(),
+            src: format!("{base}/labels.svg"),
+            wide: true,
+        },
+        ChartLink {
+            title: "Label co-occurrence".into(),
+            src: format!("{base}/cooccurrence.svg"),
+            wide: true,
+        },
+    ];
+
+    let label = query.label.as_deref().map(str::trim).unwrap_or("");
+    let rows = browse_rows(&facts, label)?;
+    let number = match query.page.as_deref().map(str::trim) {
+        None | Some("") => 1,
+        Some(text) => text
+            .parse::<usize>()
+            .ok()
+            .filter(|&n| n >= 1)
+            .ok_or_else(|| AppError::BadRequest(format!("page must be a number from 1, not '{text}'")))?,
+    };
+    let pages = rows.len().div_ceil(THUMBS_PER_PAGE).max(1);
+    let number = number.min(pages);
+    let link = |n: usize| {
+        let mut href = format!("{base}?page={n}");
+        if !label.is_empty() {
+            href.push_str(&format!("&label={}", encode_query(label)));
+        }
+        href.push_str("#images");
+        href
+    };
+    page.thumbs = rows
+        .iter()
+        .skip((number - 1) * THUMBS_PER_PAGE)
+        .take(THUMBS_PER_PAGE)
+        .map(|&row| {
+            let image = facts.table.records[row].image.clone();
+            Thumb {
+                src: format!("{base}/thumbs/{}.png", encode_query(&image)),
+                labels: facts.labels_of(row).join(", "),
+                image,
+            }
+        })
+        .collect();
+    page.thumbs_total = rows.len();
+    page.label_filter = label.to_string();
+    page.page = number;
+    page.pages = pages;
+    if number > 1 {
+        page.prev_href = link(number - 1);
+    }
+    if number < pages {
+        page.next_href = link(number + 1);
+    }
+    Ok(page)
+}
+
+/// Rows of found images, all or those with `label` ("No Finding" = no label bit, in NIH files).
+pub(super) fn browse_rows(facts: &DatasetFacts, label: &str) -> Result<Vec<usize>, AppError> {
+    if label.is_empty() {
+        return Ok(facts.found_rows.clone());
+    }
+    let table = &facts.table;
+    let wanted: Box<dyn Fn(usize) -> bool> = if let Some(bit) = table.labels.iter().position(|l| l == label) {
+        Box::new(move |row| table.records[row].has(bit))
+    } else if label == crate::data::labels::NO_FINDING && table.no_finding_is_implicit() {
+        Box::new(|row| table.records[row].targets == 0)
+    } else {
+        return Err(AppError::BadRequest(format!(
+            "no label '{label}' in this data set; it has: {}",
+            table.labels.join(", ")
+        )));
+    };
+    Ok(facts.found_rows.iter().copied().filter(|&row| wanted(row)).collect())
+}
+
+pub(super) fn cache_text(status: &CacheStatus) -> String {
+    let size = cache_label(status);
+    match status.state {
+        "building" => format!("building at {size}: {} of {} images", status.done, status.total),
+        "ready" => format!("ready at {size} ({} images)", status.done),
+        "failed" => format!("the cache build at {size} failed; training will try again"),
+        _ => "not built yet; the first run on this data set builds it".into(),
+    }
+}
+
+pub(super) async fn labels_chart(
+    State(state): State<Arc<AppState>>,
+    Path(name): Path<String>,
+) -> Result<impl IntoResponse, AppError> {
+    let located = locate(&state, &name)?;
+    let facts = facts_or_404(&state, &located).await?;
+    let labels = &facts.stats.label_table;
+    let categories: Vec<String> = labels.iter().map(|l| l.label.clone()).collect();
+    let group = BarGroup {
+        name: located.name.clone(),
+        values: labels.iter().map(|l| Some(l.images as f64)).collect(),
+    };
+    let max = labels.iter().map(|l| l.images).max().unwrap_or(0).max(1) as f64;
+    let svg = charts::bar_chart("Images per label", &categories, &[group], (0.0, max * 1.05))?;
+    Ok(svg_response(svg))
+}
+
+pub(super) async fn cooccurrence_chart(
+    State(state): State<Arc<AppState>>,
+    Path(name): Path<String>,
+) -> Result<impl IntoResponse, AppError> {
+    let located = locate(&state, &name)?;
+    let facts = facts_or_404(&state, &located).await?;
+    let c = &facts.stats.cooccurrence;
+    let svg = charts::count_heatmap("Images with both labels", &c.labels, &c.counts)?;
+    Ok(svg_response(svg))
+}
+
+/// Charts of a data set change only when it is registered anew under the same name.
+pub(super) fn svg_response(body: String) -> impl IntoResponse {
+    (
+        [
+            (header::CONTENT_TYPE, "image/svg+xml"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        body,
+    )
+}
+
+/// A thumbnail of one of the data set's images. The name is looked up among the label file's
+/// rows whose file was found, so nothing outside the data set can be read whatever the URL says.
+pub(super) async fn thumbnail(
+    State(state): State<Arc<AppState>>,
+    Path((name, file)): Path<(String, String)>,
+) -> Result<Response, AppError> {
+    let located = locate(&state, &name)?;
+    let facts = facts_or_404(&state, &located).await?;
+    let not_listed = || AppError::NotFound(format!("no image '{file}' in data set '{name}'"));
+    let image = file.strip_suffix(".png").ok_or_else(not_listed)?;
+    if !facts.by_image.contains_key(image) {
+        return Err(not_listed());
+    }
+    let path = facts.index.get(image).ok_or_else(not_listed)?.to_path_buf();
+    let png = tokio::task::spawn_blocking(move || -> Result<Vec<u8>, String> {
+        let gray = images::load_gray(&path).map_err(|e| e.to_string())?;
+        let small = SquareResizer::new()
+            .resize(&gray, THUMB_SIZE)
+            .map_err(|e| e.to_string())?;
+        demo::encode_png(small.as_raw(), THUMB_SIZE).map_err(|e| e.to_string())
+    })
+    .await
+    .map_err(|e| AppError::Internal(format!("thumbnail task failed: {e}")))?
+    // A damaged file (or a link to something that is not an image) is a fact about the data set,
+    // not a server fault: no thumbnail, and say why.
+    .map_err(|e| AppError::NotFound(format!("image '{image}' of data set '{name}' cannot be shown: {e}")))?;
+    Ok((
+        [
+            (header::CONTENT_TYPE, "image/png"),
+            (header::CACHE_CONTROL, "private, max-age=3600"),
+        ],
+        png,
+    )
+        .into_response())
+}

@@ -1,6 +1,7 @@
-//! Shared helpers for integration tests: the real NIH files, the server binary as a child process
-//! (killed on drop), a tiny demo data set, bounded waits, and a small blocking HTTP/1.1 client with
-//! a Server-Sent Events reader (all loopback, so no TLS).
+//! Shared helpers for integration tests: the real NIH files, a job-control fake that accepts
+//! nothing, the server binary as a child process (killed on drop), a tiny demo data set, bounded
+//! waits, and a small blocking HTTP/1.1 client with a Server-Sent Events reader (all loopback, so
+//! no TLS).
 
 #![allow(dead_code)]
 
@@ -483,5 +484,24 @@ impl SseStream {
                 return seen;
             }
         }
+    }
+}
+
+/// A dashboard write side that accepts nothing: for the web tests whose pages only read (compare,
+/// data sets, predictions). Tests that submit runs have their own fakes, which record what they get.
+pub struct NoJobs;
+
+impl cxr8::web::JobControl for NoJobs {
+    fn submit(&self, _config: Value) -> Result<String, Vec<cxr8::web::FieldError>> {
+        Err(vec![cxr8::web::FieldError::new("", "this test submits no runs")])
+    }
+    fn cancel(&self, id: &str) -> Result<(), cxr8::web::JobError> {
+        Err(cxr8::web::JobError::UnknownRun(id.into()))
+    }
+    fn resume(&self, id: &str) -> Result<(), cxr8::web::JobError> {
+        Err(cxr8::web::JobError::UnknownRun(id.into()))
+    }
+    fn queue(&self) -> Vec<String> {
+        Vec::new()
     }
 }

@@ -6,29 +6,11 @@ use std::sync::Arc;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use cxr8::store::{EventRow, NewRun, RunStatus, Store};
-use cxr8::web::{app, AppState, FieldError, JobControl, JobError};
+use cxr8::web::{app, AppState};
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tower::ServiceExt;
-
-/// The compare stream never submits or cancels anything.
-struct NoJobs;
-
-impl JobControl for NoJobs {
-    fn submit(&self, _config: Value) -> Result<String, Vec<FieldError>> {
-        Err(vec![FieldError::new("", "not in this test")])
-    }
-    fn cancel(&self, id: &str) -> Result<(), JobError> {
-        Err(JobError::UnknownRun(id.into()))
-    }
-    fn resume(&self, id: &str) -> Result<(), JobError> {
-        Err(JobError::UnknownRun(id.into()))
-    }
-    fn queue(&self) -> Vec<String> {
-        Vec::new()
-    }
-}
 
 struct Fixture {
     state: Arc<AppState>,
@@ -41,7 +23,7 @@ impl Fixture {
         let store = Arc::new(Store::open_in_memory().unwrap());
         let state = Arc::new(AppState::new(
             store,
-            Arc::new(NoJobs),
+            Arc::new(crate::util::NoJobs),
             dirs.path().join("data"),
             dirs.path().join("ckpts"),
         ));

@@ -11,29 +11,11 @@ use axum::http::{header, Method, Request, StatusCode};
 use cxr8::data::LabelTable;
 use cxr8::service::datasets::{self, Registration};
 use cxr8::store::Store;
-use cxr8::web::{app, AppState, FieldError, JobControl, JobError};
+use cxr8::web::{app, AppState};
 use serde_json::Value;
 use tower::ServiceExt;
 
 use crate::util::nih_dir;
-
-/// The data set pages never train; runs are someone else's test.
-struct NoJobs;
-
-impl JobControl for NoJobs {
-    fn submit(&self, _config: Value) -> Result<String, Vec<FieldError>> {
-        Err(vec![FieldError::new("", "not in these tests")])
-    }
-    fn cancel(&self, id: &str) -> Result<(), JobError> {
-        Err(JobError::UnknownRun(id.into()))
-    }
-    fn resume(&self, id: &str) -> Result<(), JobError> {
-        Err(JobError::UnknownRun(id.into()))
-    }
-    fn queue(&self) -> Vec<String> {
-        Vec::new()
-    }
-}
 
 struct Fixture {
     state: Arc<AppState>,
@@ -47,7 +29,7 @@ impl Fixture {
         let store = Arc::new(Store::open(&data_dir).unwrap());
         let state = Arc::new(AppState::new(
             store,
-            Arc::new(NoJobs),
+            Arc::new(crate::util::NoJobs),
             data_dir,
             dir.path().join("ckpts"),
         ));

@@ -19,30 +19,12 @@ use cxr8::train::job::JobPaths;
 use cxr8::train::predict::{CheckpointRef, Predictor};
 use cxr8::train::runner::CancelHandle;
 use cxr8::train::TrainConfig;
-use cxr8::web::{app, AppState, FieldError, JobControl, JobError};
+use cxr8::web::{app, AppState};
 use image::GrayImage;
 use serde_json::Value;
 use tower::ServiceExt;
 
 use crate::util::nih_dir;
-
-/// The dashboard's write side is not exercised here.
-struct NoJobs;
-
-impl JobControl for NoJobs {
-    fn submit(&self, _config: Value) -> Result<String, Vec<FieldError>> {
-        Err(vec![FieldError::new("", "not in this test")])
-    }
-    fn cancel(&self, id: &str) -> Result<(), JobError> {
-        Err(JobError::UnknownRun(id.into()))
-    }
-    fn resume(&self, id: &str) -> Result<(), JobError> {
-        Err(JobError::UnknownRun(id.into()))
-    }
-    fn queue(&self) -> Vec<String> {
-        Vec::new()
-    }
-}
 
 /// One trained run shared by every test here (training is the slow part).
 struct Trained {
@@ -135,7 +117,7 @@ fn stored_run(store: &Store, name: &str) -> String {
 fn app_for(t: &Trained) -> Router {
     app(Arc::new(AppState::new(
         t.store.clone(),
-        Arc::new(NoJobs),
+        Arc::new(crate::util::NoJobs),
         t.paths.data_dir.clone(),
         t.paths.ckpt_dir.clone(),
     )))

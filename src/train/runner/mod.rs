@@ -4,21 +4,28 @@
 //! when cancelled, fails with a hint when the loss stops being finite, checkpoints every epoch,
 //! resumes from the last checkpoint and stops early when the watched metric stalls.
 
+mod checkpointing;
+mod passes;
+mod progress;
+
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use burn::module::Module;
-use burn::optim::GradientsParams;
-use burn::tensor::{Device, FloatDType, Tensor, TensorData};
+use burn::tensor::{Device, Tensor, TensorData};
 
-use super::checkpoint::{CheckpointState, InferenceInfo, RunCheckpoints, Slot, FORMAT_VERSION};
-use super::config::{Monitor, TrainConfig};
+use checkpointing::FinishedEpoch;
+use passes::Step;
+use progress::Progress;
+
+use super::checkpoint::{InferenceInfo, RunCheckpoints};
+use super::config::TrainConfig;
 use super::error::{Error, Result};
 use super::event::{EventSink, TrainEvent};
-use super::loss::{activate, Loss};
-use super::optim::{Optim, Schedule};
+use super::loss::Loss;
+use super::optim::Optim;
 
 /// A network that maps images `[n, 1, S, S]` to logits `[n, labels]`. The model module implements
 /// it for its `Classifier`; the loop needs nothing else from a model.
@@ -154,10 +161,6 @@ pub enum Outcome {
     Cancelled,
 }
 
-/// Batch events at most this often (plus each epoch's last batch), so a fast model does not flood
-/// the store and the browser.
-const BATCH_EVENT_INTERVAL: Duration = Duration::from_millis(250);
-
 /// Seeds Burn's RNG per epoch (dropout, random init inside layers), so epoch `e` draws the same
 /// numbers whether the run was resumed or not.
 fn epoch_seed(seed: u64, epoch: usize) -> u64 {
@@ -218,11 +221,6 @@ where
     result
 }
 
-/// The monitored value in a metrics object, if present and a number.
-fn monitored(metrics: &serde_json::Value, monitor: Monitor) -> Option<f64> {
-    metrics.get(monitor.key()).and_then(|v| v.as_f64())
-}
-
 /// Adds `"loss"` to the metrics object (wrapping a non-object under `"metrics"`).
 fn with_loss(metrics: serde_json::Value, loss: f64) -> serde_json::Value {
     match metrics {
@@ -232,43 +230,6 @@ fn with_loss(metrics: serde_json::Value, loss: f64) -> serde_json::Value {
         }
         other => serde_json::json!({ "loss": loss, "metrics": other }),
     }
-}
-
-/// Fields that differ between two configs, for a resume refusal.
-fn differing_fields(a: &TrainConfig, b: &TrainConfig) -> Vec<String> {
-    let (a, b) = (serde_json::to_value(a).unwrap(), serde_json::to_value(b).unwrap());
-    let (Some(a), Some(b)) = (a.as_object(), b.as_object()) else {
-        return Vec::new();
-    };
-    a.iter()
-        .filter(|(k, v)| b.get(*k) != Some(*v))
-        .map(|(k, v)| format!("{k} (checkpoint {v}, now {})", b.get(k).cloned().unwrap_or_default()))
-        .collect()
-}
-
-/// A failed checkpoint write as the run's failure: which epoch, which file, why, and what to do
-/// (the usual cause is a full disk).
-fn checkpoint_write_failed(epoch: usize, error: Error) -> Error {
-    match error {
-        Error::Io { path, source } => Error::Checkpoint {
-            path,
-            message: format!(
-                "could not save epoch {epoch}'s checkpoint: {source}; earlier epochs are kept — free disk space, then resume the run"
-            ),
-        },
-        other => other,
-    }
-}
-
-/// Mutable run state that a checkpoint carries across a resume.
-struct Progress {
-    schedule: Schedule,
-    best_epoch: Option<usize>,
-    best_metric: Option<f64>,
-    early_stop_best: Option<f64>,
-    epochs_without_improvement: usize,
-    pos_weight: Option<Vec<f32>>,
-    completed_epochs: usize,
 }
 
 fn run_loop<M, F>(
@@ -283,309 +244,87 @@ where
     M: ImageClassifier,
     F: FnOnce(&Device) -> M,
 {
-    let RunSetup {
-        config,
-        run_id,
-        ckpt_dir,
-        device,
-        device_name,
-        num_labels,
-        pos_weight,
-        resume,
-        inference,
-    } = setup;
+    let config = &setup.config;
     config.validate().map_err(Error::Config)?;
-    if num_labels == 0 {
+    if setup.num_labels == 0 {
         return Err(Error::Batch("the data set has no labels".into()));
     }
-    let ckpts = RunCheckpoints::new(&ckpt_dir, &run_id);
+    let ckpts = RunCheckpoints::new(&setup.ckpt_dir, &setup.run_id);
 
-    device.seed(config.seed);
-    let mut model = build_model(&device);
-    let mut optim = Optim::from_config(&config);
-    let mut progress = Progress {
-        schedule: Schedule::from_config(&config),
-        best_epoch: None,
-        best_metric: None,
-        early_stop_best: None,
-        epochs_without_improvement: 0,
-        pos_weight,
-        completed_epochs: 0,
-    };
-
-    if resume {
-        let state = ckpts.read_state(Slot::Last)?.ok_or_else(|| {
-            Error::Resume(format!(
-                "no checkpoint in {} (the run never finished an epoch)",
-                ckpts.path().display()
-            ))
-        })?;
-        if state.config.resume_key() != config.resume_key() {
-            let diff = differing_fields(&state.config.resume_key(), &config.resume_key());
-            return Err(Error::Resume(format!(
-                "the configuration differs from the checkpoint's: {}; resume with the original settings",
-                diff.join(", ")
-            )));
+    setup.device.seed(config.seed);
+    let mut model = build_model(&setup.device);
+    let mut optim = Optim::from_config(config);
+    let mut progress = Progress::fresh(config, setup.pos_weight.clone());
+    if setup.resume {
+        (model, optim, progress) = checkpointing::resume(&ckpts, config, setup.num_labels, model, optim)?;
+        if progress.nothing_left(config) {
+            // Killed after the last checkpoint but before the run was marked finished: it
+            // finishes now with the checkpoint's best epoch instead of failing or training on.
+            return Ok(progress.finished(progress.completed_epochs < config.epochs));
         }
-        if state.num_labels != num_labels {
-            return Err(Error::Resume(format!(
-                "the checkpoint has {} labels, the data {num_labels}",
-                state.num_labels
-            )));
-        }
-        model = ckpts.load_model(Slot::Last, model)?;
-        let optim_path = ckpts.path().to_path_buf();
-        optim = optim
-            .load_bytes(ckpts.read_optim_state(Slot::Last)?)
-            .map_err(|message| Error::Checkpoint {
-                path: optim_path,
-                message: format!("unreadable optimiser state: {message}"),
-            })?;
-        progress = Progress {
-            schedule: Schedule {
-                epochs: config.epochs,
-                ..state.schedule
-            },
-            best_epoch: state.best_epoch,
-            best_metric: state.best_metric,
-            early_stop_best: state.early_stop_best,
-            epochs_without_improvement: state.epochs_without_improvement,
-            pos_weight: state.pos_weight,
-            completed_epochs: state.epoch,
-        };
     }
 
-    // A process killed after the last epoch's checkpoint (or after the epoch that ended the run
-    // early) but before the run was marked finished resumes into nothing left to train: it
-    // finishes now with the checkpoint's best epoch, instead of failing or training on.
-    let patience_spent = config
-        .early_stopping
-        .is_some_and(|patience| progress.completed_epochs > 0 && progress.epochs_without_improvement >= patience);
-    if resume && (progress.completed_epochs >= config.epochs || patience_spent) {
-        return Ok(Outcome::Finished {
-            best_epoch: progress.best_epoch,
-            best_metric: progress.best_metric,
-            stopped_early: progress.completed_epochs < config.epochs,
-        });
-    }
-
-    let dtype = config.precision.float_dtype();
     model = config.precision.cast_module(model);
-    let loss_fn = Loss::from_config(&config, progress.pos_weight.clone());
-    let activation = config.activation();
+    let loss = Loss::from_config(config, progress.pos_weight.clone());
+    let step = Step {
+        device: &setup.device,
+        dtype: config.precision.float_dtype(),
+        loss: &loss,
+        activation: config.activation(),
+        num_labels: setup.num_labels,
+        cancel,
+    };
     events.emit(TrainEvent::Started {
         config: Box::new(config.clone()),
-        run_id: run_id.clone(),
+        run_id: setup.run_id.clone(),
         num_params: model.num_params(),
-        device: device_name,
+        device: setup.device_name.clone(),
         first_epoch: progress.completed_epochs + 1,
     });
 
     for epoch_index in progress.completed_epochs..config.epochs {
         let epoch = epoch_index + 1;
         let epoch_start = Instant::now();
-        device.seed(epoch_seed(config.seed, epoch_index));
-
-        // --- training pass ---
-        let of = data.train_batch_count();
-        let mut train_loss_sum = 0.0f64;
-        let mut train_seen = 0usize;
-        let mut train_probs = Vec::new();
-        let mut train_targets = Vec::new();
-        let mut last_event = None::<Instant>;
-        let mut lr = progress.schedule.lr(epoch_index, 0.0);
-        let mut batches = data.train_batches(epoch).peekable();
-        let mut index = 0usize;
-        loop {
-            // Checked before the loader decodes the next batch, and again after (decoding can be slow).
-            if cancel.is_cancelled() {
-                return Ok(Outcome::Cancelled);
-            }
-            let Some(batch) = batches.next() else { break };
-            if cancel.is_cancelled() {
-                return Ok(Outcome::Cancelled);
-            }
-            let batch = batch.map_err(|e| Error::Data(e.to_string()))?;
-            batch.check(num_labels)?;
-            let step_start = Instant::now();
-            lr = progress.schedule.lr(epoch_index, index as f64 / of.max(1) as f64);
-            let (images, targets) = batch.tensors(&device);
-            let logits = model.forward(images.cast(dtype)).cast(FloatDType::F32);
-            let loss = loss_fn.compute(logits.clone(), targets);
-            let loss_value: f32 = loss.clone().into_scalar::<f32>();
-            if !loss_value.is_finite() {
-                return Err(Error::NonFinite {
-                    epoch,
-                    batch: index + 1,
-                    value: loss_value,
-                });
-            }
-            let grads = GradientsParams::from_grads(loss.backward(), &model);
-            model = optim.step(lr, model, grads);
-
-            let probs = activate(logits.detach(), activation).into_data();
-            train_probs.extend(probs.iter::<f32>());
-            train_targets.extend_from_slice(&batch.targets);
-            train_loss_sum += loss_value as f64 * batch.n as f64;
-            train_seen += batch.n;
-            index += 1;
-
-            let is_last = batches.peek().is_none();
-            if is_last || last_event.is_none_or(|t| t.elapsed() >= BATCH_EVENT_INTERVAL) {
-                last_event = Some(Instant::now());
-                let secs = step_start.elapsed().as_secs_f32().max(1e-6);
-                events.emit(TrainEvent::Batch {
-                    epoch,
-                    batch: index,
-                    of: of.max(index),
-                    loss: loss_value,
-                    images_per_sec: batch.n as f32 / secs,
-                    lr,
-                });
-            }
-        }
-        drop(batches);
-        if train_seen == 0 {
-            return Err(Error::Data(format!("epoch {epoch} had no training batches")));
-        }
-        let train_loss = train_loss_sum / train_seen as f64;
-
-        // --- validation pass, without autodiff ---
-        let valid_model = model.valid();
-        let valid_device = device.clone().inner();
-        let mut val_loss_sum = 0.0f64;
-        let mut val_seen = 0usize;
-        let mut val_probs = Vec::new();
-        let mut val_targets = Vec::new();
-        for batch in data.val_batches() {
-            if cancel.is_cancelled() {
-                return Ok(Outcome::Cancelled);
-            }
-            let batch = batch.map_err(|e| Error::Data(e.to_string()))?;
-            batch.check(num_labels)?;
-            let (images, targets) = batch.tensors(&valid_device);
-            let logits = valid_model.forward(images.cast(dtype)).cast(FloatDType::F32);
-            let loss: f32 = loss_fn.compute(logits.clone(), targets).into_scalar::<f32>();
-            val_probs.extend(activate(logits, activation).into_data().iter::<f32>());
-            val_targets.extend_from_slice(&batch.targets);
-            val_loss_sum += loss as f64 * batch.n as f64;
-            val_seen += batch.n;
-        }
-        let val_loss = if val_seen > 0 {
-            val_loss_sum / val_seen as f64
-        } else {
-            f64::NAN
+        setup.device.seed(epoch_seed(config.seed, epoch_index));
+        let trained = passes::train_epoch(model, &mut optim, &progress.schedule, epoch_index, data, &step, events)?;
+        let Some((trained_model, train)) = trained else {
+            return Ok(Outcome::Cancelled);
         };
-        if !val_loss.is_finite() && val_seen > 0 {
-            return Err(Error::NonFinite {
-                epoch,
-                batch: 0,
-                value: val_loss as f32,
-            });
-        }
-
-        let train_metrics = with_loss(metrics.evaluate(&train_probs, &train_targets, num_labels), train_loss);
-        let val_metrics = if val_seen > 0 {
-            with_loss(metrics.evaluate(&val_probs, &val_targets, num_labels), val_loss)
+        model = trained_model;
+        let Some(val) = passes::validate_epoch(&model, epoch, data, &step)? else {
+            return Ok(Outcome::Cancelled);
+        };
+        let num_labels = setup.num_labels;
+        let train_metrics = with_loss(
+            metrics.evaluate(&train.probabilities, &train.targets, num_labels),
+            train.loss,
+        );
+        let val_metrics = if val.images > 0 {
+            with_loss(metrics.evaluate(&val.probabilities, &val.targets, num_labels), val.loss)
         } else {
             serde_json::json!({})
         };
-
-        // --- bookkeeping: schedule, best, early stopping ---
-        let checkpoint_value = monitored(&val_metrics, config.checkpoint_metric);
-        progress.schedule.end_epoch(checkpoint_value);
-        let improved = checkpoint_value.is_some_and(|v| config.checkpoint_metric.improves(v, progress.best_metric));
-        if improved {
-            progress.best_metric = checkpoint_value;
-            progress.best_epoch = Some(epoch);
-        }
-        match monitored(&val_metrics, config.early_stop_metric) {
-            Some(v) if config.early_stop_metric.improves(v, progress.early_stop_best) => {
-                progress.early_stop_best = Some(v);
-                progress.epochs_without_improvement = 0;
-            }
-            _ => progress.epochs_without_improvement += 1,
-        }
-        progress.completed_epochs = epoch;
-
-        // --- checkpoint, then the epoch event ---
-        // The epoch is reported (and so committed to the store) only once its checkpoint is
-        // renamed into place and `last.json` names it. Reported first, a kill between the two
-        // would leave a committed epoch whose checkpoint does not exist: the resumed run would
-        // train that epoch again and report it a second time, with different numbers. This way
-        // every committed epoch has its checkpoint; a kill after the checkpoint but before the
-        // report leaves the epoch's event in `epoch.json`, which a resume records (see
-        // `runs::execute`), so the epoch is neither lost nor repeated.
-        let epoch_event = TrainEvent::Epoch {
+        let improved = progress.end_epoch(epoch, &val_metrics, config);
+        let finished = FinishedEpoch {
             epoch,
-            train: train_metrics.clone(),
-            val: val_metrics.clone(),
-            lr,
+            train: train_metrics,
+            val: val_metrics,
+            lr: train.lr,
             seconds: epoch_start.elapsed().as_secs_f64(),
+            improved,
         };
-        let state = CheckpointState {
-            format: FORMAT_VERSION,
-            run_id: run_id.clone(),
-            config: config.clone(),
-            epoch,
-            train_metrics,
-            val_metrics,
-            schedule: progress.schedule.clone(),
-            best_epoch: progress.best_epoch,
-            best_metric: progress.best_metric,
-            early_stop_best: progress.early_stop_best,
-            epochs_without_improvement: progress.epochs_without_improvement,
-            pos_weight: progress.pos_weight.clone(),
-            num_labels,
-            inference: inference.clone(),
-        };
-        let optim_bytes = optim.to_bytes().map_err(|message| Error::Checkpoint {
-            path: ckpts.path().to_path_buf(),
-            message: format!("could not encode the optimiser state: {message}"),
-        })?;
-        let record = serde_json::to_value(&epoch_event).expect("events serialise");
-        let dir = ckpts
-            .save_epoch(&model, &optim_bytes, &state, Some(&record))
-            .and_then(|dir| ckpts.point(Slot::Last, epoch).map(|()| dir))
-            .map_err(|e| checkpoint_write_failed(epoch, e))?;
-        events.emit(epoch_event);
-        events.emit(TrainEvent::Checkpoint {
-            path: dir.clone(),
-            epoch,
-            best: false,
-        });
-        if improved {
-            ckpts
-                .point(Slot::Best, epoch)
-                .map_err(|e| checkpoint_write_failed(epoch, e))?;
-            events.emit(TrainEvent::Checkpoint {
-                path: dir,
-                epoch,
-                best: true,
-            });
-        }
-
-        if let Some(patience) = config.early_stopping {
-            if progress.epochs_without_improvement >= patience && epoch < config.epochs {
-                return Ok(Outcome::Finished {
-                    best_epoch: progress.best_epoch,
-                    best_metric: progress.best_metric,
-                    stopped_early: true,
-                });
-            }
+        checkpointing::save_and_report(&ckpts, &setup, &model, &optim, &progress, finished, events)?;
+        if progress.stops_early(config, epoch) {
+            return Ok(progress.finished(true));
         }
     }
-
-    Ok(Outcome::Finished {
-        best_epoch: progress.best_epoch,
-        best_metric: progress.best_metric,
-        stopped_early: false,
-    })
+    Ok(progress.finished(false))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::train::checkpoint::Slot;
     use crate::train::config::{LossKind, OptimizerKind};
     use burn::module::Param;
     use rand::{Rng, SeedableRng};

@@ -28,15 +28,9 @@ pub(crate) struct Engine {
 
 impl JobControl for Engine {
     fn submit(&self, config: Value) -> Result<String, Vec<FieldError>> {
-        let to_web = |errors: Vec<cxr8::train::FieldError>| -> Vec<FieldError> {
-            errors
-                .into_iter()
-                .map(|e| FieldError::new(e.field, e.message))
-                .collect()
-        };
-        let mut parsed = TrainConfig::from_json(&config.to_string()).map_err(to_web)?;
-        cxr8::service::runs::resolve_dataset(&self.store, &mut parsed).map_err(|e| to_web(vec![e]))?;
-        parsed.validate().map_err(to_web)?;
+        let mut parsed = TrainConfig::from_json(&config.to_string())?;
+        cxr8::service::runs::resolve_dataset(&self.store, &mut parsed).map_err(|e| vec![e])?;
+        parsed.validate()?;
         let stored = serde_json::to_value(&parsed).unwrap();
         let id = self
             .store

@@ -23,17 +23,10 @@ struct FakeJobs {
     queue: Mutex<Vec<String>>,
 }
 
-fn to_web(errors: Vec<cxr8::train::FieldError>) -> Vec<FieldError> {
-    errors
-        .into_iter()
-        .map(|e| FieldError::new(e.field, e.message))
-        .collect()
-}
-
 impl JobControl for FakeJobs {
     fn submit(&self, config: Value) -> Result<String, Vec<FieldError>> {
-        let mut parsed = TrainConfig::from_json(&config.to_string()).map_err(to_web)?;
-        cxr8::service::runs::resolve_dataset(&self.store, &mut parsed).map_err(|e| to_web(vec![e]))?;
+        let mut parsed = TrainConfig::from_json(&config.to_string())?;
+        cxr8::service::runs::resolve_dataset(&self.store, &mut parsed).map_err(|e| vec![e])?;
         self.submitted.lock().unwrap().push(config.clone());
         let stored = serde_json::to_value(&parsed).unwrap();
         let id = self

@@ -1,14 +1,14 @@
 //! `cxr8 bench cache`: our decode + resize pipeline against Python PIL on the same files and cores.
 
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Instant;
 
 use anyhow::Context;
 use rayon::prelude::*;
 use serde::Serialize;
 
-use super::reference::benches_dir;
+use super::reference::{benches_dir, ensure_venv_package, run_script, script};
 use super::CacheBenchArgs;
 use crate::data::images::{self, ImageIndex, SquareResizer};
 
@@ -128,57 +128,15 @@ pub(super) fn bench_cache(args: CacheBenchArgs) -> anyhow::Result<()> {
 /// there on first use. Any failure becomes a message for the output, not an error.
 fn run_pil(images: &Path, size: u32, repeat: usize, processes: usize) -> Result<serde_json::Value, String> {
     let benches = benches_dir();
-    let script = benches.join("cache_reference.py");
-    if !script.is_file() {
-        return Err(format!("{} not found", script.display()));
+    let script = script(&benches, "cache_reference.py")?;
+    let python = ensure_venv_package(&benches, "PIL", &[&["install", "--quiet", "pillow"]])?;
+    let mut args: Vec<OsString> = vec!["--images".into(), images.into()];
+    for (flag, value) in [
+        ("--size", size.to_string()),
+        ("--repeat", repeat.to_string()),
+        ("--processes", processes.to_string()),
+    ] {
+        args.extend([flag.into(), value.into()]);
     }
-    let venv = benches.join(".venv");
-    let python = venv.join("bin/python");
-    let has_pil = |python: &Path| {
-        Command::new(python)
-            .args(["-c", "import PIL"])
-            .output()
-            .is_ok_and(|o| o.status.success())
-    };
-    if !has_pil(&python) {
-        eprintln!("setting up {} with Pillow (once)...", venv.display());
-        let step = |program: &Path, step_args: &[&str]| -> Result<(), String> {
-            let out = Command::new(program)
-                .args(step_args)
-                .output()
-                .map_err(|e| format!("cannot run {}: {e}", program.display()))?;
-            if out.status.success() {
-                Ok(())
-            } else {
-                Err(format!(
-                    "`{} {}` failed: {}",
-                    program.display(),
-                    step_args.join(" "),
-                    String::from_utf8_lossy(&out.stderr).trim()
-                ))
-            }
-        };
-        let venv_str = venv.to_string_lossy();
-        step(Path::new("python3"), &["-m", "venv", &venv_str])?;
-        step(&venv.join("bin/pip"), &["install", "--quiet", "pillow"])?;
-        if !has_pil(&python) {
-            return Err("Pillow installed but `import PIL` still fails".into());
-        }
-    }
-    let out = Command::new(&python)
-        .arg(&script)
-        .arg("--images")
-        .arg(images)
-        .args(["--size", &size.to_string(), "--repeat", &repeat.to_string()])
-        .args(["--processes", &processes.to_string()])
-        .output()
-        .map_err(|e| format!("cannot run {}: {e}", python.display()))?;
-    if !out.status.success() {
-        return Err(format!(
-            "{} failed: {}",
-            script.display(),
-            String::from_utf8_lossy(&out.stderr).trim()
-        ));
-    }
-    serde_json::from_slice(&out.stdout).map_err(|e| format!("unexpected output from {}: {e}", script.display()))
+    run_script(&python, &script, args)
 }

@@ -1,6 +1,7 @@
 //! The Python side of the reference benchmarks: a `--python` interpreter checked before a long
 //! run, or benches/.venv made on first use with the packages a script needs.
 
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -74,6 +75,34 @@ pub(super) fn ensure_venv_package(benches: &Path, module: &str, installs: &[&[&s
     } else {
         Err(format!("{module} installed but `import {module}` still fails"))
     }
+}
+
+/// benches/`name`, or why it cannot be run.
+pub(super) fn script(benches: &Path, name: &str) -> Result<PathBuf, String> {
+    let script = benches.join(name);
+    if script.is_file() {
+        Ok(script)
+    } else {
+        Err(format!("{} not found", script.display()))
+    }
+}
+
+/// Runs a reference script with `python` and reads the JSON object it prints; a failure is its
+/// stderr in a message.
+pub(super) fn run_script(python: &Path, script: &Path, args: Vec<OsString>) -> Result<serde_json::Value, String> {
+    let out = Command::new(python)
+        .arg(script)
+        .args(args)
+        .output()
+        .map_err(|e| format!("cannot run {}: {e}", python.display()))?;
+    if !out.status.success() {
+        return Err(format!(
+            "{} failed: {}",
+            script.display(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    serde_json::from_slice(&out.stdout).map_err(|e| format!("unexpected output from {}: {e}", script.display()))
 }
 
 /// The benches/ folder: in the current directory when run from the crate root, else the source tree's.

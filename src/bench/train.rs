@@ -1,12 +1,10 @@
 //! `cxr8 bench train`: training and inference images/s of one model, optionally against the same
 //! step in PyTorch (benches/train_reference.py).
 
-use std::process::Command;
-
 use anyhow::Context;
 use serde::Serialize;
 
-use super::reference::{benches_dir, check_python_module, ensure_venv_package, TORCH_INSTALL};
+use super::reference::{benches_dir, check_python_module, ensure_venv_package, run_script, script, TORCH_INSTALL};
 use super::train_step::{self, TrainBench, TrainBenchConfig};
 use super::TrainBenchArgs;
 use crate::model::{ModelSpec, NormKind};
@@ -132,32 +130,27 @@ pub(super) fn bench_train(args: TrainBenchArgs) -> anyhow::Result<()> {
 /// become a message for the output.
 fn run_torch(args: &TrainBenchArgs, threads: usize, cuda: bool) -> Result<serde_json::Value, String> {
     let benches = benches_dir();
-    let script = benches.join("train_reference.py");
-    if !script.is_file() {
-        return Err(format!("{} not found", script.display()));
-    }
+    let script = script(&benches, "train_reference.py")?;
     let python = match &args.python {
         Some(python) => python.clone(),
         None => ensure_venv_package(&benches, "torch", TORCH_INSTALL)?,
     };
-    let out = Command::new(&python)
-        .arg(&script)
-        .args(["--model", args.model.name()])
-        .args(["--size", &args.size.to_string(), "--batch", &args.batch.to_string()])
-        .args(["--steps", &args.steps.to_string(), "--warmup", &args.warmup.to_string()])
-        .args(["--width", &args.width.to_string(), "--threads", &threads.to_string()])
-        .args(["--norm", norm_name(args.norm)])
-        .args(["--device", if cuda { "cuda" } else { "cpu" }])
-        .output()
-        .map_err(|e| format!("cannot run {}: {e}", python.display()))?;
-    if !out.status.success() {
-        return Err(format!(
-            "{} failed: {}",
-            script.display(),
-            String::from_utf8_lossy(&out.stderr).trim()
-        ));
-    }
-    serde_json::from_slice(&out.stdout).map_err(|e| format!("unexpected output from {}: {e}", script.display()))
+    let options = [
+        ("--model", args.model.name().to_string()),
+        ("--size", args.size.to_string()),
+        ("--batch", args.batch.to_string()),
+        ("--steps", args.steps.to_string()),
+        ("--warmup", args.warmup.to_string()),
+        ("--width", args.width.to_string()),
+        ("--threads", threads.to_string()),
+        ("--norm", norm_name(args.norm).to_string()),
+        ("--device", if cuda { "cuda" } else { "cpu" }.to_string()),
+    ];
+    let args = options
+        .into_iter()
+        .flat_map(|(flag, value)| [flag.into(), value.into()])
+        .collect();
+    run_script(&python, &script, args)
 }
 
 fn norm_name(norm: NormKind) -> &'static str {

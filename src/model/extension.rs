@@ -41,32 +41,15 @@ pub(super) fn f32_values(tensor: &FlexTensor) -> &[f32] {
 /// size, in parallel (64K f32 = 256 KiB: big enough to amortise rayon's hand-off).
 pub(super) const CHUNK: usize = 1 << 16;
 
-/// An element-wise map of an f32 tensor: `in_place(values)` overwrites values with their image,
-/// `copy(output, input)` writes the image of `input` into `output`. Both see one chunk at a time.
-pub(super) struct UnaryKernel<I, C> {
-    pub in_place: I,
-    pub copy: C,
-}
-
-/// An element-wise map of an upstream gradient given the op's f32 input: `in_place(grad, input)`
-/// overwrites the gradient, `copy(output, input, grad)` writes into a new buffer.
-pub(super) struct GradKernel<I, C> {
-    pub in_place: I,
-    pub copy: C,
-}
-
-/// Runs `kernel` over a contiguous f32 flex tensor (the caller checks the dtype): in place when
-/// nobody else holds the buffer (inference, untracked tensors), into a new buffer otherwise.
-pub(super) fn map_f32<I, C>(x: FlexTensor, kernel: UnaryKernel<I, C>) -> FlexTensor
-where
-    I: Fn(&mut [f32]) + Sync,
-    C: Fn(&mut [f32], &[f32]) + Sync,
-{
+/// `f` applied to every value of a contiguous f32 flex tensor (the caller checks the dtype): in
+/// place when nobody else holds the buffer (inference, untracked tensors), into a new buffer
+/// otherwise. `f` should be `#[inline(always)]` so that the loops vectorise.
+pub(super) fn map_f32(x: FlexTensor, f: impl Fn(f32) -> f32 + Sync) -> FlexTensor {
     let mut x = contiguous(x);
     if let Some((start, end)) = x.layout().contiguous_offsets() {
         if let Some(values) = x.try_storage_mut::<f32>() {
             in_chunks(&mut values[start..end], |chunk, _| {
-                with_fast_simd(|| (kernel.in_place)(chunk))
+                with_fast_simd(|| chunk.iter_mut().for_each(|v| *v = f(*v)))
             });
             return x;
         }
@@ -74,19 +57,16 @@ where
     let input = f32_values(&x);
     let mut output = vec![0.0f32; input.len()];
     in_chunks(&mut output, |chunk, offset| {
-        with_fast_simd(|| (kernel.copy)(chunk, &input[offset..offset + chunk.len()]))
+        let input = &input[offset..offset + chunk.len()];
+        with_fast_simd(|| chunk.iter_mut().zip(input).for_each(|(y, &x)| *y = f(x)))
     });
     FlexTensor::from_data(TensorData::new(output, x.shape()))
 }
 
-/// Runs a gradient `kernel` over the upstream gradient `grad` of an op whose input was `x` (both
-/// f32, the same shape): in place in `grad` when it is ours alone (the usual case), otherwise
-/// into a new buffer.
-pub(super) fn map_grad_f32<I, C>(x: FlexTensor, grad: FlexTensor, kernel: GradKernel<I, C>) -> FlexTensor
-where
-    I: Fn(&mut [f32], &[f32]) + Sync,
-    C: Fn(&mut [f32], &[f32], &[f32]) + Sync,
-{
+/// An element-wise op's input gradient, `f(x, upstream gradient)` for every value of `x` and
+/// `grad` (both f32, the same shape): in place in `grad` when it is ours alone (the usual case),
+/// otherwise into a new buffer.
+pub(super) fn map_grad_f32(x: FlexTensor, grad: FlexTensor, f: impl Fn(f32, f32) -> f32 + Sync) -> FlexTensor {
     assert_eq!(
         x.shape(),
         grad.shape(),
@@ -98,7 +78,8 @@ where
     if let Some((start, end)) = grad.layout().contiguous_offsets() {
         if let Some(values) = grad.try_storage_mut::<f32>() {
             in_chunks(&mut values[start..end], |chunk, offset| {
-                with_fast_simd(|| (kernel.in_place)(chunk, &input[offset..offset + chunk.len()]))
+                let input = &input[offset..offset + chunk.len()];
+                with_fast_simd(|| chunk.iter_mut().zip(input).for_each(|(g, &x)| *g = f(x, *g)))
             });
             return grad;
         }
@@ -107,7 +88,12 @@ where
     let mut output = vec![0.0f32; input.len()];
     in_chunks(&mut output, |chunk, offset| {
         let range = offset..offset + chunk.len();
-        with_fast_simd(|| (kernel.copy)(chunk, &input[range.clone()], &upstream[range]))
+        let (input, upstream) = (&input[range.clone()], &upstream[range]);
+        with_fast_simd(|| {
+            for ((out, &x), &g) in chunk.iter_mut().zip(input).zip(upstream) {
+                *out = f(x, g);
+            }
+        })
     });
     FlexTensor::from_data(TensorData::new(output, x.shape()))
 }

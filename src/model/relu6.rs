@@ -35,9 +35,7 @@ use burn::backend::{
 };
 use burn::prelude::*;
 
-use super::extension::{
-    extension_runs_on, map_f32, map_grad_f32, record_elementwise, ElementwiseOp, GradKernel, UnaryKernel,
-};
+use super::extension::{extension_runs_on, map_f32, map_grad_f32, record_elementwise, ElementwiseOp};
 
 /// The upper bound of ReLU6.
 const SIX: f32 = 6.0;
@@ -83,37 +81,14 @@ impl Relu6Backend for Flex {
         if x.dtype() != DType::F32 {
             return burn_relu6::<Flex>(x);
         }
-        map_f32(
-            x,
-            UnaryKernel {
-                in_place: |values: &mut [f32]| values.iter_mut().for_each(|v| *v = relu6_value(*v)),
-                copy: |output: &mut [f32], input: &[f32]| {
-                    output.iter_mut().zip(input).for_each(|(y, &x)| *y = relu6_value(x))
-                },
-            },
-        )
+        map_f32(x, relu6_value)
     }
 
     fn relu6_backward(x: FloatTensor<Self>, grad: FloatTensor<Self>) -> FloatTensor<Self> {
         if x.dtype() != DType::F32 || grad.dtype() != DType::F32 {
             return burn_relu6_backward::<Flex>(x, grad);
         }
-        map_grad_f32(
-            x,
-            grad,
-            GradKernel {
-                in_place: |grad: &mut [f32], input: &[f32]| {
-                    grad.iter_mut()
-                        .zip(input)
-                        .for_each(|(g, &x)| *g = relu6_grad_value(x, *g))
-                },
-                copy: |output: &mut [f32], input: &[f32], grad: &[f32]| {
-                    for ((out, &x), &g) in output.iter_mut().zip(input).zip(grad) {
-                        *out = relu6_grad_value(x, g);
-                    }
-                },
-            },
-        )
+        map_grad_f32(x, grad, relu6_grad_value)
     }
 }
 

@@ -19,9 +19,7 @@ use burn::backend::tensor::FloatTensor;
 use burn::backend::{backend_extension, Autodiff, Backend, Cube, DType, Dispatch, Flex};
 use burn::prelude::*;
 
-use super::extension::{
-    extension_runs_on, map_f32, map_grad_f32, record_elementwise, ElementwiseOp, GradKernel, UnaryKernel,
-};
+use super::extension::{extension_runs_on, map_f32, map_grad_f32, record_elementwise, ElementwiseOp};
 
 /// SiLU and its gradient. The default bodies are Burn's own ops; a backend overrides what it can
 /// do faster.
@@ -61,37 +59,14 @@ impl SiluBackend for Flex {
         if x.dtype() != DType::F32 {
             return burn_silu::<Flex>(x);
         }
-        map_f32(
-            x,
-            UnaryKernel {
-                in_place: |values: &mut [f32]| values.iter_mut().for_each(|v| *v = silu_value(*v)),
-                copy: |output: &mut [f32], input: &[f32]| {
-                    output.iter_mut().zip(input).for_each(|(y, &x)| *y = silu_value(x))
-                },
-            },
-        )
+        map_f32(x, silu_value)
     }
 
     fn silu_backward(x: FloatTensor<Self>, grad: FloatTensor<Self>) -> FloatTensor<Self> {
         if x.dtype() != DType::F32 || grad.dtype() != DType::F32 {
             return burn_silu_backward::<Flex>(x, grad);
         }
-        map_grad_f32(
-            x,
-            grad,
-            GradKernel {
-                in_place: |grad: &mut [f32], input: &[f32]| {
-                    grad.iter_mut()
-                        .zip(input)
-                        .for_each(|(g, &x)| *g = silu_grad_value(x, *g))
-                },
-                copy: |output: &mut [f32], input: &[f32], grad: &[f32]| {
-                    for ((out, &x), &g) in output.iter_mut().zip(input).zip(grad) {
-                        *out = silu_grad_value(x, g);
-                    }
-                },
-            },
-        )
+        map_grad_f32(x, grad, silu_grad_value)
     }
 }
 

@@ -13,10 +13,11 @@ use std::sync::Arc;
 
 use axum::body::Body;
 use axum::http::{header, Method, Request, StatusCode};
+use cxr8::service;
 use cxr8::service::datasets::{self, Registration};
 use cxr8::store::{NewRun, RunStatus, Store};
 use cxr8::train::TrainConfig;
-use cxr8::web::{app, AppState, FieldError, JobControl, JobError};
+use cxr8::web::{app, AppState, FieldError, JobControl};
 use serde_json::{json, Value};
 use tower::ServiceExt;
 
@@ -47,19 +48,19 @@ impl JobControl for Engine {
         Ok(id)
     }
 
-    fn cancel(&self, id: &str) -> Result<(), JobError> {
+    fn cancel(&self, id: &str) -> Result<(), service::Error> {
         match self.store.run(id).unwrap() {
             // The worker would stop between batches; nothing changes at once.
             Some(run) if run.status == RunStatus::Running => Ok(()),
-            Some(run) => Err(JobError::Conflict(format!("run {id} is {}", run.status.as_str()))),
-            None => Err(JobError::UnknownRun(id.into())),
+            Some(run) => Err(service::Error::Conflict(format!("run {id} is {}", run.status.as_str()))),
+            None => Err(service::Error::UnknownRun(id.into())),
         }
     }
 
-    fn resume(&self, id: &str) -> Result<(), JobError> {
+    fn resume(&self, id: &str) -> Result<(), service::Error> {
         match self.store.run(id).unwrap() {
-            Some(run) => Err(JobError::Conflict(format!("run {id} is {}", run.status.as_str()))),
-            None => Err(JobError::UnknownRun(id.into())),
+            Some(run) => Err(service::Error::Conflict(format!("run {id} is {}", run.status.as_str()))),
+            None => Err(service::Error::UnknownRun(id.into())),
         }
     }
 

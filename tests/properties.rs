@@ -10,10 +10,11 @@ use std::sync::{Arc, Mutex};
 use axum::body::Body;
 use axum::http::{Method, Request};
 use cxr8::data::table::LabelTable;
+use cxr8::service;
 use cxr8::store::{NewRun, Store};
 use cxr8::train::config::{MAX_BATCH_SIZE, MAX_EPOCHS, MAX_IMAGE_SIZE, MAX_WIDTH, MIN_IMAGE_SIZE};
 use cxr8::train::TrainConfig;
-use cxr8::web::{app, AppState, FieldError, JobControl, JobError};
+use cxr8::web::{app, AppState, FieldError, JobControl};
 use rand::seq::IndexedRandom;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -427,11 +428,11 @@ impl JobControl for ParsingJobs {
             })
             .unwrap())
     }
-    fn cancel(&self, id: &str) -> Result<(), JobError> {
-        Err(JobError::UnknownRun(id.into()))
+    fn cancel(&self, id: &str) -> Result<(), service::Error> {
+        Err(service::Error::UnknownRun(id.into()))
     }
-    fn resume(&self, id: &str) -> Result<(), JobError> {
-        Err(JobError::UnknownRun(id.into()))
+    fn resume(&self, id: &str) -> Result<(), service::Error> {
+        Err(service::Error::UnknownRun(id.into()))
     }
     fn queue(&self) -> Vec<String> {
         Vec::new()

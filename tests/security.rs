@@ -7,8 +7,9 @@ use std::sync::{Arc, Mutex};
 use axum::body::Body;
 use axum::http::{header, HeaderMap, Method, Request, StatusCode};
 use axum::Router;
+use cxr8::service;
 use cxr8::store::{NewRun, RunStatus, Store};
-use cxr8::web::{app, AppState, FieldError, JobControl, JobError};
+use cxr8::web::{app, AppState, FieldError, JobControl};
 use serde_json::{json, Value};
 use tower::ServiceExt;
 
@@ -30,11 +31,11 @@ impl JobControl for CountingJobs {
         self.submitted.lock().unwrap().push(config);
         Ok("queued-id".into())
     }
-    fn cancel(&self, id: &str) -> Result<(), JobError> {
+    fn cancel(&self, id: &str) -> Result<(), service::Error> {
         self.cancelled.lock().unwrap().push(id.into());
         Ok(())
     }
-    fn resume(&self, _id: &str) -> Result<(), JobError> {
+    fn resume(&self, _id: &str) -> Result<(), service::Error> {
         Ok(())
     }
     fn queue(&self) -> Vec<String> {

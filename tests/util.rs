@@ -495,11 +495,11 @@ impl cxr8::web::JobControl for NoJobs {
     fn submit(&self, _config: Value) -> Result<String, Vec<cxr8::web::FieldError>> {
         Err(vec![cxr8::web::FieldError::new("", "this test submits no runs")])
     }
-    fn cancel(&self, id: &str) -> Result<(), cxr8::web::JobError> {
-        Err(cxr8::web::JobError::UnknownRun(id.into()))
+    fn cancel(&self, id: &str) -> Result<(), cxr8::service::Error> {
+        Err(cxr8::service::Error::UnknownRun(id.into()))
     }
-    fn resume(&self, id: &str) -> Result<(), cxr8::web::JobError> {
-        Err(cxr8::web::JobError::UnknownRun(id.into()))
+    fn resume(&self, id: &str) -> Result<(), cxr8::service::Error> {
+        Err(cxr8::service::Error::UnknownRun(id.into()))
     }
     fn queue(&self) -> Vec<String> {
         Vec::new()

@@ -6,8 +6,9 @@ use std::sync::{Arc, Mutex};
 use axum::body::Body;
 use axum::http::{header, Method, Request, StatusCode};
 use axum::Router;
+use cxr8::service;
 use cxr8::store::{EventRow, NewRun, RunStatus, Store};
-use cxr8::web::{app, AppState, FieldError, JobControl, JobError};
+use cxr8::web::{app, AppState, FieldError, JobControl};
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tower::ServiceExt;
@@ -46,15 +47,15 @@ impl JobControl for FakeJobs {
         Ok(id)
     }
 
-    fn cancel(&self, id: &str) -> Result<(), JobError> {
+    fn cancel(&self, id: &str) -> Result<(), service::Error> {
         match self.store.run(id).unwrap() {
             Some(run) if run.status == RunStatus::Running => Ok(()),
-            Some(run) => Err(JobError::Conflict(format!("run is {}", run.status.as_str()))),
-            None => Err(JobError::UnknownRun(id.into())),
+            Some(run) => Err(service::Error::Conflict(format!("run is {}", run.status.as_str()))),
+            None => Err(service::Error::UnknownRun(id.into())),
         }
     }
 
-    fn resume(&self, _id: &str) -> Result<(), JobError> {
+    fn resume(&self, _id: &str) -> Result<(), service::Error> {
         Ok(())
     }
 

@@ -7,10 +7,11 @@ use std::sync::{Arc, Mutex};
 use axum::body::Body;
 use axum::http::{header, Method, Request, StatusCode};
 use axum::Router;
+use cxr8::service;
 use cxr8::store::{NewRun, RunStatus, Store};
 use cxr8::train::presets::{self, PRESETS};
 use cxr8::train::TrainConfig;
-use cxr8::web::{app, AppState, FieldError, JobControl, JobError};
+use cxr8::web::{app, AppState, FieldError, JobControl};
 use serde_json::{json, Value};
 use tower::ServiceExt;
 
@@ -44,7 +45,7 @@ impl JobControl for FakeJobs {
         Ok(id)
     }
 
-    fn cancel(&self, id: &str) -> Result<(), JobError> {
+    fn cancel(&self, id: &str) -> Result<(), service::Error> {
         match self.store.run(id).unwrap() {
             Some(run) if run.status == RunStatus::Running => Ok(()),
             Some(run) if run.status == RunStatus::Queued => {
@@ -52,15 +53,15 @@ impl JobControl for FakeJobs {
                 self.store.set_status(id, RunStatus::Cancelled, None).unwrap();
                 Ok(())
             }
-            Some(run) => Err(JobError::Conflict(format!(
+            Some(run) => Err(service::Error::Conflict(format!(
                 "run {id} is {}, not queued or running",
                 run.status.as_str()
             ))),
-            None => Err(JobError::UnknownRun(id.into())),
+            None => Err(service::Error::UnknownRun(id.into())),
         }
     }
 
-    fn resume(&self, id: &str) -> Result<(), JobError> {
+    fn resume(&self, id: &str) -> Result<(), service::Error> {
         match self.store.run(id).unwrap() {
             Some(run)
                 if matches!(
@@ -71,11 +72,11 @@ impl JobControl for FakeJobs {
                 self.store.set_status(id, RunStatus::Queued, None).unwrap();
                 Ok(())
             }
-            Some(run) => Err(JobError::Conflict(format!(
+            Some(run) => Err(service::Error::Conflict(format!(
                 "run {id} is {}; only interrupted, cancelled or failed runs resume",
                 run.status.as_str()
             ))),
-            None => Err(JobError::UnknownRun(id.into())),
+            None => Err(service::Error::UnknownRun(id.into())),
         }
     }
 

@@ -3,8 +3,8 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::train::augment::AugmentConfig;
-use crate::train::loader::{Loader, LoaderConfig, VecSource};
+use crate::data::augment::AugmentConfig;
+use crate::data::loader::{Loader, LoaderConfig, VecSource};
 
 /// Throughput of one timed epoch.
 #[derive(Debug, Clone, PartialEq)]

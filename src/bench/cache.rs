@@ -8,7 +8,7 @@ use anyhow::Context;
 use rayon::prelude::*;
 use serde::Serialize;
 
-use super::reference::{benches_dir, ensure_venv_package, run_script, script};
+use super::reference::{benches_dir, ensure_venv_package, run_script, script, ReferenceError};
 use super::CacheBenchArgs;
 use crate::data::images::{self, ImageIndex, SquareResizer};
 
@@ -79,7 +79,7 @@ pub(super) fn bench_cache(args: CacheBenchArgs) -> anyhow::Result<()> {
     let pil = run_pil(&args.images, args.size, args.repeat, workers);
     let (pil, pil_error) = match pil {
         Ok(value) => (Some(value), None),
-        Err(why) => (None, Some(why)),
+        Err(why) => (None, Some(why.to_string())),
     };
     let ratio = pil
         .as_ref()
@@ -126,7 +126,7 @@ pub(super) fn bench_cache(args: CacheBenchArgs) -> anyhow::Result<()> {
 
 /// Runs benches/cache_reference.py in benches/.venv, creating the venv and installing Pillow
 /// there on first use. Any failure becomes a message for the output, not an error.
-fn run_pil(images: &Path, size: u32, repeat: usize, processes: usize) -> Result<serde_json::Value, String> {
+fn run_pil(images: &Path, size: u32, repeat: usize, processes: usize) -> Result<serde_json::Value, ReferenceError> {
     let benches = benches_dir();
     let script = script(&benches, "cache_reference.py")?;
     let python = ensure_venv_package(&benches, "PIL", &[&["install", "--quiet", "pillow"]])?;

@@ -4,7 +4,9 @@
 use anyhow::Context;
 use serde::Serialize;
 
-use super::reference::{benches_dir, check_python_module, ensure_venv_package, run_script, script, TORCH_INSTALL};
+use super::reference::{
+    benches_dir, check_python_module, ensure_venv_package, run_script, script, ReferenceError, TORCH_INSTALL,
+};
 use super::train_step::{self, TrainBench, TrainBenchConfig};
 use super::TrainBenchArgs;
 use crate::model::{ModelSpec, NormKind};
@@ -40,7 +42,7 @@ pub(super) fn bench_train(args: TrainBenchArgs) -> anyhow::Result<()> {
     let threads = backend::cpu_threads();
     if let (true, Some(python)) = (args.reference, &args.python) {
         // Before the benchmark, so a wrong --python does not cost its minutes.
-        check_python_module(python, "torch").map_err(anyhow::Error::msg)?;
+        check_python_module(python, "torch")?;
     }
     let resolved = backend::resolve(args.device).context("choosing the device")?;
     eprintln!("{}", resolved.message);
@@ -62,11 +64,11 @@ pub(super) fn bench_train(args: TrainBenchArgs) -> anyhow::Result<()> {
         BackendKind::Cpu => "cpu".to_string(),
         BackendKind::Cuda(info) => format!("cuda ({})", info.name),
     };
-    let cxr8 = cxr8.map_err(anyhow::Error::msg)?;
+    let cxr8 = cxr8?;
     let (pytorch, pytorch_error) = if args.reference {
         match run_torch(&args, threads, resolved.is_cuda()) {
             Ok(value) => (Some(value), None),
-            Err(why) => (None, Some(why)),
+            Err(why) => (None, Some(why.to_string())),
         }
     } else {
         (None, None)
@@ -128,7 +130,7 @@ pub(super) fn bench_train(args: TrainBenchArgs) -> anyhow::Result<()> {
 /// Runs benches/train_reference.py with the same model, shapes and device, with `--python` or in
 /// benches/.venv, installing torch there on first use (see [`ensure_venv_package`]). Failures
 /// become a message for the output.
-fn run_torch(args: &TrainBenchArgs, threads: usize, cuda: bool) -> Result<serde_json::Value, String> {
+fn run_torch(args: &TrainBenchArgs, threads: usize, cuda: bool) -> Result<serde_json::Value, ReferenceError> {
     let benches = benches_dir();
     let script = script(&benches, "train_reference.py")?;
     let python = match &args.python {

@@ -49,13 +49,23 @@ pub struct TrainBench {
     pub peak_rss_bytes: Option<u64>,
 }
 
+/// A benchmark setting that cannot be measured, with the flag to change.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct UnmeasurableSetting(String);
+
 impl TrainBenchConfig {
-    fn check(&self) -> Result<(), String> {
+    fn check(&self) -> Result<(), UnmeasurableSetting> {
         if self.batch == 0 || self.steps == 0 {
-            return Err("--batch and --steps must be at least 1".to_string());
+            return Err(UnmeasurableSetting(
+                "--batch and --steps must be at least 1".to_string(),
+            ));
         }
         if self.size < 32 {
-            return Err(format!("--size {} is too small; give at least 32 px", self.size));
+            return Err(UnmeasurableSetting(format!(
+                "--size {} is too small; give at least 32 px",
+                self.size
+            )));
         }
         Ok(())
     }
@@ -63,7 +73,7 @@ impl TrainBenchConfig {
 
 /// Runs the benchmark on `device` (an autodiff device; inference uses its plain counterpart).
 /// Errors only for settings that cannot be measured.
-pub fn bench_train(config: &TrainBenchConfig, device: &Device) -> Result<TrainBench, String> {
+pub fn bench_train(config: &TrainBenchConfig, device: &Device) -> Result<TrainBench, UnmeasurableSetting> {
     config.check()?;
     device.seed(config.seed);
     let mut model: Classifier = config.spec.init(BENCH_LABELS, device);
@@ -213,7 +223,9 @@ mod tests {
         assert!(bench_train(&config, &Device::flex().autodiff()).is_err());
         config.steps = 1;
         config.size = 8;
-        let message = bench_train(&config, &Device::flex().autodiff()).unwrap_err();
+        let message = bench_train(&config, &Device::flex().autodiff())
+            .unwrap_err()
+            .to_string();
         assert!(message.contains("--size"), "{message}");
     }
 }

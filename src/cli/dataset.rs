@@ -164,7 +164,7 @@ fn list(args: ListArgs) -> anyhow::Result<()> {
 
 fn remove(args: RemoveArgs) -> anyhow::Result<()> {
     let store = open_store(&args.data_dir)?;
-    datasets::remove(&store, &args.name).map_err(|message| anyhow::anyhow!(message))?;
+    datasets::remove(&store, &args.name)?;
     println!("forgot '{}' (its files are untouched)", args.name);
     Ok(())
 }

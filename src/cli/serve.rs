@@ -7,11 +7,11 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context};
 
-use crate::service::queue::{Queue, QueueError};
+use crate::service::{self, queue::Queue};
 use crate::store::Store;
 use crate::train::job::JobPaths;
 use crate::train::TrainConfig;
-use crate::web::{self, AppState, FieldError, JobControl, JobError};
+use crate::web::{self, AppState, FieldError, JobControl};
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct ServeArgs {
@@ -52,23 +52,16 @@ impl JobControl for Jobs {
         self.0.submit(config)
     }
 
-    fn cancel(&self, id: &str) -> Result<(), JobError> {
-        self.0.cancel(id).map_err(job_error)
+    fn cancel(&self, id: &str) -> Result<(), service::Error> {
+        self.0.cancel(id)
     }
 
-    fn resume(&self, id: &str) -> Result<(), JobError> {
-        self.0.resume(id).map_err(job_error)
+    fn resume(&self, id: &str) -> Result<(), service::Error> {
+        self.0.resume(id)
     }
 
     fn queue(&self) -> Vec<String> {
         self.0.queue()
-    }
-}
-
-fn job_error(e: QueueError) -> JobError {
-    match e {
-        QueueError::UnknownRun(id) => JobError::UnknownRun(id),
-        other => JobError::Conflict(other.to_string()),
     }
 }
 

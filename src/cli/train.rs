@@ -43,7 +43,7 @@ pub struct TrainArgs {
 pub fn resolve_config(args: &TrainArgs, matches: &clap::ArgMatches) -> anyhow::Result<TrainConfig> {
     let base = match (&args.preset, &args.config) {
         (Some(_), Some(_)) => bail!("give either --preset or --config, not both (flags override either)"),
-        (Some(name), None) => presets::preset_or_error(name).map_err(anyhow::Error::msg)?,
+        (Some(name), None) => presets::preset_or_error(name)?,
         (None, Some(path)) => read_config_file(path)?,
         (None, None) => TrainConfig::default(),
     };

@@ -25,6 +25,9 @@ pub enum Error {
     /// An image that could not be decoded.
     #[error("{}: {message}", path.display())]
     Image { path: PathBuf, message: String },
+    /// The batch loader refused its inputs.
+    #[error(transparent)]
+    Loader(#[from] super::loader::Error),
     /// Invalid arguments (e.g. split fractions that do not add up), with what to do instead.
     #[error("{0}")]
     Invalid(String),

@@ -280,15 +280,15 @@ impl fmt::Display for ImageCheck {
 
 /// Checks every image of `table` against `index` at the given depth.
 pub fn check_images(table: &LabelTable, index: &ImageIndex, depth: CheckDepth) -> ImageCheck {
-    let results: Vec<Option<std::result::Result<(), String>>> = table
+    let results: Vec<Option<Result<()>>> = table
         .records
         .par_iter()
         .map(|record| {
             let path = index.get(&record.image)?;
             Some(match depth {
                 CheckDepth::Exists => Ok(()),
-                CheckDepth::Header => read_header(path).map(|_| ()).map_err(|e| e.to_string()),
-                CheckDepth::Decode => load_gray(path).map(|_| ()).map_err(|e| e.to_string()),
+                CheckDepth::Header => read_header(path).map(|_| ()),
+                CheckDepth::Decode => load_gray(path).map(|_| ()),
             })
         })
         .collect();
@@ -300,9 +300,9 @@ pub fn check_images(table: &LabelTable, index: &ImageIndex, depth: CheckDepth) -
         match result {
             None => check.missing.push(record.image.clone()),
             Some(Ok(())) => check.readable += 1,
-            Some(Err(message)) => check.unreadable.push(Unreadable {
+            Some(Err(e)) => check.unreadable.push(Unreadable {
                 name: record.image.clone(),
-                message,
+                message: e.to_string(),
             }),
         }
     }

@@ -1,11 +1,14 @@
-//! Data layer: label files as downloaded, images, patient-disjoint splits, decode/resize caches
-//! and the synthetic demo data set. Knows nothing about models, the store or the web.
+//! Data layer: label files as downloaded, images, patient-disjoint splits, decode/resize caches,
+//! the synthetic demo data set, and the batch loader with its augmentation (plain f32 buffers).
+//! Knows nothing about models, Burn, the store or the web.
 
+pub mod augment;
 pub mod cache;
 pub mod demo;
 mod error;
 pub mod images;
 pub mod labels;
+pub mod loader;
 pub mod split;
 pub mod stats;
 pub mod table;

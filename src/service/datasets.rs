@@ -10,10 +10,12 @@ use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
 
-use crate::data::images::{ImageIndex, REPORT_EXAMPLES};
+use crate::data::images::{self, ImageIndex, REPORT_EXAMPLES};
 use crate::data::{cache, stats, LabelFormat, LabelTable, Task};
 use crate::store::{self, DatasetRow, Store};
 use crate::train::FieldError;
+
+use super::Error;
 
 /// The built-in synthetic data set's name.
 pub const DEMO_DATASET: &str = "demo";
@@ -125,19 +127,13 @@ pub struct Checked {
 /// field (`name`, `label_file`, `image_dir`, `allow_missing`).
 pub fn check(store: &Store, input: &Registration) -> Result<Checked, Vec<FieldError>> {
     let mut problems = Vec::new();
-    if let Err(message) = check_name(store, &input.name) {
-        problems.push(FieldError {
-            field: "name".into(),
-            message,
-        });
+    if let Err(problem) = check_name(store, &input.name) {
+        problems.push(problem);
     }
     let label_file = match label_file_path(&input.label_file) {
         Ok(path) => Some(path),
-        Err(message) => {
-            problems.push(FieldError {
-                field: "label_file".into(),
-                message,
-            });
+        Err(problem) => {
+            problems.push(problem);
             None
         }
     };
@@ -160,11 +156,8 @@ pub fn check(store: &Store, input: &Registration) -> Result<Checked, Vec<FieldEr
     });
     let image_dir = match image_dir_path(&input.image_dir, label_file.as_deref()) {
         Ok(dir) => dir,
-        Err(message) => {
-            problems.push(FieldError {
-                field: "image_dir".into(),
-                message,
-            });
+        Err(problem) => {
+            problems.push(problem);
             None
         }
     };
@@ -247,23 +240,28 @@ pub fn register(store: &Store, input: &Registration) -> Result<Checked, Vec<Fiel
 }
 
 /// Forgets a registration (files stay). The demo set is built in and cannot be removed.
-pub fn remove(store: &Store, name: &str) -> Result<(), String> {
+pub fn remove(store: &Store, name: &str) -> Result<(), Error> {
     if name == DEMO_DATASET {
-        return Err("the demo data set is built in and cannot be removed".into());
+        return Err(Error::Conflict(
+            "the demo data set is built in and cannot be removed".into(),
+        ));
     }
     store.delete_dataset(name).map_err(|e| match e {
-        store::Error::UnknownDataset(_) => format!("{e}; `cxr8 dataset list` shows the registered ones"),
-        other => other.to_string(),
+        store::Error::UnknownDataset(_) => {
+            Error::NotFound(format!("{e}; `cxr8 dataset list` shows the registered ones"))
+        }
+        other => other.into(),
     })
 }
 
-/// 1–80 letters, digits, `-` or `_`, not reserved, not taken.
-pub fn check_name(store: &Store, name: &str) -> Result<(), String> {
+/// 1–80 letters, digits, `-` or `_`, not reserved, not taken; the problem is the `name` field's.
+pub fn check_name(store: &Store, name: &str) -> Result<(), FieldError> {
+    let problem = |message: String| Err(FieldError::new("name", message));
     if name.is_empty() {
-        return Err("give the data set a name (letters, digits, - and _)".into());
+        return problem("give the data set a name (letters, digits, - and _)".into());
     }
     if name.chars().count() > MAX_NAME_LEN {
-        return Err(format!(
+        return problem(format!(
             "the name has {} characters; use at most {MAX_NAME_LEN}",
             name.chars().count()
         ));
@@ -272,39 +270,41 @@ pub fn check_name(store: &Store, name: &str) -> Result<(), String> {
         .chars()
         .find(|c| !(c.is_ascii_alphanumeric() || *c == '-' || *c == '_'))
     {
-        return Err(format!(
+        return problem(format!(
             "'{bad}' is not allowed in a name: use letters, digits, - and _ (e.g. nih-full)"
         ));
     }
     if RESERVED_NAMES.contains(&name) {
-        return Err(format!("'{name}' is reserved; pick another name"));
+        return problem(format!("'{name}' is reserved; pick another name"));
     }
     match store.dataset(name) {
-        Ok(Some(_)) => Err(format!(
+        Ok(Some(_)) => problem(format!(
             "a data set named '{name}' already exists; pick another name or remove that one first"
         )),
         Ok(None) => Ok(()),
-        Err(e) => Err(e.to_string()),
+        Err(e) => problem(e.to_string()),
     }
 }
 
-fn label_file_path(typed: &str) -> Result<PathBuf, String> {
+fn label_file_path(typed: &str) -> Result<PathBuf, FieldError> {
+    let problem = |message: String| Err(FieldError::new("label_file", message));
     let typed = typed.trim();
     if typed.is_empty() {
-        return Err("give the path of the label file (e.g. Data_Entry_2017_v2020.csv or .csv.gz)".into());
+        return problem("give the path of the label file (e.g. Data_Entry_2017_v2020.csv or .csv.gz)".into());
     }
     let path = Path::new(typed);
     if !path.exists() {
-        return Err(format!("{typed}: no such file (paths are on the machine running cxr8)"));
+        return problem(format!("{typed}: no such file (paths are on the machine running cxr8)"));
     }
     if !path.is_file() {
-        return Err(format!("{typed}: is a folder, not a label file"));
+        return problem(format!("{typed}: is a folder, not a label file"));
     }
-    path.canonicalize().map_err(|e| format!("{typed}: {e}"))
+    path.canonicalize().or_else(|e| problem(format!("{typed}: {e}")))
 }
 
 /// The image folder, canonical; `Ok(None)` when it cannot be known yet (no usable label file).
-fn image_dir_path(typed: &str, label_file: Option<&Path>) -> Result<Option<PathBuf>, String> {
+fn image_dir_path(typed: &str, label_file: Option<&Path>) -> Result<Option<PathBuf>, FieldError> {
+    let problem = |message: String| Err(FieldError::new("image_dir", message));
     let typed = typed.trim();
     let dir = if typed.is_empty() {
         match label_file.and_then(Path::parent) {
@@ -315,17 +315,27 @@ fn image_dir_path(typed: &str, label_file: Option<&Path>) -> Result<Option<PathB
         PathBuf::from(typed)
     };
     if !dir.exists() {
-        return Err(format!("{}: no such folder", dir.display()));
+        return problem(format!("{}: no such folder", dir.display()));
     }
     if !dir.is_dir() {
-        return Err(format!(
+        return problem(format!(
             "{}: is a file; give the folder that holds the images",
             dir.display()
         ));
     }
     dir.canonicalize()
         .map(Some)
-        .map_err(|e| format!("{}: {e}", dir.display()))
+        .or_else(|e| problem(format!("{}: {e}", dir.display())))
+}
+
+/// An image of a data set as a `side`² gray PNG (the data set page's thumbnails). Blocking.
+pub fn thumbnail_png(path: &Path, side: u32) -> crate::data::Result<Vec<u8>> {
+    let gray = images::load_gray(path)?;
+    let small = images::SquareResizer::new().resize(&gray, side)?;
+    crate::data::demo::encode_png(small.as_raw(), side).map_err(|e| crate::data::Error::Image {
+        path: path.to_path_buf(),
+        message: format!("cannot encode the thumbnail: {e}"),
+    })
 }
 
 /// Where training keeps the cache of this table at this size (`<data_dir>/cache/…`), the same
@@ -399,8 +409,15 @@ pub struct CacheBuild {
     pub size: u32,
     done: AtomicUsize,
     total: AtomicUsize,
-    /// `None` while building; then `Ok` or the build's message.
-    outcome: Mutex<Option<Result<(), String>>>,
+    /// `None` while building, then how it ended.
+    outcome: Mutex<Option<BuildOutcome>>,
+}
+
+/// How a cache build ended: ready, or failed with the message the data set page shows.
+#[derive(Debug, Clone)]
+enum BuildOutcome {
+    Ready,
+    Failed(String),
 }
 
 /// A cache's state as the API and pages show it.
@@ -476,20 +493,20 @@ impl LiveDatasets {
                         tracing::info!(dataset = %checked.name, "{report}");
                         shared.done.store(report.cached, Ordering::Relaxed);
                         shared.total.store(report.cached, Ordering::Relaxed);
-                        Ok(())
+                        BuildOutcome::Ready
                     }
-                    Err(e) => Err(e.to_string()),
+                    Err(e) => BuildOutcome::Failed(e.to_string()),
                 };
                 let (state, error) = match &outcome {
-                    Ok(()) => ("ready", None),
-                    Err(message) => ("failed", Some(message.clone())),
+                    BuildOutcome::Ready => ("ready", None),
+                    BuildOutcome::Failed(message) => ("failed", Some(message.clone())),
                 };
                 record_cache(&store, &checked.name, size, state, error);
                 *shared.outcome.lock().expect("outcome lock") = Some(outcome);
             });
         if let Err(e) = spawned {
             let message = format!("cannot start the cache thread: {e}");
-            *build.outcome.lock().expect("outcome lock") = Some(Err(message));
+            *build.outcome.lock().expect("outcome lock") = Some(BuildOutcome::Failed(message));
         }
         build
     }
@@ -500,8 +517,8 @@ impl LiveDatasets {
             let outcome = build.outcome.lock().expect("outcome lock").clone();
             let (state, error) = match outcome {
                 None => ("building", None),
-                Some(Ok(())) => ("ready", None),
-                Some(Err(message)) => ("failed", Some(message)),
+                Some(BuildOutcome::Ready) => ("ready", None),
+                Some(BuildOutcome::Failed(message)) => ("failed", Some(message)),
             };
             return CacheStatus {
                 state,
@@ -641,11 +658,12 @@ mod tests {
             ("small", "already exists"),
         ];
         for (name, expected) in cases {
-            let message = check_name(&store, name).expect_err(name);
-            assert!(message.contains(expected), "{name:?}: {message}");
+            let problem = check_name(&store, name).expect_err(name);
+            assert_eq!(problem.field, "name");
+            assert!(problem.message.contains(expected), "{name:?}: {}", problem.message);
         }
         let long = "x".repeat(MAX_NAME_LEN + 1);
-        assert!(check_name(&store, &long).unwrap_err().contains("at most 80"));
+        assert!(check_name(&store, &long).unwrap_err().message.contains("at most 80"));
         assert!(check_name(&store, &"x".repeat(MAX_NAME_LEN)).is_ok());
     }
 
@@ -733,8 +751,16 @@ mod tests {
     #[test]
     fn the_demo_cannot_be_removed_and_unknown_names_say_so() {
         let store = Store::open_in_memory().unwrap();
-        assert!(remove(&store, "demo").unwrap_err().contains("built in"));
-        assert!(remove(&store, "nope").unwrap_err().contains("no data set named 'nope'"));
+        let built_in = remove(&store, "demo").unwrap_err();
+        assert!(
+            matches!(&built_in, Error::Conflict(m) if m.contains("built in")),
+            "{built_in:?}"
+        );
+        let unknown = remove(&store, "nope").unwrap_err();
+        assert!(
+            matches!(&unknown, Error::NotFound(m) if m.contains("no data set named 'nope'") && m.contains("cxr8 dataset list")),
+            "{unknown:?}"
+        );
         let (_dir, input) = files(2, 2);
         register(&store, &input).unwrap();
         remove(&store, "small").unwrap();

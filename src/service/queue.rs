@@ -6,22 +6,11 @@ use std::collections::VecDeque;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
-use super::runs;
+use super::{runs, Error};
 use crate::store::{EventRow, RunStatus, Store};
 use crate::train::job::JobPaths;
 use crate::train::runner::{CancelHandle, Outcome};
 use crate::train::{FieldError, TrainConfig, TrainEvent};
-
-/// Why a queue operation was refused.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum QueueError {
-    #[error("no run with id '{0}'")]
-    UnknownRun(String),
-    #[error("{0}")]
-    Conflict(String),
-    #[error("the run store failed: {0}")]
-    Store(String),
-}
 
 /// Hears every stored event (for the dashboard's live broadcast).
 pub type EventListener = Arc<dyn Fn(&EventRow) + Send + Sync>;
@@ -148,7 +137,7 @@ impl Queue {
     }
 
     /// Stops a running run between batches, or takes a queued one off the queue.
-    pub fn cancel(&self, id: &str) -> Result<(), QueueError> {
+    pub fn cancel(&self, id: &str) -> Result<(), Error> {
         let mut state = self.shared.state();
         if let Some((running, handle)) = &state.running {
             if running == id {
@@ -163,41 +152,34 @@ impl Queue {
                 .shared
                 .store
                 .set_status(id, RunStatus::Cancelled, Some("cancelled before it started"))
-                .map_err(|e| QueueError::Store(e.to_string()));
+                .map_err(Error::from);
         }
         match self.shared.store.run(id) {
-            Ok(None) => Err(QueueError::UnknownRun(id.into())),
-            Ok(Some(run)) => Err(QueueError::Conflict(format!(
+            Ok(None) => Err(Error::UnknownRun(id.into())),
+            Ok(Some(run)) => Err(Error::Conflict(format!(
                 "run {id} is {}, not queued or running",
                 run.status.as_str()
             ))),
-            Err(e) => Err(QueueError::Store(e.to_string())),
+            Err(e) => Err(e.into()),
         }
     }
 
     /// Queues an interrupted, cancelled or failed run again; it continues from its last
     /// checkpoint when it has one.
-    pub fn resume(&self, id: &str) -> Result<(), QueueError> {
-        let run = self
-            .shared
-            .store
-            .run(id)
-            .map_err(|e| QueueError::Store(e.to_string()))?;
-        let run = run.ok_or_else(|| QueueError::UnknownRun(id.into()))?;
+    pub fn resume(&self, id: &str) -> Result<(), Error> {
+        let run = self.shared.store.run(id)?;
+        let run = run.ok_or_else(|| Error::UnknownRun(id.into()))?;
         if !matches!(
             run.status,
             RunStatus::Interrupted | RunStatus::Cancelled | RunStatus::Failed
         ) {
-            return Err(QueueError::Conflict(format!(
+            return Err(Error::Conflict(format!(
                 "run {id} is {}: only interrupted, cancelled or failed runs can be resumed",
                 run.status.as_str()
             )));
         }
         let resume = has_checkpoint(&self.shared.paths, id);
-        self.shared
-            .store
-            .set_status(id, RunStatus::Queued, None)
-            .map_err(|e| QueueError::Store(e.to_string()))?;
+        self.shared.store.set_status(id, RunStatus::Queued, None)?;
         self.push(Job {
             run_id: id.into(),
             resume,

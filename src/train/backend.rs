@@ -156,34 +156,56 @@ impl BackendKind {
 #[derive(Debug, thiserror::Error)]
 pub enum BackendError {
     #[error("CUDA was requested but cannot be used: {0}. Choose the CPU (--device cpu) or auto (--device auto).")]
-    CudaUnavailable(String),
+    CudaUnavailable(CudaProblem),
     #[error("cannot set the CPU thread count to {threads}: {reason}")]
     Threads { threads: usize, reason: String },
 }
 
-/// Asks the CUDA driver, via cudarc's dynamic loading, whether a GPU is usable. Never panics;
-/// the error says what is missing.
-pub fn detect_cuda() -> Result<CudaInfo, String> {
-    catch_unwind(detect_cuda_unguarded)
-        .unwrap_or_else(|_| Err("the CUDA driver check panicked (see the message above)".to_string()))
+/// Why CUDA cannot be used here, in the order the checks run.
+#[derive(Debug, thiserror::Error)]
+pub enum CudaProblem {
+    #[error("the CUDA driver library (libcuda) was not found; no NVIDIA driver is installed")]
+    NoDriver,
+    #[error("the CUDA runtime compiler library (libnvrtc) was not found; install the CUDA toolkit")]
+    NoCompiler,
+    #[error("the CUDA driver failed to initialise ({0})")]
+    Init(cudarc::driver::DriverError),
+    #[error("the CUDA driver cannot count GPUs ({0})")]
+    Count(cudarc::driver::DriverError),
+    #[error("the CUDA driver reports no GPU")]
+    NoGpu,
+    #[error("cannot open GPU 0 ({0})")]
+    Open(cudarc::driver::DriverError),
+    #[error("the CUDA driver check panicked (see the message above)")]
+    CheckPanicked,
+    #[error("a test sum on the GPU gave {0} instead of 6")]
+    WrongSum(f32),
+    #[error("Burn's CUDA backend panicked on its first operation")]
+    BurnPanicked,
 }
 
-fn detect_cuda_unguarded() -> Result<CudaInfo, String> {
+/// Asks the CUDA driver, via cudarc's dynamic loading, whether a GPU is usable. Never panics;
+/// the error says what is missing.
+pub fn detect_cuda() -> Result<CudaInfo, CudaProblem> {
+    catch_unwind(detect_cuda_unguarded).unwrap_or(Err(CudaProblem::CheckPanicked))
+}
+
+fn detect_cuda_unguarded() -> Result<CudaInfo, CudaProblem> {
     use cudarc::driver::result;
 
     // SAFETY: these only try to open the shared libraries by name (libloading) and close them.
     if !unsafe { cudarc::driver::sys::is_culib_present() } {
-        return Err("the CUDA driver library (libcuda) was not found; no NVIDIA driver is installed".to_string());
+        return Err(CudaProblem::NoDriver);
     }
     if !unsafe { cudarc::nvrtc::sys::is_culib_present() } {
-        return Err("the CUDA runtime compiler library (libnvrtc) was not found; install the CUDA toolkit".to_string());
+        return Err(CudaProblem::NoCompiler);
     }
-    result::init().map_err(|e| format!("the CUDA driver failed to initialise ({e})"))?;
-    let count = result::device::get_count().map_err(|e| format!("the CUDA driver cannot count GPUs ({e})"))?;
+    result::init().map_err(CudaProblem::Init)?;
+    let count = result::device::get_count().map_err(CudaProblem::Count)?;
     if count <= 0 {
-        return Err("the CUDA driver reports no GPU".to_string());
+        return Err(CudaProblem::NoGpu);
     }
-    let device = result::device::get(0).map_err(|e| format!("cannot open GPU 0 ({e})"))?;
+    let device = result::device::get(0).map_err(CudaProblem::Open)?;
     let name = result::device::get_name(device).unwrap_or_else(|_| "unknown GPU".to_string());
     // SAFETY: `device` was returned by `device::get`.
     let total_memory = unsafe { result::device::total_mem(device) }.unwrap_or(0) as u64;
@@ -196,7 +218,7 @@ fn detect_cuda_unguarded() -> Result<CudaInfo, String> {
 
 /// Runs one small operation on Burn's CUDA backend, so a broken install fails here rather than
 /// in the middle of a run.
-fn probe_burn_cuda() -> Result<(), String> {
+fn probe_burn_cuda() -> Result<(), CudaProblem> {
     let outcome = catch_unwind(AssertUnwindSafe(|| {
         let device = Device::cuda(0);
         Tensor::<1>::from_floats([1.0, 2.0, 3.0], &device)
@@ -205,8 +227,8 @@ fn probe_burn_cuda() -> Result<(), String> {
     }));
     match outcome {
         Ok(sum) if (sum - 6.0).abs() < 1e-4 => Ok(()),
-        Ok(sum) => Err(format!("a test sum on the GPU gave {sum} instead of 6")),
-        Err(_) => Err("Burn's CUDA backend panicked on its first operation".to_string()),
+        Ok(sum) => Err(CudaProblem::WrongSum(sum)),
+        Err(_) => Err(CudaProblem::BurnPanicked),
     }
 }
 
@@ -329,7 +351,7 @@ mod tests {
 
     #[test]
     fn detect_cuda_explains_why_not() {
-        if let Err(reason) = detect_cuda() {
+        if let Err(reason) = detect_cuda().map_err(|e| e.to_string()) {
             assert!(
                 reason.contains("CUDA") || reason.contains("GPU"),
                 "unclear reason: {reason}"
@@ -342,6 +364,7 @@ mod tests {
         let resolved = resolve(DeviceChoice::Auto).unwrap();
         match detect_cuda() {
             Err(reason) => {
+                let reason = reason.to_string();
                 assert_eq!(resolved.kind, BackendKind::Cpu);
                 assert!(resolved.message.contains(&reason), "{}", resolved.message);
             }
@@ -353,6 +376,7 @@ mod tests {
     fn cuda_choice_is_an_error_without_a_gpu() {
         match detect_cuda() {
             Err(reason) => {
+                let reason = reason.to_string();
                 let message = resolve(DeviceChoice::Cuda).unwrap_err().to_string();
                 assert!(
                     message.contains(&reason) && message.contains("--device cpu"),

@@ -21,15 +21,24 @@ pub enum Error {
     /// A resume that cannot continue the run it names.
     #[error("cannot resume: {0}")]
     Resume(String),
-    /// The batch source failed (missing image, unreadable cache...).
+    /// The data failed (missing image, unreadable cache, a split with no batches...): the data
+    /// layer's own error, which names the file and what to do.
     #[error("reading training data: {0}")]
-    Data(String),
+    Data(crate::data::Error),
+    /// A label name the model does not predict.
+    #[error("unknown label '{name}'; this model predicts: {}", labels.join(", "))]
+    UnknownLabel { name: String, labels: Vec<String> },
+    #[error("label index {index} out of range: the model has {labels} labels")]
+    LabelIndex { index: usize, labels: usize },
     /// A batch whose shape does not match what it claims.
     #[error("bad batch: {0}")]
     Batch(String),
     /// The loss became NaN or infinite.
     #[error("loss became {value} at epoch {epoch}, batch {batch}; the run diverged — lower the learning rate (e.g. divide it by 10), or set --grad-clip 1.0")]
     NonFinite { epoch: usize, batch: usize, value: f32 },
+    /// The chosen device cannot be used.
+    #[error(transparent)]
+    Backend(#[from] super::backend::BackendError),
     /// The GPU could not allocate what a training step needs.
     #[error("the GPU ran out of memory training at batch size {batch_size} ({image_size} px images): {detail}; lower the batch size (e.g. to {}), the image size, or use --precision bf16", (batch_size / 2).max(1))]
     OutOfMemory {
@@ -48,11 +57,13 @@ impl Error {
     }
 }
 
+/// A file the engine could not read or write stays an I/O error of the engine (a checkpoint on a
+/// full disk is reported as a checkpoint failure, not as bad data); the rest is the data's fault.
 impl From<crate::data::Error> for Error {
     fn from(e: crate::data::Error) -> Self {
         match e {
             crate::data::Error::Io { path, source } => Error::Io { path, source },
-            other => Error::Data(other.to_string()),
+            other => Error::Data(other),
         }
     }
 }

@@ -75,8 +75,8 @@ impl ModuleVisitor for HeadCollector {
 }
 
 impl Head {
-    /// Copies the head's weights out of `model`.
-    pub fn from_model(model: &Classifier) -> Result<Head, String> {
+    /// Copies the head's weights out of `model`; `None` when it has no output layer `head`.
+    pub fn from_model(model: &Classifier) -> Option<Head> {
         let mut collector = HeadCollector::default();
         model.visit(&mut collector);
         let take = |name: &str| collector.found.iter().find(|(p, _)| p == name).map(|(_, d)| d.clone());
@@ -86,10 +86,9 @@ impl Head {
                 bias: take(&format!("{layer}.bias")),
             })
         };
-        let output = dense("head").ok_or("the model has no output layer named `head`")?;
-        Ok(Head {
+        Some(Head {
             hidden: dense("hidden"),
-            output,
+            output: dense("head")?,
         })
     }
 }

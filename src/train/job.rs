@@ -10,15 +10,15 @@ use burn::prelude::*;
 
 use crate::data::cache::{self, BuildOptions, Cache};
 use crate::data::images::ImageIndex;
+use crate::data::loader::{self, ImageSource, Loader, LoaderConfig};
 use crate::data::split::{self, SplitOptions};
 use crate::data::{LabelTable, Task};
 use crate::model::Classifier;
 use crate::train::backend::{self, BackendKind};
 use crate::train::checkpoint::InferenceInfo;
 use crate::train::config::TrainConfig;
-use crate::train::loader::{self, ImageSource, Loader, LoaderConfig};
 use crate::train::metrics;
-use crate::train::runner::{self, BatchResult, BatchSource, CancelHandle, ImageClassifier, Outcome, RunSetup};
+use crate::train::runner::{self, BatchSource, CancelHandle, ImageClassifier, Outcome, RunSetup};
 use crate::train::{Error, EventSink, FieldError, Result};
 
 impl ImageClassifier for Classifier {
@@ -59,7 +59,7 @@ pub fn dataset_paths(config: &TrainConfig, paths: &JobPaths) -> Result<(PathBuf,
             message: "--images needs --labels: the label file says which images to use".into(),
         }])),
         (None, None) => {
-            let demo = crate::data::demo::ensure(paths.demo_dir()).map_err(data_error)?;
+            let demo = crate::data::demo::ensure(paths.demo_dir())?;
             Ok((demo.label_file, demo.out.join("images")))
         }
     }
@@ -75,10 +75,6 @@ pub fn dataset_name(config: &TrainConfig, paths: &JobPaths) -> String {
         Some(labels) if labels.starts_with(paths.demo_dir()) => "demo".into(),
         Some(labels) => labels.display().to_string(),
     }
-}
-
-fn data_error(e: crate::data::Error) -> Error {
-    Error::Data(e.to_string())
 }
 
 /// Data ready for the loop: the cache and which cache images belong to each split.
@@ -120,17 +116,16 @@ pub type DataProgress = Arc<dyn Fn(usize, usize) + Send + Sync>;
 
 pub fn prepare_data(config: &TrainConfig, paths: &JobPaths, progress: Option<DataProgress>) -> Result<PreparedData> {
     let (labels_path, images_dir) = dataset_paths(config, paths)?;
-    let table = LabelTable::load(&labels_path).map_err(data_error)?;
-    let index = ImageIndex::scan(&images_dir).map_err(data_error)?;
+    let table = LabelTable::load(&labels_path)?;
+    let index = ImageIndex::scan(&images_dir)?;
     let options = BuildOptions {
         allow_missing: config.allow_missing_images,
         threads: config.threads,
         progress,
         force: false,
     };
-    let (cache, _report) =
-        cache::build(&table, &index, config.image_size, paths.cache_dir(), &options).map_err(data_error)?;
-    let split = split::split(&table, &split_options(config)).map_err(data_error)?;
+    let (cache, _report) = cache::build(&table, &index, config.image_size, paths.cache_dir(), &options)?;
+    let split = split::split(&table, &split_options(config))?;
 
     let pick = |rows: &[usize], limit: Option<usize>| -> (Vec<usize>, Vec<u32>) {
         rows.iter()
@@ -146,11 +141,11 @@ pub fn prepare_data(config: &TrainConfig, paths: &JobPaths, progress: Option<Dat
     let val = pick(&split.val, share(split.val.len()));
     let test = pick(&split.test, share(split.test.len()));
     if train.0.is_empty() || val.0.is_empty() {
-        return Err(Error::Data(format!(
+        return Err(Error::Data(crate::data::Error::Invalid(format!(
             "the split left {} training and {} validation images: use more images or a larger --val-fraction",
             train.0.len(),
             val.0.len()
-        )));
+        ))));
     }
     Ok(PreparedData {
         labels: table.labels.clone(),
@@ -184,22 +179,12 @@ struct Loaders {
     val: Loader,
 }
 
-fn to_runner_batch(batch: loader::Batch) -> runner::Batch {
-    runner::Batch {
-        images: batch.images,
-        targets: batch.targets,
-        n: batch.n,
-        size: batch.size,
-        num_labels: batch.num_labels,
-    }
-}
-
 impl BatchSource for Loaders {
-    fn train_batches(&mut self, epoch: usize) -> Box<dyn Iterator<Item = BatchResult> + '_> {
-        Box::new(self.train.epoch(epoch as u64).map(|b| Ok(to_runner_batch(b))))
+    fn train_batches(&mut self, epoch: usize) -> Box<dyn Iterator<Item = runner::Batch> + '_> {
+        Box::new(self.train.epoch(epoch as u64))
     }
-    fn val_batches(&mut self) -> Box<dyn Iterator<Item = BatchResult> + '_> {
-        Box::new(self.val.epoch(0).map(|b| Ok(to_runner_batch(b))))
+    fn val_batches(&mut self) -> Box<dyn Iterator<Item = runner::Batch> + '_> {
+        Box::new(self.val.epoch(0))
     }
     fn train_batch_count(&self) -> usize {
         self.train.num_batches()
@@ -235,7 +220,7 @@ fn loaders(config: &TrainConfig, data: &PreparedData) -> Result<Loaders> {
         ..LoaderConfig::eval(config.batch_size, mean, std)
     };
     let n = data.labels.len();
-    let err = |e: loader::Error| Error::Data(e.to_string());
+    let err = |e: loader::Error| Error::Data(e.into());
     Ok(Loaders {
         train: Loader::new(
             source.clone(),

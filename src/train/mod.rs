@@ -1,6 +1,5 @@
 //! Training engine: run configuration, the training loop on a worker thread, metrics, checkpoints, events.
 
-pub mod augment;
 pub mod backend;
 pub mod checkpoint;
 pub mod config;
@@ -8,7 +7,6 @@ mod error;
 pub mod event;
 pub mod gradcam;
 pub mod job;
-pub mod loader;
 pub mod loss;
 pub mod metrics;
 pub mod optim;

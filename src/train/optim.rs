@@ -7,6 +7,7 @@ use burn::module::Module;
 use burn::optim::decay::WeightDecayConfig;
 use burn::optim::momentum::MomentumConfig;
 use burn::optim::{AdamConfig, AdamWConfig, GradientsParams, ModuleOptimizer, SgdConfig};
+use burn::store::RecordError;
 use burn::tensor::Bytes;
 use serde::{Deserialize, Serialize};
 
@@ -63,22 +64,16 @@ impl Optim {
     }
 
     /// The optimiser state (momenta) as bytes, for a checkpoint.
-    pub fn to_bytes(&self) -> Result<Vec<u8>, String> {
-        self.inner
-            .into_bytes()
-            .map(|bytes| bytes.to_vec())
-            .map_err(|e| e.to_string())
+    pub fn to_bytes(&self) -> Result<Vec<u8>, RecordError> {
+        self.inner.into_bytes().map(|bytes| bytes.to_vec())
     }
 
     /// Restores state written by [`Optim::to_bytes`] for the same optimiser kind and model.
-    pub fn load_bytes(self, bytes: Vec<u8>) -> Result<Self, String> {
+    pub fn load_bytes(self, bytes: Vec<u8>) -> Result<Self, RecordError> {
         // Burn puts the loaded state on its default device (moved to the parameters' device at
         // the next step), so that default must exist here.
         super::backend::ensure_default_device();
-        let inner = self
-            .inner
-            .from_bytes(Bytes::from_bytes_vec(bytes))
-            .map_err(|e| e.to_string())?;
+        let inner = self.inner.from_bytes(Bytes::from_bytes_vec(bytes))?;
         Ok(Optim { inner })
     }
 }

@@ -116,9 +116,9 @@ impl Predictor {
         let model = Classifier::new(&state.config.model_spec(), state.num_labels, device);
         let model = checkpoint::load_model_at(&ckpt.epoch_dir, model)?;
         let thresholds = tuned_thresholds(&state, &info.labels);
-        let head = gradcam::Head::from_model(&model).map_err(|message| Error::Checkpoint {
+        let head = gradcam::Head::from_model(&model).ok_or_else(|| Error::Checkpoint {
             path: ckpt.epoch_dir.clone(),
-            message,
+            message: "the model has no output layer named `head`".into(),
         })?;
         Ok(Predictor {
             model,
@@ -157,11 +157,9 @@ impl Predictor {
             .labels
             .iter()
             .position(|l| l.eq_ignore_ascii_case(name))
-            .ok_or_else(|| {
-                Error::Data(format!(
-                    "unknown label '{name}'; this model predicts: {}",
-                    self.info.labels.join(", ")
-                ))
+            .ok_or_else(|| Error::UnknownLabel {
+                name: name.to_string(),
+                labels: self.info.labels.clone(),
             })
     }
 
@@ -210,10 +208,10 @@ impl Predictor {
     /// Grad-CAM heat map of `label_index` for one image, at the model's input size.
     pub fn gradcam(&self, image: &GrayImage, label_index: usize) -> Result<HeatMap> {
         if label_index >= self.info.labels.len() {
-            return Err(Error::Data(format!(
-                "label index {label_index} out of range: the model has {} labels",
-                self.info.labels.len()
-            )));
+            return Err(Error::LabelIndex {
+                index: label_index,
+                labels: self.info.labels.len(),
+            });
         }
         let pixels = self.model_pixels(image)?;
         let (_, features) = self.model.forward_with_features(self.input(&[pixels.as_raw()]));

@@ -68,7 +68,7 @@ pub fn preset(name: &str) -> Option<TrainConfig> {
             loss: LossKind::Mse,
             output_activation: Some(OutputActivation::Softmax),
             pos_weight: false,
-            augment: crate::train::augment::AugmentConfig {
+            augment: crate::data::augment::AugmentConfig {
                 enabled: false,
                 ..Default::default()
             },
@@ -94,7 +94,7 @@ pub fn preset(name: &str) -> Option<TrainConfig> {
             loss: LossKind::Bce,
             pos_weight: true,
             checkpoint_metric: Monitor::ValLoss,
-            augment: crate::train::augment::AugmentConfig {
+            augment: crate::data::augment::AugmentConfig {
                 hflip: true,
                 ..Default::default()
             },
@@ -125,12 +125,16 @@ pub fn preset(name: &str) -> Option<TrainConfig> {
     Some(config)
 }
 
-/// The preset, or a message listing the names there are.
-pub fn preset_or_error(name: &str) -> Result<TrainConfig, String> {
-    preset(name).ok_or_else(|| {
-        let names: Vec<&str> = PRESETS.iter().map(|(n, _)| *n).collect();
-        format!("unknown preset {name:?}; choose one of: {}", names.join(", "))
-    })
+/// A preset name that is not one of [`PRESETS`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown preset {name:?}; choose one of: {}", PRESETS.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", "))]
+pub struct UnknownPreset {
+    pub name: String,
+}
+
+/// The preset, or an error listing the names there are.
+pub fn preset_or_error(name: &str) -> Result<TrainConfig, UnknownPreset> {
+    preset(name).ok_or_else(|| UnknownPreset { name: name.into() })
 }
 
 #[cfg(test)]
@@ -185,6 +189,11 @@ mod tests {
     #[test]
     fn unknown_preset_lists_the_names() {
         let err = preset_or_error("fast").unwrap_err();
-        assert!(err.contains("quick-demo") && err.contains("chexnet"), "{err}");
+        assert_eq!(err.name, "fast");
+        let message = err.to_string();
+        assert!(
+            message.contains("quick-demo") && message.contains("chexnet"),
+            "{message}"
+        );
     }
 }

@@ -6,8 +6,8 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Serialize;
 
-use crate::store;
 use crate::web::charts;
+use crate::{service, store};
 
 /// One invalid field of a submitted form or JSON body: the engine's own type, answered as it is.
 pub use crate::train::FieldError;
@@ -57,14 +57,18 @@ impl From<store::Error> for AppError {
     }
 }
 
-impl From<crate::service::predict::Error> for AppError {
-    fn from(e: crate::service::predict::Error) -> AppError {
-        use crate::service::predict::Error;
+impl From<service::Error> for AppError {
+    fn from(e: service::Error) -> AppError {
         match e {
-            Error::TooLarge(message) => AppError::TooLarge(message),
-            Error::Invalid { field, message } => AppError::InvalidField(FieldError::new(field, message)),
-            Error::NotFound(message) => AppError::NotFound(message),
-            Error::Internal(message) => AppError::Internal(message),
+            service::Error::UnknownRun(id) => AppError::unknown_run(&id),
+            service::Error::NotFound(message) => AppError::NotFound(message),
+            service::Error::Conflict(message) => AppError::Conflict(message),
+            service::Error::Invalid { field, message } => AppError::InvalidField(FieldError::new(field, message)),
+            service::Error::TooLarge(message) => AppError::TooLarge(message),
+            service::Error::Store(e) => e.into(),
+            service::Error::Data(e) => AppError::Internal(e.to_string()),
+            service::Error::Train(e) => AppError::Internal(e.to_string()),
+            service::Error::Internal(message) => AppError::Internal(message),
         }
     }
 }

@@ -39,8 +39,8 @@ pub async fn check_host_and_origin(State(state): State<Arc<AppState>>, request: 
         }
     }
     if changes_state(request.method()) {
-        if let Err(message) = same_origin(request.headers(), host.as_deref()) {
-            return refuse(StatusCode::FORBIDDEN, message);
+        if let Err(refusal) = same_origin(request.headers(), host.as_deref()) {
+            return refuse(StatusCode::FORBIDDEN, refusal.to_string());
         }
     }
     let api = request.uri().path().starts_with("/api/");
@@ -72,8 +72,29 @@ fn request_host(request: &Request) -> Option<String> {
     }
 }
 
+/// Why a state-changing request was refused as not coming from this dashboard's pages.
+#[derive(Debug, thiserror::Error)]
+enum CrossSite {
+    #[error(
+        "refused a {content_type} request without an Origin or Referer header: forms must be \
+         sent from the dashboard's own pages (scripts: send JSON)"
+    )]
+    FormWithoutOrigin { content_type: String },
+    #[error("cannot check {header} '{claimed}': the request has no Host header")]
+    NoHost { header: &'static str, claimed: String },
+    #[error(
+        "refused a cross-site request: its {header} '{claimed}' is not this dashboard ({host}); \
+         open the dashboard at http://{host}/ and use its pages"
+    )]
+    OtherSite {
+        header: &'static str,
+        claimed: String,
+        host: String,
+    },
+}
+
 /// Whether a state-changing request comes from a page this server sent.
-fn same_origin(headers: &HeaderMap, host: Option<&str>) -> Result<(), String> {
+fn same_origin(headers: &HeaderMap, host: Option<&str>) -> Result<(), CrossSite> {
     let text = |name| {
         headers
             .get(name)
@@ -88,18 +109,18 @@ fn same_origin(headers: &HeaderMap, host: Option<&str>) -> Result<(), String> {
             let content_type = text(header::CONTENT_TYPE).unwrap_or_default().to_ascii_lowercase();
             let essence = content_type.split(';').next().unwrap_or_default().trim();
             if FORM_CONTENT_TYPES.contains(&essence) {
-                return Err(format!(
-                    "refused a {essence} request without an Origin or Referer header: forms must be \
-                     sent from the dashboard's own pages (scripts: send JSON)"
-                ));
+                return Err(CrossSite::FormWithoutOrigin {
+                    content_type: essence.to_string(),
+                });
             }
             return Ok(());
         }
     };
     let Some(host) = host else {
-        return Err(format!(
-            "cannot check {source} '{claimed}': the request has no Host header"
-        ));
+        return Err(CrossSite::NoHost {
+            header: source,
+            claimed,
+        });
     };
     let matches = url_authority(&claimed).is_some_and(|(scheme, authority)| {
         let default = if scheme.eq_ignore_ascii_case("https") { 443 } else { 80 };
@@ -111,10 +132,11 @@ fn same_origin(headers: &HeaderMap, host: Option<&str>) -> Result<(), String> {
     if matches {
         Ok(())
     } else {
-        Err(format!(
-            "refused a cross-site request: its {source} '{claimed}' is not this dashboard ({host}); \
-             open the dashboard at http://{host}/ and use its pages"
-        ))
+        Err(CrossSite::OtherSite {
+            header: source,
+            claimed,
+            host: host.to_string(),
+        })
     }
 }
 
@@ -209,9 +231,19 @@ mod tests {
         assert!(same_origin(&headers(header::ORIGIN, "http://evil.example:8080"), host).is_err());
         assert!(same_origin(&headers(header::ORIGIN, "null"), host).is_err());
         assert!(same_origin(&headers(header::REFERER, "http://127.0.0.1:8080@evil.example/"), host).is_err());
-        assert!(same_origin(&headers(header::ORIGIN, "http://127.0.0.1:8080"), None).is_err());
+        assert!(matches!(
+            same_origin(&headers(header::ORIGIN, "http://127.0.0.1:8080"), None),
+            Err(CrossSite::NoHost { header: "Origin", .. })
+        ));
+        assert!(matches!(
+            same_origin(&headers(header::ORIGIN, "http://evil.example"), host),
+            Err(CrossSite::OtherSite { header: "Origin", .. })
+        ));
         let form = headers(header::CONTENT_TYPE, "application/x-www-form-urlencoded; charset=utf-8");
-        assert!(same_origin(&form, host).is_err());
+        assert!(matches!(
+            same_origin(&form, host),
+            Err(CrossSite::FormWithoutOrigin { .. })
+        ));
         assert!(same_origin(&headers(header::CONTENT_TYPE, "Text/Plain"), host).is_err());
         assert!(same_origin(&headers(header::CONTENT_TYPE, "application/json"), host).is_ok());
         assert!(same_origin(&HeaderMap::new(), host).is_ok());

@@ -30,27 +30,8 @@ pub use error::{AppError, FieldError};
 /// The most runs one compare page takes.
 pub use routes::compare::MAX_COMPARED;
 
-use crate::service::predict::Predictions;
+use crate::service::{self, predict::Predictions};
 use crate::store::{EventRow, Store};
-
-/// Why a cancel or resume was refused.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum JobError {
-    #[error("no run with id '{0}'")]
-    UnknownRun(String),
-    /// The run is not in a state that allows it (e.g. cancelling a finished run).
-    #[error("{0}")]
-    Conflict(String),
-}
-
-impl From<JobError> for AppError {
-    fn from(e: JobError) -> AppError {
-        match e {
-            JobError::UnknownRun(id) => AppError::unknown_run(&id),
-            JobError::Conflict(message) => AppError::Conflict(message),
-        }
-    }
-}
 
 /// The write side of the dashboard, implemented over the training engine (and by a fake in tests).
 /// Calls must return quickly: they queue or signal work, they do not wait for it.
@@ -59,9 +40,9 @@ pub trait JobControl: Send + Sync {
     /// or every invalid field.
     fn submit(&self, config: serde_json::Value) -> Result<String, Vec<FieldError>>;
     /// Asks a queued or running run to stop.
-    fn cancel(&self, id: &str) -> Result<(), JobError>;
+    fn cancel(&self, id: &str) -> Result<(), service::Error>;
     /// Queues an interrupted or cancelled run to continue from its last checkpoint.
-    fn resume(&self, id: &str) -> Result<(), JobError>;
+    fn resume(&self, id: &str) -> Result<(), service::Error>;
     /// Ids of the runs waiting or running, in the order they will train.
     fn queue(&self) -> Vec<String>;
 }

@@ -8,11 +8,12 @@ use anyhow::Context;
 use serde_json::{json, Value};
 
 use crate::data::labels::NIH_FINDINGS;
+use crate::service;
 use crate::service::runs::Recorder;
 use crate::store::scalars::FinishedRun;
 use crate::store::{NewRun, RunStatus, Store};
 use crate::train::{EventSink, TrainConfig, TrainEvent};
-use crate::web::{FieldError, JobControl, JobError};
+use crate::web::{FieldError, JobControl};
 
 use super::WebBenchConfig;
 
@@ -23,11 +24,11 @@ impl JobControl for NoJobs {
     fn submit(&self, _config: Value) -> Result<String, Vec<FieldError>> {
         Err(vec![FieldError::new("", "the benchmark server does not train")])
     }
-    fn cancel(&self, id: &str) -> Result<(), JobError> {
-        Err(JobError::UnknownRun(id.into()))
+    fn cancel(&self, id: &str) -> Result<(), service::Error> {
+        Err(service::Error::UnknownRun(id.into()))
     }
-    fn resume(&self, id: &str) -> Result<(), JobError> {
-        Err(JobError::UnknownRun(id.into()))
+    fn resume(&self, id: &str) -> Result<(), service::Error> {
+        Err(service::Error::UnknownRun(id.into()))
     }
     fn queue(&self) -> Vec<String> {
         Vec::new()

@@ -268,14 +268,13 @@ pub(super) fn write_cache(
     let total = found.len();
     // Each image owns its slot, so threads write without locks and the bytes do not depend on
     // scheduling; (sum, sum of squares) are exact integers for the same reason.
-    let results: Vec<std::result::Result<(u64, u64), String>> = map[HEADER_LEN..]
+    let results: Vec<Result<(u64, u64)>> = map[HEADER_LEN..]
         .par_chunks_mut(side)
         .zip(found.par_iter())
         .map_init(SquareResizer::new, |resizer, (slot, (_, file))| {
             let result = images::load_gray(file)
                 .and_then(|gray| resizer.resize_into(&gray, size, slot))
-                .map(|()| pixel_sums(slot))
-                .map_err(|e| e.to_string());
+                .map(|()| pixel_sums(slot));
             let now = done.fetch_add(1, Ordering::Relaxed) + 1;
             if let Some(progress) = &options.progress {
                 progress(now, total);
@@ -300,9 +299,9 @@ pub(super) fn write_cache(
                 sum += u128::from(s);
                 sum_sq += u128::from(sq);
             }
-            Err(message) => unreadable.push(Unreadable {
+            Err(e) => unreadable.push(Unreadable {
                 name: (*name).to_owned(),
-                message,
+                message: e.to_string(),
             }),
         }
     }

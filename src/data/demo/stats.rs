@@ -60,8 +60,14 @@ impl NihStats {
         Self::parse(NIH_STATS_TEXT).expect("the embedded nih_stats.txt is well-formed (unit-tested)")
     }
 
-    /// Parses the `[section]` / `count<TAB>key` format; the message says which line is wrong.
-    pub fn parse(text: &str) -> Result<Self, String> {
+    /// Parses the `[section]` / `count<TAB>key` format; the error says which line is wrong.
+    pub fn parse(text: &str) -> crate::data::Result<Self> {
+        let bad = |line: Option<usize>, message: String| crate::data::Error::Csv {
+            path: "nih_stats.txt".into(),
+            line: line.map(|number| number as u64 + 1),
+            column: None,
+            message,
+        };
         let mut sections: Vec<(String, Vec<(u64, String)>)> = Vec::new();
         for (number, line) in text.lines().enumerate() {
             let line = line.trim_end();
@@ -74,27 +80,30 @@ impl NihStats {
             }
             let (count, key) = line
                 .split_once('\t')
-                .ok_or_else(|| format!("line {}: expected 'count<TAB>key'", number + 1))?;
+                .ok_or_else(|| bad(Some(number), "expected 'count<TAB>key'".into()))?;
             let count: u64 = count
                 .parse()
-                .map_err(|_| format!("line {}: '{count}' is not a count", number + 1))?;
+                .map_err(|_| bad(Some(number), format!("'{count}' is not a count")))?;
             let section = sections
                 .last_mut()
-                .ok_or_else(|| format!("line {}: data before the first [section]", number + 1))?;
+                .ok_or_else(|| bad(Some(number), "data before the first [section]".into()))?;
             section.1.push((count, key.to_string()));
         }
-        let take = |name: &str| -> Result<Vec<(u64, String)>, String> {
+        let take = |name: &str| {
             let rows = sections
                 .iter()
                 .find(|(n, _)| n == name)
                 .map(|(_, rows)| rows.clone())
-                .ok_or_else(|| format!("missing section [{name}]"))?;
+                .ok_or_else(|| bad(None, format!("missing section [{name}]")))?;
             if rows.is_empty() {
-                return Err(format!("section [{name}] is empty"));
+                return Err(bad(None, format!("section [{name}] is empty")));
             }
             Ok(rows)
         };
-        let number = |key: &str| key.parse::<u32>().map_err(|_| format!("'{key}' is not a number"));
+        let number = |key: &str| {
+            key.parse::<u32>()
+                .map_err(|_| bad(None, format!("'{key}' is not a number")))
+        };
         let combinations = take("combinations")?
             .into_iter()
             .map(|(c, key)| {
@@ -109,11 +118,11 @@ impl NihStats {
         let per_patient = take("images_per_patient")?
             .into_iter()
             .map(|(c, k)| Ok((number(&k)?, c)))
-            .collect::<Result<_, String>>()?;
+            .collect::<crate::data::Result<_>>()?;
         let ages = take("age_decade")?
             .into_iter()
             .map(|(c, k)| Ok((number(&k)?, c)))
-            .collect::<Result<_, String>>()?;
+            .collect::<crate::data::Result<_>>()?;
         let male = take("sex")?.into_iter().map(|(c, k)| (k == "M", c)).collect();
         let pa = take("view")?.into_iter().map(|(c, k)| (k == "PA", c)).collect();
         Ok(NihStats {
@@ -218,8 +227,9 @@ mod tests {
     #[test]
     fn parse_names_the_bad_line() {
         let err = NihStats::parse("[combinations]\nten\tNo Finding\n").unwrap_err();
-        assert!(err.contains("line 2"), "{err}");
+        assert!(matches!(err, crate::data::Error::Csv { line: Some(2), .. }), "{err:?}");
+        assert!(err.to_string().contains("line 2"), "{err}");
         let err = NihStats::parse("[combinations]\n1\tNo Finding\n").unwrap_err();
-        assert!(err.contains("images_per_patient"), "{err}");
+        assert!(err.to_string().contains("images_per_patient"), "{err}");
     }
 }

@@ -15,6 +15,7 @@ use std::time::SystemTime;
 use image::GrayImage;
 
 use crate::data::images;
+use crate::service::{Error, Result};
 use crate::store::{Run, Store};
 use crate::train::backend::{self, DeviceChoice};
 use crate::train::checkpoint::{RunCheckpoints, Slot};
@@ -25,34 +26,6 @@ pub use validation::{ValidationImage, ValidationSet, VALIDATION_IMAGES};
 
 /// Loaded checkpoints kept in memory (each a whole model: tens of MB for DenseNet-121).
 const CACHED_MODELS: usize = 2;
-
-/// What can go wrong with a prediction; the web layer gives each its status.
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    /// The request or the image is over the size limit.
-    #[error("{0}")]
-    TooLarge(String),
-    /// A form field is missing or wrong (`field` names it).
-    #[error("{message}")]
-    Invalid { field: &'static str, message: String },
-    /// No such upload, run or validation image.
-    #[error("{0}")]
-    NotFound(String),
-    /// Our fault (for the log, not the user).
-    #[error("{0}")]
-    Internal(String),
-}
-
-impl Error {
-    pub fn invalid(field: &'static str, message: impl Into<String>) -> Error {
-        Error::Invalid {
-            field,
-            message: message.into(),
-        }
-    }
-}
-
-type Result<T> = std::result::Result<T, Error>;
 
 /// A checkpoint as it is on disk now: a retrained or moved best epoch gets a new key.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -142,7 +115,7 @@ impl Predictions {
 
     /// Every stored run that has a best checkpoint, newest first (the store's order).
     pub fn runs_with_checkpoint(&self) -> Result<Vec<Run>> {
-        let runs = self.store.runs().map_err(|e| Error::Internal(e.to_string()))?;
+        let runs = self.store.runs()?;
         Ok(runs.into_iter().filter(|run| self.has_best_checkpoint(run)).collect())
     }
 
@@ -154,8 +127,7 @@ impl Predictions {
         }
         let run = self
             .store
-            .run(run_id)
-            .map_err(|e| Error::Internal(e.to_string()))?
+            .run(run_id)?
             .ok_or_else(|| Error::invalid(field, format!("no run with id '{run_id}'; pick one from the list")))?;
         let epoch_dir = self.best_checkpoint(&run).ok_or_else(|| {
             Error::invalid(
@@ -179,12 +151,12 @@ impl Predictions {
         let ckpt = CheckpointRef {
             epoch_dir: key.epoch_dir.clone(),
         };
-        let resolved = backend::resolve(device_for(run)).map_err(|e| Error::Internal(e.to_string()))?;
+        let resolved = backend::resolve(device_for(run)).map_err(crate::train::Error::from)?;
         let loaded = Predictor::load(&ckpt, &resolved.kind.device()).map_err(|e| match e {
             // A checkpoint this build cannot use (e.g. written on Burn 0.21) is the chosen run's
             // problem, with what to do about it, not a server fault.
             crate::train::Error::Checkpoint { .. } => Error::invalid("run", e.to_string()),
-            other => Error::Internal(format!("loading {}: {other}", key.epoch_dir.display())),
+            other => Error::Train(other),
         })?;
         let loaded = Arc::new(loaded);
         let mut models = lock(&self.models);
@@ -221,7 +193,7 @@ impl Predictions {
         let (run, key) = self.checkpoint_of(run_id, "run")?;
         let (service, sha, label) = (self.clone(), sha.to_string(), gradcam_label.to_string());
         blocking(move || {
-            let gray = images::load_gray(&path).map_err(|e| Error::Internal(e.to_string()))?;
+            let gray = images::load_gray(&path)?;
             service.predict_gray(run, key, sha, &gray, &label)
         })
         .await
@@ -238,7 +210,7 @@ impl Predictions {
         let (run, key) = self.checkpoint_of(run_id, "run")?;
         let (service, label) = (self.clone(), label.to_string());
         blocking(move || {
-            let gray = images::load_gray(&path).map_err(|e| Error::Internal(e.to_string()))?;
+            let gray = images::load_gray(&path)?;
             let loaded = service.load_model(&key, &run)?;
             let model: &dyn Inference = loaded.as_ref();
             let top = if label.trim().is_empty() {
@@ -271,8 +243,7 @@ impl Predictions {
     pub async fn validation_set(self: &Arc<Self>, run_id: &str) -> Result<(Run, Arc<ValidationSet>)> {
         let run = self
             .store
-            .run(run_id)
-            .map_err(|e| Error::Internal(e.to_string()))?
+            .run(run_id)?
             .ok_or_else(|| Error::NotFound(format!("no run with id '{run_id}'")))?;
         let (_, key) = self.checkpoint_of(run_id, "run").map_err(|e| match e {
             Error::Invalid { message, .. } => Error::NotFound(message),
@@ -321,9 +292,7 @@ async fn blocking<T: Send + 'static>(work: impl FnOnce() -> Result<T> + Send + '
 }
 
 fn predict(model: &dyn Inference, image: &GrayImage) -> Result<Prediction> {
-    let probs = model
-        .predict(image)
-        .map_err(|e| Error::Internal(format!("predicting: {e}")))?;
+    let probs = model.predict(image)?;
     let mut ranked: Vec<(String, f32, f32)> = probs
         .into_iter()
         .zip(model.thresholds())
@@ -352,8 +321,6 @@ fn gradcam_label(model: &dyn Inference, asked: &str, top: &str) -> Result<usize>
 }
 
 fn overlay(model: &dyn Inference, image: &GrayImage, label: usize) -> Result<Vec<u8>> {
-    let heat = model
-        .gradcam(image, label)
-        .map_err(|e| Error::Internal(format!("Grad-CAM: {e}")))?;
+    let heat = model.gradcam(image, label)?;
     Ok(gradcam::overlay_png(&uploads::centre_square(image), &heat))
 }

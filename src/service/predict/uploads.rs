@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 use image::GrayImage;
 use sha2::{Digest, Sha256};
 
-use super::Error;
 use crate::data::images;
+use crate::service::Error;
 
 /// Largest accepted image side: the NIH originals are 1024², common scanners stay below 4096.
 pub const MAX_SIDE: u32 = 4096;
@@ -31,8 +31,7 @@ pub fn decode_upload(bytes: &[u8]) -> Result<GrayImage, Error> {
     // Read the header only, so a small file claiming a huge image is refused before decoding.
     let (width, height) = image::ImageReader::new(Cursor::new(bytes))
         .with_guessed_format()
-        .map_err(|e| Error::Internal(e.to_string()))?
-        .into_dimensions()
+        .and_then(|reader| reader.into_dimensions().map_err(std::io::Error::other))
         .map_err(|e| {
             Error::invalid(
                 "image",
@@ -70,8 +69,8 @@ pub fn store_upload(dir: &Path, image: &GrayImage) -> Result<(String, Vec<u8>), 
     let sha = hex::encode(Sha256::digest(&png));
     let path = dir.join(format!("{sha}.png"));
     if !path.is_file() {
-        std::fs::create_dir_all(dir).map_err(|e| Error::Internal(format!("{}: {e}", dir.display())))?;
-        crate::data::write_atomically(&path, &png).map_err(|e| Error::Internal(e.to_string()))?;
+        std::fs::create_dir_all(dir).map_err(|e| crate::data::Error::io(dir, e))?;
+        crate::data::write_atomically(&path, &png)?;
     }
     Ok((sha, png))
 }

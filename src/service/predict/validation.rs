@@ -80,22 +80,22 @@ impl Predictions {
     }
 
     /// (file name, label bits, image at the model's input size) of the first validation images.
-    fn validation_images(&self, model: &dyn Inference) -> std::result::Result<Vec<(String, u32, GrayImage)>, String> {
+    fn validation_images(&self, model: &dyn Inference) -> Result<Vec<(String, u32, GrayImage)>> {
         let config = &model.state().config;
         let paths = JobPaths {
             data_dir: self.data_dir.clone(),
             ckpt_dir: self.ckpt_dir.clone(),
         };
-        let (labels_path, images_dir) = job::dataset_paths(config, &paths).map_err(|e| e.to_string())?;
-        let table = LabelTable::load(&labels_path).map_err(|e| e.to_string())?;
-        let split = split::split(&table, &job::split_options(config)).map_err(|e| e.to_string())?;
+        let (labels_path, images_dir) = job::dataset_paths(config, &paths)?;
+        let table = LabelTable::load(&labels_path)?;
+        let split = split::split(&table, &job::split_options(config))?;
         let share = job::max_images_share(config, &split, split.val.len()).unwrap_or(usize::MAX);
         let wanted = share.min(VALIDATION_IMAGES);
         let size = config.image_size;
         let records = split.val.iter().map(|&row| &table.records[row]);
         let cache_path = cache::path_for(paths.cache_dir(), &table, size);
         if cache_path.is_file() {
-            let cache = Cache::open(&cache_path).map_err(|e| e.to_string())?;
+            let cache = Cache::open(&cache_path)?;
             return Ok(records
                 .filter_map(|r| cache.index_of(&r.image).map(|i| (r, i)))
                 .take(wanted)
@@ -105,7 +105,7 @@ impl Predictions {
                 .collect());
         }
         // No cache (trained with another data folder): read the files themselves.
-        let index = ImageIndex::scan(&images_dir).map_err(|e| e.to_string())?;
+        let index = ImageIndex::scan(&images_dir)?;
         Ok(records
             .filter_map(|r| index.get(&r.image).map(|p| (r, p.to_path_buf())))
             .take(wanted)

@@ -8,8 +8,8 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+use crate::data::augment::AugmentConfig;
 use crate::model::{Architecture, ModelSpec, NormKind};
-use crate::train::augment::AugmentConfig;
 
 /// How images are divided into train / validation / test sets (the data layer's strategies).
 pub use crate::data::split::Strategy as SplitStrategy;

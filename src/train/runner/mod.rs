@@ -33,70 +33,59 @@ pub trait ImageClassifier: Module {
     fn forward(&self, images: Tensor<4>) -> Tensor<2>;
 }
 
-/// One CPU batch: normalised grey images and 0/1 targets, both row-major.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Batch {
-    /// `n * 1 * size * size` values.
-    pub images: Vec<f32>,
-    /// `n * num_labels` values.
-    pub targets: Vec<f32>,
-    pub n: usize,
-    pub size: usize,
-    pub num_labels: usize,
+/// One CPU batch, as the data loader builds it: normalised gray images and 0/1 targets.
+pub use crate::data::loader::Batch;
+
+/// Checks the batch's buffers match its stated shape and the run's label count.
+pub fn check_batch(batch: &Batch, num_labels: usize) -> Result<()> {
+    if batch.n == 0 {
+        return Err(Error::Batch("empty batch".into()));
+    }
+    if batch.num_labels != num_labels {
+        return Err(Error::Batch(format!(
+            "batch has {} labels, the model {num_labels}",
+            batch.num_labels
+        )));
+    }
+    if batch.images.len() != batch.n * batch.size * batch.size {
+        return Err(Error::Batch(format!(
+            "{} image values for {} images of {}x{}",
+            batch.images.len(),
+            batch.n,
+            batch.size,
+            batch.size
+        )));
+    }
+    if batch.targets.len() != batch.n * batch.num_labels {
+        return Err(Error::Batch(format!(
+            "{} target values for {} images x {} labels",
+            batch.targets.len(),
+            batch.n,
+            batch.num_labels
+        )));
+    }
+    Ok(())
 }
 
-impl Batch {
-    /// Checks the buffers match the stated shape and the run's label count.
-    pub fn check(&self, num_labels: usize) -> Result<()> {
-        if self.n == 0 {
-            return Err(Error::Batch("empty batch".into()));
-        }
-        if self.num_labels != num_labels {
-            return Err(Error::Batch(format!(
-                "batch has {} labels, the model {num_labels}",
-                self.num_labels
-            )));
-        }
-        if self.images.len() != self.n * self.size * self.size {
-            return Err(Error::Batch(format!(
-                "{} image values for {} images of {}x{}",
-                self.images.len(),
-                self.n,
-                self.size,
-                self.size
-            )));
-        }
-        if self.targets.len() != self.n * self.num_labels {
-            return Err(Error::Batch(format!(
-                "{} target values for {} images x {} labels",
-                self.targets.len(),
-                self.n,
-                self.num_labels
-            )));
-        }
-        Ok(())
-    }
-
-    fn tensors(&self, device: &Device) -> (Tensor<4>, Tensor<2>) {
-        let images = Tensor::from_data(
-            TensorData::new(self.images.clone(), [self.n, 1, self.size, self.size]),
-            device,
-        );
-        let targets = Tensor::from_data(TensorData::new(self.targets.clone(), [self.n, self.num_labels]), device);
-        (images, targets)
-    }
+/// The batch as `[n, 1, size, size]` images and `[n, labels]` targets on `device`.
+fn batch_tensors(batch: &Batch, device: &Device) -> (Tensor<4>, Tensor<2>) {
+    let images = Tensor::from_data(
+        TensorData::new(batch.images.clone(), [batch.n, 1, batch.size, batch.size]),
+        device,
+    );
+    let targets = Tensor::from_data(
+        TensorData::new(batch.targets.clone(), [batch.n, batch.num_labels]),
+        device,
+    );
+    (images, targets)
 }
-
-/// What a batch source may fail with (the loader's own error, boxed).
-pub type BatchError = Box<dyn std::error::Error + Send + Sync>;
-pub type BatchResult = std::result::Result<Batch, BatchError>;
 
 /// Where batches come from. The training order may depend on the epoch (shuffled from the run's
 /// seed and the epoch number, so a resumed run sees the same order as a straight one).
 pub trait BatchSource: Send {
     /// Training batches of 1-based `epoch`.
-    fn train_batches(&mut self, epoch: usize) -> Box<dyn Iterator<Item = BatchResult> + '_>;
-    fn val_batches(&mut self) -> Box<dyn Iterator<Item = BatchResult> + '_>;
+    fn train_batches(&mut self, epoch: usize) -> Box<dyn Iterator<Item = Batch> + '_>;
+    fn val_batches(&mut self) -> Box<dyn Iterator<Item = Batch> + '_>;
     /// Batches per training epoch (for progress).
     fn train_batch_count(&self) -> usize;
 }
@@ -388,6 +377,7 @@ mod tests {
                     n,
                     size: SIZE,
                     num_labels: LABELS,
+                    indices: Vec::new(),
                 }
             })
             .collect()
@@ -413,7 +403,7 @@ mod tests {
     }
 
     impl BatchSource for ToySource {
-        fn train_batches(&mut self, epoch: usize) -> Box<dyn Iterator<Item = BatchResult> + '_> {
+        fn train_batches(&mut self, epoch: usize) -> Box<dyn Iterator<Item = Batch> + '_> {
             let nan_at = self.nan_at;
             let cancel_at = self.cancel_at.clone();
             // Rotate the order by epoch, as a shuffling loader would, reproducibly.
@@ -428,11 +418,11 @@ mod tests {
                         handle.cancel();
                     }
                 }
-                Ok(batch)
+                batch
             }))
         }
-        fn val_batches(&mut self) -> Box<dyn Iterator<Item = BatchResult> + '_> {
-            Box::new(self.val.iter().cloned().map(Ok))
+        fn val_batches(&mut self) -> Box<dyn Iterator<Item = Batch> + '_> {
+            Box::new(self.val.iter().cloned())
         }
         fn train_batch_count(&self) -> usize {
             self.train.len()
@@ -579,7 +569,7 @@ mod tests {
         let device = Device::flex();
         let model = ckpts.load_model(Slot::Last, tiny_net(100, &device)).unwrap();
         assert_eq!(model.weight.val().dtype(), burn::tensor::DType::F32);
-        let (images, _) = ToySource::new().val[0].tensors(&device);
+        let (images, _) = batch_tensors(&ToySource::new().val[0], &device);
         let probabilities = model.forward(images).into_data().try_to_vec::<f32>().unwrap();
         assert!(probabilities.iter().all(|p| p.is_finite()));
     }
@@ -597,7 +587,7 @@ mod tests {
         let a = ckpts.load_model(Slot::Best, tiny_net(100, &device)).unwrap();
         let b = ckpts.load_model(Slot::Best, tiny_net(200, &device)).unwrap();
         let val = &ToySource::new().val[0];
-        let (images, _) = val.tensors(&device);
+        let (images, _) = batch_tensors(val, &device);
         let pa = a.forward(images.clone()).into_data().try_to_vec::<f32>().unwrap();
         let pb = b.forward(images.clone()).into_data().try_to_vec::<f32>().unwrap();
         assert_eq!(pa, pb);
@@ -612,7 +602,7 @@ mod tests {
         let mut sum = 0.0;
         let source = ToySource::new();
         for batch in &source.val {
-            let (x, y) = batch.tensors(&device);
+            let (x, y) = batch_tensors(batch, &device);
             let l: f32 = loss_fn.compute(a.forward(x), y).into_scalar::<f32>();
             sum += l as f64 * batch.n as f64;
         }

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use burn::optim::GradientsParams;
 use burn::tensor::{Device, FloatDType};
 
-use super::{BatchSource, CancelHandle, ImageClassifier};
+use super::{batch_tensors, check_batch, BatchSource, CancelHandle, ImageClassifier};
 use crate::train::config::OutputActivation;
 use crate::train::error::{Error, Result};
 use crate::train::event::{EventSink, TrainEvent};
@@ -74,11 +74,10 @@ pub(super) fn train_epoch<M: ImageClassifier>(
         if cancel.is_cancelled() {
             return Ok(None);
         }
-        let batch = batch.map_err(|e| Error::Data(e.to_string()))?;
-        batch.check(step.num_labels)?;
+        check_batch(&batch, step.num_labels)?;
         let step_start = Instant::now();
         pass.lr = schedule.lr(epoch_index, index as f64 / of.max(1) as f64);
-        let (images, targets) = batch.tensors(step.device);
+        let (images, targets) = batch_tensors(&batch, step.device);
         let logits = model.forward(images.cast(step.dtype)).cast(FloatDType::F32);
         let loss = step.loss.compute(logits.clone(), targets);
         let loss_value: f32 = loss.clone().into_scalar::<f32>();
@@ -115,7 +114,9 @@ pub(super) fn train_epoch<M: ImageClassifier>(
     }
     drop(batches);
     if pass.images == 0 {
-        return Err(Error::Data(format!("epoch {epoch} had no training batches")));
+        return Err(Error::Data(crate::data::Error::Invalid(format!(
+            "epoch {epoch} had no training batches"
+        ))));
     }
     pass.loss = loss_sum / pass.images as f64;
     Ok(Some((model, pass)))
@@ -144,9 +145,8 @@ pub(super) fn validate_epoch<M: ImageClassifier>(
         if cancel.is_cancelled() {
             return Ok(None);
         }
-        let batch = batch.map_err(|e| Error::Data(e.to_string()))?;
-        batch.check(step.num_labels)?;
-        let (images, targets) = batch.tensors(&valid_device);
+        check_batch(&batch, step.num_labels)?;
+        let (images, targets) = batch_tensors(&batch, &valid_device);
         let logits = valid_model.forward(images.cast(step.dtype)).cast(FloatDType::F32);
         let loss: f32 = step.loss.compute(logits.clone(), targets).into_scalar::<f32>();
         pass.probabilities

@@ -122,8 +122,7 @@ pub(super) async fn delete(State(state): State<Arc<AppState>>, Path(name): Path<
     let target = name.clone();
     tokio::task::spawn_blocking(move || datasets::remove(&store, &target))
         .await
-        .map_err(|e| AppError::Internal(format!("delete task failed: {e}")))?
-        .map_err(AppError::Internal)?;
+        .map_err(|e| AppError::Internal(format!("delete task failed: {e}")))??;
     state.datasets.forget(&name);
     Ok(Redirect::to("/datasets").into_response())
 }

@@ -8,9 +8,8 @@ use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
-use crate::data::demo;
-use crate::data::images::{self, SquareResizer};
-use crate::service::datasets::{CacheStatus, DatasetFacts};
+use crate::data::images;
+use crate::service::datasets::{self, CacheStatus, DatasetFacts};
 use crate::web::charts::{self, BarGroup};
 use crate::web::templates::{encode_query, ChartLink, DatasetPage, LabelCountRow, Thumb};
 use crate::web::{AppError, AppState};
@@ -287,18 +286,12 @@ pub(super) async fn thumbnail(
         return Err(not_listed());
     }
     let path = facts.index.get(image).ok_or_else(not_listed)?.to_path_buf();
-    let png = tokio::task::spawn_blocking(move || -> Result<Vec<u8>, String> {
-        let gray = images::load_gray(&path).map_err(|e| e.to_string())?;
-        let small = SquareResizer::new()
-            .resize(&gray, THUMB_SIZE)
-            .map_err(|e| e.to_string())?;
-        demo::encode_png(small.as_raw(), THUMB_SIZE).map_err(|e| e.to_string())
-    })
-    .await
-    .map_err(|e| AppError::Internal(format!("thumbnail task failed: {e}")))?
-    // A damaged file (or a link to something that is not an image) is a fact about the data set,
-    // not a server fault: no thumbnail, and say why.
-    .map_err(|e| AppError::NotFound(format!("image '{image}' of data set '{name}' cannot be shown: {e}")))?;
+    let png = tokio::task::spawn_blocking(move || datasets::thumbnail_png(&path, THUMB_SIZE))
+        .await
+        .map_err(|e| AppError::Internal(format!("thumbnail task failed: {e}")))?
+        // A damaged file (or a link to something that is not an image) is a fact about the data set,
+        // not a server fault: no thumbnail, and say why.
+        .map_err(|e| AppError::NotFound(format!("image '{image}' of data set '{name}' cannot be shown: {e}")))?;
     Ok((
         [
             (header::CONTENT_TYPE, "image/png"),

@@ -181,7 +181,7 @@ fn new_run_page(state: &AppState, query: &NewRunQuery) -> Result<NewRunPage, App
             ))
         }
         (Some(name), None) => {
-            let config = presets::preset_or_error(name).map_err(AppError::BadRequest)?;
+            let config = presets::preset_or_error(name).map_err(|e| AppError::BadRequest(e.to_string()))?;
             let label = PRESETS
                 .iter()
                 .find(|(n, _)| *n == name)

@@ -12,7 +12,8 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
 use super::body_too_large;
-use crate::service::predict::{Error as PredictError, Outcome};
+use crate::service::predict::Outcome;
+use crate::service::Error as ServiceError;
 use crate::web::templates::{encode_query, PredictPage, PredictResult, PredictRunOption, ProbabilityRow};
 use crate::web::{AppError, AppState};
 
@@ -80,14 +81,14 @@ pub(super) async fn form_page(State(state): State<Arc<AppState>>, Query(query): 
     page(&state, &query.into(), String::new(), None).into_response()
 }
 
-fn invalid_image(message: String) -> PredictError {
-    PredictError::invalid("image", message)
+fn invalid_image(message: String) -> ServiceError {
+    ServiceError::invalid("image", message)
 }
 
 /// Reads the multipart form: `image` (bytes), `run`, `label`.
 pub(super) async fn read_form(
     multipart: Result<Multipart, MultipartRejection>,
-) -> (Form, Result<Vec<u8>, PredictError>) {
+) -> (Form, Result<Vec<u8>, ServiceError>) {
     let mut form = Form::default();
     let mut multipart = match multipart {
         Ok(m) => m,
@@ -145,9 +146,9 @@ pub(super) async fn read_form(
 pub(super) async fn predict_upload(
     state: &AppState,
     form: &Form,
-    image: Result<Vec<u8>, PredictError>,
+    image: Result<Vec<u8>, ServiceError>,
 ) -> Result<Outcome, AppError> {
-    if let Err(e @ PredictError::TooLarge(_)) = image {
+    if let Err(e @ ServiceError::TooLarge(_)) = image {
         return Err(e.into());
     }
     Ok(state.predict.predict_upload(&form.run, &form.label, image).await?)

@@ -32,8 +32,8 @@ pub fn router() -> Router<Arc<AppState>> {
         .route("/runs/{id}/predictions/{n}/{file}", get(validation::validation_file))
 }
 
-fn body_too_large() -> crate::service::predict::Error {
-    crate::service::predict::Error::TooLarge(format!(
+fn body_too_large() -> crate::service::Error {
+    crate::service::Error::TooLarge(format!(
         "the upload is larger than {} MiB: send a smaller PNG or JPEG (the NIH originals are about 0.3–1 MiB)",
         UPLOAD_LIMIT_BYTES >> 20
     ))

@@ -97,6 +97,8 @@ pub enum Error {
     },
     #[error("invalid loader setting: {0}")]
     Config(String),
+    #[error("invalid augmentation: {0}")]
+    Augment(#[from] super::augment::RangeError),
 }
 
 /// How batches are drawn and prepared.
@@ -168,7 +170,7 @@ impl LoaderConfig {
                 self.std
             )));
         }
-        self.augment.validate().map_err(Error::Config)
+        Ok(self.augment.validate()?)
     }
 }
 
@@ -808,7 +810,7 @@ mod tests {
             let err = new(vec![0], vec![0], 1, config.clone())
                 .err()
                 .unwrap_or_else(|| panic!("accepted {config:?}"));
-            assert!(matches!(err, Error::Config(_)), "{err}");
+            assert!(matches!(err, Error::Config(_) | Error::Augment(_)), "{err}");
         }
         assert!(
             VecSource::new(3, vec![0; 10]).is_err(),

@@ -4,7 +4,7 @@
 use rayon::prelude::*;
 
 use super::{Error, ImageSource};
-use crate::train::augment::Normalization;
+use crate::data::augment::Normalization;
 
 /// Rows with and without one label.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -99,7 +99,7 @@ pub fn pixel_mean_std(source: &dyn ImageSource, items: &[usize]) -> Result<Norma
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::train::loader::VecSource;
+    use crate::data::loader::VecSource;
 
     #[test]
     fn counts_and_pos_weights() {

@@ -45,6 +45,16 @@ impl Default for AugmentConfig {
     }
 }
 
+/// An augmentation strength outside what the transform allows.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("--{flag} must be between 0 and {max}, got {value}")]
+pub struct RangeError {
+    /// The command-line flag that sets it.
+    pub flag: &'static str,
+    pub value: f32,
+    pub max: f32,
+}
+
 impl AugmentConfig {
     /// Settings that leave every image as it is (evaluation, or `--augment false`).
     pub fn disabled() -> Self {
@@ -54,13 +64,13 @@ impl AugmentConfig {
         }
     }
 
-    /// Checks the ranges; the message names the flag to change.
-    pub fn validate(&self) -> Result<(), String> {
-        let finite_in = |name: &str, value: f32, max: f32| -> Result<(), String> {
+    /// Checks the ranges; the error names the flag to change.
+    pub fn validate(&self) -> Result<(), RangeError> {
+        let finite_in = |flag: &'static str, value: f32, max: f32| {
             if value.is_finite() && (0.0..=max).contains(&value) {
                 Ok(())
             } else {
-                Err(format!("--{name} must be between 0 and {max}, got {value}"))
+                Err(RangeError { flag, value, max })
             }
         };
         finite_in("aug-rotate", self.rotate_deg, 180.0)?;
@@ -623,13 +633,19 @@ mod tests {
         }
         .validate()
         .unwrap_err();
-        assert!(err.contains("--aug-rotate"), "{err}");
+        assert_eq!(err.flag, "aug-rotate");
+        assert!(err.to_string().contains("--aug-rotate"), "{err}");
         let err = AugmentConfig {
             contrast: 1.0,
             ..AugmentConfig::default()
         }
         .validate()
         .unwrap_err();
-        assert!(err.contains("--aug-contrast"), "{err}");
+        assert_eq!((err.flag, err.value, err.max), ("aug-contrast", 1.0, 0.9));
+        assert!(
+            err.to_string()
+                .contains("--aug-contrast must be between 0 and 0.9, got 1"),
+            "{err}"
+        );
     }
 }

@@ -31,32 +31,7 @@ pub(super) async fn dataset_page(
     let located = locate(&state, &name)?;
     let summary = located.summary();
     let status = state.datasets.cache_status(&located.name, summary.as_ref());
-    let mut page = DatasetPage {
-        name: located.name.clone(),
-        demo: located.row.is_none(),
-        label_file: located.label_file.display().to_string(),
-        image_dir: located.image_dir.display().to_string(),
-        created: located.row.as_ref().map(|r| r.created_at.clone()).unwrap_or_default(),
-        files_error: String::new(),
-        facts: Vec::new(),
-        missing_examples: String::new(),
-        cache_state: status.state,
-        cache_done: status.done,
-        cache_total: status.total,
-        cache_text: cache_text(&status),
-        cache_error: status.error.clone().unwrap_or_default(),
-        show_cache: located.row.is_some(),
-        label_rows: Vec::new(),
-        charts: Vec::new(),
-        label_filter: String::new(),
-        label_options: Vec::new(),
-        thumbs: Vec::new(),
-        thumbs_total: 0,
-        page: 1,
-        pages: 1,
-        prev_href: String::new(),
-        next_href: String::new(),
-    };
+    let mut page = registration_page(&located, &status);
     let facts = match facts(&state, &located).await {
         Ok(facts) => facts,
         Err(message) => {
@@ -71,9 +46,50 @@ pub(super) async fn dataset_page(
             return Ok(page);
         }
     };
+    page.facts = fact_rows(&facts);
+    page.missing_examples = missing_examples(&facts);
+    let base = format!("/datasets/{}", located.name);
+    label_section(&mut page, &facts.stats, &base);
+    browse_section(&mut page, &facts, &base, &query)?;
+    Ok(page)
+}
+
+/// The page with what the registration alone says (names, folders, cache state); the sections
+/// read from the files are filled in after.
+fn registration_page(located: &Located, status: &CacheStatus) -> DatasetPage {
+    DatasetPage {
+        name: located.name.clone(),
+        demo: located.row.is_none(),
+        label_file: located.label_file.display().to_string(),
+        image_dir: located.image_dir.display().to_string(),
+        created: located.row.as_ref().map(|r| r.created_at.clone()).unwrap_or_default(),
+        files_error: String::new(),
+        facts: Vec::new(),
+        missing_examples: String::new(),
+        cache_state: status.state,
+        cache_done: status.done,
+        cache_total: status.total,
+        cache_text: cache_text(status),
+        cache_error: status.error.clone().unwrap_or_default(),
+        show_cache: located.row.is_some(),
+        label_rows: Vec::new(),
+        charts: Vec::new(),
+        label_filter: String::new(),
+        label_options: Vec::new(),
+        thumbs: Vec::new(),
+        thumbs_total: 0,
+        page: 1,
+        pages: 1,
+        prev_href: String::new(),
+        next_href: String::new(),
+    }
+}
+
+/// The data set's facts table: format, counts, patients, views, sex and age.
+fn fact_rows(facts: &DatasetFacts) -> Vec<(String, String)> {
     let stats = &facts.stats;
     let missing = facts.table.len() - facts.found_rows.len();
-    page.facts = vec![
+    let mut rows = vec![
         ("Format".into(), format!("{:?}", facts.table.format)),
         ("Task".into(), format!("{:?}", facts.table.task)),
         ("Images (label rows)".into(), count(stats.images)),
@@ -99,10 +115,10 @@ pub(super) async fn dataset_page(
         .map(|(view, n)| format!("{view} {}", count(*n)))
         .collect();
     if !known_views.is_empty() {
-        page.facts.push(("Views".into(), known_views.join(", ")));
+        rows.push(("Views".into(), known_views.join(", ")));
     }
     if stats.sex.male + stats.sex.female > 0 {
-        page.facts.push((
+        rows.push((
             "Sex".into(),
             format!(
                 "{} male, {} female, {} unknown",
@@ -113,7 +129,7 @@ pub(super) async fn dataset_page(
         ));
     }
     if let Some(age) = &stats.age {
-        page.facts.push((
+        rows.push((
             "Age (years)".into(),
             format!(
                 "{} – {}, median {}, mean {:.1}; {} implausible ages left out",
@@ -121,18 +137,24 @@ pub(super) async fn dataset_page(
             ),
         ));
     }
-    if missing > 0 {
-        let examples: Vec<&str> = facts
-            .table
-            .records
-            .iter()
-            .map(|r| r.image.as_str())
-            .filter(|image| facts.index.get(image).is_none())
-            .take(images::REPORT_EXAMPLES)
-            .collect();
-        page.missing_examples = examples.join(", ");
-    }
-    let base = format!("/datasets/{}", located.name);
+    rows
+}
+
+/// A few of the label file's images that are not in the folder ("" when none is missing).
+fn missing_examples(facts: &DatasetFacts) -> String {
+    let examples: Vec<&str> = facts
+        .table
+        .records
+        .iter()
+        .map(|r| r.image.as_str())
+        .filter(|image| facts.index.get(image).is_none())
+        .take(images::REPORT_EXAMPLES)
+        .collect();
+    examples.join(", ")
+}
+
+/// Per-label counts (each a link to its images) and the two label charts.
+fn label_section(page: &mut DatasetPage, stats: &crate::data::stats::Stats, base: &str) {
     page.label_rows = stats
         .label_table
         .iter()
@@ -157,9 +179,17 @@ pub(super) async fn dataset_page(
             wide: true,
         },
     ];
+}
 
+/// One page of thumbnails, all images or one label's, with links to the neighbouring pages.
+fn browse_section(
+    page: &mut DatasetPage,
+    facts: &DatasetFacts,
+    base: &str,
+    query: &BrowseQuery,
+) -> Result<(), AppError> {
     let label = query.label.as_deref().map(str::trim).unwrap_or("");
-    let rows = browse_rows(&facts, label)?;
+    let rows = browse_rows(facts, label)?;
     let number = match query.page.as_deref().map(str::trim) {
         None | Some("") => 1,
         Some(text) => text
@@ -201,7 +231,7 @@ pub(super) async fn dataset_page(
     if number < pages {
         page.next_href = link(number + 1);
     }
-    Ok(page)
+    Ok(())
 }
 
 /// Rows of found images, all or those with `label` ("No Finding" = no label bit, in NIH files).

@@ -12,14 +12,15 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use axum::body::Body;
-use axum::http::{header, Method, Request, StatusCode};
+use axum::http::{header, Method, StatusCode};
 use cxr8::service;
 use cxr8::service::datasets::{self, Registration};
 use cxr8::store::{NewRun, RunStatus, Store};
 use cxr8::train::TrainConfig;
-use cxr8::web::{app, AppState, FieldError, JobControl};
+use cxr8::web::{FieldError, JobControl};
 use serde_json::{json, Value};
-use tower::ServiceExt;
+
+use crate::util::{encode_component, encode_form, from_page, Multipart, Reply, TestApp, FORM, JSON};
 
 /// The engine's write side with its real validation (parse, validate, resolve the data set);
 /// runs are only recorded, never trained.
@@ -70,7 +71,7 @@ impl JobControl for Engine {
 }
 
 struct Fixture {
-    state: Arc<AppState>,
+    app: TestApp,
     /// Finished, two epochs, a (fake) best checkpoint folder.
     done: String,
     /// Training, no checkpoint.
@@ -82,7 +83,6 @@ struct Fixture {
     fresh_images: PathBuf,
     /// A file outside every data folder that no route may serve.
     secret: PathBuf,
-    dirs: tempfile::TempDir,
 }
 
 fn png(side: u32, seed: u8) -> Vec<u8> {
@@ -119,12 +119,9 @@ fn new_run<'a>(name: &'a str, config: &'a Value, epochs: u32) -> NewRun<'a> {
 
 impl Fixture {
     fn new() -> Fixture {
-        let dirs = tempfile::tempdir().unwrap();
-        let root = dirs.path();
-        let data_dir = root.join("data");
-        let ckpt_dir = root.join("ckpts");
-        std::fs::create_dir_all(&ckpt_dir).unwrap();
-        let store = Arc::new(Store::open(&data_dir).unwrap());
+        let setup = TestApp::on_disk();
+        let root = setup.root().to_path_buf();
+        let store = setup.store();
 
         let config = json!({"model": "resnet-18", "lr": 0.001});
         let done = store.create_run(&new_run("finished", &config, 2)).unwrap();
@@ -137,7 +134,7 @@ impl Fixture {
         store.set_status(&done, RunStatus::Done, None).unwrap();
         // A best checkpoint as the trainer lays it out (pointer + epoch folder), without weights:
         // enough for the predict form to get as far as reading the upload.
-        let run_ckpt = ckpt_dir.join(&done);
+        let run_ckpt = setup.ckpt_dir().join(&done);
         std::fs::create_dir_all(run_ckpt.join("epoch-0002")).unwrap();
         std::fs::write(run_ckpt.join("best.json"), r#"{"epoch": 2, "dir": "epoch-0002"}"#).unwrap();
 
@@ -177,21 +174,19 @@ impl Fixture {
         let fresh_labels = label_file(&fresh, &["x.png", "y.png"]);
 
         let engine = Arc::new(Engine { store: store.clone() });
-        let state = Arc::new(AppState::new(store, engine, data_dir, ckpt_dir));
         Fixture {
-            state,
+            app: setup.jobs(engine).build(),
             done,
             running,
             dataset: "small".into(),
             fresh_labels,
             fresh_images,
             secret,
-            dirs,
         }
     }
 
     fn store(&self) -> &Store {
-        &self.state.store
+        self.app.store()
     }
 
     /// Everything a bad request must leave alone.
@@ -205,13 +200,13 @@ impl Fixture {
                 (r.id.clone(), json!({"epochs": epochs, "events": events}))
             })
             .collect();
-        let uploads: Vec<String> = std::fs::read_dir(self.state.data_dir.join("uploads"))
+        let uploads: Vec<String> = std::fs::read_dir(self.app.state.data_dir.join("uploads"))
             .map(|d| {
                 d.map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
                     .collect()
             })
             .unwrap_or_default();
-        let checkpoints: Vec<String> = std::fs::read_dir(&self.state.ckpt_dir)
+        let checkpoints: Vec<String> = std::fs::read_dir(&self.app.state.ckpt_dir)
             .unwrap()
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
             .collect();
@@ -232,119 +227,39 @@ impl Fixture {
         );
         assert_eq!(self.store().integrity_check().unwrap(), "ok", "{what}");
     }
+}
 
-    async fn send(&self, method: Method, uri: &str, content_type: Option<&str>, body: Vec<u8>) -> Reply {
-        // As the dashboard's own pages send it (the guard refuses cross-site form posts).
-        let mut request = Request::builder()
-            .method(method)
-            .uri(uri)
-            .header(header::HOST, "127.0.0.1:8080")
-            .header(header::ORIGIN, "http://127.0.0.1:8080");
-        if let Some(content_type) = content_type {
-            request = request.header(header::CONTENT_TYPE, content_type);
-        }
-        if !body.is_empty() {
-            request = request.header(header::CONTENT_LENGTH, body.len());
-        }
-        let response = app(self.state.clone())
-            .oneshot(request.body(Body::from(body)).unwrap())
-            .await
-            .unwrap();
-        let status = response.status();
-        let location = response
-            .headers()
-            .get(header::LOCATION)
-            .map(|v| v.to_str().unwrap().to_string());
-        let content_type = response
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .map(|v| v.to_str().unwrap().to_string())
+/// Field names the reply blames: JSON `fields`, the new-run form's and the data set form's
+/// per-field messages, and the message page's `field: …` lines.
+fn names_field(reply: &Reply, field: &str) -> bool {
+    let body = reply.text();
+    if let Ok(json) = serde_json::from_str::<Value>(body) {
+        let reported: Vec<&str> = json["fields"]
+            .as_array()
+            .map(|a| a.iter().filter_map(|f| f["field"].as_str()).collect())
             .unwrap_or_default();
-        let bytes = axum::body::to_bytes(response.into_body(), 64 << 20).await.unwrap();
-        Reply {
-            status,
-            location,
-            content_type,
-            body: String::from_utf8_lossy(&bytes).into_owned(),
-        }
+        return reported.iter().any(|r| same_field(r, field));
     }
-
-    async fn get(&self, uri: &str) -> Reply {
-        self.send(Method::GET, uri, None, Vec::new()).await
-    }
-
-    async fn post_form(&self, uri: &str, pairs: &[(String, String)]) -> Reply {
-        let body = pairs
-            .iter()
-            .map(|(k, v)| format!("{}={}", encode(k), encode(v)))
-            .collect::<Vec<_>>()
-            .join("&");
-        self.send(
-            Method::POST,
-            uri,
-            Some("application/x-www-form-urlencoded"),
-            body.into_bytes(),
+    let reported: Vec<String> = body
+        .split("data-field=\"")
+        .skip(1)
+        .chain(body.split("class=\"error field-error\" id=\"").skip(1))
+        .filter_map(|rest| rest.split('"').next())
+        .map(|name| name.trim_end_matches("-error").to_string())
+        .chain(
+            body.split("<li>")
+                .skip(1)
+                .filter_map(|rest| rest.split(':').next())
+                .map(String::from),
         )
-        .await
-    }
-
-    async fn post_json(&self, uri: &str, body: &Value) -> Reply {
-        self.send(
-            Method::POST,
-            uri,
-            Some("application/json"),
-            body.to_string().into_bytes(),
+        .chain(
+            body.split("<p class=\"message\">")
+                .skip(1)
+                .filter_map(|rest| rest.split(':').next())
+                .map(String::from),
         )
-        .await
-    }
-}
-
-struct Reply {
-    status: StatusCode,
-    location: Option<String>,
-    content_type: String,
-    body: String,
-}
-
-impl Reply {
-    fn short(&self) -> String {
-        format!("{} {}", self.status, self.body.chars().take(400).collect::<String>())
-    }
-
-    /// Field names the reply blames: JSON `fields`, the new-run form's and the data set form's
-    /// per-field messages, and the message page's `field: …` lines.
-    fn names_field(&self, field: &str) -> bool {
-        if let Ok(json) = serde_json::from_str::<Value>(&self.body) {
-            let reported: Vec<&str> = json["fields"]
-                .as_array()
-                .map(|a| a.iter().filter_map(|f| f["field"].as_str()).collect())
-                .unwrap_or_default();
-            return reported.iter().any(|r| same_field(r, field));
-        }
-        let reported: Vec<String> = self
-            .body
-            .split("data-field=\"")
-            .skip(1)
-            .chain(self.body.split("class=\"error field-error\" id=\"").skip(1))
-            .filter_map(|rest| rest.split('"').next())
-            .map(|name| name.trim_end_matches("-error").to_string())
-            .chain(
-                self.body
-                    .split("<li>")
-                    .skip(1)
-                    .filter_map(|rest| rest.split(':').next())
-                    .map(String::from),
-            )
-            .chain(
-                self.body
-                    .split("<p class=\"message\">")
-                    .skip(1)
-                    .filter_map(|rest| rest.split(':').next())
-                    .map(String::from),
-            )
-            .collect();
-        reported.iter().any(|r| same_field(r, field))
-    }
+        .collect();
+    reported.iter().any(|r| same_field(r, field))
 }
 
 /// Whether an error about `reported` is about `field`: the same name, a parent object, or the
@@ -359,18 +274,6 @@ fn same_field(reported: &str, field: &str) -> bool {
         }
     };
     reported == field || field.starts_with(&format!("{reported}.")) || alias(reported) == alias(field)
-}
-
-fn encode(text: &str) -> String {
-    text.bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
 }
 
 /// The text values every field gets, by class.
@@ -441,14 +344,14 @@ fn judge(f: &Fixture, tally: &mut Tally, class: &str, reply: &Reply, before: &Va
         if reply.status != StatusCode::PAYLOAD_TOO_LARGE {
             if let Some(field) = outcome.field {
                 assert!(
-                    reply.names_field(field),
+                    names_field(reply, field),
                     "{what}: the reply does not name {field}: {}",
                     reply.short()
                 );
             }
         } else {
             assert!(
-                reply.body.contains("larger than"),
+                reply.text().contains("larger than"),
                 "{what}: 413 without a message: {}",
                 reply.short()
             );
@@ -514,7 +417,7 @@ async fn api_runs_refuses_bad_values_of_every_field_by_name() {
     let f = Fixture::new();
     let mut tally = Tally::default();
     // The all-defaults config is valid (the demo set): the baseline every case edits one field of.
-    let baseline = f.post_json("/api/runs", &json!({})).await;
+    let baseline = f.app.post_json("/api/runs", &json!({})).await;
     assert_eq!(baseline.status, StatusCode::CREATED, "{}", baseline.short());
     let before = f.snapshot();
     for (field, default) in config_fields() {
@@ -543,7 +446,7 @@ async fn api_runs_refuses_bad_values_of_every_field_by_name() {
             let may_accept = class.starts_with("out of range (1e308")
                 || class == "out of range (2^64)"
                 || (free_text && class != "huge (1 MB)");
-            let reply = f.post_json("/api/runs", &with_field(&field, value.clone())).await;
+            let reply = f.app.post_json("/api/runs", &with_field(&field, value.clone())).await;
             let outcome = Outcome {
                 what: format!("POST /api/runs {field} = {class}"),
                 field: Some(&field),
@@ -571,9 +474,7 @@ async fn api_runs_refuses_bad_values_of_every_field_by_name() {
             "{\"name\": \"a\u{0}\"}\u{0}".to_string(),
         ),
     ] {
-        let reply = f
-            .send(Method::POST, "/api/runs", Some(content_type), body.into_bytes())
-            .await;
+        let reply = f.app.post("/api/runs", content_type, body).await;
         let outcome = Outcome {
             what: format!("POST /api/runs {class}"),
             field: None,
@@ -631,17 +532,17 @@ fn default_form(page: &str) -> Vec<(String, String)> {
 async fn new_run_form_refuses_bad_values_of_every_field_by_name() {
     let f = Fixture::new();
     let mut tally = Tally::default();
-    let page = f.get("/runs/new").await;
-    let form = default_form(&page.body);
+    let page = f.app.get("/runs/new").await;
+    let form = default_form(page.text());
     assert!(form.len() > 30, "the form lists every config field: {form:?}");
     // The form as rendered is valid (and is the base every case edits).
-    let baseline = f.post_form("/runs", &form).await;
+    let baseline = f.app.post("/runs", FORM, encode_form(&form)).await;
     assert_eq!(baseline.status, StatusCode::SEE_OTHER, "{}", baseline.short());
     let before = f.snapshot();
     let names: Vec<String> = form.iter().map(|(name, _)| name.clone()).collect();
     for field in &names {
         let checkbox = page
-            .body
+            .text()
             .contains(&format!("<input type=\"checkbox\" id=\"f-{field}\""));
         let mut cases: Vec<(&str, String)> = vec![
             ("wrong type", "abc".into()),
@@ -662,7 +563,7 @@ async fn new_run_form_refuses_bad_values_of_every_field_by_name() {
                 || class.starts_with("out of range (1e308")
                 || class == "out of range (2^64)"
                 || (FREE_TEXT.contains(&field.as_str()) && class != "huge (1 MB)");
-            let reply = f.post_form("/runs", &edited).await;
+            let reply = f.app.post("/runs", FORM, encode_form(&edited)).await;
             let outcome = Outcome {
                 what: format!("POST /runs {field} = {class}"),
                 field: Some(field),
@@ -681,10 +582,15 @@ async fn new_run_form_refuses_bad_values_of_every_field_by_name() {
         ("JSON to the form", "application/json", "{\"epochs\": 1}"),
         ("no content type", "", "epochs=1"),
     ] {
-        let content_type = Some(content_type).filter(|c| !c.is_empty());
-        let reply = f
-            .send(Method::POST, "/runs", content_type, body.as_bytes().to_vec())
-            .await;
+        let reply = if content_type.is_empty() {
+            let request = from_page(Method::POST, "/runs")
+                .header(header::CONTENT_LENGTH, body.len())
+                .body(Body::from(body))
+                .unwrap();
+            f.app.send(request).await
+        } else {
+            f.app.post("/runs", content_type, body).await
+        };
         let outcome = Outcome {
             what: format!("POST /runs {class}"),
             field: None,
@@ -704,7 +610,7 @@ async fn run_meta_refuses_bad_values_and_stores_accepted_ones_verbatim() {
     let before = f.snapshot();
     for field in ["name", "tags", "notes"] {
         for (class, value) in text_classes() {
-            let reply = f.post_form(&uri, &[(field.to_string(), value.clone())]).await;
+            let reply = f.app.post_form(&uri, &[(field, &value)]).await;
             let what = format!("POST /runs/{{id}}/meta {field} = {class}");
             if reply.status.is_redirection() {
                 // Accepted: stored as given (trimmed), then put back.
@@ -735,14 +641,7 @@ async fn run_meta_refuses_bad_values_and_stores_accepted_ones_verbatim() {
             judge(&f, &mut tally, class, &reply, &before, outcome);
         }
     }
-    let reply = f
-        .send(
-            Method::POST,
-            &uri,
-            Some("application/json"),
-            b"{\"name\": \"x\"}".to_vec(),
-        )
-        .await;
+    let reply = f.app.post(&uri, JSON, b"{\"name\": \"x\"}".to_vec()).await;
     let outcome = Outcome {
         what: "meta: JSON to the form".into(),
         field: None,
@@ -765,7 +664,7 @@ async fn dataset_form_refuses_bad_values_and_paths_out_of_place() {
     let before = f.snapshot();
     // Links out of the data folders: a label file that is really /etc/passwd, an image folder
     // that is really the folder of a secret file.
-    let root = f.dirs.path();
+    let root = f.app.root();
     std::os::unix::fs::symlink("/etc/passwd", root.join("passwd.csv")).unwrap();
     std::os::unix::fs::symlink(f.secret.parent().unwrap(), root.join("linked-dir")).unwrap();
     let mut cases: Vec<(&str, &str, String)> = Vec::new();
@@ -813,7 +712,7 @@ async fn dataset_form_refuses_bad_values_and_paths_out_of_place() {
             .iter()
             .map(|(k, v)| (k.clone(), if k == field { value.clone() } else { v.clone() }))
             .collect();
-        let reply = f.post_form("/datasets", &form).await;
+        let reply = f.app.post("/datasets", FORM, encode_form(&form)).await;
         let outcome = Outcome {
             what: format!("POST /datasets {field} = {class}"),
             field: Some(field),
@@ -821,29 +720,25 @@ async fn dataset_form_refuses_bad_values_and_paths_out_of_place() {
         };
         judge(&f, &mut tally, class, &reply, &before, outcome);
         assert!(
-            !reply.body.contains("TOP SECRET"),
+            !reply.text().contains("TOP SECRET"),
             "nothing of the secret file is shown"
         );
     }
     tally.print("POST /datasets");
 }
 
-const BOUNDARY: &str = "bad-input-boundary-51c0";
-
+/// A multipart body; the `image` part is a file named x.png.
 fn multipart(fields: &[(&str, &[u8])]) -> Vec<u8> {
-    let mut body = Vec::new();
-    for (name, value) in fields {
-        let disposition = if *name == "image" {
-            "form-data; name=\"image\"; filename=\"x.png\"\r\nContent-Type: image/png".to_string()
-        } else {
-            format!("form-data; name=\"{name}\"")
-        };
-        body.extend_from_slice(format!("--{BOUNDARY}\r\nContent-Disposition: {disposition}\r\n\r\n").as_bytes());
-        body.extend_from_slice(value);
-        body.extend_from_slice(b"\r\n");
-    }
-    body.extend_from_slice(format!("--{BOUNDARY}--\r\n").as_bytes());
-    body
+    fields
+        .iter()
+        .fold(Multipart::new(), |body, (name, value)| {
+            if *name == "image" {
+                body.file("image", "x.png", "image/png", value)
+            } else {
+                body.field(name, value)
+            }
+        })
+        .finish()
 }
 
 /// A PNG signature and header claiming `width` × `height`, without pixel data.
@@ -863,7 +758,7 @@ async fn predict_refuses_bad_runs_images_and_oversized_uploads() {
     let mut tally = Tally::default();
     let before = f.snapshot();
     let good = png(64, 7);
-    let content_type = format!("multipart/form-data; boundary={BOUNDARY}");
+    let content_type = Multipart::content_type();
     let mut run_cases: Vec<(&str, String)> = text_classes();
     run_cases.push(("unknown run", "nope".into()));
     run_cases.push(("run without a checkpoint", f.running.clone()));
@@ -888,7 +783,7 @@ async fn predict_refuses_bad_runs_images_and_oversized_uploads() {
         let uri = if api { "/api/predict" } else { "/predict" };
         for (class, run) in &run_cases {
             let body = multipart(&[("run", run.as_bytes()), ("image", &good)]);
-            let reply = f.send(Method::POST, uri, Some(&content_type), body).await;
+            let reply = f.app.post(uri, &content_type, body).await;
             let outcome = Outcome {
                 what: format!("POST {uri} run = {class}"),
                 field: api.then_some("run"),
@@ -896,11 +791,11 @@ async fn predict_refuses_bad_runs_images_and_oversized_uploads() {
             };
             judge(&f, &mut tally, class, &reply, &before, outcome);
             // JSON errors may quote the id (served as JSON with nosniff); pages escape it.
-            assert!(api || !reply.body.contains("<script>alert"), "escaped");
+            assert!(api || !reply.text().contains("<script>alert"), "escaped");
         }
         for (class, image) in &image_cases {
             let body = multipart(&[("run", f.done.as_bytes()), ("image", image)]);
-            let reply = f.send(Method::POST, uri, Some(&content_type), body).await;
+            let reply = f.app.post(uri, &content_type, body).await;
             let outcome = Outcome {
                 what: format!("POST {uri} image = {class}"),
                 field: api.then_some("image"),
@@ -922,10 +817,14 @@ async fn predict_refuses_bad_runs_images_and_oversized_uploads() {
             (
                 "broken multipart",
                 content_type.clone(),
-                format!("--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"image\"\r\n\r\nabc").into_bytes(),
+                format!(
+                    "--{}\r\nContent-Disposition: form-data; name=\"image\"\r\n\r\nabc",
+                    Multipart::BOUNDARY
+                )
+                .into_bytes(),
             ),
         ] {
-            let reply = f.send(Method::POST, uri, Some(&content_type), body).await;
+            let reply = f.app.post(uri, &content_type, body).await;
             let outcome = Outcome {
                 what: format!("POST {uri} {class}"),
                 field: None,
@@ -941,13 +840,13 @@ async fn predict_refuses_bad_runs_images_and_oversized_uploads() {
 fn unknown_ids() -> Vec<String> {
     vec![
         "nope".into(),
-        encode("' OR '1'='1"),
-        encode("<script>alert(1)</script>"),
+        encode_component("' OR '1'='1"),
+        encode_component("<script>alert(1)</script>"),
         "%00".into(),
-        encode("é🚀"),
+        encode_component("é🚀"),
         "%2e%2e".into(),
         "..%2F..%2Fetc%2Fpasswd".into(),
-        encode("../../etc/passwd"),
+        encode_component("../../etc/passwd"),
         "z".repeat(10_000),
     ]
 }
@@ -1002,7 +901,10 @@ async fn unknown_ids_and_traversal_in_addresses_are_plain_404s() {
         format!("/runs/{done}/predictions/99/..%2Fbest.json"),
         format!("/datasets/{set}/thumbs/..%2F..%2F..%2Foutside%2Fsecret.png.png"),
         format!("/datasets/{set}/thumbs/%2Fetc%2Fpasswd.png"),
-        format!("/datasets/{set}/thumbs/{}.png", encode(&f.secret.to_string_lossy())),
+        format!(
+            "/datasets/{set}/thumbs/{}.png",
+            encode_component(&f.secret.to_string_lossy())
+        ),
         format!("/predict/{}/image.png", "0".repeat(63) + "%2F"),
         format!("/predict/{}/image.png", "A".repeat(64)),
         format!("/predict/{}/image.png", "0".repeat(64)),
@@ -1017,30 +919,28 @@ async fn unknown_ids_and_traversal_in_addresses_are_plain_404s() {
         requests.push(("path traversal", Method::GET, path));
     }
     for (class, method, uri) in requests {
-        let body = if method == Method::POST {
-            b"back=%2F".to_vec()
+        let reply = if method == Method::POST {
+            f.app.post(&uri, FORM, "back=%2F").await
         } else {
-            Vec::new()
+            f.app.send_empty(method.clone(), &uri).await
         };
-        let content_type = (method == Method::POST).then_some("application/x-www-form-urlencoded");
-        let reply = f.send(method.clone(), &uri, content_type, body).await;
         let what = format!("{method} {}", uri.chars().take(120).collect::<String>());
         assert_eq!(reply.status, StatusCode::NOT_FOUND, "{what}: {}", reply.short());
-        let html = reply.content_type.starts_with("text/html");
+        let html = reply.content_type().starts_with("text/html");
         assert!(
-            html || reply.content_type.starts_with("application/json"),
+            html || reply.content_type().starts_with("application/json"),
             "{what}: {}",
-            reply.content_type
+            reply.content_type()
         );
         assert!(
-            !html || !reply.body.contains("<script>alert"),
+            !html || !reply.text().contains("<script>alert"),
             "{what}: echoed unescaped"
         );
         assert!(
-            !reply.body.contains("root:") && !reply.body.contains("TOP SECRET"),
+            !reply.text().contains("root:") && !reply.text().contains("TOP SECRET"),
             "{what}: leaked a file"
         );
-        assert!(!reply.body.contains("[package]"), "{what}: leaked Cargo.toml");
+        assert!(!reply.text().contains("[package]"), "{what}: leaked Cargo.toml");
         f.assert_unchanged(&before, &what);
         tally.add(class, true);
     }
@@ -1052,15 +952,22 @@ async fn a_listed_image_that_is_a_link_out_or_corrupt_gets_no_server_error() {
     let f = Fixture::new();
     let before = f.snapshot();
     for name in ["s.png", "c.png"] {
-        let reply = f.get(&format!("/datasets/{}/thumbs/{name}.png", f.dataset)).await;
+        let reply = f.app.get(&format!("/datasets/{}/thumbs/{name}.png", f.dataset)).await;
         assert!(reply.status.is_client_error(), "{name}: {}", reply.short());
-        assert!(reply.body.contains(name), "{name}: says which image: {}", reply.short());
-        assert!(!reply.body.contains("TOP SECRET"));
+        assert!(
+            reply.text().contains(name),
+            "{name}: says which image: {}",
+            reply.short()
+        );
+        assert!(!reply.text().contains("TOP SECRET"));
         f.assert_unchanged(&before, name);
     }
     // The good ones still work.
     assert_eq!(
-        f.get(&format!("/datasets/{}/thumbs/a.png.png", f.dataset)).await.status,
+        f.app
+            .get(&format!("/datasets/{}/thumbs/a.png.png", f.dataset))
+            .await
+            .status,
         StatusCode::OK
     );
 }
@@ -1070,7 +977,7 @@ async fn deleting_a_run_while_it_trains_is_refused_and_loses_no_epoch() {
     let f = Fixture::new();
     let id = f.running.clone();
     // The trainer keeps committing epochs while deletes arrive from the page and the API.
-    let store = f.state.store.clone();
+    let store = f.app.store().clone();
     let trainer_id = id.clone();
     let trainer = tokio::task::spawn_blocking(move || {
         for epoch in 2..=40 {
@@ -1088,10 +995,9 @@ async fn deleting_a_run_while_it_trains_is_refused_and_loses_no_epoch() {
         let id = id.clone();
         attempts.push(async move {
             if i % 2 == 0 {
-                f.send(Method::DELETE, &format!("/api/runs/{id}"), None, Vec::new())
-                    .await
+                f.app.send_empty(Method::DELETE, &format!("/api/runs/{id}")).await
             } else {
-                f.post_form(&format!("/runs/{id}/delete"), &[]).await
+                f.app.post_form(&format!("/runs/{id}/delete"), &[]).await
             }
         });
     }
@@ -1099,7 +1005,7 @@ async fn deleting_a_run_while_it_trains_is_refused_and_loses_no_epoch() {
     trainer.await.unwrap();
     for reply in &replies {
         assert_eq!(reply.status, StatusCode::CONFLICT, "{}", reply.short());
-        assert!(reply.body.contains("cancel it first"), "{}", reply.short());
+        assert!(reply.text().contains("cancel it first"), "{}", reply.short());
     }
     let epochs = f.store().epochs(&id).unwrap();
     assert_eq!(epochs.len(), 40, "every committed epoch is there");
@@ -1119,17 +1025,16 @@ async fn deleting_a_run_while_it_trains_is_refused_and_loses_no_epoch() {
         let id = id.clone();
         attempts.push(async move {
             if i % 2 == 0 {
-                f.send(Method::DELETE, &format!("/api/runs/{id}"), None, Vec::new())
-                    .await
+                f.app.send_empty(Method::DELETE, &format!("/api/runs/{id}")).await
             } else {
-                f.post_form(&format!("/runs/{id}/delete"), &[]).await
+                f.app.post_form(&format!("/runs/{id}/delete"), &[]).await
             }
         });
     }
     let replies = futures::future::join_all(attempts).await;
     let deleted = replies
         .iter()
-        .filter(|r| r.status == StatusCode::NO_CONTENT || r.location.as_deref() == Some("/"))
+        .filter(|r| r.status == StatusCode::NO_CONTENT || r.location() == Some("/"))
         .count();
     assert_eq!(deleted, 1, "{:?}", replies.iter().map(Reply::short).collect::<Vec<_>>());
     for reply in &replies {

@@ -487,7 +487,7 @@ fn a_full_disk_under_the_store_fails_the_run_with_its_failure_recorded() {
             ("Content-Type", "application/x-www-form-urlencoded"),
             ("Origin", server.url.as_str()),
         ],
-        Some(crate::web_form::encode_form(&pairs).as_bytes()),
+        Some(crate::util::encode_form(&pairs).as_bytes()),
     );
     assert_eq!(new_run.status, 507, "{}", new_run.text());
     assert!(

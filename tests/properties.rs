@@ -7,19 +7,19 @@ use std::fmt::Debug;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::{Arc, Mutex};
 
-use axum::body::Body;
-use axum::http::{Method, Request};
+use axum::http::Method;
 use cxr8::data::table::LabelTable;
 use cxr8::service;
 use cxr8::store::{NewRun, Store};
 use cxr8::train::config::{MAX_BATCH_SIZE, MAX_EPOCHS, MAX_IMAGE_SIZE, MAX_WIDTH, MIN_IMAGE_SIZE};
 use cxr8::train::TrainConfig;
-use cxr8::web::{app, AppState, FieldError, JobControl};
+use cxr8::web::{FieldError, JobControl};
 use rand::seq::IndexedRandom;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde_json::Value;
-use tower::ServiceExt;
+
+use crate::util::{TestApp, FORM, HOST, JSON};
 
 /// Cases per property: enough to hit the odd shapes, fast enough for every `cargo test`.
 const CASES: u64 = 256;
@@ -443,10 +443,8 @@ impl JobControl for ParsingJobs {
 /// property's closure.
 struct RouteFixture {
     runtime: tokio::runtime::Runtime,
-    store: Arc<Store>,
+    app: TestApp,
     jobs: Arc<ParsingJobs>,
-    state: Arc<AppState>,
-    _dirs: tempfile::TempDir,
 }
 
 impl RouteFixture {
@@ -455,37 +453,23 @@ impl RouteFixture {
             .enable_all()
             .build()
             .unwrap();
-        let store = Arc::new(Store::open_in_memory().unwrap());
+        let setup = TestApp::in_memory();
         let jobs = Arc::new(ParsingJobs {
-            store: store.clone(),
+            store: setup.store(),
             queued: Mutex::new(0),
         });
-        let dirs = tempfile::tempdir().unwrap();
-        let state = Arc::new(AppState::new(
-            store.clone(),
-            jobs.clone(),
-            dirs.path().join("data"),
-            dirs.path().join("ckpts"),
-        ));
         RouteFixture {
             runtime,
-            store,
+            app: setup.jobs(jobs.clone()).build(),
             jobs,
-            state,
-            _dirs: dirs,
         }
     }
 }
 
 #[test]
 fn submit_route_never_answers_5xx() {
-    let RouteFixture {
-        runtime,
-        store,
-        jobs,
-        state,
-        _dirs,
-    } = RouteFixture::new();
+    let RouteFixture { runtime, app, jobs } = RouteFixture::new();
+    let store = app.store();
     let created = Mutex::new(0u64);
     let body = |rng: &mut Gen| {
         if rng.random_bool(0.75) {
@@ -495,14 +479,10 @@ fn submit_route_never_answers_5xx() {
         }
     };
     check(8_000, body, |body| {
-        let request = Request::builder()
-            .method(Method::POST)
-            .uri("/api/runs")
-            .header("host", "127.0.0.1:8080")
-            .header("content-type", "application/json")
-            .body(Body::from(body.clone()))
-            .unwrap();
-        let status = runtime.block_on(app(state.clone()).oneshot(request)).unwrap().status();
+        let headers = [("host", HOST), ("content-type", JSON)];
+        let status = runtime
+            .block_on(app.request(Method::POST, "/api/runs", &headers, body.clone()))
+            .status;
         if status.as_u16() == 201 {
             *created.lock().unwrap() += 1;
         }
@@ -568,36 +548,12 @@ fn form_value(rng: &mut Gen) -> String {
 /// saying what is wrong, or the body is refused (400); a rejected form stores nothing.
 #[test]
 fn form_route_never_answers_5xx() {
-    let RouteFixture {
-        runtime,
-        store,
-        jobs,
-        state,
-        _dirs,
-    } = RouteFixture::new();
-    let send = |method: Method, uri: &str, body: String| {
-        let request = Request::builder()
-            .method(method)
-            .uri(uri)
-            .header("host", "127.0.0.1:8080")
-            .header("origin", "http://127.0.0.1:8080")
-            .header("content-type", "application/x-www-form-urlencoded")
-            .body(Body::from(body))
-            .unwrap();
-        let response = runtime.block_on(app(state.clone()).oneshot(request)).unwrap();
-        let status = response.status().as_u16();
-        let location = response
-            .headers()
-            .get("location")
-            .map(|v| v.to_str().unwrap().to_string());
-        let body = runtime
-            .block_on(axum::body::to_bytes(response.into_body(), 16 << 20))
-            .unwrap();
-        (status, location, String::from_utf8_lossy(&body).into_owned())
-    };
-    let (status, _, page) = send(Method::GET, "/runs/new", String::new());
-    assert_eq!(status, 200);
-    let defaults = crate::web_form::scrape_form(&page);
+    let RouteFixture { runtime, app, jobs } = RouteFixture::new();
+    let store = app.store();
+    let page = runtime.block_on(app.get("/runs/new"));
+    assert_eq!(page.status, 200);
+    let page = page.text();
+    let defaults = crate::web_form::scrape_form(page);
     assert!(defaults.len() > 30, "the form has its fields: {defaults:?}");
 
     let body = |rng: &mut Gen| {
@@ -620,12 +576,13 @@ fn form_route_never_answers_5xx() {
             }
         }
         let pairs: Vec<(&str, &str)> = fields.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
-        crate::web_form::encode_form(&pairs)
+        crate::util::encode_form(&pairs)
     };
     let outcomes = Mutex::new([0u64; 3]);
     check(9_000, body, |body| {
         let before = store.runs().unwrap().len();
-        let (status, location, page) = send(Method::POST, "/runs", body.clone());
+        let reply = runtime.block_on(app.post("/runs", FORM, body.clone()));
+        let (status, location, page) = (reply.status.as_u16(), reply.location(), reply.text());
         let after = store.runs().unwrap().len();
         match status {
             303 => {

@@ -4,16 +4,14 @@
 
 use std::sync::{Arc, Mutex};
 
-use axum::body::Body;
-use axum::http::{header, HeaderMap, Method, Request, StatusCode};
-use axum::Router;
+use axum::http::{header, Method, StatusCode};
 use cxr8::service;
 use cxr8::store::{NewRun, RunStatus, Store};
-use cxr8::web::{app, AppState, FieldError, JobControl};
+use cxr8::web::{FieldError, JobControl};
 use serde_json::{json, Value};
-use tower::ServiceExt;
 
-const HOST: &str = "127.0.0.1:8080";
+use crate::util::{Reply, TestApp, HOST};
+
 const SCRIPT: &str = "<script>alert(1)</script>";
 const TAG: &str = "<img src=x onerror=alert(2)>";
 const NOTE: &str = "<script>alert(3)</script> & \"quotes\"";
@@ -44,13 +42,12 @@ impl JobControl for CountingJobs {
 }
 
 struct Fixture {
-    state: Arc<AppState>,
+    app: TestApp,
     jobs: Arc<CountingJobs>,
     /// A finished run named like an attack, with a hostile tag and note.
     hostile: String,
     /// A plain finished run, to compare with.
     plain: String,
-    _dirs: tempfile::TempDir,
 }
 
 fn add_run(store: &Store, name: &str, tags: &[String]) -> String {
@@ -79,62 +76,29 @@ fn add_run(store: &Store, name: &str, tags: &[String]) -> String {
 }
 
 fn fixture(token: Option<&str>) -> Fixture {
-    let store = Arc::new(Store::open_in_memory().unwrap());
+    let mut setup = TestApp::in_memory();
+    let store = setup.store();
     let hostile = add_run(&store, SCRIPT, &[TAG.to_string()]);
     store.update_meta(&hostile, SCRIPT, &[TAG.to_string()], NOTE).unwrap();
     let plain = add_run(&store, "plain", &[]);
     let jobs = Arc::new(CountingJobs::default());
-    let dirs = tempfile::tempdir().unwrap();
-    let mut state = AppState::new(store, jobs.clone(), dirs.path().join("data"), dirs.path().join("ckpts"));
-    state.token = token.map(str::to_string);
+    setup = setup.jobs(jobs.clone());
+    if let Some(token) = token {
+        setup = setup.token(token);
+    }
     Fixture {
-        state: Arc::new(state),
+        app: setup.build(),
         jobs,
         hostile,
         plain,
-        _dirs: dirs,
     }
-}
-
-struct Reply {
-    status: StatusCode,
-    headers: HeaderMap,
-    body: String,
 }
 
 impl Fixture {
-    fn app(&self) -> Router {
-        app(self.state.clone())
-    }
-
-    /// Sends a request with the given headers (name, value) and body.
-    async fn send(&self, method: Method, uri: &str, headers: &[(&str, &str)], body: &str) -> Reply {
-        let mut request = Request::builder().method(method).uri(uri);
-        for (name, value) in headers {
-            request = request.header(*name, *value);
-        }
-        let response = self
-            .app()
-            .oneshot(request.body(Body::from(body.to_string())).unwrap())
-            .await
-            .unwrap();
-        let status = response.status();
-        let headers = response.headers().clone();
-        let bytes = axum::body::to_bytes(response.into_body(), 16 << 20).await.unwrap();
-        Reply {
-            status,
-            headers,
-            body: String::from_utf8_lossy(&bytes).into_owned(),
-        }
-    }
-
-    async fn get(&self, uri: &str) -> Reply {
-        self.send(Method::GET, uri, &[("host", HOST)], "").await
-    }
-
-    /// `POST /api/runs` with a JSON config and the given extra headers.
+    /// `POST /api/runs` with a JSON config and exactly the given headers.
     async fn submit(&self, headers: &[(&str, &str)]) -> Reply {
-        self.send(Method::POST, "/api/runs", headers, r#"{"model": "resnet-18"}"#)
+        self.app
+            .request(Method::POST, "/api/runs", headers, r#"{"model": "resnet-18"}"#)
             .await
     }
 
@@ -147,11 +111,11 @@ impl Fixture {
 async fn loopback_host_names_are_served() {
     let f = fixture(None);
     for host in ["127.0.0.1:8080", "localhost:8080", "[::1]:8080", "LOCALHOST:8080"] {
-        let reply = f.send(Method::GET, "/", &[("host", host)], "").await;
-        assert_eq!(reply.status, StatusCode::OK, "Host {host}: {}", reply.body);
+        let reply = f.app.request(Method::GET, "/", &[("host", host)], "").await;
+        assert_eq!(reply.status, StatusCode::OK, "Host {host}: {}", reply.text());
     }
     // In-process callers (no Host at all) cannot be a browser and are served.
-    assert_eq!(f.send(Method::GET, "/", &[], "").await.status, StatusCode::OK);
+    assert_eq!(f.app.request(Method::GET, "/", &[], "").await.status, StatusCode::OK);
 }
 
 #[tokio::test]
@@ -159,10 +123,10 @@ async fn other_host_names_are_refused_on_a_loopback_server() {
     let f = fixture(None);
     for uri in ["/", "/api/runs", &format!("/runs/{}", f.plain)] {
         for host in ["evil.example:8080", "127.0.0.1.evil.example:8080", "192.168.1.5:8080"] {
-            let reply = f.send(Method::GET, uri, &[("host", host)], "").await;
+            let reply = f.app.request(Method::GET, uri, &[("host", host)], "").await;
             assert_eq!(reply.status, StatusCode::MISDIRECTED_REQUEST, "{uri} with Host {host}");
-            assert!(reply.body.contains("use http://127.0.0.1:8080/"), "{}", reply.body);
-            assert!(!reply.body.contains(&f.plain), "no run data leaks: {}", reply.body);
+            assert!(reply.text().contains("use http://127.0.0.1:8080/"), "{}", reply.text());
+            assert!(!reply.text().contains(&f.plain), "no run data leaks: {}", reply.text());
         }
     }
     // A rebound name cannot write either, even with a matching Origin.
@@ -191,8 +155,8 @@ async fn state_changes_need_a_matching_origin_or_referer() {
     ];
     for headers in cross_site {
         let reply = f.submit(headers).await;
-        assert_eq!(reply.status, StatusCode::FORBIDDEN, "{headers:?}: {}", reply.body);
-        assert!(reply.body.contains("cross-site"), "{}", reply.body);
+        assert_eq!(reply.status, StatusCode::FORBIDDEN, "{headers:?}: {}", reply.text());
+        assert!(reply.text().contains("cross-site"), "{}", reply.text());
     }
     assert_eq!(f.submitted(), 0, "nothing queued by a refused request");
 
@@ -205,7 +169,7 @@ async fn state_changes_need_a_matching_origin_or_referer() {
     ];
     for headers in same_site {
         let reply = f.submit(headers).await;
-        assert_eq!(reply.status, StatusCode::CREATED, "{headers:?}: {}", reply.body);
+        assert_eq!(reply.status, StatusCode::CREATED, "{headers:?}: {}", reply.text());
     }
     assert_eq!(f.submitted(), same_site.len());
 }
@@ -219,7 +183,8 @@ async fn form_posts_without_origin_or_referer_are_refused() {
         "text/plain;charset=UTF-8",
     ] {
         let reply = f
-            .send(
+            .app
+            .request(
                 Method::POST,
                 "/api/runs",
                 &[("host", HOST), ("content-type", content_type)],
@@ -227,7 +192,11 @@ async fn form_posts_without_origin_or_referer_are_refused() {
             )
             .await;
         assert_eq!(reply.status, StatusCode::FORBIDDEN, "{content_type}");
-        assert!(reply.body.contains("without an Origin or Referer"), "{}", reply.body);
+        assert!(
+            reply.text().contains("without an Origin or Referer"),
+            "{}",
+            reply.text()
+        );
     }
     assert_eq!(f.submitted(), 0);
 }
@@ -237,22 +206,25 @@ async fn cross_site_cancel_and_delete_change_nothing() {
     let f = fixture(None);
     let evil = [("host", HOST), ("origin", "http://evil.example")];
     let cancel = f
-        .send(Method::POST, &format!("/api/runs/{}/cancel", f.plain), &evil, "")
+        .app
+        .request(Method::POST, &format!("/api/runs/{}/cancel", f.plain), &evil, "")
         .await;
     assert_eq!(cancel.status, StatusCode::FORBIDDEN);
     assert!(f.jobs.cancelled.lock().unwrap().is_empty());
     let delete = f
-        .send(Method::DELETE, &format!("/api/runs/{}", f.plain), &evil, "")
+        .app
+        .request(Method::DELETE, &format!("/api/runs/{}", f.plain), &evil, "")
         .await;
     assert_eq!(delete.status, StatusCode::FORBIDDEN);
-    assert!(f.state.store.run(&f.plain).unwrap().is_some(), "the run is still there");
+    assert!(f.app.store().run(&f.plain).unwrap().is_some(), "the run is still there");
 
     let own = [("host", HOST), ("origin", "http://127.0.0.1:8080")];
     let delete = f
-        .send(Method::DELETE, &format!("/api/runs/{}", f.plain), &own, "")
+        .app
+        .request(Method::DELETE, &format!("/api/runs/{}", f.plain), &own, "")
         .await;
-    assert!(delete.status.is_success(), "{} {}", delete.status, delete.body);
-    assert!(f.state.store.run(&f.plain).unwrap().is_none());
+    assert!(delete.status.is_success(), "{} {}", delete.status, delete.text());
+    assert!(f.app.store().run(&f.plain).unwrap().is_none());
 }
 
 #[tokio::test]
@@ -260,12 +232,13 @@ async fn a_token_server_accepts_any_host_but_still_checks_token_and_origin() {
     let f = fixture(Some("s3cret"));
     let host = ("host", "192.168.1.5:8080");
     let bearer = ("authorization", "Bearer s3cret");
-    let page = f.send(Method::GET, "/", &[host, bearer], "").await;
+    let page = f.app.request(Method::GET, "/", &[host, bearer], "").await;
     assert_eq!(page.status, StatusCode::OK);
-    let no_token = f.send(Method::GET, "/", &[host], "").await;
+    let no_token = f.app.request(Method::GET, "/", &[host], "").await;
     assert_eq!(no_token.status, StatusCode::UNAUTHORIZED);
     let wrong = f
-        .send(Method::GET, "/", &[host, ("authorization", "Bearer s3cres")], "")
+        .app
+        .request(Method::GET, "/", &[host, ("authorization", "Bearer s3cres")], "")
         .await;
     assert_eq!(wrong.status, StatusCode::UNAUTHORIZED);
 
@@ -278,18 +251,18 @@ async fn a_token_server_accepts_any_host_but_still_checks_token_and_origin() {
     let own = f
         .submit(&[host, bearer, json, ("origin", "http://192.168.1.5:8080")])
         .await;
-    assert_eq!(own.status, StatusCode::CREATED, "{}", own.body);
+    assert_eq!(own.status, StatusCode::CREATED, "{}", own.text());
 }
 
 #[tokio::test]
 async fn responses_carry_security_headers() {
     let f = fixture(None);
-    let refused = f.send(Method::GET, "/", &[("host", "evil.example")], "").await;
+    let refused = f.app.request(Method::GET, "/", &[("host", "evil.example")], "").await;
     for reply in [
-        f.get("/").await,
-        f.get(&format!("/runs/{}", f.plain)).await,
-        f.get("/api/runs").await,
-        f.get("/no/such/page").await,
+        f.app.get("/").await,
+        f.app.get(&format!("/runs/{}", f.plain)).await,
+        f.app.get("/api/runs").await,
+        f.app.get("/no/such/page").await,
         refused,
     ] {
         assert_eq!(reply.headers[header::X_CONTENT_TYPE_OPTIONS], "nosniff");
@@ -305,7 +278,7 @@ async fn responses_carry_security_headers() {
         format!("/api/runs/{}", f.plain),
         "/api/runs/nope".into(),
     ] {
-        let reply = f.get(&uri).await;
+        let reply = f.app.get(&uri).await;
         assert_eq!(reply.headers[header::CACHE_CONTROL], "no-store", "{uri}");
     }
 }
@@ -321,22 +294,25 @@ async fn user_text_is_escaped_everywhere_it_appears() {
         format!("/compare?runs={},{}", f.hostile, f.plain),
     ];
     for uri in &pages {
-        let page = f.get(uri).await;
+        let page = f.app.get(uri).await;
         assert_eq!(page.status, StatusCode::OK, "{uri}");
         assert!(
-            page.body.contains("&#60;script&#62;alert(1)"),
+            page.text().contains("&#60;script&#62;alert(1)"),
             "{uri} shows the name as text"
         );
         for raw in [SCRIPT, TAG, "<script>alert(3)", "onerror=alert(2)>"] {
-            assert!(!page.body.contains(raw), "{uri} contains raw {raw}");
+            assert!(!page.text().contains(raw), "{uri} contains raw {raw}");
         }
     }
-    let run_page = f.get(&format!("/runs/{}", f.hostile)).await;
+    let run_page = f.app.get(&format!("/runs/{}", f.hostile)).await;
     assert!(
-        run_page.body.contains("&#60;img src=x onerror=alert(2)&#62;"),
+        run_page.text().contains("&#60;img src=x onerror=alert(2)&#62;"),
         "tag shown as text"
     );
-    assert!(run_page.body.contains("&#60;script&#62;alert(3)"), "note shown as text");
+    assert!(
+        run_page.text().contains("&#60;script&#62;alert(3)"),
+        "note shown as text"
+    );
 
     // Chart legends carry run names (compare) — SVG is XML, so the same holds there.
     for uri in [
@@ -344,15 +320,16 @@ async fn user_text_is_escaped_everywhere_it_appears() {
         format!("/compare/charts/auroc.svg?runs={},{}", f.hostile, f.plain),
         format!("/runs/{}/charts/loss.svg", f.hostile),
     ] {
-        let chart = f.get(&uri).await;
-        assert_eq!(chart.status, StatusCode::OK, "{uri}: {}", chart.body);
-        assert!(!chart.body.contains("<script"), "{uri} contains a raw script tag");
+        let chart = f.app.get(&uri).await;
+        assert_eq!(chart.status, StatusCode::OK, "{uri}: {}", chart.text());
+        assert!(!chart.text().contains("<script"), "{uri} contains a raw script tag");
     }
     let legend = f
+        .app
         .get(&format!("/compare/charts/loss.svg?runs={},{}", f.hostile, f.plain))
         .await;
     assert!(
-        legend.body.contains("&lt;script&gt;"),
+        legend.text().contains("&lt;script&gt;"),
         "the legend shows the name as text"
     );
 }
@@ -368,14 +345,14 @@ async fn static_files_have_no_directory_listing_or_traversal() {
         "/static/..%2fCargo.toml",
         "/static/style.css/",
     ] {
-        let reply = f.get(uri).await;
-        assert_eq!(reply.status, StatusCode::NOT_FOUND, "{uri}: {}", reply.body);
+        let reply = f.app.get(uri).await;
+        assert_eq!(reply.status, StatusCode::NOT_FOUND, "{uri}: {}", reply.text());
         assert!(
-            !reply.body.contains("style.css") && !reply.body.contains("[package]"),
+            !reply.text().contains("style.css") && !reply.text().contains("[package]"),
             "{uri}"
         );
     }
-    assert_eq!(f.get("/static/style.css").await.status, StatusCode::OK);
+    assert_eq!(f.app.get("/static/style.css").await.status, StatusCode::OK);
 }
 
 /// A `cxr8 serve` child process, killed when dropped (only this child, by its handle).

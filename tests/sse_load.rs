@@ -9,29 +9,29 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use cxr8::bench::Memory;
-use cxr8::store::{EventRow, NewRun, RunStatus, Store};
-use cxr8::web::{app, AppState};
+use cxr8::store::{EventRow, NewRun, RunStatus};
+use cxr8::web::AppState;
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::bad_input::Engine;
+use crate::util::{LoopbackServer, TestApp};
 
 /// No single wait in these tests should come near this; it only stops a hang.
 const GUARD: Duration = Duration::from_secs(60);
 
 struct Server {
-    state: Arc<AppState>,
+    app: TestApp,
     address: std::net::SocketAddr,
     run: String,
-    task: tokio::task::JoinHandle<()>,
-    _dirs: tempfile::TempDir,
+    _serving: LoopbackServer,
 }
 
 impl Server {
     async fn start() -> Server {
-        let dirs = tempfile::tempdir().unwrap();
-        let store = Arc::new(Store::open(dirs.path().join("data")).unwrap());
+        let setup = TestApp::on_disk();
+        let store = setup.store();
         let run = store
             .create_run(&NewRun {
                 name: "live",
@@ -44,31 +44,20 @@ impl Server {
             })
             .unwrap();
         store.set_status(&run, RunStatus::Running, None).unwrap();
-        let engine = Arc::new(Engine { store: store.clone() });
-        let state = Arc::new(AppState::new(
-            store,
-            engine,
-            dirs.path().join("data"),
-            dirs.path().join("ckpts"),
-        ));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let address = listener.local_addr().unwrap();
-        let router = app(state.clone());
-        let task = tokio::spawn(async move {
-            axum::serve(listener, router).await.unwrap();
-        });
+        let engine = Arc::new(Engine { store });
+        let app = setup.jobs(engine).build();
+        let serving = app.serve().await;
         Server {
-            state,
-            address,
+            address: serving.address,
+            app,
             run,
-            task,
-            _dirs: dirs,
+            _serving: serving,
         }
     }
 
     /// Stores an event and broadcasts it, as the training recorder does; returns its seq.
     fn emit(&self, epoch: u32) -> i64 {
-        emit(&self.state, &self.run, epoch)
+        emit(&self.app.state, &self.run, epoch)
     }
 
     /// Opens the run's event stream; returns the socket after the response head, and the status.
@@ -98,7 +87,7 @@ impl Server {
     }
 
     fn subscribers(&self) -> usize {
-        self.state.events.receiver_count()
+        self.app.state.events.receiver_count()
     }
 
     /// Waits (bounded) until the subscriber count is `n`; a dropped connection is noticed when
@@ -113,12 +102,6 @@ impl Server {
             );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        self.task.abort();
     }
 }
 
@@ -215,7 +198,7 @@ async fn leak_cycles() {
     }
     let baseline = server.subscribers();
     assert_eq!(baseline, 0);
-    let emitter = Emitter::start(server.state.clone(), server.run.clone(), Duration::from_millis(5));
+    let emitter = Emitter::start(server.app.state.clone(), server.run.clone(), Duration::from_millis(5));
 
     let variants: [(Option<&str>, u16); 4] = [
         (None, 200),
@@ -419,8 +402,8 @@ async fn hundred_clients_get_every_epoch_once_while_pages_load() {
                 let metrics = json!({"train_loss": 1.0 / epoch as f64, "val_loss": 1.1 / epoch as f64,
                     "val_mean_auroc": 0.5 + epoch as f64 / 100.0, "lr": 0.001});
                 server
-                    .state
-                    .store
+                    .app
+                    .store()
                     .record_epoch(&server.run, epoch, &metrics, None)
                     .unwrap();
                 seqs.push(server.emit(epoch));
@@ -441,5 +424,8 @@ async fn hundred_clients_get_every_epoch_once_while_pages_load() {
     stop.store(true, Ordering::Relaxed);
     let loads = loader.await.unwrap();
     eprintln!("sse load: {CLIENTS} clients each got all {EPOCHS} epochs once; {loads} page loads, all 200");
-    assert_eq!(server.state.store.epochs(&server.run).unwrap().len(), EPOCHS as usize);
+    assert_eq!(
+        server.app.state.store.epochs(&server.run).unwrap().len(),
+        EPOCHS as usize
+    );
 }

@@ -1,9 +1,16 @@
 //! Shared helpers for integration tests: the real NIH files, a job-control fake that accepts
-//! nothing, the server binary as a child process (killed on drop), a tiny demo data set, bounded
-//! waits, and a small blocking HTTP/1.1 client with a Server-Sent Events reader (all loopback, so
-//! no TLS).
+//! nothing, the dashboard in process (`app`: one fixture and one reply type for every web test),
+//! the server binary as a child process (killed on drop), a tiny demo data set, bounded waits,
+//! and a small blocking HTTP/1.1 client with a Server-Sent Events reader (all loopback, so no
+//! TLS).
 
 #![allow(dead_code)]
+
+mod app;
+
+pub use app::{
+    encode_component, encode_form, from_page, read_events, LoopbackServer, Multipart, Reply, TestApp, FORM, HOST, JSON,
+};
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;

@@ -3,15 +3,14 @@
 
 use std::sync::{Arc, Mutex};
 
-use axum::body::Body;
-use axum::http::{header, Method, Request, StatusCode};
-use axum::Router;
+use axum::http::{header, Method, StatusCode};
 use cxr8::service;
-use cxr8::store::{EventRow, NewRun, RunStatus, Store};
-use cxr8::web::{app, AppState, FieldError, JobControl};
+use cxr8::store::{NewRun, RunStatus, Store};
+use cxr8::web::{FieldError, JobControl};
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tower::ServiceExt;
+
+use crate::util::{read_events, TestApp, JSON};
 
 /// Stands in for the training engine: queues runs in the store, refuses configs without a model.
 struct FakeJobs {
@@ -65,14 +64,12 @@ impl JobControl for FakeJobs {
 }
 
 struct Fixture {
-    state: Arc<AppState>,
+    app: TestApp,
     jobs: Arc<FakeJobs>,
     /// Finished, on the demo data set, three epochs with per-label metrics.
     done: String,
     /// Running, named like an attack.
     script: String,
-    /// Holds the fixture's data and checkpoint folders.
-    _dirs: tempfile::TempDir,
 }
 
 fn per_label(auroc: f64) -> Value {
@@ -83,7 +80,8 @@ fn per_label(auroc: f64) -> Value {
 }
 
 fn fixture() -> Fixture {
-    let store = Arc::new(Store::open_in_memory().unwrap());
+    let setup = TestApp::in_memory();
+    let store = setup.store();
     let config = json!({"model": "resnet-18", "lr": 0.001, "batch_size": 32});
     let done = store
         .create_run(&NewRun {
@@ -136,83 +134,29 @@ fn fixture() -> Fixture {
         store: store.clone(),
         submitted: Mutex::new(Vec::new()),
     });
-    let dirs = tempfile::tempdir().unwrap();
-    let state = Arc::new(AppState::new(
-        store,
-        jobs.clone(),
-        dirs.path().join("data"),
-        dirs.path().join("ckpts"),
-    ));
     Fixture {
-        state,
+        app: setup.jobs(jobs.clone()).build(),
         jobs,
         done,
         script,
-        _dirs: dirs,
     }
-}
-
-impl Fixture {
-    fn app(&self) -> Router {
-        app(self.state.clone())
-    }
-}
-
-struct Reply {
-    status: StatusCode,
-    headers: axum::http::HeaderMap,
-    body: String,
-}
-
-impl Reply {
-    fn json(&self) -> Value {
-        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body))
-    }
-
-    fn content_type(&self) -> &str {
-        self.headers
-            .get(header::CONTENT_TYPE)
-            .map(|v| v.to_str().unwrap())
-            .unwrap_or("")
-    }
-}
-
-async fn send(app: Router, method: Method, uri: &str, body: Option<&str>) -> Reply {
-    let mut request = Request::builder().method(method).uri(uri);
-    if body.is_some() {
-        request = request.header(header::CONTENT_TYPE, "application/json");
-    }
-    let request = request.body(Body::from(body.unwrap_or("").to_string())).unwrap();
-    let response = app.oneshot(request).await.unwrap();
-    let status = response.status();
-    let headers = response.headers().clone();
-    let bytes = axum::body::to_bytes(response.into_body(), 16 << 20).await.unwrap();
-    Reply {
-        status,
-        headers,
-        body: String::from_utf8(bytes.to_vec()).unwrap(),
-    }
-}
-
-async fn get(app: Router, uri: &str) -> Reply {
-    send(app, Method::GET, uri, None).await
 }
 
 #[tokio::test]
 async fn runs_page_lists_runs_escaped_with_security_headers() {
     let f = fixture();
-    let page = get(f.app(), "/").await;
+    let page = f.app.get("/").await;
     assert_eq!(page.status, StatusCode::OK);
     assert!(page.content_type().starts_with("text/html"), "{}", page.content_type());
-    assert!(page.body.contains("baseline"));
-    assert!(page.body.contains("synthetic demo"), "demo runs are marked");
-    assert!(page.body.contains("0.7400"), "best mean AUROC of the best epoch");
+    assert!(page.text().contains("baseline"));
+    assert!(page.text().contains("synthetic demo"), "demo runs are marked");
+    assert!(page.text().contains("0.7400"), "best mean AUROC of the best epoch");
     assert!(
-        page.body.contains("&#60;script&#62;alert(1)&#60;/script&#62;"),
+        page.text().contains("&#60;script&#62;alert(1)&#60;/script&#62;"),
         "the name is shown, escaped"
     );
-    assert!(!page.body.contains("<script>alert"), "no injected script");
-    assert!(!page.body.contains("<b>x</b>"), "tags are escaped too");
+    assert!(!page.text().contains("<script>alert"), "no injected script");
+    assert!(!page.text().contains("<b>x</b>"), "tags are escaped too");
     assert_eq!(page.headers["x-content-type-options"], "nosniff");
     let csp = page.headers[header::CONTENT_SECURITY_POLICY].to_str().unwrap();
     assert!(
@@ -220,7 +164,7 @@ async fn runs_page_lists_runs_escaped_with_security_headers() {
         "{csp}"
     );
     assert!(
-        page.body.contains(&format!("value=\"{}\"", f.done)),
+        page.text().contains(&format!("value=\"{}\"", f.done)),
         "compare checkbox per run"
     );
 }
@@ -228,16 +172,19 @@ async fn runs_page_lists_runs_escaped_with_security_headers() {
 #[tokio::test]
 async fn runs_page_filters_and_sorts() {
     let f = fixture();
-    let page = get(f.app(), "/?status=done").await;
-    assert!(page.body.contains("baseline") && !page.body.contains("alert(1)"));
-    let page = get(f.app(), "/?q=DENSENET").await;
-    assert!(!page.body.contains(">baseline<") && page.body.contains("alert(1)"));
-    let page = get(f.app(), "/?sort=auroc&dir=desc").await;
-    let (first, second) = (page.body.find("baseline").unwrap(), page.body.find("alert(1)").unwrap());
+    let page = f.app.get("/?status=done").await;
+    assert!(page.text().contains("baseline") && !page.text().contains("alert(1)"));
+    let page = f.app.get("/?q=DENSENET").await;
+    assert!(!page.text().contains(">baseline<") && page.text().contains("alert(1)"));
+    let page = f.app.get("/?sort=auroc&dir=desc").await;
+    let (first, second) = (
+        page.text().find("baseline").unwrap(),
+        page.text().find("alert(1)").unwrap(),
+    );
     assert!(first < second, "0.74 sorts above 0.66");
-    let page = get(f.app(), "/?sort=auroc&dir=asc").await;
-    assert!(page.body.find("alert(1)").unwrap() < page.body.find("baseline").unwrap());
-    let bad = get(f.app(), "/?sort=colour").await;
+    let page = f.app.get("/?sort=auroc&dir=asc").await;
+    assert!(page.text().find("alert(1)").unwrap() < page.text().find("baseline").unwrap());
+    let bad = f.app.get("/?sort=colour").await;
     assert_eq!(bad.status, StatusCode::BAD_REQUEST);
     assert!(bad.json()["error"]
         .as_str()
@@ -248,19 +195,19 @@ async fn runs_page_filters_and_sorts() {
 #[tokio::test]
 async fn run_page_shows_epochs_labels_and_events() {
     let f = fixture();
-    let page = get(f.app(), &format!("/runs/{}", f.done)).await;
-    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
-    assert!(page.body.contains("Per label, epoch 2"), "the best epoch by default");
-    assert!(page.body.contains("Effusion") && page.body.contains("812"));
-    assert!(page.body.contains(&format!("/runs/{}/charts/loss.svg", f.done)));
-    assert!(page.body.contains("confusion.svg?epoch=2&#38;label=No%20Finding"));
-    assert!(page.body.contains("class=\"best\""), "best epoch row marked");
-    assert!(page.body.contains("/static/live.js"));
-    let page = get(f.app(), &format!("/runs/{}?epoch=3", f.done)).await;
-    assert!(page.body.contains("Per label, epoch 3"));
-    let page = get(f.app(), &format!("/runs/{}", f.script)).await;
-    assert!(!page.body.contains("<script>alert"));
-    assert!(page.body.contains("<progress"));
+    let page = f.app.get(&format!("/runs/{}", f.done)).await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.text());
+    assert!(page.text().contains("Per label, epoch 2"), "the best epoch by default");
+    assert!(page.text().contains("Effusion") && page.text().contains("812"));
+    assert!(page.text().contains(&format!("/runs/{}/charts/loss.svg", f.done)));
+    assert!(page.text().contains("confusion.svg?epoch=2&#38;label=No%20Finding"));
+    assert!(page.text().contains("class=\"best\""), "best epoch row marked");
+    assert!(page.text().contains("/static/live.js"));
+    let page = f.app.get(&format!("/runs/{}?epoch=3", f.done)).await;
+    assert!(page.text().contains("Per label, epoch 3"));
+    let page = f.app.get(&format!("/runs/{}", f.script)).await;
+    assert!(!page.text().contains("<script>alert"));
+    assert!(page.text().contains("<progress"));
 }
 
 #[tokio::test]
@@ -275,36 +222,38 @@ async fn unknown_runs_are_404_everywhere() {
         "/compare?runs=nope",
         "/compare/charts/val_loss.svg?runs=nope",
     ] {
-        let reply = get(f.app(), uri).await;
+        let reply = f.app.get(uri).await;
         assert_eq!(reply.status, StatusCode::NOT_FOUND, "{uri}");
         assert!(
             reply.json()["error"].as_str().unwrap().contains("'nope'"),
             "{uri}: {}",
-            reply.body
+            reply.text()
         );
     }
-    let reply = get(f.app(), "/no/such/page").await;
+    let reply = f.app.get("/no/such/page").await;
     assert_eq!(reply.status, StatusCode::NOT_FOUND);
 }
 
 #[tokio::test]
 async fn run_charts_are_svg() {
     let f = fixture();
-    let chart = get(f.app(), &format!("/runs/{}/charts/loss.svg?smooth=0.6&log=1", f.done)).await;
+    let chart = f
+        .app
+        .get(&format!("/runs/{}/charts/loss.svg?smooth=0.6&log=1", f.done))
+        .await;
     assert_eq!(chart.status, StatusCode::OK);
     assert_eq!(chart.content_type(), "image/svg+xml");
-    assert!(chart.body.starts_with("<svg") && chart.body.contains("validation"));
+    assert!(chart.text().starts_with("<svg") && chart.text().contains("validation"));
     for name in ["accuracy", "auroc", "lr", "seconds", "per_label_auroc"] {
-        let chart = get(f.app(), &format!("/runs/{}/charts/{name}.svg", f.done)).await;
-        assert_eq!(chart.status, StatusCode::OK, "{name}: {}", chart.body);
+        let chart = f.app.get(&format!("/runs/{}/charts/{name}.svg", f.done)).await;
+        assert_eq!(chart.status, StatusCode::OK, "{name}: {}", chart.text());
     }
-    let confusion = get(
-        f.app(),
-        &format!("/runs/{}/charts/confusion.svg?label=Effusion&epoch=1", f.done),
-    )
-    .await;
+    let confusion = f
+        .app
+        .get(&format!("/runs/{}/charts/confusion.svg?label=Effusion&epoch=1", f.done))
+        .await;
     assert_eq!(confusion.status, StatusCode::OK);
-    assert!(confusion.body.contains("812") && confusion.body.contains("Effusion (epoch 1)"));
+    assert!(confusion.text().contains("812") && confusion.text().contains("Effusion (epoch 1)"));
     for (uri, status) in [
         (format!("/runs/{}/charts/colour.svg", f.done), StatusCode::NOT_FOUND),
         (format!("/runs/{}/charts/loss.png", f.done), StatusCode::NOT_FOUND),
@@ -321,48 +270,52 @@ async fn run_charts_are_svg() {
             StatusCode::BAD_REQUEST,
         ),
     ] {
-        assert_eq!(get(f.app(), &uri).await.status, status, "{uri}");
+        assert_eq!(f.app.get(&uri).await.status, status, "{uri}");
     }
 }
 
 #[tokio::test]
 async fn compare_page_and_charts() {
     let f = fixture();
-    let page = get(f.app(), &format!("/compare?runs={},{}", f.done, f.script)).await;
-    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
-    assert!(page.body.contains("baseline") && page.body.contains("&#60;script&#62;"));
-    assert!(page.body.contains("densenet-121") && page.body.contains("class=\"differs\""));
-    assert!(page.body.contains("0.7400 ★"), "best mean AUROC marked");
-    assert!(page.body.contains("0.9000 ★"), "best Effusion AUROC marked");
+    let page = f.app.get(&format!("/compare?runs={},{}", f.done, f.script)).await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.text());
+    assert!(page.text().contains("baseline") && page.text().contains("&#60;script&#62;"));
+    assert!(page.text().contains("densenet-121") && page.text().contains("class=\"differs\""));
+    assert!(page.text().contains("0.7400 ★"), "best mean AUROC marked");
+    assert!(page.text().contains("0.9000 ★"), "best Effusion AUROC marked");
     // Checkbox form submissions repeat `run`; "only differences" hides equal parameters.
-    let page = get(f.app(), &format!("/compare?run={}&run={}&diff=1", f.done, f.script)).await;
+    let page = f
+        .app
+        .get(&format!("/compare?run={}&run={}&diff=1", f.done, f.script))
+        .await;
     assert_eq!(page.status, StatusCode::OK);
-    assert!(!page.body.contains("batch_size") && page.body.contains("1 identical hidden"));
-    let chart = get(
-        f.app(),
-        &format!("/compare/charts/val_loss.svg?runs={},{}", f.done, f.script),
-    )
-    .await;
+    assert!(!page.text().contains("batch_size") && page.text().contains("1 identical hidden"));
+    let chart = f
+        .app
+        .get(&format!("/compare/charts/val_loss.svg?runs={},{}", f.done, f.script))
+        .await;
     assert_eq!(chart.status, StatusCode::OK);
     assert!(
-        chart.body.contains("baseline") && chart.body.contains("&lt;script&gt;"),
+        chart.text().contains("baseline") && chart.text().contains("&lt;script&gt;"),
         "legend names, escaped"
     );
-    let bars = get(
-        f.app(),
-        &format!("/compare/charts/per_label_auroc.svg?runs={},{}", f.done, f.script),
-    )
-    .await;
-    assert!(bars.body.contains("No Finding"));
-    assert_eq!(get(f.app(), "/compare").await.status, StatusCode::BAD_REQUEST);
+    let bars = f
+        .app
+        .get(&format!(
+            "/compare/charts/per_label_auroc.svg?runs={},{}",
+            f.done, f.script
+        ))
+        .await;
+    assert!(bars.text().contains("No Finding"));
+    assert_eq!(f.app.get("/compare").await.status, StatusCode::BAD_REQUEST);
 }
 
 #[tokio::test]
 async fn api_reads_runs_and_metrics() {
     let f = fixture();
-    let list = get(f.app(), "/api/runs").await.json();
+    let list = f.app.get("/api/runs").await.json();
     assert_eq!(list["runs"].as_array().unwrap().len(), 2);
-    let detail = get(f.app(), &format!("/api/runs/{}", f.done)).await;
+    let detail = f.app.get(&format!("/api/runs/{}", f.done)).await;
     assert_eq!(detail.status, StatusCode::OK);
     let detail = detail.json();
     assert_eq!(detail["status"], "done");
@@ -374,23 +327,23 @@ async fn api_reads_runs_and_metrics() {
     assert_eq!(detail["per_label"][0]["label"], "Effusion");
     assert_eq!(detail["per_label"][0]["fn"], 17);
 
-    let csv = get(f.app(), &format!("/api/runs/{}/metrics.csv", f.done)).await;
+    let csv = f.app.get(&format!("/api/runs/{}/metrics.csv", f.done)).await;
     assert!(csv.content_type().starts_with("text/csv"));
-    let mut lines = csv.body.lines();
+    let mut lines = csv.text().lines();
     assert_eq!(
         lines.next().unwrap(),
         "epoch,committed_at,train_loss,val_loss,train_accuracy,val_accuracy,val_mean_auroc,lr,seconds"
     );
     assert!(lines.next().unwrap().starts_with("1,"));
-    assert_eq!(csv.body.lines().count(), 4);
+    assert_eq!(csv.text().lines().count(), 4);
 }
 
 #[tokio::test]
 async fn api_lists_runs_a_page_at_a_time() {
     let f = fixture();
     for i in 0..5 {
-        f.state
-            .store
+        f.app
+            .store()
             .create_run(&NewRun {
                 name: &format!("extra {i}"),
                 config: &json!({}),
@@ -402,7 +355,7 @@ async fn api_lists_runs_a_page_at_a_time() {
             })
             .unwrap();
     }
-    let everything = get(f.app(), "/api/runs").await.json();
+    let everything = f.app.get("/api/runs").await.json();
     assert_eq!(everything["total"], 7);
     assert_eq!(everything["next"], Value::Null, "7 runs fit the default page");
     let newest_first: Vec<Value> = everything["runs"]
@@ -418,7 +371,7 @@ async fn api_lists_runs_a_page_at_a_time() {
     let mut next = Some("/api/runs?limit=3".to_string());
     let mut pages = 0;
     while let Some(uri) = next {
-        let page = get(f.app(), &uri).await.json();
+        let page = f.app.get(&uri).await.json();
         assert_eq!((page["total"].clone(), page["limit"].clone()), (json!(7), json!(3)));
         seen.extend(page["runs"].as_array().unwrap().iter().map(|r| r["id"].clone()));
         next = page["next"].as_str().map(str::to_string);
@@ -440,11 +393,11 @@ async fn api_lists_runs_a_page_at_a_time() {
     assert!((done["best_val_accuracy"].as_f64().unwrap() - 0.65).abs() < 1e-12);
     assert_eq!(done["config"]["model"], "resnet-18");
 
-    let past_the_end = get(f.app(), "/api/runs?offset=50").await.json();
+    let past_the_end = f.app.get("/api/runs?offset=50").await.json();
     assert_eq!(past_the_end["runs"], json!([]));
     assert_eq!(past_the_end["next"], Value::Null);
     for bad in ["limit=0", "limit=1001", "limit=ten", "offset=-1", "offset=1e3"] {
-        let reply = get(f.app(), &format!("/api/runs?{bad}")).await;
+        let reply = f.app.get(&format!("/api/runs?{bad}")).await;
         assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{bad}");
         let error = reply.json()["error"].as_str().unwrap().to_string();
         let field = bad.split('=').next().unwrap();
@@ -458,19 +411,16 @@ async fn api_lists_runs_a_page_at_a_time() {
 #[tokio::test]
 async fn api_submits_through_job_control() {
     let f = fixture();
-    let created = send(
-        f.app(),
-        Method::POST,
-        "/api/runs",
-        Some(r#"{"model": "resnet-18", "epochs": 2}"#),
-    )
-    .await;
-    assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
+    let created = f
+        .app
+        .post("/api/runs", JSON, r#"{"model": "resnet-18", "epochs": 2}"#)
+        .await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.text());
     let id = created.json()["id"].as_str().unwrap().to_string();
     assert_eq!(created.headers[header::LOCATION], format!("/runs/{id}").as_str());
     assert_eq!(f.jobs.submitted.lock().unwrap().len(), 1);
 
-    let invalid = send(f.app(), Method::POST, "/api/runs", Some(r#"{"epochs": 0}"#)).await;
+    let invalid = f.app.post("/api/runs", JSON, r#"{"epochs": 0}"#).await;
     assert_eq!(invalid.status, StatusCode::UNPROCESSABLE_ENTITY);
     let fields: Vec<String> = invalid.json()["fields"]
         .as_array()
@@ -480,14 +430,14 @@ async fn api_submits_through_job_control() {
         .collect();
     assert_eq!(fields, ["model", "epochs"]);
 
-    let malformed = send(f.app(), Method::POST, "/api/runs", Some(r#"{"model": "#)).await;
+    let malformed = f.app.post("/api/runs", JSON, r#"{"model": "#).await;
     assert_eq!(malformed.status, StatusCode::BAD_REQUEST);
     assert!(
         malformed.json()["error"].is_string(),
         "JSON error body: {}",
-        malformed.body
+        malformed.text()
     );
-    let not_object = send(f.app(), Method::POST, "/api/runs", Some("[1, 2]")).await;
+    let not_object = f.app.post("/api/runs", JSON, "[1, 2]").await;
     assert_eq!(not_object.status, StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(f.jobs.submitted.lock().unwrap().len(), 1, "nothing else was submitted");
 }
@@ -495,24 +445,37 @@ async fn api_submits_through_job_control() {
 #[tokio::test]
 async fn api_cancels_resumes_and_deletes() {
     let f = fixture();
-    let cancel = send(f.app(), Method::POST, &format!("/api/runs/{}/cancel", f.script), None).await;
+    let cancel = f
+        .app
+        .send_empty(Method::POST, &format!("/api/runs/{}/cancel", f.script))
+        .await;
     assert_eq!(cancel.status, StatusCode::ACCEPTED);
-    let refused = send(f.app(), Method::POST, &format!("/api/runs/{}/cancel", f.done), None).await;
+    let refused = f
+        .app
+        .send_empty(Method::POST, &format!("/api/runs/{}/cancel", f.done))
+        .await;
     assert_eq!(refused.status, StatusCode::CONFLICT);
-    let resume = send(f.app(), Method::POST, &format!("/api/runs/{}/resume", f.done), None).await;
+    let resume = f
+        .app
+        .send_empty(Method::POST, &format!("/api/runs/{}/resume", f.done))
+        .await;
     assert_eq!(resume.status, StatusCode::ACCEPTED);
     assert_eq!(
-        send(f.app(), Method::POST, "/api/runs/nope/cancel", None).await.status,
+        f.app.send_empty(Method::POST, "/api/runs/nope/cancel").await.status,
         StatusCode::NOT_FOUND
     );
 
-    let running = send(f.app(), Method::DELETE, &format!("/api/runs/{}", f.script), None).await;
+    let running = f
+        .app
+        .send_empty(Method::DELETE, &format!("/api/runs/{}", f.script))
+        .await;
     assert_eq!(running.status, StatusCode::CONFLICT, "a running run is cancelled first");
-    let deleted = send(f.app(), Method::DELETE, &format!("/api/runs/{}", f.done), None).await;
+    let deleted = f.app.send_empty(Method::DELETE, &format!("/api/runs/{}", f.done)).await;
     assert_eq!(deleted.status, StatusCode::NO_CONTENT);
-    assert!(f.state.store.run(&f.done).unwrap().is_none());
+    assert!(f.app.store().run(&f.done).unwrap().is_none());
     assert_eq!(
-        send(f.app(), Method::DELETE, &format!("/api/runs/{}", f.done), None)
+        f.app
+            .send_empty(Method::DELETE, &format!("/api/runs/{}", f.done))
             .await
             .status,
         StatusCode::NOT_FOUND
@@ -522,59 +485,19 @@ async fn api_cancels_resumes_and_deletes() {
 #[tokio::test]
 async fn static_assets_are_served() {
     let f = fixture();
-    let css = get(f.app(), "/static/style.css").await;
-    assert!(css.content_type().starts_with("text/css") && css.body.contains(".badge"));
-    let js = get(f.app(), "/static/live.js").await;
-    assert!(js.content_type().starts_with("text/javascript") && js.body.contains("EventSource"));
-}
-
-/// Reads SSE frames from a raw HTTP response until `count` events have arrived.
-async fn read_events(stream: &mut tokio::net::TcpStream, count: usize) -> Vec<(i64, String, Value)> {
-    let mut text = String::new();
-    let mut buffer = [0u8; 4096];
-    loop {
-        // Only whole frames: the last one may still be arriving.
-        let complete = &text[..text.rfind("\n\n").map_or(0, |end| end + 2)];
-        let events: Vec<(i64, String, Value)> = complete
-            .split("\n\n")
-            .filter(|frame| frame.contains("data:") && frame.contains("id:"))
-            .map(|frame| {
-                let field = |name: &str| {
-                    frame
-                        .lines()
-                        .find_map(|l| l.strip_prefix(name))
-                        .map(|v| v.trim().to_string())
-                        .unwrap_or_default()
-                };
-                (
-                    field("id:").parse().unwrap(),
-                    field("event:"),
-                    serde_json::from_str(&field("data:")).unwrap(),
-                )
-            })
-            .collect();
-        if events.len() >= count {
-            return events;
-        }
-        // A guard against hanging forever when an event never comes, not a speed check.
-        let n = tokio::time::timeout(std::time::Duration::from_secs(60), stream.read(&mut buffer))
-            .await
-            .unwrap_or_else(|_| panic!("no event for 60 s; received so far: {text}"))
-            .unwrap();
-        assert!(n > 0, "stream closed early after: {text}");
-        text.push_str(&String::from_utf8_lossy(&buffer[..n]));
-    }
+    let css = f.app.get("/static/style.css").await;
+    assert!(css.content_type().starts_with("text/css") && css.text().contains(".badge"));
+    let js = f.app.get("/static/live.js").await;
+    assert!(js.content_type().starts_with("text/javascript") && js.text().contains("EventSource"));
 }
 
 #[tokio::test]
 async fn event_stream_resumes_after_last_event_id_then_goes_live() {
     let f = fixture();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let address = listener.local_addr().unwrap();
-    let router = f.app();
-    let server = tokio::spawn(async move { axum::serve(listener, router).await });
+    let server = f.app.serve().await;
+    let address = server.address;
 
-    let stored = f.state.store.events_after(&f.done, 0).unwrap();
+    let stored = f.app.store().events_after(&f.done, 0).unwrap();
     assert_eq!(stored.len(), 3);
     let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
     let request = format!(
@@ -592,36 +515,21 @@ async fn event_stream_resumes_after_last_event_id_then_goes_live() {
     assert_eq!(backlog[0].2["epoch"], 2);
 
     // A live event of another run is not delivered; one of this run is, with its store seq as id.
-    let broadcast = |run: &str, kind: &str, payload: Value| {
-        let seq = f.state.store.append_event(run, kind, &payload).unwrap();
-        f.state
-            .events
-            .send(EventRow {
-                seq,
-                run_id: run.to_string(),
-                kind: kind.into(),
-                payload,
-                at: cxr8::store::now(),
-            })
-            .unwrap();
-        seq
-    };
-    broadcast(&f.script, "progress", json!({"epoch": 2, "step": 1, "steps": 10}));
-    let done_seq = broadcast(&f.done, "done", json!({"status": "done"}));
+    f.app
+        .emit(&f.script, "progress", json!({"epoch": 2, "step": 1, "steps": 10}));
+    let done_seq = f.app.emit(&f.done, "done", json!({"status": "done"}));
     // The other run's progress event was sent first: had it been delivered, it would come first.
     let live = read_events(&mut stream, 1).await;
     assert_eq!(live, [(done_seq, "done".to_string(), json!({"status": "done"}))]);
-    server.abort();
+    drop(server);
 }
 
 #[tokio::test]
 async fn a_lagging_stream_is_resynced_from_the_store() {
     let f = fixture();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let address = listener.local_addr().unwrap();
-    let router = f.app();
-    let server = tokio::spawn(async move { axum::serve(listener, router).await });
-    let last = f.state.store.events_after(&f.done, 0).unwrap().last().unwrap().seq;
+    let server = f.app.serve().await;
+    let address = server.address;
+    let last = f.app.store().events_after(&f.done, 0).unwrap().last().unwrap().seq;
     let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
     let request = format!(
         "GET /runs/{}/events?after={last} HTTP/1.1\r\nHost: {address}\r\n\r\n",
@@ -636,17 +544,7 @@ async fn a_lagging_stream_is_resynced_from_the_store() {
     let total = cxr8::web::LIVE_EVENT_BUFFER + 200;
     let mut seqs = Vec::new();
     for i in 0..total {
-        let payload = json!({"epoch": 1, "step": i});
-        let seq = f.state.store.append_event(&f.done, "progress", &payload).unwrap();
-        let row = EventRow {
-            seq,
-            run_id: f.done.clone(),
-            kind: "progress".into(),
-            payload,
-            at: String::new(),
-        };
-        f.state.events.send(row).unwrap();
-        seqs.push(seq);
+        seqs.push(f.app.emit(&f.done, "progress", json!({"epoch": 1, "step": i})));
     }
     let received = read_events(&mut stream, total).await;
     assert_eq!(
@@ -654,5 +552,5 @@ async fn a_lagging_stream_is_resynced_from_the_store() {
         seqs,
         "every event once, in order"
     );
-    server.abort();
+    drop(server);
 }

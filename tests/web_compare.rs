@@ -1,85 +1,33 @@
 //! The live compare page: `/compare/events` multiplexes several runs' events over one SSE stream
 //! (over a real loopback socket), and the page takes up to 10 runs.
 
-use std::sync::Arc;
-
-use axum::body::Body;
-use axum::http::{Request, StatusCode};
-use cxr8::store::{EventRow, NewRun, RunStatus, Store};
-use cxr8::web::{app, AppState};
+use axum::http::StatusCode;
+use cxr8::store::RunStatus;
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tower::ServiceExt;
 
-struct Fixture {
-    state: Arc<AppState>,
-    _dirs: tempfile::TempDir,
-}
+use crate::util::TestApp;
 
-impl Fixture {
-    fn new() -> Fixture {
-        let dirs = tempfile::tempdir().unwrap();
-        let store = Arc::new(Store::open_in_memory().unwrap());
-        let state = Arc::new(AppState::new(
-            store,
-            Arc::new(crate::util::NoJobs),
-            dirs.path().join("data"),
-            dirs.path().join("ckpts"),
-        ));
-        Fixture { state, _dirs: dirs }
+/// A running run with two stored epochs (so its charts draw a line).
+fn run(app: &TestApp, name: &str) -> String {
+    let store = app.store();
+    let new = cxr8::store::NewRun {
+        name,
+        config: &json!({"model": "simple-cnn", "lr": 0.001}),
+        dataset: "demo",
+        model: "simple-cnn",
+        image_size: 64,
+        epochs_planned: 5,
+        tags: &[],
+    };
+    let id = store.create_run(&new).unwrap();
+    store.set_status(&id, RunStatus::Running, None).unwrap();
+    for epoch in 1..=2 {
+        let metrics = json!({"val_loss": 1.0 - 0.1 * epoch as f64, "val_mean_auroc": 0.6});
+        store.record_epoch(&id, epoch, &metrics, None).unwrap();
     }
-
-    /// A running run with two stored epochs (so its charts draw a line).
-    fn run(&self, name: &str) -> String {
-        let store = &self.state.store;
-        let new = NewRun {
-            name,
-            config: &json!({"model": "simple-cnn", "lr": 0.001}),
-            dataset: "demo",
-            model: "simple-cnn",
-            image_size: 64,
-            epochs_planned: 5,
-            tags: &[],
-        };
-        let id = store.create_run(&new).unwrap();
-        store.set_status(&id, RunStatus::Running, None).unwrap();
-        for epoch in 1..=2 {
-            let metrics = json!({"val_loss": 1.0 - 0.1 * epoch as f64, "val_mean_auroc": 0.6});
-            store.record_epoch(&id, epoch, &metrics, None).unwrap();
-        }
-        id
-    }
-
-    /// Stores an event without broadcasting it (as if written while no one listened).
-    fn store_event(&self, run: &str, kind: &str, payload: Value) -> EventRow {
-        let seq = self.state.store.append_event(run, kind, &payload).unwrap();
-        EventRow {
-            seq,
-            run_id: run.to_string(),
-            kind: kind.into(),
-            payload,
-            at: cxr8::store::now(),
-        }
-    }
-
-    /// Stores and broadcasts an event, as the training worker does.
-    fn emit(&self, run: &str, kind: &str, payload: Value) -> i64 {
-        let row = self.store_event(run, kind, payload);
-        let seq = row.seq;
-        self.state.events.send(row).unwrap();
-        seq
-    }
-
-    async fn serve(&self) -> (std::net::SocketAddr, tokio::task::JoinHandle<()>) {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let address = listener.local_addr().unwrap();
-        let router = app(self.state.clone());
-        let server = tokio::spawn(async move {
-            axum::serve(listener, router).await.unwrap();
-        });
-        (address, server)
-    }
+    id
 }
 
 /// One received event: (id, event name, run id, payload).
@@ -109,43 +57,16 @@ async fn open(address: std::net::SocketAddr, runs: &[&str], last_event_id: Optio
     stream
 }
 
-/// Reads whole SSE frames until `count` events have arrived.
+/// Reads whole SSE frames until `count` events have arrived; each names its run.
 async fn read_events(stream: &mut TcpStream, count: usize) -> Vec<Received> {
-    let mut text = String::new();
-    let mut buffer = [0u8; 4096];
-    loop {
-        let complete = &text[..text.rfind("\n\n").map_or(0, |end| end + 2)];
-        let events: Vec<Received> = complete
-            .split("\n\n")
-            .filter(|frame| frame.contains("data:") && frame.contains("id:"))
-            .map(|frame| {
-                let field = |name: &str| {
-                    frame
-                        .lines()
-                        .find_map(|l| l.strip_prefix(name))
-                        .map(|v| v.trim().to_string())
-                        .unwrap_or_default()
-                };
-                let data: Value = serde_json::from_str(&field("data:")).unwrap();
-                (
-                    field("id:").parse().unwrap(),
-                    field("event:"),
-                    data["run_id"].as_str().unwrap().to_string(),
-                    data["payload"].clone(),
-                )
-            })
-            .collect();
-        if events.len() >= count {
-            return events;
-        }
-        // A guard against hanging forever when an event never comes, not a speed check.
-        let n = tokio::time::timeout(std::time::Duration::from_secs(60), stream.read(&mut buffer))
-            .await
-            .unwrap_or_else(|_| panic!("no event for 60 s; received so far: {text}"))
-            .unwrap();
-        assert!(n > 0, "stream closed early after: {text}");
-        text.push_str(&String::from_utf8_lossy(&buffer[..n]));
-    }
+    crate::util::read_events(stream, count)
+        .await
+        .into_iter()
+        .map(|(id, event, data)| {
+            let run = data["run_id"].as_str().unwrap().to_string();
+            (id, event, run, data["payload"].clone())
+        })
+        .collect()
 }
 
 fn ids(events: &[Received]) -> Vec<i64> {
@@ -154,14 +75,15 @@ fn ids(events: &[Received]) -> Vec<i64> {
 
 #[tokio::test]
 async fn one_stream_carries_both_runs_and_not_a_third() {
-    let f = Fixture::new();
-    let (a, b, c) = (f.run("a"), f.run("b"), f.run("c"));
+    let f = TestApp::new();
+    let (a, b, c) = (run(&f, "a"), run(&f, "b"), run(&f, "c"));
     let stored = [
         f.store_event(&a, "status", json!({"status": "running"})),
         f.store_event(&c, "status", json!({"status": "running"})),
         f.store_event(&b, "status", json!({"status": "running"})),
     ];
-    let (address, server) = f.serve().await;
+    let server = f.serve().await;
+    let address = server.address;
     let mut stream = open(address, &[&a, &b], None).await;
 
     let backlog = read_events(&mut stream, 2).await;
@@ -186,14 +108,15 @@ async fn one_stream_carries_both_runs_and_not_a_third() {
             (from_a, "done".to_string(), a.clone(), json!({"status": "done"})),
         ]
     );
-    server.abort();
+    drop(server);
 }
 
 #[tokio::test]
 async fn a_reconnect_resumes_after_last_event_id_without_gaps_or_duplicates() {
-    let f = Fixture::new();
-    let (a, b) = (f.run("a"), f.run("b"));
-    let (address, server) = f.serve().await;
+    let f = TestApp::new();
+    let (a, b) = (run(&f, "a"), run(&f, "b"));
+    let server = f.serve().await;
+    let address = server.address;
     let mut stream = open(address, &[&a, &b], None).await;
     let first: Vec<i64> = (0..4)
         .map(|i| f.emit(if i % 2 == 0 { &a } else { &b }, "progress", json!({"step": i})))
@@ -216,31 +139,33 @@ async fn a_reconnect_resumes_after_last_event_id_without_gaps_or_duplicates() {
     expected.push(later);
     assert_eq!(ids(&resumed), expected, "every event after the last id once, in order");
     assert_eq!(resumed[3].3["status"], "done");
-    server.abort();
+    drop(server);
 }
 
 #[tokio::test]
 async fn an_id_from_beyond_the_store_replays_everything_instead_of_going_silent() {
     // A browser kept a Last-Event-ID from a data folder that has since been replaced.
-    let f = Fixture::new();
-    let a = f.run("a");
+    let f = TestApp::new();
+    let a = run(&f, "a");
     let stored: Vec<i64> = (0..3)
         .map(|i| f.store_event(&a, "progress", json!({"step": i})).seq)
         .collect();
-    let (address, server) = f.serve().await;
+    let server = f.serve().await;
+    let address = server.address;
     let mut stream = open(address, &[&a], Some(1_000_000_000)).await;
     let received = read_events(&mut stream, 3).await;
     assert_eq!(ids(&received), stored);
-    server.abort();
+    drop(server);
 }
 
 #[tokio::test]
 async fn events_broadcast_out_of_order_arrive_in_order_once() {
     // Two writers (say, a training run and a cancelled queued run) store their events in one
     // order and broadcast them in the other: ids must still only increase, nothing lost.
-    let f = Fixture::new();
-    let (a, b) = (f.run("a"), f.run("b"));
-    let (address, server) = f.serve().await;
+    let f = TestApp::new();
+    let (a, b) = (run(&f, "a"), run(&f, "b"));
+    let server = f.serve().await;
+    let address = server.address;
     let mut stream = open(address, &[&a, &b], None).await;
     let first = f.store_event(&a, "epoch", json!({"epoch": 2}));
     let second = f.store_event(&b, "done", json!({"status": "cancelled"}));
@@ -249,55 +174,36 @@ async fn events_broadcast_out_of_order_arrive_in_order_once() {
     let after = f.emit(&a, "epoch", json!({"epoch": 3}));
     let received = read_events(&mut stream, 3).await;
     assert_eq!(ids(&received), [first.seq, second.seq, after]);
-    server.abort();
+    drop(server);
 }
 
 #[tokio::test]
 async fn unknown_runs_and_too_many_runs_are_refused() {
-    let f = Fixture::new();
-    let a = f.run("a");
-    let get = |uri: String| {
-        let router = app(f.state.clone());
-        async move {
-            let request = Request::get(uri).body(Body::empty()).unwrap();
-            let response = router.oneshot(request).await.unwrap();
-            let status = response.status();
-            let body = axum::body::to_bytes(response.into_body(), 1 << 20).await.unwrap();
-            (status, String::from_utf8_lossy(&body).into_owned())
-        }
-    };
-    let (status, body) = get(format!("/compare/events?runs={a},nope")).await;
-    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
-    assert!(body.contains("'nope'"), "{body}");
+    let f = TestApp::new();
+    let a = run(&f, "a");
+    let reply = f.get(&format!("/compare/events?runs={a},nope")).await;
+    assert_eq!(reply.status, StatusCode::NOT_FOUND, "{}", reply.text());
+    assert!(reply.text().contains("'nope'"), "{}", reply.text());
 
     let eleven: Vec<String> = (0..11).map(|i| format!("r{i}")).collect();
-    let (status, body) = get(format!("/compare/events?runs={}", eleven.join(","))).await;
-    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
-    assert!(body.contains("at most 10"), "{body}");
-    let (status, body) = get("/compare/events".into()).await;
-    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
-    let (status, body) = get(format!("/compare/events?runs={a}&after=yesterday")).await;
-    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
-    assert!(body.contains("event number"), "{body}");
+    let reply = f.get(&format!("/compare/events?runs={}", eleven.join(","))).await;
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{}", reply.text());
+    assert!(reply.text().contains("at most 10"), "{}", reply.text());
+    let reply = f.get("/compare/events").await;
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{}", reply.text());
+    let reply = f.get(&format!("/compare/events?runs={a}&after=yesterday")).await;
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{}", reply.text());
+    assert!(reply.text().contains("event number"), "{}", reply.text());
 }
 
 #[tokio::test]
 async fn ten_runs_compare_with_ten_colours_and_the_page_goes_live_only_while_one_trains() {
-    let f = Fixture::new();
-    let runs: Vec<String> = (0..10).map(|i| f.run(&format!("run {i}"))).collect();
-    let get = |uri: String| {
-        let router = app(f.state.clone());
-        async move {
-            let request = Request::get(uri).body(Body::empty()).unwrap();
-            let response = router.oneshot(request).await.unwrap();
-            let status = response.status();
-            let body = axum::body::to_bytes(response.into_body(), 16 << 20).await.unwrap();
-            (status, String::from_utf8_lossy(&body).into_owned())
-        }
-    };
+    let f = TestApp::new();
+    let runs: Vec<String> = (0..10).map(|i| run(&f, &format!("run {i}"))).collect();
     let newest = f.store_event(&runs[0], "status", json!({"status": "running"})).seq;
-    let (status, page) = get(format!("/compare?runs={}", runs.join(","))).await;
-    assert_eq!(status, StatusCode::OK, "{page}");
+    let reply = f.get(&format!("/compare?runs={}", runs.join(","))).await;
+    let page = reply.text();
+    assert_eq!(reply.status, StatusCode::OK, "{page}");
     assert!(page.contains("Compare 10 runs"));
     assert!(page.contains("swatch c9"), "the tenth run has its own colour");
     assert!(page.contains("/static/compare.js"));
@@ -308,26 +214,29 @@ async fn ten_runs_compare_with_ten_colours_and_the_page_goes_live_only_while_one
     );
     assert!(page.contains("data-live=\"true\""));
     assert!(page.contains(&format!("data-status-of=\"{}\"", runs[9])));
-    let (status, chart) = get(format!("/compare/charts/val_loss.svg?runs={}", runs.join(","))).await;
-    assert_eq!(status, StatusCode::OK, "{chart}");
+    let reply = f
+        .get(&format!("/compare/charts/val_loss.svg?runs={}", runs.join(",")))
+        .await;
+    let chart = reply.text();
+    assert_eq!(reply.status, StatusCode::OK, "{chart}");
     // The tenth colour (grey) draws the tenth run's line.
     assert!(chart.contains("#999999"), "tenth series colour in the chart");
 
     for run in &runs {
-        f.state.store.set_status(run, RunStatus::Done, None).unwrap();
+        f.store().set_status(run, RunStatus::Done, None).unwrap();
     }
-    let (_, page) = get(format!("/compare?runs={}", runs.join(","))).await;
-    assert!(page.contains("data-live=\"false\""), "finished runs: no stream");
+    let page = f.get(&format!("/compare?runs={}", runs.join(","))).await;
+    assert!(page.text().contains("data-live=\"false\""), "finished runs: no stream");
 
-    let (status, script) = get("/static/compare.js".into()).await;
-    assert_eq!(status, StatusCode::OK);
-    assert!(script.contains("/compare/events") && script.contains("EventSource"));
+    let script = f.get("/static/compare.js").await;
+    assert_eq!(script.status, StatusCode::OK);
+    assert!(script.text().contains("/compare/events") && script.text().contains("EventSource"));
 }
 
 #[tokio::test]
 async fn the_runs_list_pages_a_big_store() {
     // Not the compare page, but the same scale work: 10,000 runs must not make one huge page.
-    let f = Fixture::new();
+    let f = TestApp::new();
     let runs = (0..205).map(|i| cxr8::store::scalars::FinishedRun {
         id: format!("bulk-{i:03}"),
         name: format!("bulk run {i}"),
@@ -339,21 +248,10 @@ async fn the_runs_list_pages_a_big_store() {
         epochs: vec![json!({"epoch": 1, "val_mean_auroc": 0.5 + i as f64 / 1000.0})],
         best: Some((1, "val_mean_auroc".into(), 0.5 + i as f64 / 1000.0)),
     });
-    f.state.store.insert_finished_runs(runs).unwrap();
-    let get = |uri: &'static str| {
-        let router = app(f.state.clone());
-        async move {
-            let response = router
-                .oneshot(Request::get(uri).body(Body::empty()).unwrap())
-                .await
-                .unwrap();
-            let status = response.status();
-            let body = axum::body::to_bytes(response.into_body(), 16 << 20).await.unwrap();
-            (status, String::from_utf8_lossy(&body).into_owned())
-        }
-    };
-    let (status, first) = get("/?sort=auroc&dir=desc").await;
-    assert_eq!(status, StatusCode::OK, "{first}");
+    f.store().insert_finished_runs(runs).unwrap();
+    let reply = f.get("/?sort=auroc&dir=desc").await;
+    let first = reply.text();
+    assert_eq!(reply.status, StatusCode::OK, "{first}");
     assert!(
         first.contains("205 of 205") && first.contains("rows 1–200 of 205"),
         "{first}"
@@ -364,15 +262,18 @@ async fn the_runs_list_pages_a_big_store() {
         first.contains("sort=auroc&#38;dir=desc&#38;page=2"),
         "next link keeps the order"
     );
-    let (_, second) = get("/?sort=auroc&dir=desc&page=2").await;
+    let second = f.get("/?sort=auroc&dir=desc&page=2").await;
+    let second = second.text();
     assert_eq!(second.matches("<tr data-run=").count(), 5);
     assert!(second.contains(">bulk run 0<") && second.contains("rows 201–205 of 205"));
-    let (_, past) = get("/?sort=auroc&dir=desc&page=9").await;
-    assert!(past.contains("rows 201–205"), "past the end: the last page");
-    let (status, body) = get("/?page=0").await;
-    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let past = f.get("/?sort=auroc&dir=desc&page=9").await;
+    assert!(past.text().contains("rows 201–205"), "past the end: the last page");
+    let reply = f.get("/?page=0").await;
+    let body = reply.text();
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST);
     assert!(body.contains("page must be a whole number"), "{body}");
-    let (_, filtered) = get("/?q=bulk%20run%2019").await;
+    let filtered = f.get("/?q=bulk%20run%2019").await;
+    let filtered = filtered.text();
     assert!(
         filtered.contains("11 of 205") && !filtered.contains("rows "),
         "one page: no pager"

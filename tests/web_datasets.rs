@@ -4,42 +4,32 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::Arc;
 
-use axum::body::Body;
-use axum::http::{header, Method, Request, StatusCode};
+use axum::http::{header, StatusCode};
 use cxr8::data::LabelTable;
 use cxr8::service::datasets::{self, Registration};
 use cxr8::store::Store;
-use cxr8::web::{app, AppState};
 use serde_json::Value;
-use tower::ServiceExt;
 
-use crate::util::nih_dir;
+use crate::util::{encode_component, nih_dir, TestApp};
 
+/// The dashboard over a store on disk (data sets live in the data folder), with room for the
+/// label files and image folders the tests register.
 struct Fixture {
-    state: Arc<AppState>,
-    dir: tempfile::TempDir,
+    app: TestApp,
 }
 
 impl Fixture {
     fn new() -> Fixture {
-        let dir = tempfile::tempdir().unwrap();
-        let data_dir = dir.path().join("data");
-        let store = Arc::new(Store::open(&data_dir).unwrap());
-        let state = Arc::new(AppState::new(
-            store,
-            Arc::new(crate::util::NoJobs),
-            data_dir,
-            dir.path().join("ckpts"),
-        ));
-        Fixture { state, dir }
+        Fixture {
+            app: TestApp::on_disk().build(),
+        }
     }
 
     /// A one-hot label file naming a.png … (one per `rows`), and an image folder holding the
     /// first `present` of them as 40×40 gray PNGs.
     fn files(&self, rows: usize, present: usize) -> (PathBuf, PathBuf) {
-        let base = self.dir.path().join(format!("set-{rows}-{present}"));
+        let base = self.app.root().join(format!("set-{rows}-{present}"));
         let images = base.join("imgs");
         std::fs::create_dir_all(&images).unwrap();
         let mut csv = String::from("id,subject_id,Atelectasis,Effusion\n");
@@ -57,41 +47,10 @@ impl Fixture {
         (labels, images)
     }
 
-    async fn send(&self, method: Method, uri: &str, form: Option<String>) -> Reply {
-        // As the dashboard's own page would send it (the guard refuses cross-site form posts).
-        let mut request = Request::builder()
-            .method(method)
-            .uri(uri)
-            .header(header::HOST, "127.0.0.1:8080")
-            .header(header::ORIGIN, "http://127.0.0.1:8080");
-        if form.is_some() {
-            request = request.header(header::CONTENT_TYPE, "application/x-www-form-urlencoded");
-        }
-        let request = request.body(Body::from(form.unwrap_or_default())).unwrap();
-        let response = app(self.state.clone()).oneshot(request).await.unwrap();
-        let status = response.status();
-        let headers = response.headers().clone();
-        let bytes = axum::body::to_bytes(response.into_body(), 16 << 20).await.unwrap();
-        Reply {
-            status,
-            headers,
-            bytes: bytes.to_vec(),
-        }
-    }
-
-    async fn get(&self, uri: &str) -> Reply {
-        self.send(Method::GET, uri, None).await
-    }
-
-    async fn post_form(&self, uri: &str, fields: &[(&str, &str)]) -> Reply {
-        let body: Vec<String> = fields.iter().map(|(k, v)| format!("{k}={}", encode(v))).collect();
-        self.send(Method::POST, uri, Some(body.join("&"))).await
-    }
-
     /// Waits (bounded) until the data set's cache build has finished; returns its state.
     async fn cache_when_done(&self, name: &str) -> Value {
         for _ in 0..1200 {
-            let cache = self.get(&format!("/api/datasets/{name}")).await.json()["cache"].clone();
+            let cache = self.app.get(&format!("/api/datasets/{name}")).await.json()["cache"].clone();
             if cache["state"] != "building" {
                 return cache;
             }
@@ -99,37 +58,6 @@ impl Fixture {
         }
         panic!("the cache build of '{name}' did not finish");
     }
-}
-
-struct Reply {
-    status: StatusCode,
-    headers: axum::http::HeaderMap,
-    bytes: Vec<u8>,
-}
-
-impl Reply {
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.bytes).into_owned()
-    }
-    fn json(&self) -> Value {
-        serde_json::from_slice(&self.bytes).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text()))
-    }
-    fn header(&self, name: header::HeaderName) -> &str {
-        self.headers.get(name).map(|v| v.to_str().unwrap()).unwrap_or("")
-    }
-}
-
-fn encode(value: &str) -> String {
-    value
-        .bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
 }
 
 fn path_text(path: &Path) -> &str {
@@ -142,10 +70,10 @@ async fn the_add_form_rejects_each_bad_input_next_to_its_field_and_stores_nothin
     let (labels, images) = fx.files(3, 3);
     let (some_labels, some_images) = fx.files(4, 2);
     let (_, empty_images) = fx.files(3, 0);
-    let no_image_column = fx.dir.path().join("no_image_column.csv");
+    let no_image_column = fx.app.root().join("no_image_column.csv");
     std::fs::write(&no_image_column, "Finding Labels,Patient ID\nEffusion,1\n").unwrap();
     datasets::register(
-        &fx.state.store,
+        &fx.app.state.store,
         &Registration {
             name: "taken".into(),
             label_file: path_text(&labels).into(),
@@ -188,6 +116,7 @@ async fn the_add_form_rejects_each_bad_input_next_to_its_field_and_stores_nothin
     ];
     for (name, label_file, image_dir, error_id, message) in cases {
         let reply = fx
+            .app
             .post_form(
                 "/datasets",
                 &[("name", name), ("label_file", label_file), ("image_dir", image_dir)],
@@ -210,6 +139,7 @@ async fn the_add_form_rejects_each_bad_input_next_to_its_field_and_stores_nothin
         assert!(html.contains(&format!("value=\"{}\"", label_file.replace('\'', "&#39;"))));
     }
     let bad_size = fx
+        .app
         .post_form(
             "/datasets",
             &[
@@ -222,11 +152,20 @@ async fn the_add_form_rejects_each_bad_input_next_to_its_field_and_stores_nothin
         .await;
     assert_eq!(bad_size.status, StatusCode::UNPROCESSABLE_ENTITY);
     assert!(bad_size.text().contains("id=\"image_size-error\""));
-    let names: Vec<String> = fx.state.store.datasets().unwrap().into_iter().map(|d| d.name).collect();
+    let names: Vec<String> = fx
+        .app
+        .state
+        .store
+        .datasets()
+        .unwrap()
+        .into_iter()
+        .map(|d| d.name)
+        .collect();
     assert_eq!(names, ["taken"], "nothing but the fixture's own registration is stored");
 
     // With the explicit choice the partly missing set is accepted.
     let allowed = fx
+        .app
         .post_form(
             "/datasets",
             &[
@@ -248,8 +187,9 @@ async fn the_add_form_rejects_each_bad_input_next_to_its_field_and_stores_nothin
 async fn a_registered_data_set_gets_pages_charts_thumbnails_and_the_cache_training_uses() {
     let fx = Fixture::new();
     let (labels, images) = fx.files(3, 3);
-    assert_eq!(fx.get("/datasets/new").await.status, StatusCode::OK);
+    assert_eq!(fx.app.get("/datasets/new").await.status, StatusCode::OK);
     let reply = fx
+        .app
         .post_form(
             "/datasets",
             &[
@@ -261,10 +201,10 @@ async fn a_registered_data_set_gets_pages_charts_thumbnails_and_the_cache_traini
         )
         .await;
     assert_eq!(reply.status, StatusCode::SEE_OTHER, "{}", reply.text());
-    assert_eq!(reply.header(header::LOCATION), "/datasets/small");
+    assert_eq!(reply.location(), Some("/datasets/small"));
 
     // The page works before the build is done: a progress bar with the state at render time.
-    let page = fx.get("/datasets/small").await;
+    let page = fx.app.get("/datasets/small").await;
     assert_eq!(page.status, StatusCode::OK);
     let html = page.text();
     assert!(html.contains("<progress id=\"cache-progress\""), "{html}");
@@ -274,58 +214,61 @@ async fn a_registered_data_set_gets_pages_charts_thumbnails_and_the_cache_traini
     assert_eq!(cache["state"], "ready", "{cache}");
     assert_eq!((cache["done"].as_u64(), cache["size"].as_u64()), (Some(3), Some(64)));
     // Exactly where training looks for it: same key, same folder, the chosen size.
-    let row = fx.state.store.dataset("small").unwrap().unwrap();
+    let row = fx.app.state.store.dataset("small").unwrap().unwrap();
     let table = LabelTable::load(&row.label_file).unwrap();
-    let cache_file = datasets::cache_path(&fx.state.data_dir, &table, 64);
+    let cache_file = datasets::cache_path(&fx.app.state.data_dir, &table, 64);
     assert!(cache_file.is_file(), "no cache at {}", cache_file.display());
     assert_eq!(
         row.summary["cache"]["state"], "ready",
         "the outcome is stored with the row"
     );
 
-    let html = fx.get("/datasets/small").await.text();
+    let html = fx.app.get("/datasets/small").await.text().to_owned();
     assert!(html.contains("ready at 64 px (3 images)"), "{html}");
     assert!(html.contains("<dt>Found on disk</dt><dd>3</dd>"), "{html}");
     assert!(html.contains("<dt>Patients</dt><dd>2</dd>"), "{html}");
     assert_eq!(html.matches("/datasets/small/thumbs/").count(), 3);
 
-    let list = fx.get("/datasets").await.text();
+    let list = fx.app.get("/datasets").await.text().to_owned();
     assert!(list.contains("href=\"/datasets/small\""), "{list}");
     assert!(list.contains("cache-ready"), "{list}");
-    let api = fx.get("/api/datasets").await.json();
+    let api = fx.app.get("/api/datasets").await.json();
     let small = api.as_array().unwrap().iter().find(|d| d["name"] == "small").unwrap();
     assert_eq!(small["summary"]["found"], 3);
     assert_eq!(small["summary"]["label_counts"]["Effusion"], 2);
 
     for chart in ["labels", "cooccurrence"] {
-        let svg = fx.get(&format!("/datasets/small/{chart}.svg")).await;
+        let svg = fx.app.get(&format!("/datasets/small/{chart}.svg")).await;
         assert_eq!(svg.status, StatusCode::OK, "{chart}");
-        assert_eq!(svg.header(header::CONTENT_TYPE), "image/svg+xml");
+        assert_eq!(svg.content_type(), "image/svg+xml");
         assert!(svg.text().contains("<svg"), "{chart}");
         assert!(svg.text().contains("Effusion"), "{chart}");
     }
 
-    let thumb = fx.get("/datasets/small/thumbs/a.png.png").await;
+    let thumb = fx.app.get("/datasets/small/thumbs/a.png.png").await;
     assert_eq!(thumb.status, StatusCode::OK);
-    assert_eq!(thumb.header(header::CONTENT_TYPE), "image/png");
-    assert!(thumb.header(header::CACHE_CONTROL).contains("max-age"));
-    let decoded = image::load_from_memory(&thumb.bytes).unwrap();
+    assert_eq!(thumb.content_type(), "image/png");
+    assert!(thumb.header(header::CACHE_CONTROL).unwrap_or("").contains("max-age"));
+    let decoded = image::load_from_memory(&thumb.body).unwrap();
     assert_eq!((decoded.width(), decoded.height()), (128, 128));
 
     // Filtering by label: rows 0 and 2 have Effusion, row 1 Atelectasis.
-    let effusion = fx.get("/datasets/small?label=Effusion").await.text();
+    let effusion = fx.app.get("/datasets/small?label=Effusion").await.text().to_owned();
     assert!(effusion.contains("thumbs/a.png.png") && effusion.contains("thumbs/c.png.png"));
     assert!(!effusion.contains("thumbs/b.png.png"));
     assert_eq!(
-        fx.get("/datasets/small?label=Nothing").await.status,
+        fx.app.get("/datasets/small?label=Nothing").await.status,
         StatusCode::BAD_REQUEST
     );
-    assert_eq!(fx.get("/datasets/small?page=x").await.status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        fx.app.get("/datasets/small?page=x").await.status,
+        StatusCode::BAD_REQUEST
+    );
 
     // Forgetting keeps the files; the page is gone.
-    let forgotten = fx.post_form("/datasets/small/delete", &[]).await;
+    let forgotten = fx.app.post_form("/datasets/small/delete", &[]).await;
     assert_eq!(forgotten.status, StatusCode::SEE_OTHER);
-    assert_eq!(fx.get("/datasets/small").await.status, StatusCode::NOT_FOUND);
+    assert_eq!(fx.app.get("/datasets/small").await.status, StatusCode::NOT_FOUND);
     assert!(labels.is_file() && cache_file.is_file());
 }
 
@@ -335,9 +278,9 @@ async fn thumbnails_serve_only_images_the_label_file_lists() {
     let (labels, images) = fx.files(2, 2);
     // A PNG in the folder that the label file does not list, and a secret beside it.
     image::GrayImage::new(8, 8).save(images.join("z.png")).unwrap();
-    std::fs::write(fx.dir.path().join("secret.png"), b"not for you").unwrap();
+    std::fs::write(fx.app.root().join("secret.png"), b"not for you").unwrap();
     datasets::register(
-        &fx.state.store,
+        &fx.app.state.store,
         &Registration {
             name: "small".into(),
             label_file: path_text(&labels).into(),
@@ -346,43 +289,46 @@ async fn thumbnails_serve_only_images_the_label_file_lists() {
         },
     )
     .unwrap();
-    assert_eq!(fx.get("/datasets/small/thumbs/a.png.png").await.status, StatusCode::OK);
-    let secret = fx.dir.path().join("secret.png");
+    assert_eq!(
+        fx.app.get("/datasets/small/thumbs/a.png.png").await.status,
+        StatusCode::OK
+    );
+    let secret = fx.app.root().join("secret.png");
     let attempts = [
         "/datasets/small/thumbs/z.png.png".to_string(),
         "/datasets/small/thumbs/a.png".to_string(),
         "/datasets/small/thumbs/..%2F..%2Fsecret.png.png".to_string(),
         "/datasets/small/thumbs/..%2F..%2F..%2Fsecret.png".to_string(),
-        format!("/datasets/small/thumbs/{}.png", encode(path_text(&secret))),
+        format!("/datasets/small/thumbs/{}.png", encode_component(path_text(&secret))),
         "/datasets/small/thumbs/%2Fetc%2Fpasswd.png".to_string(),
         "/datasets/nope/thumbs/a.png.png".to_string(),
     ];
     for uri in attempts {
-        let reply = fx.get(&uri).await;
+        let reply = fx.app.get(&uri).await;
         assert_eq!(reply.status, StatusCode::NOT_FOUND, "{uri}");
-        assert_ne!(reply.header(header::CONTENT_TYPE), "image/png", "{uri}");
+        assert_ne!(reply.content_type(), "image/png", "{uri}");
     }
 }
 
 #[tokio::test]
 async fn the_demo_is_listed_browsable_and_cannot_be_forgotten() {
     let fx = Fixture::new();
-    assert_eq!(fx.get("/datasets/demo").await.status, StatusCode::NOT_FOUND);
+    assert_eq!(fx.app.get("/datasets/demo").await.status, StatusCode::NOT_FOUND);
     cxr8::data::demo::generate(&cxr8::data::demo::DemoConfig {
-        out: fx.state.data_dir.join("demo"),
+        out: fx.app.state.data_dir.join("demo"),
         images: 30,
         size: 32,
         seed: 7,
     })
     .unwrap();
-    let list = fx.get("/datasets").await;
+    let list = fx.app.get("/datasets").await;
     assert_eq!(list.status, StatusCode::OK);
     let html = list.text();
     assert!(html.contains("href=\"/datasets/demo\""));
     assert!(html.contains("synthetic demo"));
     assert!(html.contains("<td class=\"num\">30</td>"), "{html}");
 
-    let page = fx.get("/datasets/demo").await.text();
+    let page = fx.app.get("/datasets/demo").await.text().to_owned();
     assert!(page.contains("<dt>Images (label rows)</dt><dd>30</dd>"), "{page}");
     // NIH-format files carry views, sex and age.
     assert!(page.contains("<dt>Views</dt>") && page.contains("<dt>Sex</dt>") && page.contains("<dt>Age (years)</dt>"));
@@ -391,15 +337,15 @@ async fn the_demo_is_listed_browsable_and_cannot_be_forgotten() {
         "the demo is cached by training, per run size"
     );
     assert!(page.contains("/datasets/demo/thumbs/00000001_000.png.png"), "{page}");
-    let thumb = fx.get("/datasets/demo/thumbs/00000001_000.png.png").await;
-    assert_eq!(thumb.header(header::CONTENT_TYPE), "image/png");
+    let thumb = fx.app.get("/datasets/demo/thumbs/00000001_000.png.png").await;
+    assert_eq!(thumb.content_type(), "image/png");
 
-    let refused = fx.post_form("/datasets/demo/delete", &[]).await;
+    let refused = fx.app.post_form("/datasets/demo/delete", &[]).await;
     assert_eq!(refused.status, StatusCode::CONFLICT);
-    assert_eq!(fx.get("/datasets/demo").await.status, StatusCode::OK);
-    assert_eq!(fx.get("/api/datasets/demo").await.json()["summary"]["images"], 30);
-    assert_eq!(fx.get("/api/datasets/nope").await.status, StatusCode::NOT_FOUND);
-    assert_eq!(fx.get("/datasets/nope").await.status, StatusCode::NOT_FOUND);
+    assert_eq!(fx.app.get("/datasets/demo").await.status, StatusCode::OK);
+    assert_eq!(fx.app.get("/api/datasets/demo").await.json()["summary"]["images"], 30);
+    assert_eq!(fx.app.get("/api/datasets/nope").await.status, StatusCode::NOT_FOUND);
+    assert_eq!(fx.app.get("/datasets/nope").await.status, StatusCode::NOT_FOUND);
 }
 
 #[tokio::test]
@@ -409,6 +355,7 @@ async fn a_failed_cache_build_is_shown_and_keeps_the_registration() {
     // Found by name, but not decodable: the registration passes, the cache build fails.
     std::fs::write(images.join("b.png"), b"this is no png").unwrap();
     let reply = fx
+        .app
         .post_form(
             "/datasets",
             &[
@@ -423,10 +370,10 @@ async fn a_failed_cache_build_is_shown_and_keeps_the_registration() {
     let cache = fx.cache_when_done("broken").await;
     assert_eq!(cache["state"], "failed", "{cache}");
     assert!(cache["error"].as_str().unwrap().contains("b.png"), "{cache}");
-    let html = fx.get("/datasets/broken").await.text();
+    let html = fx.app.get("/datasets/broken").await.text().to_owned();
     assert!(html.contains("class=\"error\">"), "{html}");
     assert!(html.contains("b.png"));
-    assert!(fx.state.store.dataset("broken").unwrap().is_some());
+    assert!(fx.app.state.store.dataset("broken").unwrap().is_some());
 }
 
 fn cxr8(args: &[&str]) -> std::process::Output {
@@ -440,7 +387,7 @@ fn cxr8(args: &[&str]) -> std::process::Output {
 fn the_cli_adds_lists_and_removes_data_sets() {
     let fx = Fixture::new();
     let (labels, images) = fx.files(3, 2);
-    let data_dir = fx.dir.path().join("cli-data");
+    let data_dir = fx.app.root().join("cli-data");
     let data = path_text(&data_dir);
     let add = |extra: &[&str]| {
         let mut args = vec![

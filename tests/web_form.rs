@@ -6,14 +6,14 @@ use std::sync::{Arc, Mutex};
 
 use axum::body::Body;
 use axum::http::{header, Method, Request, StatusCode};
-use axum::Router;
 use cxr8::service;
 use cxr8::store::{NewRun, RunStatus, Store};
 use cxr8::train::presets::{self, PRESETS};
 use cxr8::train::TrainConfig;
-use cxr8::web::{app, AppState, FieldError, JobControl};
+use cxr8::web::{FieldError, JobControl};
 use serde_json::{json, Value};
-use tower::ServiceExt;
+
+use crate::util::{Reply, TestApp};
 
 /// Stands in for the training engine with its real validation: resolves the data set like the
 /// queue does, parses and validates with `TrainConfig::from_json`, records a queued run.
@@ -86,36 +86,26 @@ impl JobControl for FakeJobs {
 }
 
 struct Fixture {
-    state: Arc<AppState>,
+    app: TestApp,
     jobs: Arc<FakeJobs>,
-    dirs: tempfile::TempDir,
 }
 
 impl Fixture {
     fn new() -> Fixture {
-        let store = Arc::new(Store::open_in_memory().unwrap());
+        let setup = TestApp::in_memory();
         let jobs = Arc::new(FakeJobs {
-            store: store.clone(),
+            store: setup.store(),
             submitted: Mutex::new(Vec::new()),
             queue: Mutex::new(Vec::new()),
         });
-        let dirs = tempfile::tempdir().unwrap();
-        std::fs::create_dir_all(dirs.path().join("ckpts")).unwrap();
-        let state = Arc::new(AppState::new(
-            store,
-            jobs.clone(),
-            dirs.path().join("data"),
-            dirs.path().join("ckpts"),
-        ));
-        Fixture { state, jobs, dirs }
-    }
-
-    fn app(&self) -> Router {
-        app(self.state.clone())
+        Fixture {
+            app: setup.jobs(jobs.clone()).build(),
+            jobs,
+        }
     }
 
     fn store(&self) -> &Store {
-        &self.state.store
+        self.app.store()
     }
 
     /// A run with `config` stored, in `status`.
@@ -146,67 +136,6 @@ impl Fixture {
     fn run_count(&self) -> usize {
         self.store().runs().unwrap().len()
     }
-}
-
-struct Reply {
-    status: StatusCode,
-    location: Option<String>,
-    body: String,
-}
-
-async fn send(app: Router, method: Method, uri: &str, form: Option<&[(&str, &str)]>) -> Reply {
-    // As the dashboard's own page would send it (the guard refuses cross-site form posts).
-    let mut request = Request::builder()
-        .method(method)
-        .uri(uri)
-        .header(header::HOST, "127.0.0.1:8080")
-        .header(header::ORIGIN, "http://127.0.0.1:8080");
-    let body = match form {
-        Some(pairs) => {
-            request = request.header(header::CONTENT_TYPE, "application/x-www-form-urlencoded");
-            encode_form(pairs)
-        }
-        None => String::new(),
-    };
-    let response = app.oneshot(request.body(Body::from(body)).unwrap()).await.unwrap();
-    let status = response.status();
-    let location = response
-        .headers()
-        .get(header::LOCATION)
-        .map(|v| v.to_str().unwrap().to_string());
-    let bytes = axum::body::to_bytes(response.into_body(), 16 << 20).await.unwrap();
-    Reply {
-        status,
-        location,
-        body: String::from_utf8(bytes.to_vec()).unwrap(),
-    }
-}
-
-async fn get(app: Router, uri: &str) -> Reply {
-    send(app, Method::GET, uri, None).await
-}
-
-async fn post(app: Router, uri: &str, form: &[(&str, &str)]) -> Reply {
-    send(app, Method::POST, uri, Some(form)).await
-}
-
-pub(crate) fn encode_form(pairs: &[(&str, &str)]) -> String {
-    let encode = |s: &str| {
-        s.bytes()
-            .map(|b| {
-                if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-                    (b as char).to_string()
-                } else {
-                    format!("%{b:02X}")
-                }
-            })
-            .collect::<String>()
-    };
-    pairs
-        .iter()
-        .map(|(k, v)| format!("{}={}", encode(k), encode(v)))
-        .collect::<Vec<_>>()
-        .join("&")
 }
 
 /// Undoes askama's HTML escaping of attribute values.
@@ -290,7 +219,7 @@ async fn post_edited(f: &Fixture, page: &str, edits: &[(&str, Option<&str>)]) ->
         }
     }
     let pairs: Vec<(&str, &str)> = fields.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
-    post(f.app(), "/runs", &pairs).await
+    f.app.post_form("/runs", &pairs).await
 }
 
 fn field_error<'a>(page: &'a str, field: &str) -> Option<&'a str> {
@@ -305,22 +234,22 @@ async fn form_has_an_input_for_every_config_field_with_defaults() {
     f.store()
         .add_dataset("nih-sample", "/data/sample_labels.csv", "/data/images", &json!({}))
         .unwrap();
-    let page = get(f.app(), "/runs/new").await;
+    let page = f.app.get("/runs/new").await;
     assert_eq!(page.status, StatusCode::OK);
     assert!(page
-        .body
+        .text()
         .contains(r#"<form id="new-run" method="post" action="/runs">"#));
     assert!(page
-        .body
+        .text()
         .contains(r#"<button id="start-run" type="submit">Start training</button>"#));
-    let form = scrape_form(&page.body);
+    let form = scrape_form(page.text());
     for name in config_field_names() {
         assert!(
-            page.body.contains(&format!(" name=\"{name}\"")),
+            page.text().contains(&format!(" name=\"{name}\"")),
             "no input named {name}"
         );
         // Checkboxes that are off are not submitted; everything else is.
-        let is_checkbox = page.body.contains(&format!("type=\"checkbox\" id=\"f-{name}\""));
+        let is_checkbox = page.text().contains(&format!("type=\"checkbox\" id=\"f-{name}\""));
         assert!(
             is_checkbox || form.iter().any(|(n, _)| *n == name),
             "{name} not submitted"
@@ -336,20 +265,20 @@ async fn form_has_an_input_for_every_config_field_with_defaults() {
         "Run",
     ] {
         assert!(
-            page.body.contains(&format!("<legend>{legend}</legend>")),
+            page.text().contains(&format!("<legend>{legend}</legend>")),
             "fieldset {legend}"
         );
     }
-    assert_eq!(form_value(&page.body, "epochs").unwrap(), "10");
-    assert_eq!(form_value(&page.body, "learning_rate").unwrap(), "0.001");
-    assert_eq!(form_value(&page.body, "model").unwrap(), "resnet-18");
-    assert_eq!(form_value(&page.body, "dataset").unwrap(), "demo");
+    assert_eq!(form_value(page.text(), "epochs").unwrap(), "10");
+    assert_eq!(form_value(page.text(), "learning_rate").unwrap(), "0.001");
+    assert_eq!(form_value(page.text(), "model").unwrap(), "resnet-18");
+    assert_eq!(form_value(page.text(), "dataset").unwrap(), "demo");
     assert_eq!(
-        form_value(&page.body, "pos_weight").unwrap(),
+        form_value(page.text(), "pos_weight").unwrap(),
         "true",
         "ticked by default"
     );
-    assert_eq!(form_value(&page.body, "augment.rotate_deg").unwrap(), "5.0");
+    assert_eq!(form_value(page.text(), "augment.rotate_deg").unwrap(), "5.0");
     for value in [
         "densenet-121",
         "mobilenet-v2",
@@ -363,18 +292,18 @@ async fn form_has_an_input_for_every_config_field_with_defaults() {
         "nih-sample",
     ] {
         assert!(
-            page.body.contains(&format!("<option value=\"{value}\"")),
+            page.text().contains(&format!("<option value=\"{value}\"")),
             "option {value}"
         );
     }
     for (name, _) in PRESETS {
-        assert!(page.body.contains(&format!(
+        assert!(page.text().contains(&format!(
             r#"<a class="preset" data-preset="{name}" href="/runs/new?preset={name}">"#
         )));
     }
-    assert!(page.body.contains("Quick demo (CPU, about a minute)"));
+    assert!(page.text().contains("Quick demo (CPU, about a minute)"));
     assert!(page
-        .body
+        .text()
         .contains("School project reproduction: SimpleCNN, SGD, MSE, batch 2"));
 }
 
@@ -382,29 +311,29 @@ async fn form_has_an_input_for_every_config_field_with_defaults() {
 async fn each_preset_fills_the_form_and_submits_as_itself() {
     let f = Fixture::new();
     for (name, _) in PRESETS {
-        let page = get(f.app(), &format!("/runs/new?preset={name}")).await;
+        let page = f.app.get(&format!("/runs/new?preset={name}")).await;
         assert_eq!(page.status, StatusCode::OK, "{name}");
         let expected = presets::preset(name).unwrap();
         assert_eq!(
-            form_value(&page.body, "epochs").unwrap(),
+            form_value(page.text(), "epochs").unwrap(),
             expected.epochs.to_string(),
             "{name}"
         );
-        assert_eq!(form_value(&page.body, "model").unwrap(), expected.architecture.name());
-        let reply = post_edited(&f, &page.body, &[]).await;
-        assert_eq!(reply.status, StatusCode::SEE_OTHER, "{name}: {}", reply.body);
+        assert_eq!(form_value(page.text(), "model").unwrap(), expected.architecture.name());
+        let reply = post_edited(&f, page.text(), &[]).await;
+        assert_eq!(reply.status, StatusCode::SEE_OTHER, "{name}: {}", reply.text());
         let sent = f.submitted().pop().unwrap();
         let mut config = TrainConfig::from_json(&sent.to_string()).unwrap();
         assert_eq!(config.dataset.as_deref(), Some("demo"));
         config.dataset = None;
         assert_eq!(config, expected, "{name}: the form carries every preset value");
     }
-    let unknown = get(f.app(), "/runs/new?preset=turbo").await;
+    let unknown = f.app.get("/runs/new?preset=turbo").await;
     assert_eq!(unknown.status, StatusCode::BAD_REQUEST);
     assert!(
-        unknown.body.contains("quick-demo"),
+        unknown.text().contains("quick-demo"),
         "lists the presets: {}",
-        unknown.body
+        unknown.text()
     );
 }
 
@@ -415,17 +344,17 @@ async fn clone_fills_the_form_from_a_stored_config() {
     config.epochs = 7;
     config.grad_clip = Some(1.5);
     let id = f.run("baseline <1>", &config, RunStatus::Done);
-    let page = get(f.app(), &format!("/runs/new?from={id}")).await;
+    let page = f.app.get(&format!("/runs/new?from={id}")).await;
     assert_eq!(page.status, StatusCode::OK);
-    assert_eq!(form_value(&page.body, "name").unwrap(), "copy of baseline <1>");
-    assert_eq!(form_value(&page.body, "epochs").unwrap(), "7");
-    assert_eq!(form_value(&page.body, "grad_clip").unwrap(), "1.5");
-    assert_eq!(form_value(&page.body, "model").unwrap(), "densenet-121");
-    assert_eq!(form_value(&page.body, "augment.hflip").unwrap(), "true");
-    assert!(!page.body.contains("baseline <1>"), "the name is escaped");
+    assert_eq!(form_value(page.text(), "name").unwrap(), "copy of baseline <1>");
+    assert_eq!(form_value(page.text(), "epochs").unwrap(), "7");
+    assert_eq!(form_value(page.text(), "grad_clip").unwrap(), "1.5");
+    assert_eq!(form_value(page.text(), "model").unwrap(), "densenet-121");
+    assert_eq!(form_value(page.text(), "augment.hflip").unwrap(), "true");
+    assert!(!page.text().contains("baseline <1>"), "the name is escaped");
 
-    let reply = post_edited(&f, &page.body, &[]).await;
-    assert_eq!(reply.status, StatusCode::SEE_OTHER, "{}", reply.body);
+    let reply = post_edited(&f, page.text(), &[]).await;
+    assert_eq!(reply.status, StatusCode::SEE_OTHER, "{}", reply.text());
     let sent = TrainConfig::from_json(&f.submitted()[0].to_string()).unwrap();
     assert_eq!(
         sent,
@@ -436,16 +365,16 @@ async fn clone_fills_the_form_from_a_stored_config() {
         }
     );
 
-    assert_eq!(get(f.app(), "/runs/new?from=nope").await.status, StatusCode::NOT_FOUND);
+    assert_eq!(f.app.get("/runs/new?from=nope").await.status, StatusCode::NOT_FOUND);
 }
 
 #[tokio::test]
 async fn a_valid_form_queues_the_run_with_typed_json_and_redirects() {
     let f = Fixture::new();
-    let page = get(f.app(), "/runs/new?preset=quick-demo").await;
+    let page = f.app.get("/runs/new?preset=quick-demo").await;
     let reply = post_edited(
         &f,
-        &page.body,
+        page.text(),
         &[
             ("epochs", Some("3")),
             ("learning_rate", Some("0.005")),
@@ -458,9 +387,9 @@ async fn a_valid_form_queues_the_run_with_typed_json_and_redirects() {
         ],
     )
     .await;
-    assert_eq!(reply.status, StatusCode::SEE_OTHER, "{}", reply.body);
+    assert_eq!(reply.status, StatusCode::SEE_OTHER, "{}", reply.text());
     let id = f.store().runs().unwrap()[0].id.clone();
-    assert_eq!(reply.location.as_deref(), Some(format!("/runs/{id}").as_str()));
+    assert_eq!(reply.location(), Some(format!("/runs/{id}").as_str()));
     let sent = f.submitted();
     assert_eq!(sent.len(), 1);
     let json = &sent[0];
@@ -486,7 +415,7 @@ async fn a_valid_form_queues_the_run_with_typed_json_and_redirects() {
 #[tokio::test]
 async fn each_bad_field_gets_its_own_message_and_nothing_is_queued() {
     let f = Fixture::new();
-    let page = get(f.app(), "/runs/new").await;
+    let page = f.app.get("/runs/new").await;
     // (edits, field whose message must appear, text in that message)
     type Case<'a> = (&'a [(&'a str, Option<&'a str>)], &'a str, &'a str);
     let cases: &[Case] = &[
@@ -524,31 +453,31 @@ async fn each_bad_field_gets_its_own_message_and_nothing_is_queued() {
     ];
     for (edits, field, text) in cases {
         let before = f.run_count();
-        let reply = post_edited(&f, &page.body, edits).await;
+        let reply = post_edited(&f, page.text(), edits).await;
         if field.is_empty() {
             // Blank tags between commas are dropped, not an error.
-            assert_eq!(reply.status, StatusCode::SEE_OTHER, "{edits:?}: {}", reply.body);
+            assert_eq!(reply.status, StatusCode::SEE_OTHER, "{edits:?}: {}", reply.text());
             continue;
         }
         assert_eq!(reply.status, StatusCode::UNPROCESSABLE_ENTITY, "{edits:?}");
         let message =
-            field_error(&reply.body, field).unwrap_or_else(|| panic!("{edits:?}: no message next to {field}"));
+            field_error(reply.text(), field).unwrap_or_else(|| panic!("{edits:?}: no message next to {field}"));
         assert!(unescape(message).contains(text), "{edits:?}: {message}");
-        assert!(reply.body.contains("id=\"form-errors\""), "a summary at the top");
+        assert!(reply.text().contains("id=\"form-errors\""), "a summary at the top");
         assert_eq!(f.run_count(), before, "{edits:?}: nothing queued");
         // The user's values stay in the form.
         for (name, value) in edits.iter() {
             if let (Some(value), false) = (value, *name == "nesterov") {
-                assert_eq!(form_value(&reply.body, name).as_deref(), Some(*value), "{name} kept");
+                assert_eq!(form_value(reply.text(), name).as_deref(), Some(*value), "{name} kept");
             }
         }
     }
     assert_eq!(f.submitted().len(), 1, "only the valid tags case was submitted");
 
     // Several problems at once: a message beside each.
-    let reply = post_edited(&f, &page.body, &[("epochs", Some("x")), ("width", Some("y"))]).await;
+    let reply = post_edited(&f, page.text(), &[("epochs", Some("x")), ("width", Some("y"))]).await;
     assert_eq!(reply.status, StatusCode::UNPROCESSABLE_ENTITY);
-    assert!(field_error(&reply.body, "epochs").is_some() && field_error(&reply.body, "width").is_some());
+    assert!(field_error(reply.text(), "epochs").is_some() && field_error(reply.text(), "width").is_some());
 }
 
 #[tokio::test]
@@ -557,9 +486,9 @@ async fn a_registered_data_set_can_be_chosen() {
     f.store()
         .add_dataset("nih-sample", "/data/sample_labels.csv", "/data/images", &json!({}))
         .unwrap();
-    let page = get(f.app(), "/runs/new").await;
-    let reply = post_edited(&f, &page.body, &[("dataset", Some("nih-sample"))]).await;
-    assert_eq!(reply.status, StatusCode::SEE_OTHER, "{}", reply.body);
+    let page = f.app.get("/runs/new").await;
+    let reply = post_edited(&f, page.text(), &[("dataset", Some("nih-sample"))]).await;
+    assert_eq!(reply.status, StatusCode::SEE_OTHER, "{}", reply.text());
     assert_eq!(f.submitted()[0]["dataset"], json!("nih-sample"));
     let stored = &f.store().runs().unwrap()[0].config;
     assert_eq!(
@@ -578,8 +507,8 @@ async fn a_malformed_form_body_is_a_bad_request() {
         .header(header::CONTENT_TYPE, "application/json")
         .body(Body::from("{}"))
         .unwrap();
-    let response = f.app().oneshot(request).await.unwrap();
-    assert!(response.status().is_client_error(), "{}", response.status());
+    let reply = f.app.send(request).await;
+    assert!(reply.status.is_client_error(), "{}", reply.status);
     assert!(f.submitted().is_empty());
 }
 
@@ -591,46 +520,47 @@ async fn cancel_and_resume_redirect_back_or_explain() {
     let done = f.run("done", &config, RunStatus::Done);
     let interrupted = f.run("interrupted", &config, RunStatus::Interrupted);
 
-    let reply = post(f.app(), &format!("/runs/{running}/cancel"), &[]).await;
+    let reply = f.app.post_form(&format!("/runs/{running}/cancel"), &[]).await;
     assert_eq!(reply.status, StatusCode::SEE_OTHER);
-    assert_eq!(reply.location.unwrap(), format!("/runs/{running}"));
-    let reply = post(f.app(), &format!("/runs/{running}/cancel"), &[("back", "/")]).await;
-    assert_eq!(reply.location.as_deref(), Some("/"));
-    let reply = post(
-        f.app(),
-        &format!("/runs/{running}/cancel"),
-        &[("back", "https://evil.example/")],
-    )
-    .await;
+    assert_eq!(reply.location().unwrap(), format!("/runs/{running}"));
+    let reply = f
+        .app
+        .post_form(&format!("/runs/{running}/cancel"), &[("back", "/")])
+        .await;
+    assert_eq!(reply.location(), Some("/"));
+    let reply = f
+        .app
+        .post_form(&format!("/runs/{running}/cancel"), &[("back", "https://evil.example/")])
+        .await;
     assert_eq!(
-        reply.location.unwrap(),
+        reply.location().unwrap(),
         format!("/runs/{running}"),
         "no redirect elsewhere"
     );
 
-    let refused = post(f.app(), &format!("/runs/{done}/cancel"), &[]).await;
+    let refused = f.app.post_form(&format!("/runs/{done}/cancel"), &[]).await;
     assert_eq!(refused.status, StatusCode::CONFLICT);
     assert!(
-        refused.body.contains("is done, not queued or running"),
+        refused.text().contains("is done, not queued or running"),
         "{}",
-        refused.body
+        refused.text()
     );
-    assert!(refused.body.contains("<html"), "an HTML page for the browser");
+    assert!(refused.text().contains("<html"), "an HTML page for the browser");
 
-    let reply = post(f.app(), &format!("/runs/{interrupted}/resume"), &[]).await;
+    let reply = f.app.post_form(&format!("/runs/{interrupted}/resume"), &[]).await;
     assert_eq!(reply.status, StatusCode::SEE_OTHER);
     assert_eq!(f.store().run(&interrupted).unwrap().unwrap().status, RunStatus::Queued);
     assert_eq!(
-        post(f.app(), &format!("/runs/{running}/resume"), &[]).await.status,
+        f.app.post_form(&format!("/runs/{running}/resume"), &[]).await.status,
         StatusCode::CONFLICT
     );
 
     for action in ["cancel", "resume", "delete", "meta"] {
-        let reply = post(f.app(), &format!("/runs/nope/{action}"), &[("name", "x")]).await;
+        let reply = f.app.post_form(&format!("/runs/nope/{action}"), &[("name", "x")]).await;
         assert_eq!(reply.status, StatusCode::NOT_FOUND, "{action}");
-        assert!(reply.body.contains("no run with id"), "{action}");
+        assert!(reply.text().contains("no run with id"), "{action}");
     }
-    assert_eq!(get(f.app(), "/runs/nope/delete").await.status, StatusCode::NOT_FOUND);
+    assert_eq!(f.app.get("/runs/nope/delete").await.status, StatusCode::NOT_FOUND);
 }
 
 #[tokio::test]
@@ -638,33 +568,33 @@ async fn delete_asks_first_then_removes_the_run_and_its_checkpoints() {
     let f = Fixture::new();
     let config = TrainConfig::default();
     let done = f.run("old run", &config, RunStatus::Done);
-    let ckpt = f.dirs.path().join("ckpts").join(&done).join("best");
+    let ckpt = f.app.root().join("ckpts").join(&done).join("best");
     std::fs::create_dir_all(&ckpt).unwrap();
     std::fs::write(ckpt.join("model.bpk"), b"weights").unwrap();
 
-    let confirm = get(f.app(), &format!("/runs/{done}/delete")).await;
+    let confirm = f.app.get(&format!("/runs/{done}/delete")).await;
     assert_eq!(confirm.status, StatusCode::OK);
-    assert!(confirm.body.contains("Delete run old run and its checkpoints?"));
-    assert!(confirm.body.contains(&format!("action=\"/runs/{done}/delete\"")));
+    assert!(confirm.text().contains("Delete run old run and its checkpoints?"));
+    assert!(confirm.text().contains(&format!("action=\"/runs/{done}/delete\"")));
     assert!(f.store().run(&done).unwrap().is_some(), "asking deletes nothing");
 
-    let reply = post(f.app(), &format!("/runs/{done}/delete"), &[]).await;
-    assert_eq!(reply.status, StatusCode::SEE_OTHER, "{}", reply.body);
-    assert_eq!(reply.location.as_deref(), Some("/"));
+    let reply = f.app.post_form(&format!("/runs/{done}/delete"), &[]).await;
+    assert_eq!(reply.status, StatusCode::SEE_OTHER, "{}", reply.text());
+    assert_eq!(reply.location(), Some("/"));
     assert!(f.store().run(&done).unwrap().is_none());
-    assert!(!f.dirs.path().join("ckpts").join(&done).exists(), "checkpoints removed");
+    assert!(!f.app.root().join("ckpts").join(&done).exists(), "checkpoints removed");
     assert!(
-        f.dirs.path().join("ckpts").exists(),
+        f.app.root().join("ckpts").exists(),
         "the checkpoint folder itself stays"
     );
 
     let running = f.run("busy", &config, RunStatus::Running);
     for reply in [
-        get(f.app(), &format!("/runs/{running}/delete")).await,
-        post(f.app(), &format!("/runs/{running}/delete"), &[]).await,
+        f.app.get(&format!("/runs/{running}/delete")).await,
+        f.app.post_form(&format!("/runs/{running}/delete"), &[]).await,
     ] {
         assert_eq!(reply.status, StatusCode::CONFLICT);
-        assert!(reply.body.contains("cancel it first"), "{}", reply.body);
+        assert!(reply.text().contains("cancel it first"), "{}", reply.text());
     }
     assert!(f.store().run(&running).unwrap().is_some());
 }
@@ -672,7 +602,7 @@ async fn delete_asks_first_then_removes_the_run_and_its_checkpoints() {
 #[tokio::test]
 async fn delete_never_touches_a_folder_outside_the_checkpoint_folder() {
     let f = Fixture::new();
-    let outside = f.dirs.path().join("precious");
+    let outside = f.app.root().join("precious");
     std::fs::create_dir_all(&outside).unwrap();
     std::fs::write(outside.join("keep.txt"), b"keep").unwrap();
     let done = f.run("odd", &TrainConfig::default(), RunStatus::Done);
@@ -680,15 +610,15 @@ async fn delete_never_touches_a_folder_outside_the_checkpoint_folder() {
         .set_runtime_info(&done, "cpu", outside.to_str().unwrap())
         .unwrap();
 
-    let confirm = get(f.app(), &format!("/runs/{done}/delete")).await;
+    let confirm = f.app.get(&format!("/runs/{done}/delete")).await;
     assert!(
-        confirm.body.contains("outside the checkpoint folder"),
+        confirm.text().contains("outside the checkpoint folder"),
         "{}",
-        confirm.body
+        confirm.text()
     );
-    let reply = post(f.app(), &format!("/runs/{done}/delete"), &[]).await;
+    let reply = f.app.post_form(&format!("/runs/{done}/delete"), &[]).await;
     assert_eq!(reply.status, StatusCode::OK);
-    assert!(reply.body.contains("left in place"));
+    assert!(reply.text().contains("left in place"));
     assert!(outside.join("keep.txt").exists(), "the outside folder survives");
     assert!(f.store().run(&done).unwrap().is_none(), "the run itself is deleted");
 
@@ -697,9 +627,9 @@ async fn delete_never_touches_a_folder_outside_the_checkpoint_folder() {
     f.store()
         .set_runtime_info(&other, "cpu", outside.to_str().unwrap())
         .unwrap();
-    let inside = f.dirs.path().join("ckpts").join(&other);
+    let inside = f.app.root().join("ckpts").join(&other);
     std::fs::create_dir_all(&inside).unwrap();
-    let reply = send(f.app(), Method::DELETE, &format!("/api/runs/{other}"), None).await;
+    let reply = f.app.send_empty(Method::DELETE, &format!("/api/runs/{other}")).await;
     assert_eq!(reply.status, StatusCode::NO_CONTENT);
     assert!(!inside.exists(), "the API removes checkpoints too");
     assert!(outside.join("keep.txt").exists());
@@ -709,12 +639,13 @@ async fn delete_never_touches_a_folder_outside_the_checkpoint_folder() {
 async fn meta_renames_retags_and_annotates() {
     let f = Fixture::new();
     let id = f.run("before", &TrainConfig::default(), RunStatus::Done);
-    let reply = post(
-        f.app(),
-        &format!("/runs/{id}/meta"),
-        &[("name", "after"), ("tags", "good, keep"), ("notes", "best so far")],
-    )
-    .await;
+    let reply = f
+        .app
+        .post_form(
+            &format!("/runs/{id}/meta"),
+            &[("name", "after"), ("tags", "good, keep"), ("notes", "best so far")],
+        )
+        .await;
     assert_eq!(reply.status, StatusCode::SEE_OTHER);
     let run = f.store().run(&id).unwrap().unwrap();
     assert_eq!(
@@ -722,19 +653,20 @@ async fn meta_renames_retags_and_annotates() {
         ("after", vec!["good".to_string(), "keep".to_string()], "best so far")
     );
 
-    let reply = post(
-        f.app(),
-        &format!("/runs/{id}/meta"),
-        &[("name", " "), ("tags", ""), ("notes", "")],
-    )
-    .await;
+    let reply = f
+        .app
+        .post_form(
+            &format!("/runs/{id}/meta"),
+            &[("name", " "), ("tags", ""), ("notes", "")],
+        )
+        .await;
     assert_eq!(reply.status, StatusCode::UNPROCESSABLE_ENTITY);
-    assert!(reply.body.contains("name: is empty"), "{}", reply.body);
+    assert!(reply.text().contains("name: is empty"), "{}", reply.text());
     assert_eq!(f.store().run(&id).unwrap().unwrap().name, "after", "nothing changed");
 
-    let page = get(f.app(), &format!("/runs/{id}")).await;
-    assert!(page.body.contains(&format!("action=\"/runs/{id}/meta\"")));
-    assert!(page.body.contains("value=\"good, keep\""));
+    let page = f.app.get(&format!("/runs/{id}")).await;
+    assert!(page.text().contains(&format!("action=\"/runs/{id}/meta\"")));
+    assert!(page.text().contains("value=\"good, keep\""));
 }
 
 #[tokio::test]
@@ -746,9 +678,9 @@ async fn runs_and_run_pages_link_to_the_form_and_show_the_queue() {
     let finished = f.run("finished", &config, RunStatus::Done);
     *f.jobs.queue.lock().unwrap() = vec![training.clone(), waiting.clone()];
 
-    let page = get(f.app(), "/").await;
+    let page = f.app.get("/").await;
     assert_eq!(page.status, StatusCode::OK);
-    let body = &page.body;
+    let body = page.text();
     assert!(body.contains(r#"<a id="new-run-link""#) && body.contains(r#"href="/runs/new""#));
     assert!(body.contains(r#"<form id="compare-form" method="get" action="/compare">"#));
     assert!(body.contains(r#"<button id="compare-button""#));
@@ -764,23 +696,30 @@ async fn runs_and_run_pages_link_to_the_form_and_show_the_queue() {
     assert!(queue.contains(&format!("action=\"/runs/{waiting}/cancel\"")));
     assert!(queue.contains("Remove from queue"));
 
-    let reply = post(f.app(), &format!("/runs/{waiting}/cancel"), &[("back", "/")]).await;
-    assert_eq!(reply.location.as_deref(), Some("/"));
-    assert!(!get(f.app(), "/")
+    let reply = f
+        .app
+        .post_form(&format!("/runs/{waiting}/cancel"), &[("back", "/")])
+        .await;
+    assert_eq!(reply.location(), Some("/"));
+    assert!(!f
+        .app
+        .get("/")
         .await
-        .body
+        .text()
         .contains(&format!("action=\"/runs/{waiting}/cancel\"")));
 
-    let run_page = get(f.app(), &format!("/runs/{finished}")).await;
-    assert!(run_page.body.contains(&format!("href=\"/runs/new?from={finished}\"")));
-    assert!(run_page.body.contains(&format!("href=\"/runs/{finished}/delete\"")));
-    let running_page = get(f.app(), &format!("/runs/{training}")).await;
+    let run_page = f.app.get(&format!("/runs/{finished}")).await;
+    assert!(run_page.text().contains(&format!("href=\"/runs/new?from={finished}\"")));
+    assert!(run_page.text().contains(&format!("href=\"/runs/{finished}/delete\"")));
+    let running_page = f.app.get(&format!("/runs/{training}")).await;
     assert!(running_page
-        .body
+        .text()
         .contains(&format!("action=\"/runs/{training}/cancel\"")));
-    assert!(!running_page.body.contains(&format!("href=\"/runs/{training}/delete\"")));
+    assert!(!running_page
+        .text()
+        .contains(&format!("href=\"/runs/{training}/delete\"")));
 
-    let js = get(f.app(), "/static/actions.js").await;
+    let js = f.app.get("/static/actions.js").await;
     assert_eq!(js.status, StatusCode::OK);
-    assert!(js.body.contains("confirm("));
+    assert!(js.text().contains("confirm("));
 }

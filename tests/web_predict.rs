@@ -7,7 +7,6 @@ use std::sync::{Arc, OnceLock};
 
 use axum::body::Body;
 use axum::http::{header, Method, Request, StatusCode};
-use axum::Router;
 use cxr8::data::demo::{self, DemoConfig};
 use cxr8::data::split::{self, SplitOptions};
 use cxr8::data::LabelTable;
@@ -19,12 +18,10 @@ use cxr8::train::job::JobPaths;
 use cxr8::train::predict::{CheckpointRef, Predictor};
 use cxr8::train::runner::CancelHandle;
 use cxr8::train::TrainConfig;
-use cxr8::web::{app, AppState};
 use image::GrayImage;
 use serde_json::Value;
-use tower::ServiceExt;
 
-use crate::util::nih_dir;
+use crate::util::{from_page, nih_dir, Multipart, Reply, TestApp};
 
 /// One trained run shared by every test here (training is the slow part).
 struct Trained {
@@ -114,100 +111,32 @@ fn stored_run(store: &Store, name: &str) -> String {
 }
 
 /// A fresh app (fresh model cache) over the shared run.
-fn app_for(t: &Trained) -> Router {
-    app(Arc::new(AppState::new(
-        t.store.clone(),
-        Arc::new(crate::util::NoJobs),
-        t.paths.data_dir.clone(),
-        t.paths.ckpt_dir.clone(),
-    )))
+fn app_for(t: &Trained) -> TestApp {
+    TestApp::over(t.store.clone(), &t.paths.data_dir, &t.paths.ckpt_dir).build()
 }
-
-struct Reply {
-    status: StatusCode,
-    content_type: String,
-    body: Vec<u8>,
-}
-
-impl Reply {
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.body).into_owned()
-    }
-    fn json(&self) -> Value {
-        serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text()))
-    }
-    fn png(&self) -> image::DynamicImage {
-        assert_eq!(self.status, StatusCode::OK, "{}", self.text());
-        assert_eq!(self.content_type, "image/png");
-        image::load_from_memory_with_format(&self.body, image::ImageFormat::Png).unwrap()
-    }
-}
-
-async fn send(app: Router, request: Request<Body>) -> Reply {
-    let response = app.oneshot(request).await.unwrap();
-    let status = response.status();
-    let content_type = response
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .map(|v| v.to_str().unwrap().to_string())
-        .unwrap_or_default();
-    let body = axum::body::to_bytes(response.into_body(), 64 << 20)
-        .await
-        .unwrap()
-        .to_vec();
-    Reply {
-        status,
-        content_type,
-        body,
-    }
-}
-
-async fn get(app: Router, uri: &str) -> Reply {
-    send(app, Request::get(uri).body(Body::empty()).unwrap()).await
-}
-
-const BOUNDARY: &str = "cxr8-test-boundary-7f3a";
 
 /// A multipart body: text fields, then an optional `image` file part.
 fn multipart(fields: &[(&str, &str)], image: Option<(&str, &[u8])>) -> Vec<u8> {
-    let mut body = Vec::new();
-    for (name, value) in fields {
-        body.extend(
-            format!("--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n").bytes(),
-        );
-    }
+    let mut body = fields.iter().fold(Multipart::new(), |body, (name, value)| {
+        body.field(name, value.as_bytes())
+    });
     if let Some((file_name, bytes)) = image {
-        body.extend(
-            format!(
-                "--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"image\"; filename=\"{file_name}\"\r\n\
-                 Content-Type: application/octet-stream\r\n\r\n"
-            )
-            .bytes(),
-        );
-        body.extend_from_slice(bytes);
-        body.extend(b"\r\n");
+        body = body.file("image", file_name, "application/octet-stream", bytes);
     }
-    body.extend(format!("--{BOUNDARY}--\r\n").bytes());
-    body
+    body.finish()
 }
 
+/// An upload without `Content-Length`, so the body limit is met while streaming (the test of
+/// the limit declares the length itself as well).
 fn post_request(uri: &str, body: Vec<u8>) -> Request<Body> {
-    // As the dashboard's own page would send it (the guard refuses cross-site form posts).
-    Request::builder()
-        .method(Method::POST)
-        .uri(uri)
-        .header(header::HOST, "127.0.0.1:8080")
-        .header(header::ORIGIN, "http://127.0.0.1:8080")
-        .header(
-            header::CONTENT_TYPE,
-            format!("multipart/form-data; boundary={BOUNDARY}"),
-        )
+    from_page(Method::POST, uri)
+        .header(header::CONTENT_TYPE, Multipart::content_type())
         .body(Body::from(body))
         .unwrap()
 }
 
-async fn post(app: Router, uri: &str, fields: &[(&str, &str)], image: Option<(&str, &[u8])>) -> Reply {
-    send(app, post_request(uri, multipart(fields, image))).await
+async fn post(app: TestApp, uri: &str, fields: &[(&str, &str)], image: Option<(&str, &[u8])>) -> Reply {
+    app.send(post_request(uri, multipart(fields, image))).await
 }
 
 fn encode(image: &image::DynamicImage, format: image::ImageFormat) -> Vec<u8> {
@@ -244,7 +173,7 @@ fn links(page: &str, prefix: &str) -> Vec<String> {
 #[tokio::test]
 async fn the_form_lists_runs_with_a_checkpoint_and_preselects() {
     let t = trained();
-    let page = get(app_for(t), "/predict").await;
+    let page = app_for(t).get("/predict").await;
     assert_eq!(page.status, StatusCode::OK);
     let html = page.text();
     assert!(html.contains("<form id=\"predict-form\" class=\"filters\" method=\"post\" action=\"/predict\" enctype=\"multipart/form-data\">"));
@@ -259,10 +188,10 @@ async fn the_form_lists_runs_with_a_checkpoint_and_preselects() {
         "a run without a checkpoint is not offered"
     );
     assert!(!html.contains(" selected>"));
-    let page = get(app_for(t), &format!("/predict?run={}", t.run)).await;
+    let page = app_for(t).get(&format!("/predict?run={}", t.run)).await;
     assert!(page.text().contains(&format!("<option value=\"{}\" selected>", t.run)));
     assert!(
-        get(app_for(t), "/").await.text().contains("href=\"/predict\""),
+        app_for(t).get("/").await.text().contains("href=\"/predict\""),
         "nav link"
     );
 }
@@ -311,7 +240,7 @@ async fn a_png_upload_shows_sorted_probabilities_thresholds_and_gradcam() {
     }
 
     // The overlay of the top label has the uploaded size; other labels' pages are linked.
-    let overlay = links(&html, "/predict/")
+    let overlay = links(html, "/predict/")
         .into_iter()
         .find(|l| l.contains("/gradcam.png"))
         .unwrap();
@@ -327,33 +256,31 @@ async fn a_png_upload_shows_sorted_probabilities_thresholds_and_gradcam() {
         image::ColorType::L8,
         "stored as gray"
     );
-    let image = get(app_for(t), &overlay).await.png();
+    let image = app_for(t).get(&overlay).await.png();
     assert_eq!((image.width(), image.height()), (100, 100));
 
     let other = &shown.last().unwrap().0;
-    let link = links(&html, "/predict/")
+    let link = links(html, "/predict/")
         .into_iter()
         .find(|l| {
             l.contains("?run=") && l.ends_with(&format!("label={}", other.replace(' ', "%20"))) && !l.contains(".png")
         })
         .unwrap_or_else(|| panic!("no Grad-CAM link for {other}"));
-    let page = get(app_for(t), &link).await;
+    let page = app_for(t).get(&link).await;
     assert_eq!(page.status, StatusCode::OK);
     assert!(page
         .text()
         .contains(&format!("<figcaption>Grad-CAM for {other}</figcaption>")));
-    let other_overlay = get(
-        app_for(t),
-        &format!(
+    let other_overlay = app_for(t)
+        .get(&format!(
             "/predict/{sha}/gradcam.png?run={}&label={}",
             t.run,
             other.replace(' ', "%20")
-        ),
-    )
-    .await
-    .png();
+        ))
+        .await
+        .png();
     assert_eq!(other_overlay.width(), 100);
-    let gray = get(app_for(t), &format!("/predict/{sha}/image.png")).await.png();
+    let gray = app_for(t).get(&format!("/predict/{sha}/image.png")).await.png();
     assert_eq!((gray.width(), gray.height()), (100, 100));
 }
 
@@ -396,7 +323,7 @@ async fn a_jpeg_upload_works_and_the_api_answers_json() {
         assert_eq!(threshold as f32, t.thresholds[i]);
         previous = p;
     }
-    let overlay = get(app_for(t), json["gradcam"].as_str().unwrap()).await.png();
+    let overlay = app_for(t).get(json["gradcam"].as_str().unwrap()).await.png();
     assert_eq!(overlay.width(), 100);
 
     let reply = post(app_for(t), "/api/predict", &[("run", "nope")], Some(("x.jpg", &jpeg))).await;
@@ -496,12 +423,12 @@ async fn bad_uploads_re_render_the_form_with_a_message() {
         ("declared", request),
         ("streamed", post_request("/predict", too_big.clone())),
     ] {
-        let reply = send(app_for(t), request).await;
+        let reply = app_for(t).send(request).await;
         assert_eq!(reply.status, StatusCode::PAYLOAD_TOO_LARGE, "{how}");
         assert!(reply.text().contains("larger than 16 MiB"), "{how}: {}", reply.text());
         assert!(reply.text().contains("id=\"predict-form\""), "{how}");
     }
-    let reply = send(app_for(t), post_request("/api/predict", too_big)).await;
+    let reply = app_for(t).send(post_request("/api/predict", too_big)).await;
     assert_eq!(reply.status, StatusCode::PAYLOAD_TOO_LARGE);
     assert!(reply.json()["error"].as_str().unwrap().contains("16 MiB"));
     // A 1 MiB upload is fine, although over the rest of the app's 256 KiB limit.
@@ -524,7 +451,7 @@ async fn only_stored_hex_addresses_resolve() {
         format!("/predict/{missing}/gradcam.png?run={}", t.run),
         "/predict/..%2F..%2Fetc%2Fpasswd/image.png".to_string(),
     ] {
-        let reply = get(app_for(t), &uri).await;
+        let reply = app_for(t).get(&uri).await;
         assert_eq!(reply.status, StatusCode::NOT_FOUND, "{uri}: {}", reply.text());
         assert!(reply.text().contains("upload it again"), "{uri}");
     }
@@ -533,7 +460,7 @@ async fn only_stored_hex_addresses_resolve() {
 #[tokio::test]
 async fn the_run_page_shows_predictions_on_its_own_validation_images() {
     let t = trained();
-    let page = get(app_for(t), &format!("/runs/{}", t.run)).await;
+    let page = app_for(t).get(&format!("/runs/{}", t.run)).await;
     assert_eq!(page.status, StatusCode::OK);
     let html = page.text();
     assert!(html.contains("Predictions on validation images"));
@@ -543,7 +470,11 @@ async fn the_run_page_shows_predictions_on_its_own_validation_images() {
             "{file}"
         );
     }
-    let untrained = get(app_for(t), &format!("/runs/{}", t.untrained)).await.text();
+    let untrained = app_for(t)
+        .get(&format!("/runs/{}", t.untrained))
+        .await
+        .text()
+        .to_owned();
     assert!(!untrained.contains("Predictions on validation images"));
 
     // The images are the first of the run's validation split (recomputed here independently).
@@ -562,7 +493,7 @@ async fn the_run_page_shows_predictions_on_its_own_validation_images() {
     )
     .unwrap();
     let first_val = &table.records[split.val[0]].image;
-    let details = get(app_for(t), &format!("/runs/{}/predictions", t.run)).await;
+    let details = app_for(t).get(&format!("/runs/{}/predictions", t.run)).await;
     assert_eq!(details.status, StatusCode::OK, "{}", details.text());
     let details = details.text();
     assert!(details.contains(&format!("<h2>{first_val} ")), "{details}");
@@ -571,16 +502,18 @@ async fn the_run_page_shows_predictions_on_its_own_validation_images() {
         4.min(split.val.len())
     );
 
-    let image = get(app_for(t), &format!("/runs/{}/predictions/0/image.png", t.run))
+    let image = app_for(t)
+        .get(&format!("/runs/{}/predictions/0/image.png", t.run))
         .await
         .png();
     assert_eq!((image.width(), image.height()), (64, 64), "the model's input");
-    let overlay = get(app_for(t), &format!("/runs/{}/predictions/0/gradcam.png", t.run))
+    let overlay = app_for(t)
+        .get(&format!("/runs/{}/predictions/0/gradcam.png", t.run))
         .await
         .png();
     assert_eq!(overlay.width(), 64);
-    let bars = get(app_for(t), &format!("/runs/{}/predictions/0/top.svg", t.run)).await;
-    assert_eq!(bars.content_type, "image/svg+xml");
+    let bars = app_for(t).get(&format!("/runs/{}/predictions/0/top.svg", t.run)).await;
+    assert_eq!(bars.content_type(), "image/svg+xml");
     assert_eq!(
         bars.text().matches("<line").count(),
         3.min(t.labels.len()),
@@ -592,7 +525,7 @@ async fn the_run_page_shows_predictions_on_its_own_validation_images() {
         format!("/runs/{}/predictions", t.untrained),
         "/runs/nope/predictions".to_string(),
     ] {
-        assert_eq!(get(app_for(t), &uri).await.status, StatusCode::NOT_FOUND, "{uri}");
+        assert_eq!(app_for(t).get(&uri).await.status, StatusCode::NOT_FOUND, "{uri}");
     }
 }
 
@@ -612,7 +545,7 @@ async fn real_nih_x_rays_gray_and_rgba_are_predicted() {
             "{name}"
         );
         assert_eq!(json["labels"].as_array().unwrap().len(), t.labels.len());
-        let overlay = get(app_for(t), json["gradcam"].as_str().unwrap()).await.png();
+        let overlay = app_for(t).get(json["gradcam"].as_str().unwrap()).await.png();
         assert_eq!((overlay.width(), overlay.height()), (1024, 1024), "{name}");
     }
     assert!(

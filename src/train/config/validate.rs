@@ -13,7 +13,22 @@ impl TrainConfig {
             })
         };
 
-        // data
+        self.check_data(&mut bad);
+        self.check_model(&mut bad);
+        self.check_augmentation(&mut bad);
+        self.check_optimisation(&mut bad);
+        self.check_loss(&mut bad);
+        self.check_run(&mut bad);
+
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(errors)
+        }
+    }
+
+    /// The label file, images, split and caching.
+    fn check_data(&self, bad: &mut dyn FnMut(&str, String)) {
         // No label file means the built-in synthetic demo set.
         if let Some(name) = &self.dataset {
             if name.trim().is_empty() || name.chars().count() > 80 {
@@ -74,8 +89,10 @@ impl TrainConfig {
                 ),
             );
         }
+    }
 
-        // model
+    /// Architecture, width, image size and normalisation.
+    fn check_model(&self, bad: &mut dyn FnMut(&str, String)) {
         if !(self.width.is_finite() && self.width > 0.0 && self.width <= MAX_WIDTH) {
             bad(
                 "width",
@@ -88,8 +105,10 @@ impl TrainConfig {
                 format!("is {}; use a probability from 0 up to (not including) 1", self.dropout),
             );
         }
+    }
 
-        // augmentation
+    /// Augmentation strengths.
+    fn check_augmentation(&self, bad: &mut dyn FnMut(&str, String)) {
         let aug = &self.augment;
         for (field, v, max) in [
             ("aug_rotate", aug.rotate_deg, 180.0),
@@ -102,8 +121,10 @@ impl TrainConfig {
                 bad(field, format!("is {v}; use 0 to {max}"));
             }
         }
+    }
 
-        // optimisation
+    /// Optimiser, learning rate, schedule and batch.
+    fn check_optimisation(&self, bad: &mut dyn FnMut(&str, String)) {
         if self.epochs == 0 || self.epochs > MAX_EPOCHS {
             bad("epochs", format!("is {}; use 1 to {MAX_EPOCHS}", self.epochs));
         }
@@ -190,8 +211,10 @@ impl TrainConfig {
                 );
             }
         }
+    }
 
-        // loss
+    /// Loss function and its parameters.
+    fn check_loss(&self, bad: &mut dyn FnMut(&str, String)) {
         if !(self.focal_gamma.is_finite() && (0.0..=10.0).contains(&self.focal_gamma)) {
             bad(
                 "focal_gamma",
@@ -214,8 +237,10 @@ impl TrainConfig {
             ),
             _ => {}
         }
+    }
 
-        // stopping and run
+    /// Epochs, early stopping, device, name and tags.
+    fn check_run(&self, bad: &mut dyn FnMut(&str, String)) {
         if self.early_stopping == Some(0) {
             bad(
                 "early_stopping",
@@ -237,12 +262,6 @@ impl TrainConfig {
             if tag.trim().is_empty() || tag.chars().count() > 40 || tag.contains(',') {
                 bad("tags", format!("tag {tag:?} must be 1 to 40 characters without commas"));
             }
-        }
-
-        if errors.is_empty() {
-            Ok(())
-        } else {
-            Err(errors)
         }
     }
 }

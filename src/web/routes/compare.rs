@@ -11,7 +11,7 @@ use axum::routing::get;
 use axum::Router;
 
 use super::run::{full_epoch, load_run, scalar_epochs};
-use super::{chart_name, metric_key, metric_title, svg, ChartQuery};
+use super::{chart_name, metric_key, metric_title, svg, ChartDisplay, ChartQuery};
 use crate::store::{EpochRow, Run, RunStatus};
 use crate::web::charts::{self, palette_hex, BarGroup, LineChart, Series};
 use crate::web::metrics;
@@ -118,96 +118,11 @@ async fn compare_page(State(state): State<Arc<AppState>>, Query(pairs): Query<Pa
     let runs_param = ids.iter().map(|id| encode_query(id)).collect::<Vec<_>>().join(",");
     let suffix = display.query_suffix();
 
-    let mut charts: Vec<ChartLink> = COMPARE_CHARTS
-        .iter()
-        .filter(|key| runs.iter().any(|(_, epochs)| !metrics::series(epochs, key).is_empty()))
-        .map(|key| ChartLink {
-            title: metric_title(key),
-            src: if *key == "lr" && !display.log {
-                format!("/compare/charts/{key}.svg?runs={runs_param}&log=1")
-            } else {
-                format!("/compare/charts/{key}.svg?runs={runs_param}{suffix}")
-            },
-            wide: false,
-        })
-        .collect();
-
-    // Hyperparameters: the union of flattened config keys.
-    let configs: Vec<Vec<(String, String)>> = runs.iter().map(|(r, _)| metrics::flatten_config(&r.config)).collect();
-    let keys: BTreeSet<&String> = configs.iter().flatten().map(|(k, _)| k).collect();
-    let mut params = Vec::new();
-    let mut params_hidden = 0;
-    for key in keys {
-        let values: Vec<String> = configs
-            .iter()
-            .map(|c| {
-                c.iter()
-                    .find(|(k, _)| k == key)
-                    .map(|(_, v)| v.clone())
-                    .unwrap_or_else(|| "–".into())
-            })
-            .collect();
-        let differs = values.iter().any(|v| *v != values[0]);
-        if only_differences && !differs {
-            params_hidden += 1;
-            continue;
-        }
-        params.push(TableRow {
-            key: key.clone(),
-            cells: values.into_iter().map(Cell::plain).collect(),
-            highlight: differs,
-        });
-    }
-
-    // Best value of each metric per run, the best run of each row marked.
-    let best_specs: [(&str, &str, bool); 5] = [
-        ("best validation mean AUROC", "val_mean_auroc", true),
-        ("best validation accuracy", "val_accuracy", true),
-        ("lowest validation loss", "val_loss", false),
-        ("lowest training loss", "train_loss", false),
-        ("seconds per epoch (mean)", "seconds", false),
-    ];
-    let best_rows = best_specs
-        .iter()
-        .map(|&(title, key, higher_is_better)| {
-            let values: Vec<Option<f64>> = runs
-                .iter()
-                .map(|(_, epochs)| {
-                    let points = metrics::series(epochs, key);
-                    let finite = points.iter().map(|p| p.1).filter(|v| v.is_finite());
-                    if key == "seconds" {
-                        let (sum, n) = finite.fold((0.0, 0), |(s, n), v| (s + v, n + 1));
-                        (n > 0).then(|| sum / n as f64)
-                    } else if higher_is_better {
-                        finite.reduce(f64::max)
-                    } else {
-                        finite.reduce(f64::min)
-                    }
-                })
-                .collect();
-            marked_row(title, &values, higher_is_better)
-        })
-        .collect();
-
-    // Per-label AUROC at each run's best epoch.
-    let per_label = best_per_label(&state, &runs)?;
-    let mut label_names: Vec<String> = Vec::new();
-    for l in per_label.iter().flatten() {
-        if !label_names.contains(&l.label) {
-            label_names.push(l.label.clone());
-        }
-    }
-    let label_rows = label_names
-        .iter()
-        .map(|label| {
-            let values: Vec<Option<f64>> = per_label
-                .iter()
-                .map(|rows| rows.iter().find(|l| &l.label == label).and_then(|l| l.auroc))
-                .collect();
-            marked_row(label, &values, true)
-        })
-        .collect();
-    if !label_names.is_empty() {
+    let mut charts = metric_charts(&runs, &display, &runs_param);
+    let (params, params_hidden) = param_rows(&runs, only_differences);
+    let best_rows = best_rows(&runs);
+    let label_rows = label_rows(&best_per_label(&state, &runs)?);
+    if !label_rows.is_empty() {
         charts.push(ChartLink {
             title: "AUROC per label (best epoch of each run)".into(),
             src: format!("/compare/charts/per_label_auroc.svg?runs={runs_param}"),
@@ -248,6 +163,107 @@ async fn compare_page(State(state): State<Arc<AppState>>, Query(pairs): Query<Pa
         best_rows,
         label_rows,
     })
+}
+
+/// The line charts that at least one of the runs has data for.
+fn metric_charts(runs: &Loaded, display: &ChartDisplay, runs_param: &str) -> Vec<ChartLink> {
+    let suffix = display.query_suffix();
+    COMPARE_CHARTS
+        .iter()
+        .filter(|key| runs.iter().any(|(_, epochs)| !metrics::series(epochs, key).is_empty()))
+        .map(|key| ChartLink {
+            title: metric_title(key),
+            src: if *key == "lr" && !display.log {
+                format!("/compare/charts/{key}.svg?runs={runs_param}&log=1")
+            } else {
+                format!("/compare/charts/{key}.svg?runs={runs_param}{suffix}")
+            },
+            wide: false,
+        })
+        .collect()
+}
+
+/// Hyperparameters: the union of the runs' flattened config keys, differing values highlighted;
+/// with `only_differences`, equal rows are left out and counted.
+fn param_rows(runs: &Loaded, only_differences: bool) -> (Vec<TableRow>, usize) {
+    let configs: Vec<Vec<(String, String)>> = runs.iter().map(|(r, _)| metrics::flatten_config(&r.config)).collect();
+    let keys: BTreeSet<&String> = configs.iter().flatten().map(|(k, _)| k).collect();
+    let mut params = Vec::new();
+    let mut params_hidden = 0;
+    for key in keys {
+        let values: Vec<String> = configs
+            .iter()
+            .map(|c| {
+                c.iter()
+                    .find(|(k, _)| k == key)
+                    .map(|(_, v)| v.clone())
+                    .unwrap_or_else(|| "–".into())
+            })
+            .collect();
+        let differs = values.iter().any(|v| *v != values[0]);
+        if only_differences && !differs {
+            params_hidden += 1;
+            continue;
+        }
+        params.push(TableRow {
+            key: key.clone(),
+            cells: values.into_iter().map(Cell::plain).collect(),
+            highlight: differs,
+        });
+    }
+    (params, params_hidden)
+}
+
+/// Best value of each metric per run, the best run of each row marked.
+fn best_rows(runs: &Loaded) -> Vec<TableRow> {
+    let best_specs: [(&str, &str, bool); 5] = [
+        ("best validation mean AUROC", "val_mean_auroc", true),
+        ("best validation accuracy", "val_accuracy", true),
+        ("lowest validation loss", "val_loss", false),
+        ("lowest training loss", "train_loss", false),
+        ("seconds per epoch (mean)", "seconds", false),
+    ];
+    best_specs
+        .iter()
+        .map(|&(title, key, higher_is_better)| {
+            let values: Vec<Option<f64>> = runs
+                .iter()
+                .map(|(_, epochs)| {
+                    let points = metrics::series(epochs, key);
+                    let finite = points.iter().map(|p| p.1).filter(|v| v.is_finite());
+                    if key == "seconds" {
+                        let (sum, n) = finite.fold((0.0, 0), |(s, n), v| (s + v, n + 1));
+                        (n > 0).then(|| sum / n as f64)
+                    } else if higher_is_better {
+                        finite.reduce(f64::max)
+                    } else {
+                        finite.reduce(f64::min)
+                    }
+                })
+                .collect();
+            marked_row(title, &values, higher_is_better)
+        })
+        .collect()
+}
+
+/// Per-label AUROC at each run's best epoch, one row per label any run has, best marked.
+fn label_rows(per_label: &[Vec<metrics::LabelMetrics>]) -> Vec<TableRow> {
+    let mut label_names: Vec<String> = Vec::new();
+    for l in per_label.iter().flatten() {
+        if !label_names.contains(&l.label) {
+            label_names.push(l.label.clone());
+        }
+    }
+    label_names
+        .iter()
+        .map(|label| {
+            let values: Vec<Option<f64>> = per_label
+                .iter()
+                .map(|rows| rows.iter().find(|l| &l.label == label).and_then(|l| l.auroc))
+                .collect();
+            marked_row(label, &values, true)
+        })
+        .collect()
 }
 
 /// A row of values with the best one(s) marked (ties all marked; none when fewer than two values).

@@ -99,13 +99,13 @@ struct ChartQuery {
 
 /// Parsed chart display options.
 #[derive(Debug, Clone, Copy, Default)]
-struct Display {
+struct ChartDisplay {
     smooth: Option<f64>,
     log: bool,
 }
 
 impl ChartQuery {
-    fn display(&self) -> Result<Display, AppError> {
+    fn display(&self) -> Result<ChartDisplay, AppError> {
         let smooth = match self.smooth.as_deref().map(str::trim) {
             None | Some("") => None,
             Some(text) => {
@@ -121,11 +121,11 @@ impl ChartQuery {
             }
         };
         let log = matches!(self.log.as_deref(), Some("1" | "true" | "on"));
-        Ok(Display { smooth, log })
+        Ok(ChartDisplay { smooth, log })
     }
 }
 
-impl Display {
+impl ChartDisplay {
     fn apply(&self, chart: &mut LineChart) {
         chart.smoothing = self.smooth;
         chart.log_y = self.log;

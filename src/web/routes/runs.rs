@@ -98,6 +98,7 @@ pub(super) fn progress_pct(run: &Run) -> u32 {
 
 async fn runs_page(State(state): State<Arc<AppState>>, Query(query): Query<ListQuery>) -> Result<RunsPage, AppError> {
     let now = crate::store::now();
+    let view = query.view()?;
     // The list never shows configs: they are not even read.
     let all = state.store.runs_for_list()?;
     let total = all.len();
@@ -111,63 +112,134 @@ async fn runs_page(State(state): State<Arc<AppState>>, Query(query): Query<ListQ
         .map(str::to_string)
         .collect();
 
-    let q = query.q.clone().unwrap_or_default().trim().to_lowercase();
-    let status = query.status.clone().unwrap_or_default();
-    let dataset = query.dataset.clone().unwrap_or_default();
-    if !status.is_empty() && !STATUSES.contains(&status.as_str()) {
-        return Err(AppError::BadRequest(format!(
-            "unknown status '{status}'; use one of {}",
-            STATUSES.join(", ")
-        )));
-    }
-    let sort = query.sort.clone().unwrap_or_else(|| "created".into());
-    if !COLUMNS.iter().any(|(key, _)| *key == sort) {
-        let keys: Vec<&str> = COLUMNS.iter().map(|(k, _)| *k).collect();
-        return Err(AppError::BadRequest(format!(
-            "cannot sort by '{sort}'; use one of {}",
-            keys.join(", ")
-        )));
-    }
-    let descending = match query.dir.as_deref() {
-        Some("asc") => false,
-        Some("desc") => true,
-        None | Some("") => sort == "created",
-        Some(other) => return Err(AppError::BadRequest(format!("dir must be asc or desc, not '{other}'"))),
-    };
-    let page = match query.page.as_deref().map(str::trim) {
-        None | Some("") => 1,
-        Some(text) => text
-            .parse::<usize>()
-            .ok()
-            .filter(|&p| p >= 1)
-            .ok_or_else(|| AppError::BadRequest(format!("page must be a whole number from 1, not '{text}'")))?,
-    };
-
     let mut summaries = Vec::with_capacity(all.len());
-    for run in all.iter() {
-        let matches_text = q.is_empty()
-            || [&run.name, &run.model, &run.dataset, &run.id]
-                .iter()
-                .any(|field| field.to_lowercase().contains(&q))
-            || run.tags.iter().any(|t| t.to_lowercase().contains(&q));
-        let matches_status = status.is_empty() || run.status.as_str() == status;
-        let matches_dataset = dataset.is_empty() || run.dataset == dataset;
-        if matches_text && matches_status && matches_dataset {
-            summaries.push(summarise(&state, run, &now)?);
-        }
+    for run in all.iter().filter(|run| view.shows(run)) {
+        summaries.push(summarise(&state, run, &now)?);
     }
-    sort_summaries(&mut summaries, &sort, descending);
+    sort_summaries(&mut summaries, &view.sort, view.descending);
 
     let filter_query = format!(
         "q={}&status={}&dataset={}",
-        encode_query(&q),
-        encode_query(&status),
-        encode_query(&dataset)
+        encode_query(&view.q),
+        encode_query(&view.status),
+        encode_query(&view.dataset)
     );
-    let columns = COLUMNS
+    let columns = columns(&view, &filter_query);
+    let matching = summaries.len();
+    let pages = matching.div_ceil(PAGE_ROWS).max(1);
+    // Past the end (runs were deleted meanwhile): the last page.
+    let page = view.page.min(pages);
+    let first = (page - 1) * PAGE_ROWS;
+    let rows: Vec<RunRow> = summaries.into_iter().skip(first).take(PAGE_ROWS).map(row).collect();
+    let dir = if view.descending { "desc" } else { "asc" };
+    let page_href = |p: usize| format!("/?{filter_query}&sort={}&dir={dir}&page={p}", encode_query(&view.sort));
+    let pager = (pages > 1).then(|| Pager {
+        first: first + 1,
+        last: first + rows.len(),
+        prev_href: if page > 1 { page_href(page - 1) } else { String::new() },
+        next_href: if page < pages {
+            page_href(page + 1)
+        } else {
+            String::new()
+        },
+    });
+    Ok(RunsPage {
+        rows,
+        matching,
+        pager,
+        total,
+        columns,
+        statuses: STATUSES.to_vec(),
+        datasets,
+        dir: dir.into(),
+        queue,
+        q: view.q,
+        status: view.status,
+        dataset: view.dataset,
+        sort: view.sort,
+    })
+}
+
+/// The list's filters, order and page, checked.
+struct ListView {
+    /// Lower-case text searched in name, model, data set, id and tags.
+    q: String,
+    status: String,
+    dataset: String,
+    /// A [`COLUMNS`] key.
+    sort: String,
+    descending: bool,
+    /// 1-based.
+    page: usize,
+}
+
+impl ListQuery {
+    fn view(&self) -> Result<ListView, AppError> {
+        let q = self.q.clone().unwrap_or_default().trim().to_lowercase();
+        let status = self.status.clone().unwrap_or_default();
+        let dataset = self.dataset.clone().unwrap_or_default();
+        if !status.is_empty() && !STATUSES.contains(&status.as_str()) {
+            return Err(AppError::BadRequest(format!(
+                "unknown status '{status}'; use one of {}",
+                STATUSES.join(", ")
+            )));
+        }
+        let sort = self.sort.clone().unwrap_or_else(|| "created".into());
+        if !COLUMNS.iter().any(|(key, _)| *key == sort) {
+            let keys: Vec<&str> = COLUMNS.iter().map(|(k, _)| *k).collect();
+            return Err(AppError::BadRequest(format!(
+                "cannot sort by '{sort}'; use one of {}",
+                keys.join(", ")
+            )));
+        }
+        let descending = match self.dir.as_deref() {
+            Some("asc") => false,
+            Some("desc") => true,
+            None | Some("") => sort == "created",
+            Some(other) => return Err(AppError::BadRequest(format!("dir must be asc or desc, not '{other}'"))),
+        };
+        let page = match self.page.as_deref().map(str::trim) {
+            None | Some("") => 1,
+            Some(text) => text
+                .parse::<usize>()
+                .ok()
+                .filter(|&p| p >= 1)
+                .ok_or_else(|| AppError::BadRequest(format!("page must be a whole number from 1, not '{text}'")))?,
+        };
+
+        Ok(ListView {
+            q,
+            status,
+            dataset,
+            sort,
+            descending,
+            page,
+        })
+    }
+}
+
+impl ListView {
+    /// Whether `run` passes the text, status and data set filters.
+    fn shows(&self, run: &Run) -> bool {
+        let q = &self.q;
+        let matches_text = q.is_empty()
+            || [&run.name, &run.model, &run.dataset, &run.id]
+                .iter()
+                .any(|field| field.to_lowercase().contains(q))
+            || run.tags.iter().any(|t| t.to_lowercase().contains(q));
+        let matches_status = self.status.is_empty() || run.status.as_str() == self.status;
+        let matches_dataset = self.dataset.is_empty() || run.dataset == self.dataset;
+        matches_text && matches_status && matches_dataset
+    }
+}
+
+/// The column headers, each a link that sorts by it (the active one flips the order).
+fn columns(view: &ListView, filter_query: &str) -> Vec<Column> {
+    let (sort, descending) = (&view.sort, view.descending);
+    COLUMNS
         .iter()
         .map(|&(key, label)| {
-            let active = key == sort;
+            let active = key == sort.as_str();
             // Clicking the active column flips the order; a new column starts with its natural one.
             let next_desc = if active {
                 !descending
@@ -187,45 +259,7 @@ async fn runs_page(State(state): State<Arc<AppState>>, Query(query): Query<ListQ
                 },
             }
         })
-        .collect();
-    let matching = summaries.len();
-    let pages = matching.div_ceil(PAGE_ROWS).max(1);
-    // Past the end (runs were deleted meanwhile): the last page.
-    let page = page.min(pages);
-    let first = (page - 1) * PAGE_ROWS;
-    let rows: Vec<RunRow> = summaries.into_iter().skip(first).take(PAGE_ROWS).map(row).collect();
-    let page_href = |p: usize| {
-        format!(
-            "/?{filter_query}&sort={}&dir={}&page={p}",
-            encode_query(&sort),
-            if descending { "desc" } else { "asc" }
-        )
-    };
-    let pager = (pages > 1).then(|| Pager {
-        first: first + 1,
-        last: first + rows.len(),
-        prev_href: if page > 1 { page_href(page - 1) } else { String::new() },
-        next_href: if page < pages {
-            page_href(page + 1)
-        } else {
-            String::new()
-        },
-    });
-    Ok(RunsPage {
-        rows,
-        matching,
-        pager,
-        total,
-        columns,
-        q,
-        status,
-        dataset,
-        statuses: STATUSES.to_vec(),
-        datasets,
-        sort,
-        dir: if descending { "desc" } else { "asc" }.into(),
-        queue,
-    })
+        .collect()
 }
 
 /// The queue in training order, with names (a run deleted meanwhile shows its id).

@@ -183,3 +183,77 @@ fn a_trained_checkpoint_predicts_explains_and_evaluates() {
         "{err}"
     );
 }
+
+#[test]
+fn a_finished_run_is_scored_once_on_its_test_split_with_validation_thresholds() {
+    let tmp = tempfile::tempdir().unwrap();
+    let report = demo::generate(&DemoConfig {
+        out: tmp.path().join("demo"),
+        images: 120,
+        size: 64,
+        seed: 4,
+    })
+    .unwrap();
+    let config = TrainConfig {
+        labels: Some(report.label_file.clone()),
+        images: Some(report.out.join("images")),
+        architecture: Architecture::SimpleCnn,
+        width: 0.25,
+        image_size: 64,
+        epochs: 2,
+        batch_size: 16,
+        test_fraction: 0.25,
+        device: DeviceChoice::Cpu,
+        ..TrainConfig::default()
+    };
+    let paths = JobPaths {
+        data_dir: tmp.path().join("data"),
+        ckpt_dir: tmp.path().join("ckpts"),
+    };
+    let mut seen = Vec::new();
+    let mut events = |event: TrainEvent| seen.push(event);
+    job::run_job(&config, "held", &paths, false, &mut events, &CancelHandle::new(), None).unwrap();
+
+    // The test results come once, just before the run says it is done.
+    let tests: Vec<usize> = (0..seen.len())
+        .filter(|&i| matches!(seen[i], TrainEvent::Test { .. }))
+        .collect();
+    assert_eq!(tests.len(), 1, "one test event");
+    assert!(matches!(seen[tests[0] + 1], TrainEvent::Finished { .. }));
+    let TrainEvent::Test { report } = &seen[tests[0]] else { unreachable!() };
+
+    // Recomputed from the best checkpoint on the run's own test split: the same numbers, and the
+    // thresholds are the ones the checkpoint tuned on validation.
+    let data = job::prepare_data(&config, &paths, None).unwrap();
+    assert!(!data.test.0.is_empty());
+    assert_eq!(report.images, data.test.0.len());
+    let best = CheckpointRef::locate("held", &paths.ckpt_dir, Slot::Best).unwrap();
+    let predictor = Predictor::load(&best, &BackendKind::Cpu.device()).unwrap();
+    assert_eq!(report.epoch, Some(predictor.state().epoch));
+    let pixels: Vec<&[u8]> = data.test.0.iter().map(|&i| data.cache.image(i)).collect();
+    let probs = predictor.probabilities(&pixels);
+    let width = data.labels.len();
+    let mut defined = Vec::new();
+    for (l, name) in data.labels.iter().enumerate() {
+        let scores: Vec<f32> = probs.iter().skip(l).step_by(width).copied().collect();
+        let truth: Vec<bool> = data.test.1.iter().map(|bits| bits & (1 << l) != 0).collect();
+        let stored = &report.labels[name];
+        assert_eq!(stored.threshold, predictor.thresholds()[l], "{name}: the validation threshold");
+        assert_eq!(stored.support, truth.iter().filter(|&&t| t).count() as u64);
+        let auroc = cxr8::train::metrics::roc_auc(&scores, &truth);
+        match (auroc, stored.auroc) {
+            (Some(a), Some(b)) => {
+                assert!((a - b).abs() < 1e-9, "{name}: {a} vs {b}");
+                let [lo, hi] = stored.auroc_ci.expect("an interval beside a defined AUROC");
+                assert!(lo <= b && b <= hi, "{name}: {b} outside [{lo}, {hi}]");
+                defined.push(a);
+            }
+            (None, None) => assert!(stored.auroc_ci.is_none()),
+            other => panic!("{name}: {other:?}"),
+        }
+    }
+    let mean = defined.iter().sum::<f64>() / defined.len() as f64;
+    assert!((report.mean_auroc.unwrap() - mean).abs() < 1e-9);
+    let bootstrap = report.bootstrap.as_ref().unwrap();
+    assert_eq!((bootstrap.resamples, bootstrap.unit.as_str()), (1000, "patient"));
+}

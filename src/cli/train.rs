@@ -136,6 +136,8 @@ pub fn run(args: TrainArgs, matches: &clap::ArgMatches) -> anyhow::Result<()> {
             "best_epoch": run.best_epoch,
             "best_metric_name": run.best_metric_name,
             "best_metric": run.best_metric,
+            "labels": labels_of(&epochs),
+            "test": run.test,
             "error": run.error,
         });
         println!("{}", serde_json::to_string_pretty(&summary)?);
@@ -266,6 +268,12 @@ impl Display {
                 );
             }
             TrainEvent::Checkpoint { .. } => {}
+            TrainEvent::Test { report } => {
+                self.clear();
+                if !self.quiet {
+                    eprintln!("{}", test_line(report));
+                }
+            }
             TrainEvent::Finished {
                 best_epoch,
                 best_metric,
@@ -301,3 +309,34 @@ impl Display {
         self.clear();
     }
 }
+
+/// One line of held-out results: mean AUROC with its interval, or why there are none.
+fn test_line(report: &crate::train::heldout::TestReport) -> String {
+    match (report.mean_auroc, report.mean_auroc_ci, &report.note) {
+        (Some(mean), Some([lo, hi]), _) => format!(
+            "test ({} images, best epoch {}): mean AUROC {mean:.4} (95 % CI {lo:.4}–{hi:.4}), mAP {}",
+            report.images,
+            report.epoch.map_or("-".to_string(), |e| e.to_string()),
+            report.map.map_or("-".to_string(), |m| format!("{m:.4}"))
+        ),
+        (Some(mean), None, _) => format!("test ({} images): mean AUROC {mean:.4}", report.images),
+        (None, _, Some(note)) => format!("test: {note}"),
+        (None, _, None) => format!("test ({} images): AUROC undefined (one class only)", report.images),
+    }
+}
+
+/// The run's label names in output order, from its last epoch's validation metrics.
+fn labels_of(epochs: &[crate::store::EpochRow]) -> Vec<String> {
+    epochs
+        .last()
+        .and_then(|e| e.metrics.get("val_per_label"))
+        .and_then(|v| v.as_array())
+        .map(|labels| {
+            labels
+                .iter()
+                .filter_map(|l| l.get("label").and_then(|n| n.as_str()).map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+

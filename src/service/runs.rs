@@ -154,7 +154,7 @@ impl Recorder {
             TrainEvent::Finished { .. } => value["status"] = json!("done"),
             TrainEvent::Failed { .. } => value["status"] = json!("failed"),
             TrainEvent::Cancelled => value["status"] = json!("cancelled"),
-            TrainEvent::Epoch { .. } | TrainEvent::Checkpoint { .. } => {}
+            TrainEvent::Epoch { .. } | TrainEvent::Checkpoint { .. } | TrainEvent::Test { .. } => {}
         }
         value
     }
@@ -233,6 +233,10 @@ impl Recorder {
                     &payload,
                 )?
             }
+            TrainEvent::Test { report } => {
+                let report = serde_json::to_value(report).expect("reports serialise");
+                self.store.set_test_with_event(id, &report, kind, &payload)?
+            }
             TrainEvent::Finished { .. } => {
                 self.store
                     .set_status_with_event(id, RunStatus::Done, None, kind, &payload)?
@@ -263,6 +267,7 @@ pub fn kind(event: &TrainEvent) -> &'static str {
         TrainEvent::Batch { .. } => "progress",
         TrainEvent::Epoch { .. } => "epoch",
         TrainEvent::Checkpoint { .. } => "checkpoint",
+        TrainEvent::Test { .. } => "test",
         TrainEvent::Started { .. } => "status",
         TrainEvent::Finished { .. } | TrainEvent::Failed { .. } | TrainEvent::Cancelled => "done",
     }

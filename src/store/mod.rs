@@ -8,7 +8,7 @@ use std::sync::{Mutex, MutexGuard};
 
 use rusqlite::Connection;
 
-use schema::{SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_VERSION, SET_BEST_HEADLINES};
+use schema::{SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4, SCHEMA_VERSION, SET_BEST_HEADLINES};
 
 mod datasets;
 mod reserve;
@@ -142,6 +142,10 @@ impl Store {
                 "BEGIN; {SCHEMA_V3} UPDATE runs SET {SET_BEST_HEADLINES}; PRAGMA user_version = 3; COMMIT;"
             ))
             .map_err(wrap)?;
+        }
+        if version < 4 {
+            conn.execute_batch(&format!("BEGIN; {SCHEMA_V4} PRAGMA user_version = 4; COMMIT;"))
+                .map_err(wrap)?;
         }
         Ok(Store {
             conn: Mutex::new(conn),

@@ -74,6 +74,10 @@ pub struct Run {
     /// thousands of runs never reads their epochs (see `SET_BEST_HEADLINES`).
     pub best_val_mean_auroc: Option<f64>,
     pub best_val_accuracy: Option<f64>,
+    /// The best checkpoint's held-out test results (`train::heldout::TestReport` as JSON), once
+    /// scored; its mean AUROC is kept beside it for the list.
+    pub test: Option<serde_json::Value>,
+    pub test_mean_auroc: Option<f64>,
     pub created_at: String,
     pub started_at: Option<String>,
     pub finished_at: Option<String>,
@@ -115,7 +119,7 @@ pub struct EventRow {
 pub(super) const RUN_COLUMNS: &str =
     "id, name, status, config, dataset, model, image_size, epochs_planned, epochs_done, best_epoch, \
      best_metric_name, best_metric, created_at, started_at, finished_at, tags, notes, error, checkpoint_dir, device, \
-     best_val_mean_auroc, best_val_accuracy";
+     best_val_mean_auroc, best_val_accuracy, test_report, test_mean_auroc";
 
 pub(super) fn run_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Run> {
     Ok(Run {
@@ -141,6 +145,8 @@ pub(super) fn run_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Run> {
         device: r.get(19)?,
         best_val_mean_auroc: r.get(20)?,
         best_val_accuracy: r.get(21)?,
+        test: r.get::<_, Option<String>>(22)?.map(parse_json),
+        test_mean_auroc: r.get(23)?,
     })
 }
 

@@ -65,6 +65,25 @@ impl Store {
         Ok(seq)
     }
 
+    /// Stores the run's held-out test results (replacing earlier ones) with their event.
+    pub fn set_test_with_event(&self, id: &str, report: &serde_json::Value, kind: &str, payload: &serde_json::Value) -> Result<i64> {
+        let mut conn = self.conn();
+        let tx = conn.transaction().map_err(self.wrap())?;
+        let mean = report.get("mean_auroc").and_then(serde_json::Value::as_f64);
+        let changed = tx
+            .execute(
+                "UPDATE runs SET test_report = ?2, test_mean_auroc = ?3 WHERE id = ?1",
+                params![id, report.to_string(), mean],
+            )
+            .map_err(self.wrap())?;
+        if changed == 0 {
+            return Err(Error::UnknownRun(id.into()));
+        }
+        let seq = self.insert_event(&tx, id, kind, payload)?;
+        tx.commit().map_err(self.wrap())?;
+        Ok(seq)
+    }
+
     fn write_status(&self, conn: &Connection, id: &str, status: RunStatus, error: Option<&str>) -> Result<()> {
         let changed = match status {
             RunStatus::Running => conn.execute(

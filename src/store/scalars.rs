@@ -158,7 +158,7 @@ impl Store {
             .prepare_cached(
                 "SELECT id, name, status, 'null', dataset, model, image_size, epochs_planned, epochs_done, \
                  best_epoch, best_metric_name, best_metric, created_at, started_at, finished_at, tags, '', NULL, \
-                 NULL, NULL, best_val_mean_auroc, best_val_accuracy \
+                 NULL, NULL, best_val_mean_auroc, best_val_accuracy, NULL, test_mean_auroc \
                  FROM runs INDEXED BY runs_listing ORDER BY created_at DESC, id DESC",
             )
             .map_err(self.wrap())?;
@@ -175,7 +175,8 @@ impl Store {
         let conn = self.conn();
         // The config column is read as text in place of the parsed one; the other columns are as
         // in `runs()`.
-        let columns = RUN_COLUMNS.replacen("config", "'null'", 1);
+        // The list leaves out the test report too (its mean AUROC stays).
+        let columns = RUN_COLUMNS.replacen("config", "'null'", 1).replacen("test_report", "NULL", 1);
         let mut stmt = conn
             .prepare_cached(&format!(
                 "SELECT {columns}, config FROM runs ORDER BY created_at DESC, id DESC LIMIT ?1 OFFSET ?2"
@@ -185,7 +186,7 @@ impl Store {
         let clamp = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
         let rows = stmt
             .query_map(params![clamp(limit), clamp(offset)], |r| {
-                Ok((run_from_row(r)?, r.get::<_, String>(22)?))
+                Ok((run_from_row(r)?, r.get::<_, String>(24)?))
             })
             .map_err(self.wrap())?;
         rows.collect::<rusqlite::Result<_>>().map_err(self.wrap())

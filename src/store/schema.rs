@@ -1,7 +1,7 @@
 //! The database schema, one block per version, and the SQL that keeps a run's headline numbers
 //! equal to its best epoch's.
 
-pub(super) const SCHEMA_VERSION: i64 = 3;
+pub(super) const SCHEMA_VERSION: i64 = 4;
 
 pub(super) const SCHEMA_V1: &str = "
 CREATE TABLE runs (
@@ -72,6 +72,17 @@ INSERT INTO runs_version (version) VALUES (0);
 CREATE TRIGGER runs_inserted AFTER INSERT ON runs BEGIN UPDATE runs_version SET version = version + 1; END;
 CREATE TRIGGER runs_updated AFTER UPDATE ON runs BEGIN UPDATE runs_version SET version = version + 1; END;
 CREATE TRIGGER runs_deleted AFTER DELETE ON runs BEGIN UPDATE runs_version SET version = version + 1; END;
+";
+
+/// Version 4: the best checkpoint's held-out test results (the whole report as JSON), and its
+/// mean AUROC as a column the runs list reads from its covering index.
+pub(super) const SCHEMA_V4: &str = "
+ALTER TABLE runs ADD COLUMN test_report TEXT;
+ALTER TABLE runs ADD COLUMN test_mean_auroc REAL;
+DROP INDEX runs_listing;
+CREATE INDEX runs_listing ON runs(created_at, id, name, status, dataset, model, image_size, epochs_planned,
+    epochs_done, best_epoch, best_metric_name, best_metric, started_at, finished_at, tags,
+    best_val_mean_auroc, best_val_accuracy, test_mean_auroc);
 ";
 
 /// `UPDATE runs SET` assignments copying the best epoch's headline numbers from its stored

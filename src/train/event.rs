@@ -42,6 +42,10 @@ pub enum TrainEvent {
         /// True for the best-so-far checkpoint, false for the last-epoch one.
         best: bool,
     },
+    /// The best checkpoint's held-out test results (just before `Finished`, or on demand).
+    Test {
+        report: Box<super::heldout::TestReport>,
+    },
     Finished {
         best_epoch: Option<usize>,
         best_metric: Option<f64>,

@@ -15,7 +15,9 @@ use crate::data::split::{self, SplitOptions};
 use crate::data::{LabelTable, Task};
 use crate::model::Classifier;
 use crate::train::backend::{self, BackendKind};
-use crate::train::checkpoint::InferenceInfo;
+use crate::train::checkpoint::{InferenceInfo, Slot};
+use crate::train::heldout::{self, TestReport};
+use crate::train::predict::{CheckpointRef, Predictor};
 use crate::train::config::TrainConfig;
 use crate::train::metrics;
 use crate::train::runner::{self, BatchSource, CancelHandle, ImageClassifier, Outcome, RunSetup};
@@ -86,6 +88,8 @@ pub struct PreparedData {
     pub train: (Vec<usize>, Vec<u32>),
     pub val: (Vec<usize>, Vec<u32>),
     pub test: (Vec<usize>, Vec<u32>),
+    /// Patient id of each test image (the bootstrap resamples patients).
+    pub test_patients: Vec<String>,
     pub dataset: String,
 }
 
@@ -140,6 +144,14 @@ pub fn prepare_data(config: &TrainConfig, paths: &JobPaths, progress: Option<Dat
     let train = pick(&split.train, share(split.train.len()));
     let val = pick(&split.val, share(split.val.len()));
     let test = pick(&split.test, share(split.test.len()));
+    let test_patients = split
+        .test
+        .iter()
+        .map(|&row| &table.records[row])
+        .filter(|record| cache.index_of(&record.image).is_some())
+        .take(test.0.len())
+        .map(|record| record.patient.clone())
+        .collect();
     if train.0.is_empty() || val.0.is_empty() {
         return Err(Error::Data(crate::data::Error::Invalid(format!(
             "the split left {} training and {} validation images: use more images or a larger --val-fraction",
@@ -154,6 +166,7 @@ pub fn prepare_data(config: &TrainConfig, paths: &JobPaths, progress: Option<Dat
         train,
         val,
         test,
+        test_patients,
         dataset: dataset_name(config, paths),
     })
 }
@@ -329,7 +342,8 @@ pub fn run_job(
         resume,
         inference: Some(inference_info(config, &prepared)),
     };
-    run_on(config, setup, prepared, events, cancel)
+    let test_device = resolved.kind.device();
+    run_on(config, setup, prepared, &test_device, events, cancel)
 }
 
 /// Trains a prepared job: the loaders, then the runner, with a device out-of-memory panic turned
@@ -338,6 +352,7 @@ fn run_on(
     config: &TrainConfig,
     setup: RunSetup,
     prepared: PreparedData,
+    test_device: &Device,
     events: &mut dyn EventSink,
     cancel: &CancelHandle,
 ) -> Result<Outcome> {
@@ -354,6 +369,11 @@ fn run_on(
     let task = prepared.task;
     let metrics = move |probs: &[f32], targets: &[f32], _n: usize| metrics_json(&labels, task, probs, targets);
     let (batch_size, image_size) = (config.batch_size, config.image_size);
+    let (run_id, ckpt_dir) = (setup.run_id.clone(), setup.ckpt_dir.clone());
+    let mut held = HoldFinished {
+        inner: &mut *events,
+        finished: None,
+    };
     // A GPU that runs out of memory makes Burn panic mid-step. That one panic becomes the run's
     // failure with what to change; any other panic goes on to the caller (the queue records it).
     let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
@@ -362,12 +382,20 @@ fn run_on(
             move |device| Classifier::new(&spec, num_labels, device),
             &mut data,
             &metrics,
-            &mut *events,
+            &mut held,
             cancel,
         )
     }));
+    let finished = held.finished.take();
     match outcome {
-        Ok(result) => result,
+        Ok(result) => {
+            if let Some(finished) = finished {
+                let report = score_on_test(config, &run_id, &ckpt_dir, test_device, &prepared);
+                events.emit(crate::train::TrainEvent::Test { report: Box::new(report) });
+                events.emit(finished);
+            }
+            result
+        }
         Err(payload) => {
             let message = backend::panic_message(payload.as_ref());
             if !backend::is_out_of_memory(&message) {
@@ -376,6 +404,60 @@ fn run_on(
             Err(out_of_memory(batch_size, image_size, &message, events))
         }
     }
+}
+
+/// Passes every event on except `Finished`, which it keeps: the held-out test results are
+/// reported before the run says it is done.
+struct HoldFinished<'a> {
+    inner: &'a mut dyn EventSink,
+    finished: Option<crate::train::TrainEvent>,
+}
+
+impl EventSink for HoldFinished<'_> {
+    fn emit(&mut self, event: crate::train::TrainEvent) {
+        match event {
+            crate::train::TrainEvent::Finished { .. } => self.finished = Some(event),
+            other => self.inner.emit(other),
+        }
+    }
+}
+
+/// The run's best checkpoint scored once on the test split, with the thresholds it tuned on
+/// validation. Never fails the run: a problem becomes the report's note.
+fn score_on_test(
+    config: &TrainConfig,
+    run_id: &str,
+    ckpt_dir: &std::path::Path,
+    device: &Device,
+    data: &PreparedData,
+) -> TestReport {
+    if data.test.0.is_empty() {
+        return TestReport::empty(
+            "the test split is empty (--test-fraction 0, or too few patients): no held-out results",
+        );
+    }
+    let scored = CheckpointRef::locate(run_id, ckpt_dir, Slot::Best)
+        .and_then(|best| Predictor::load(&best, device))
+        .map(|model| {
+            let images: Vec<&[u8]> = data.test.0.iter().map(|&i| data.cache.image(i)).collect();
+            let probs = model.probabilities(&images);
+            let targets = metrics::targets_from_bits(&data.test.1, data.labels.len());
+            let mut report = heldout::score(
+                &data.labels,
+                data.task,
+                &probs,
+                &targets,
+                model.thresholds(),
+                &data.test_patients,
+                config.seed,
+            );
+            report.epoch = Some(model.state().epoch);
+            report
+        });
+    scored.unwrap_or_else(|e| {
+        tracing::warn!(run = run_id, "scoring the test split failed: {e}");
+        TestReport::empty(format!("the test split could not be scored: {e}"))
+    })
 }
 
 /// The run's failure for a device out-of-memory panic, reported as its `Failed` event.

@@ -6,6 +6,7 @@ pub mod config;
 mod error;
 pub mod event;
 pub mod gradcam;
+pub mod heldout;
 pub mod job;
 pub mod loss;
 pub mod metrics;

@@ -97,6 +97,8 @@ struct ListedRun {
     best_metric: Option<f64>,
     best_val_mean_auroc: Option<f64>,
     best_val_accuracy: Option<f64>,
+    /// The held-out test mean AUROC, once scored (the whole report is in `GET /api/runs/{id}`).
+    test_mean_auroc: Option<f64>,
     created_at: String,
     started_at: Option<String>,
     finished_at: Option<String>,
@@ -129,6 +131,7 @@ impl ListedRun {
             best_metric: run.best_metric,
             best_val_mean_auroc: run.best_val_mean_auroc,
             best_val_accuracy: run.best_val_accuracy,
+            test_mean_auroc: run.test_mean_auroc,
             created_at: run.created_at,
             started_at: run.started_at,
             finished_at: run.finished_at,

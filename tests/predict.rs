@@ -220,7 +220,9 @@ fn a_finished_run_is_scored_once_on_its_test_split_with_validation_thresholds() 
         .collect();
     assert_eq!(tests.len(), 1, "one test event");
     assert!(matches!(seen[tests[0] + 1], TrainEvent::Finished { .. }));
-    let TrainEvent::Test { report } = &seen[tests[0]] else { unreachable!() };
+    let TrainEvent::Test { report } = &seen[tests[0]] else {
+        unreachable!()
+    };
 
     // Recomputed from the best checkpoint on the run's own test split: the same numbers, and the
     // thresholds are the ones the checkpoint tuned on validation.
@@ -238,7 +240,11 @@ fn a_finished_run_is_scored_once_on_its_test_split_with_validation_thresholds() 
         let scores: Vec<f32> = probs.iter().skip(l).step_by(width).copied().collect();
         let truth: Vec<bool> = data.test.1.iter().map(|bits| bits & (1 << l) != 0).collect();
         let stored = &report.labels[name];
-        assert_eq!(stored.threshold, predictor.thresholds()[l], "{name}: the validation threshold");
+        assert_eq!(
+            stored.threshold,
+            predictor.thresholds()[l],
+            "{name}: the validation threshold"
+        );
         assert_eq!(stored.support, truth.iter().filter(|&&t| t).count() as u64);
         let auroc = cxr8::train::metrics::roc_auc(&scores, &truth);
         match (auroc, stored.auroc) {

@@ -554,3 +554,70 @@ async fn a_lagging_stream_is_resynced_from_the_store() {
     );
     drop(server);
 }
+
+#[tokio::test]
+async fn held_out_test_results_show_on_the_run_page_the_api_and_the_list() {
+    let app = TestApp::new();
+    let config = json!({"model": "resnet-18"});
+    let id = app
+        .store()
+        .create_run(&NewRun {
+            name: "scored",
+            config: &config,
+            dataset: "demo",
+            model: "resnet-18",
+            image_size: 64,
+            epochs_planned: 1,
+            tags: &[],
+        })
+        .unwrap();
+    let page = app.get(&format!("/runs/{id}")).await;
+    assert!(page.text().contains("Test (held-out)") && page.text().contains("Not scored yet"));
+
+    let report = json!({
+        "images": 240, "epoch": 3, "mean_auroc": 0.8123, "mean_auroc_ci": [0.7712, 0.8491],
+        "auroc_defined": 2, "map": 0.4321,
+        "labels": {
+            "Effusion": {"support": 31, "auroc": 0.9012, "auroc_ci": [0.8554, 0.9401], "ap": 0.61,
+                         "threshold": 0.37, "f1": 0.55, "sensitivity": 0.71, "specificity": 0.88},
+            "Hernia": {"support": 0, "auroc": null, "auroc_ci": null, "ap": null,
+                       "threshold": 0.5, "f1": null, "sensitivity": null, "specificity": 1.0}
+        },
+        "accuracy": null, "balanced_accuracy": null, "confusion": null, "exact_match": 0.52,
+        "bootstrap": {"resamples": 1000, "level": 0.95, "seed": 7, "unit": "patient", "units": 180},
+        "note": null
+    });
+    app.store()
+        .set_test_with_event(&id, &report, "test", &json!({"type": "test"}))
+        .unwrap();
+
+    let page = app.get(&format!("/runs/{id}")).await;
+    let text = page.text();
+    for expected in [
+        "Mean AUROC 0.8123 (95 % CI 0.7712–0.8491), mAP 0.4321 on 240 test images, best epoch 3",
+        "0.8554–0.9401",
+        "Exact-match accuracy",
+        "1000-resample percentile bootstrap over 180 patients (seed 7)",
+        "tuned (max F1) on the validation split",
+    ] {
+        assert!(text.contains(expected), "missing {expected:?}");
+    }
+    // An undefined AUROC (no positives in the test split) is a visible n/a, not a blank.
+    let hernia = &text[text.find("<td>Hernia</td>").unwrap()..];
+    assert!(hernia[..hernia.find("</tr>").unwrap()].contains("n/a"));
+
+    let detail = app.get(&format!("/api/runs/{id}")).await.json();
+    assert_eq!(detail["test"]["mean_auroc_ci"], json!([0.7712, 0.8491]));
+    assert_eq!(detail["test"]["labels"]["Effusion"]["threshold"], 0.37);
+    assert_eq!(detail["test_mean_auroc"], 0.8123);
+    let list = app.get("/api/runs").await.json();
+    let listed = list["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["id"] == id.as_str())
+        .unwrap();
+    assert_eq!(listed["test_mean_auroc"], 0.8123);
+    let runs = app.get("/").await;
+    assert!(runs.text().contains("Test mean AUROC") && runs.text().contains("0.8123"));
+}

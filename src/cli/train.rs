@@ -339,4 +339,3 @@ fn labels_of(epochs: &[crate::store::EpochRow]) -> Vec<String> {
         })
         .unwrap_or_default()
 }
-

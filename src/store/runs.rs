@@ -66,7 +66,13 @@ impl Store {
     }
 
     /// Stores the run's held-out test results (replacing earlier ones) with their event.
-    pub fn set_test_with_event(&self, id: &str, report: &serde_json::Value, kind: &str, payload: &serde_json::Value) -> Result<i64> {
+    pub fn set_test_with_event(
+        &self,
+        id: &str,
+        report: &serde_json::Value,
+        kind: &str,
+        payload: &serde_json::Value,
+    ) -> Result<i64> {
         let mut conn = self.conn();
         let tx = conn.transaction().map_err(self.wrap())?;
         let mean = report.get("mean_auroc").and_then(serde_json::Value::as_f64);

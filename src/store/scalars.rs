@@ -176,7 +176,9 @@ impl Store {
         // The config column is read as text in place of the parsed one; the other columns are as
         // in `runs()`.
         // The list leaves out the test report too (its mean AUROC stays).
-        let columns = RUN_COLUMNS.replacen("config", "'null'", 1).replacen("test_report", "NULL", 1);
+        let columns = RUN_COLUMNS
+            .replacen("config", "'null'", 1)
+            .replacen("test_report", "NULL", 1);
         let mut stmt = conn
             .prepare_cached(&format!(
                 "SELECT {columns}, config FROM runs ORDER BY created_at DESC, id DESC LIMIT ?1 OFFSET ?2"

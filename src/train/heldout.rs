@@ -118,7 +118,10 @@ pub fn score(
     if rows == 0 {
         return TestReport::empty("the test split has no images");
     }
-    assert!(patients.is_empty() || patients.len() == rows, "one patient id per image");
+    assert!(
+        patients.is_empty() || patients.len() == rows,
+        "one patient id per image"
+    );
 
     let columns: Vec<(Vec<f32>, Vec<bool>)> = (0..width)
         .map(|label| {
@@ -345,12 +348,19 @@ mod tests {
             for (name, label) in &report.labels {
                 let auroc = label.auroc.unwrap();
                 let [lo, hi] = label.auroc_ci.unwrap();
-                assert!(lo <= auroc && auroc <= hi, "{name}: {auroc} outside [{lo}, {hi}] at {rows}");
+                assert!(
+                    lo <= auroc && auroc <= hi,
+                    "{name}: {auroc} outside [{lo}, {hi}] at {rows}"
+                );
             }
             let mean = report.mean_auroc.unwrap();
             let [lo, hi] = report.mean_auroc_ci.unwrap();
             assert!(lo <= mean && mean <= hi, "mean {mean} outside [{lo}, {hi}]");
-            assert!(width(&report) < previous, "{rows} images: width {} not below {previous}", width(&report));
+            assert!(
+                width(&report) < previous,
+                "{rows} images: width {} not below {previous}",
+                width(&report)
+            );
             previous = width(&report);
             let bootstrap = report.bootstrap.as_ref().unwrap();
             assert_eq!((bootstrap.unit.as_str(), bootstrap.units), ("patient", rows / 2));
@@ -375,9 +385,15 @@ mod tests {
             hi - lo
         };
         assert!(spread(&grouped) > 0.0 && spread(&a) > 0.0);
-        assert_ne!(grouped.labels["L0"].auroc_ci, a.labels["L0"].auroc_ci, "patients are the resampled units");
+        assert_ne!(
+            grouped.labels["L0"].auroc_ci, a.labels["L0"].auroc_ci,
+            "patients are the resampled units"
+        );
         assert_eq!(grouped.bootstrap.as_ref().unwrap().units, 60);
-        assert_eq!(a.labels["L0"].auroc, grouped.labels["L0"].auroc, "the estimate does not depend on grouping");
+        assert_eq!(
+            a.labels["L0"].auroc, grouped.labels["L0"].auroc,
+            "the estimate does not depend on grouping"
+        );
     }
 
     #[test]

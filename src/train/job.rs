@@ -16,10 +16,10 @@ use crate::data::{LabelTable, Task};
 use crate::model::Classifier;
 use crate::train::backend::{self, BackendKind};
 use crate::train::checkpoint::{InferenceInfo, Slot};
-use crate::train::heldout::{self, TestReport};
-use crate::train::predict::{CheckpointRef, Predictor};
 use crate::train::config::TrainConfig;
+use crate::train::heldout::{self, TestReport};
 use crate::train::metrics;
+use crate::train::predict::{CheckpointRef, Predictor};
 use crate::train::runner::{self, BatchSource, CancelHandle, ImageClassifier, Outcome, RunSetup};
 use crate::train::{Error, EventSink, FieldError, Result};
 
@@ -391,7 +391,9 @@ fn run_on(
         Ok(result) => {
             if let Some(finished) = finished {
                 let report = score_on_test(config, &run_id, &ckpt_dir, test_device, &prepared);
-                events.emit(crate::train::TrainEvent::Test { report: Box::new(report) });
+                events.emit(crate::train::TrainEvent::Test {
+                    report: Box::new(report),
+                });
                 events.emit(finished);
             }
             result

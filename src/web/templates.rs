@@ -33,6 +33,7 @@ pub struct RunRow {
     pub epochs: String,
     pub best_auroc: String,
     pub best_accuracy: String,
+    pub test_auroc: String,
     pub duration: String,
     /// `2026-11-29 03:45` (UTC).
     pub created: String,
@@ -140,6 +141,20 @@ pub struct RunPage {
     pub config_json: String,
     /// Validation images to show predictions for (0..n); empty when the run has no best checkpoint.
     pub prediction_slots: Vec<usize>,
+    /// Held-out test results, once scored.
+    pub test: Option<TestSection>,
+}
+
+/// The run page's "Test (held-out)" section, from the stored report.
+pub struct TestSection {
+    /// Mean AUROC with its interval, mAP, images; or why there are no numbers.
+    pub headline: String,
+    /// Single-label runs: accuracy and balanced accuracy; multi-label: exact match.
+    pub accuracies: String,
+    /// label, AUROC, 95 % CI, AP, F1, sensitivity, specificity, threshold, support.
+    pub rows: Vec<TableRow>,
+    /// How the numbers were made (thresholds from validation, bootstrap unit and resamples).
+    pub method: String,
 }
 
 pub struct CompareRun {

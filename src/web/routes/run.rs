@@ -8,13 +8,14 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::Router;
 use serde::Deserialize;
+use serde_json::Value;
 
 use super::runs::progress_pct;
 use super::{chart_name, svg, ChartQuery, RUN_CHARTS};
 use crate::store::{EpochRow, EventRow, Run};
 use crate::web::charts::{self, BarGroup, LineChart, Series};
 use crate::web::metrics::{self, LabelMetrics};
-use crate::web::templates::{encode_query, Cell, ChartLink, EventLine, RunPage, RunSummary, TableRow};
+use crate::web::templates::{encode_query, Cell, ChartLink, EventLine, RunPage, RunSummary, TableRow, TestSection};
 use crate::web::{AppError, AppState};
 
 /// The event log shows the newest events; older ones stay in the store and the API.
@@ -154,7 +155,83 @@ async fn run_page(
         } else {
             Vec::new()
         },
+        test: run.test.as_ref().map(test_section),
     })
+}
+
+/// The stored test report as the page shows it. Reads the JSON (the web layer knows no engine
+/// types); a missing number shows as "n/a".
+fn test_section(report: &Value) -> TestSection {
+    let number = |v: &Value| v.as_f64().map_or("n/a".to_string(), |x| format!("{x:.4}"));
+    let interval = |v: &Value| match v.as_array().map(Vec::as_slice) {
+        Some([lo, hi]) => format!("{}–{}", number(lo), number(hi)),
+        _ => "n/a".into(),
+    };
+    let images = report["images"].as_u64().unwrap_or(0);
+    if let Some(note) = report["note"].as_str() {
+        return TestSection {
+            headline: note.to_string(),
+            accuracies: String::new(),
+            rows: Vec::new(),
+            method: String::new(),
+        };
+    }
+    let headline = format!(
+        "Mean AUROC {} (95 % CI {}), mAP {} on {images} test images, best epoch {}",
+        number(&report["mean_auroc"]),
+        interval(&report["mean_auroc_ci"]),
+        number(&report["map"]),
+        report["epoch"].as_u64().map_or("?".to_string(), |e| e.to_string()),
+    );
+    let percent = |v: &Value| v.as_f64().map(|x| format!("{:.1} %", 100.0 * x));
+    let accuracies = match (
+        percent(&report["accuracy"]),
+        percent(&report["balanced_accuracy"]),
+        percent(&report["exact_match"]),
+    ) {
+        (Some(top1), Some(balanced), _) => {
+            format!("Balanced accuracy (mean per-class recall) {balanced}; top-1 accuracy {top1}.")
+        }
+        (_, _, Some(exact)) => format!("Exact-match accuracy (every label right at its threshold) {exact}."),
+        _ => String::new(),
+    };
+    let rows = report["labels"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .map(|(label, m)| TableRow {
+            key: label.clone(),
+            cells: [
+                number(&m["auroc"]),
+                interval(&m["auroc_ci"]),
+                number(&m["ap"]),
+                number(&m["f1"]),
+                number(&m["sensitivity"]),
+                number(&m["specificity"]),
+                number(&m["threshold"]),
+                m["support"].as_u64().unwrap_or(0).to_string(),
+            ]
+            .into_iter()
+            .map(Cell::plain)
+            .collect(),
+            highlight: false,
+        })
+        .collect();
+    let bootstrap = &report["bootstrap"];
+    let method = format!(
+        "Thresholds were tuned (max F1) on the validation split and applied unchanged. Intervals: \
+         {}-resample percentile bootstrap over {} {}s (seed {}).",
+        bootstrap["resamples"].as_u64().unwrap_or(0),
+        bootstrap["units"].as_u64().unwrap_or(0),
+        bootstrap["unit"].as_str().unwrap_or("image"),
+        bootstrap["seed"].as_u64().unwrap_or(0),
+    );
+    TestSection {
+        headline,
+        accuracies,
+        rows,
+        method,
+    }
 }
 
 fn summary(run: &Run, best: Option<u32>, now: &str) -> RunSummary {

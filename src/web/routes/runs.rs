@@ -37,15 +37,16 @@ const PAGE_ROWS: usize = 200;
 const STATUSES: [&str; 6] = ["queued", "running", "done", "failed", "cancelled", "interrupted"];
 
 /// Sortable columns: (query key, header).
-const COLUMNS: [(&str, &str); 10] = [
+const COLUMNS: [(&str, &str); 11] = [
     ("name", "Name"),
     ("status", "Status"),
     ("model", "Model"),
     ("dataset", "Data set"),
     ("size", "Image"),
     ("epochs", "Epochs"),
-    ("auroc", "Best AUROC"),
-    ("accuracy", "Accuracy"),
+    ("auroc", "Val mean AUROC (best)"),
+    ("test_auroc", "Test mean AUROC"),
+    ("accuracy", "Val accuracy"),
     ("duration", "Duration"),
     ("created", "Created"),
 ];
@@ -55,6 +56,7 @@ pub(super) struct Summary<'a> {
     pub run: &'a Run,
     pub best_auroc: Option<f64>,
     pub best_accuracy: Option<f64>,
+    pub test_auroc: Option<f64>,
     pub duration: Option<f64>,
 }
 
@@ -81,6 +83,7 @@ pub(super) fn summarise<'a>(state: &AppState, run: &'a Run, now: &str) -> Result
         run,
         best_auroc,
         best_accuracy,
+        test_auroc: run.test_mean_auroc,
         duration,
     })
 }
@@ -244,7 +247,7 @@ fn columns(view: &ListView, filter_query: &str) -> Vec<Column> {
             let next_desc = if active {
                 !descending
             } else {
-                matches!(key, "auroc" | "accuracy" | "created")
+                matches!(key, "auroc" | "test_auroc" | "accuracy" | "created")
             };
             Column {
                 label,
@@ -295,6 +298,7 @@ fn sort_summaries(summaries: &mut [Summary<'_>], sort: &str, descending: bool) {
         let ordering = match sort {
             "auroc" => return by_option(a.best_auroc, b.best_auroc, descending),
             "accuracy" => return by_option(a.best_accuracy, b.best_accuracy, descending),
+            "test_auroc" => return by_option(a.test_auroc, b.test_auroc, descending),
             "duration" => return by_option(a.duration, b.duration, descending),
             "name" => ra.name.to_lowercase().cmp(&rb.name.to_lowercase()),
             "status" => ra.status.as_str().cmp(rb.status.as_str()),
@@ -322,6 +326,7 @@ fn row(summary: Summary<'_>) -> RunRow {
         epochs: format!("{} / {}", run.epochs_done, run.epochs_planned),
         best_auroc: metrics::format_value(summary.best_auroc),
         best_accuracy: metrics::format_value(summary.best_accuracy),
+        test_auroc: metrics::format_value(summary.test_auroc),
         duration: summary.duration.map(metrics::format_duration).unwrap_or_default(),
         created: run.created_at.get(..16).unwrap_or(&run.created_at).replace('T', " "),
         id: run.id.clone(),

@@ -262,4 +262,43 @@ fn a_finished_run_is_scored_once_on_its_test_split_with_validation_thresholds() 
     assert!((report.mean_auroc.unwrap() - mean).abs() < 1e-9);
     let bootstrap = report.bootstrap.as_ref().unwrap();
     assert_eq!((bootstrap.resamples, bootstrap.unit.as_str()), (1000, "patient"));
+
+    // `cxr8 eval --split test --out`: one row per test image, a column per label; its numbers
+    // give the stored test AUROC again (as scikit-learn would from the same file).
+    let csv_path = tmp.path().join("preds.csv");
+    let out = cxr8(&[
+        "eval",
+        "--checkpoint",
+        "held",
+        "--ckpt-dir",
+        paths.ckpt_dir.to_str().unwrap(),
+        "--data-dir",
+        paths.data_dir.to_str().unwrap(),
+        "--split",
+        "test",
+        "--out",
+        csv_path.to_str().unwrap(),
+        "--json",
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let mut reader = csv::Reader::from_path(&csv_path).unwrap();
+    let header: Vec<String> = reader.headers().unwrap().iter().map(str::to_string).collect();
+    assert_eq!(header[0], "image");
+    assert_eq!(&header[1..], &data.labels[..]);
+    let rows: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
+    assert_eq!(rows.len(), report.images);
+    let names: Vec<&str> = data.test.0.iter().map(|&i| data.cache.ids()[i].as_str()).collect();
+    assert_eq!(rows.iter().map(|r| &r[0]).collect::<Vec<_>>(), names);
+    for (l, name) in data.labels.iter().enumerate() {
+        let scores: Vec<f32> = rows.iter().map(|r| r[l + 1].parse().unwrap()).collect();
+        let truth: Vec<bool> = data.test.1.iter().map(|bits| bits & (1 << l) != 0).collect();
+        let from_csv = cxr8::train::metrics::roc_auc(&scores, &truth);
+        match (from_csv, report.labels[name].auroc) {
+            (Some(a), Some(b)) => assert!((a - b).abs() < 1e-4, "{name}: {a} vs {b}"),
+            (a, b) => assert_eq!(a, b, "{name}"),
+        }
+    }
+    let printed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(printed["rows"], report.images);
+    assert!((printed["mean_auroc"].as_f64().unwrap() - report.mean_auroc.unwrap()).abs() < 1e-6);
 }

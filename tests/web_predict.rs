@@ -599,3 +599,30 @@ fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
         }
     }
 }
+
+#[tokio::test]
+async fn a_runs_split_predictions_download_as_csv() {
+    let t = trained();
+    let app = app_for(t);
+    let data = cxr8::train::job::prepare_data(&t.config, &t.paths, None).unwrap();
+    for (query, rows) in [("", data.test.0.len()), ("?split=val", data.val.0.len())] {
+        let reply = app.get(&format!("/api/runs/{}/predictions.csv{query}", t.run)).await;
+        assert_eq!(reply.status, StatusCode::OK, "{}", reply.short());
+        assert!(reply.content_type().starts_with("text/csv"));
+        let mut lines = reply.text().lines();
+        let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+        assert_eq!(header[0], "image");
+        assert_eq!(header[1..], t.labels.iter().map(String::as_str).collect::<Vec<_>>()[..]);
+        assert_eq!(lines.count(), rows, "{query}");
+    }
+    let bad = app
+        .get(&format!("/api/runs/{}/predictions.csv?split=holdout", t.run))
+        .await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+    assert!(bad.text().contains("split must be test, val or train"));
+    let untrained = app.get(&format!("/api/runs/{}/predictions.csv", t.untrained)).await;
+    assert_eq!(untrained.status, StatusCode::NOT_FOUND);
+    assert!(untrained.text().contains("no saved checkpoint"), "{}", untrained.text());
+    let unknown = app.get("/api/runs/nope/predictions.csv").await;
+    assert_eq!(unknown.status, StatusCode::NOT_FOUND);
+}

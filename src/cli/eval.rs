@@ -11,6 +11,8 @@ use serde::ser::SerializeMap;
 use serde::Serialize;
 
 use crate::data::{self, labels, LabelTable, Task};
+use crate::service::evaluation::{self, SplitChoice};
+use crate::train::job::JobPaths;
 use crate::train::metrics::{self, Evaluation, LabelMetrics, ThresholdSource};
 
 #[derive(Debug, clap::Args)]
@@ -18,9 +20,19 @@ pub struct EvalArgs {
     #[command(flatten)]
     pub source: EvalSource,
     /// Label file to score against: NIH Data_Entry*.csv(.gz), Kaggle sample_labels.csv or a
-    /// one-hot CSV. Rows are matched to predictions by image id.
-    #[arg(long, value_name = "CSV")]
-    pub labels: PathBuf,
+    /// one-hot CSV. Rows are matched to predictions by image id. Not needed with --split.
+    #[arg(long, value_name = "CSV", required_unless_present = "split")]
+    pub labels: Option<PathBuf>,
+    /// With --checkpoint: score the run's own split (its label file, seed and split options are
+    /// stored with the checkpoint). Test and train use the thresholds tuned on validation.
+    #[arg(long, value_enum, requires = "checkpoint", conflicts_with = "labels")]
+    pub split: Option<SplitChoice>,
+    /// With --split: also write the probabilities as CSV (`image`, then one column per label).
+    #[arg(long, value_name = "CSV", requires = "split")]
+    pub out: Option<PathBuf>,
+    /// With --split: the data folder the run trained from (its caches and the demo set).
+    #[arg(long, default_value = "data", value_name = "DIR")]
+    pub data_dir: PathBuf,
     /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,
@@ -45,7 +57,14 @@ pub struct EvalSource {
 }
 
 pub fn run(args: EvalArgs) -> anyhow::Result<()> {
-    let table = LabelTable::load(&args.labels).context("reading the label file")?;
+    if let (Some(split), Some(spec)) = (args.split, &args.source.checkpoint) {
+        return run_split(&args, spec, split);
+    }
+    let labels_path = args
+        .labels
+        .as_ref()
+        .context("give --labels CSV (or --split with --checkpoint)")?;
+    let table = LabelTable::load(labels_path).context("reading the label file")?;
     let predictions = match (&args.source.predictions, &args.source.checkpoint) {
         (Some(path), _) => {
             Predictions::load(path, &table).with_context(|| format!("reading predictions {}", path.display()))?
@@ -68,6 +87,39 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
         serde_json::to_writer_pretty(&mut out, &JsonReport::new(&evaluation))?;
         writeln!(out)?;
     } else {
+        write_text(&mut out, &evaluation, &table)?;
+    }
+    Ok(())
+}
+
+/// `--checkpoint RUN --split S`: the run's own split, scored and optionally written out.
+fn run_split(args: &EvalArgs, spec: &str, split: SplitChoice) -> anyhow::Result<()> {
+    let model = args.model.load(spec)?;
+    let paths = JobPaths {
+        data_dir: args.data_dir.clone(),
+        ckpt_dir: args.model.ckpt_dir.clone(),
+    };
+    let predictions = evaluation::predict_split(model.as_ref(), &paths, split)
+        .with_context(|| format!("predicting the run's {} split", split.name()))?;
+    if predictions.images.is_empty() {
+        anyhow::bail!("the run's {} split has no images", split.name());
+    }
+    if let Some(path) = &args.out {
+        let file = std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
+        predictions
+            .write_csv(std::io::BufWriter::new(file))
+            .with_context(|| format!("writing {}", path.display()))?;
+        eprintln!("wrote {} rows to {}", predictions.images.len(), path.display());
+    }
+    let evaluation = predictions.evaluate();
+    let mut out = std::io::stdout().lock();
+    if args.json {
+        serde_json::to_writer_pretty(&mut out, &JsonReport::new(&evaluation))?;
+        writeln!(out)?;
+    } else {
+        let config = &model.state().config;
+        let (labels_path, _) = crate::train::job::dataset_paths(config, &paths)?;
+        let table = LabelTable::load(&labels_path).context("reading the run's label file")?;
         write_text(&mut out, &evaluation, &table)?;
     }
     Ok(())
@@ -104,7 +156,12 @@ impl Predictions {
         }
         let folder = match &args.images {
             Some(dir) => dir.clone(),
-            None => args.labels.parent().unwrap_or(Path::new(".")).to_path_buf(),
+            None => args
+                .labels
+                .as_deref()
+                .and_then(Path::parent)
+                .unwrap_or(Path::new("."))
+                .to_path_buf(),
         };
         let index = data::images::ImageIndex::scan(&folder).context("listing the images")?;
         let found: Vec<(usize, &Path)> = table

@@ -15,11 +15,13 @@ use std::time::SystemTime;
 use image::GrayImage;
 
 use crate::data::images;
+use crate::service::evaluation::{self, SplitChoice};
 use crate::service::{Error, Result};
 use crate::store::{Run, Store};
 use crate::train::backend::{self, DeviceChoice};
 use crate::train::checkpoint::{RunCheckpoints, Slot};
 use crate::train::gradcam;
+use crate::train::job::JobPaths;
 use crate::train::predict::{CheckpointRef, Inference, Predictor};
 pub use uploads::MAX_SIDE;
 pub use validation::{ValidationImage, ValidationSet, VALIDATION_IMAGES};
@@ -266,6 +268,32 @@ impl Predictions {
         let set = Arc::new(blocking(move || service.compute_validation(&worker_run, &worker_key)).await?);
         lock(&self.validation).insert(run_id.to_string(), (key, set.clone()));
         Ok((run, set))
+    }
+}
+
+impl Predictions {
+    /// The run's `split` predicted by its best checkpoint, as the CSV `cxr8 eval --split --out`
+    /// writes. A run without a best checkpoint is "not found" (nothing to predict with yet).
+    pub async fn split_csv(self: &Arc<Self>, run_id: &str, split: SplitChoice) -> Result<Vec<u8>> {
+        let (run, key) = self.checkpoint_of(run_id, "run").map_err(|e| match e {
+            Error::Invalid { message, .. } => Error::NotFound(message),
+            other => other,
+        })?;
+        let service = self.clone();
+        blocking(move || {
+            let loaded = service.load_model(&key, &run)?;
+            let paths = JobPaths {
+                data_dir: service.data_dir.clone(),
+                ckpt_dir: service.ckpt_dir.clone(),
+            };
+            let predictions = evaluation::predict_split(loaded.as_ref(), &paths, split)?;
+            let mut csv = Vec::new();
+            predictions
+                .write_csv(&mut csv)
+                .map_err(|e| Error::Internal(format!("writing the predictions CSV: {e}")))?;
+            Ok(csv)
+        })
+        .await
     }
 }
 

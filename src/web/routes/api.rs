@@ -16,6 +16,7 @@ use serde_json::{json, Value};
 
 use super::run::{full_epoch, load_run, scalar_epochs};
 use crate::data::LabelTable;
+use crate::service::evaluation::SplitChoice;
 use crate::store::{EpochRow, Run, RunStatus};
 use crate::train::TrainConfig;
 use crate::web::metrics::{self, LabelMetrics};
@@ -26,6 +27,7 @@ pub fn router() -> Router<Arc<AppState>> {
         .route("/api/runs", get(list_runs).post(submit_run))
         .route("/api/runs/{id}", get(run_detail).delete(delete_run))
         .route("/api/runs/{id}/metrics.csv", get(metrics_csv))
+        .route("/api/runs/{id}/predictions.csv", get(predictions_csv))
         .route("/api/runs/{id}/cancel", post(cancel_run))
         .route("/api/runs/{id}/resume", post(resume_run))
 }
@@ -195,6 +197,53 @@ async fn run_detail(State(state): State<Arc<AppState>>, Path(id): Path<String>) 
     }))
 }
 
+#[derive(Deserialize)]
+struct SplitQuery {
+    split: Option<String>,
+}
+
+/// The best checkpoint's probabilities on the run's own split (`?split=test|val|train`, test by
+/// default): `image`, then one column per label.
+async fn predictions_csv(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+    Query(query): Query<SplitQuery>,
+) -> Result<impl IntoResponse, AppError> {
+    let split = match query.split.as_deref().map(str::trim) {
+        None | Some("") | Some("test") => SplitChoice::Test,
+        Some("val") => SplitChoice::Val,
+        Some("train") => SplitChoice::Train,
+        Some(other) => {
+            return Err(AppError::BadRequest(format!(
+                "split must be test, val or train, not '{other}'"
+            )))
+        }
+    };
+    let run = load_run(&state, &id)?;
+    let body = state.predict.split_csv(&run.id, split).await?;
+    Ok((
+        [
+            (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_string()),
+            (
+                header::CONTENT_DISPOSITION,
+                format!(
+                    "attachment; filename=\"cxr8-{}-{}-predictions.csv\"",
+                    safe_file_part(&run.id),
+                    split.name()
+                ),
+            ),
+        ],
+        body,
+    ))
+}
+
+/// A run id as a file-name part (ours are letters, digits and dashes; keep headers safe anyway).
+fn safe_file_part(id: &str) -> String {
+    id.chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
+        .collect()
+}
+
 /// One row per epoch; columns are `epoch`, `committed_at` and every numeric metric key.
 async fn metrics_csv(
     State(state): State<Arc<AppState>>,
@@ -222,12 +271,7 @@ async fn metrics_csv(
     let body = writer
         .into_inner()
         .map_err(|e| AppError::Internal(format!("writing metrics CSV: {e}")))?;
-    // The id is ours (letters, digits, dashes), but keep the header safe whatever it holds.
-    let file: String = run
-        .id
-        .chars()
-        .filter(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
-        .collect();
+    let file = safe_file_part(&run.id);
     Ok((
         [
             (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_string()),

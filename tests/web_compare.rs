@@ -279,3 +279,42 @@ async fn the_runs_list_pages_a_big_store() {
         "one page: no pager"
     );
 }
+
+#[tokio::test]
+async fn compare_shows_held_out_test_results_side_by_side_with_the_best_marked() {
+    let app = TestApp::new();
+    let (a, b, unscored) = (run(&app, "a"), run(&app, "b"), run(&app, "unscored"));
+    for (id, mean, effusion) in [(&a, 0.71, 0.80), (&b, 0.83, 0.77)] {
+        let report = json!({
+            "images": 120, "mean_auroc": mean, "mean_auroc_ci": [mean - 0.05, mean + 0.04], "map": 0.3,
+            "labels": {"Effusion": {"auroc": effusion}, "Mass": {"auroc": null}},
+        });
+        app.store()
+            .set_test_with_event(id, &report, "test", &json!({}))
+            .unwrap();
+    }
+    let page = app.get(&format!("/compare?runs={a},{b},{unscored}")).await;
+    assert_eq!(page.status, StatusCode::OK);
+    let text = page.text();
+    let section = &text[text.find("id=\"test-results\"").expect("a test section")..];
+    let section = &section[..section.find("</table>").unwrap()];
+    let row = |title: &str| {
+        let start = section
+            .find(&format!("<th>{title}</th>"))
+            .unwrap_or_else(|| panic!("no row {title}"));
+        let rest = &section[start..];
+        rest[..rest.find("</tr>").unwrap()].to_string()
+    };
+    // b has the higher mean AUROC, a the higher Effusion AUROC; the unscored run shows dashes.
+    let mean = row("test mean AUROC");
+    assert!(mean.contains("0.8300 ★") && !mean.contains("0.7100 ★"), "{mean}");
+    let effusion = row("test AUROC: Effusion");
+    assert!(
+        effusion.contains("0.8000 ★") && !effusion.contains("0.7700 ★"),
+        "{effusion}"
+    );
+    assert!(row("test mean AUROC, 95 % CI").contains("0.7800–0.8700"));
+    assert!(row("test images").contains("–"));
+    // A label without positives in a test split is a visible n/a, never a silent gap.
+    assert!(row("test AUROC: Mass").contains("n/a") || row("test AUROC: Mass").contains("–"));
+}

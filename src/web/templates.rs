@@ -182,6 +182,8 @@ pub struct ComparePage {
     pub only_differences: bool,
     pub toggle_href: String,
     pub best_rows: Vec<TableRow>,
+    /// Held-out test results side by side (empty when no chosen run was scored).
+    pub test_rows: Vec<TableRow>,
     pub label_rows: Vec<TableRow>,
 }
 

@@ -9,6 +9,7 @@ use axum::extract::{Path, Query, State};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::Router;
+use serde_json::Value;
 
 use super::run::{full_epoch, load_run, scalar_epochs};
 use super::{chart_name, metric_key, metric_title, svg, ChartDisplay, ChartQuery};
@@ -121,6 +122,7 @@ async fn compare_page(State(state): State<Arc<AppState>>, Query(pairs): Query<Pa
     let mut charts = metric_charts(&runs, &display, &runs_param);
     let (params, params_hidden) = param_rows(&runs, only_differences);
     let best_rows = best_rows(&runs);
+    let test_rows = test_rows(&runs);
     let label_rows = label_rows(&best_per_label(&state, &runs)?);
     if !label_rows.is_empty() {
         charts.push(ChartLink {
@@ -161,6 +163,7 @@ async fn compare_page(State(state): State<Arc<AppState>>, Query(pairs): Query<Pa
         only_differences,
         toggle_href,
         best_rows,
+        test_rows,
         label_rows,
     })
 }
@@ -244,6 +247,74 @@ fn best_rows(runs: &Loaded) -> Vec<TableRow> {
             marked_row(title, &values, higher_is_better)
         })
         .collect()
+}
+
+/// The held-out test results side by side: mean AUROC (best marked) with its interval, mAP, then
+/// each label's test AUROC; empty when no chosen run has been scored.
+fn test_rows(runs: &Loaded) -> Vec<TableRow> {
+    let reports: Vec<Option<&Value>> = runs.iter().map(|(run, _)| run.test.as_ref()).collect();
+    if reports.iter().all(Option::is_none) {
+        return Vec::new();
+    }
+    let number = |report: Option<&Value>, path: &[&str]| {
+        let mut value = report?;
+        for key in path {
+            value = value.get(*key)?;
+        }
+        value.as_f64()
+    };
+    let values = |path: &[&str]| reports.iter().map(|r| number(*r, path)).collect::<Vec<_>>();
+    let plain = |title: &str, cells: Vec<String>| TableRow {
+        key: title.to_string(),
+        cells: cells.into_iter().map(Cell::plain).collect(),
+        highlight: false,
+    };
+    let mut rows = vec![
+        plain(
+            "test images",
+            reports
+                .iter()
+                .map(|r| {
+                    r.and_then(|r| r["images"].as_u64())
+                        .map_or("–".into(), |n| n.to_string())
+                })
+                .collect(),
+        ),
+        marked_row("test mean AUROC", &values(&["mean_auroc"]), true),
+        plain(
+            "test mean AUROC, 95 % CI",
+            reports
+                .iter()
+                .map(
+                    |r| match r.and_then(|r| r["mean_auroc_ci"].as_array()).map(Vec::as_slice) {
+                        Some([lo, hi]) => format!(
+                            "{}–{}",
+                            metrics::format_value(lo.as_f64()),
+                            metrics::format_value(hi.as_f64())
+                        ),
+                        _ => "n/a".into(),
+                    },
+                )
+                .collect(),
+        ),
+        marked_row("test mAP", &values(&["map"]), true),
+    ];
+    let mut labels: Vec<&String> = Vec::new();
+    for report in reports.iter().flatten() {
+        for label in report["labels"].as_object().into_iter().flat_map(|m| m.keys()) {
+            if !labels.contains(&label) {
+                labels.push(label);
+            }
+        }
+    }
+    for label in labels {
+        rows.push(marked_row(
+            &format!("test AUROC: {label}"),
+            &values(&["labels", label, "auroc"]),
+            true,
+        ));
+    }
+    rows
 }
 
 /// Per-label AUROC at each run's best epoch, one row per label any run has, best marked.

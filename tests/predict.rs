@@ -302,3 +302,108 @@ fn a_finished_run_is_scored_once_on_its_test_split_with_validation_thresholds() 
     assert_eq!(printed["rows"], report.images);
     assert!((printed["mean_auroc"].as_f64().unwrap() - report.mean_auroc.unwrap()).abs() < 1e-6);
 }
+
+#[test]
+fn label_choice_trains_reports_and_checkpoints_exactly_the_kept_labels() {
+    let tmp = tempfile::tempdir().unwrap();
+    let report = demo::generate(&DemoConfig {
+        out: tmp.path().join("demo"),
+        images: 160,
+        size: 64,
+        seed: 6,
+    })
+    .unwrap();
+    let base = TrainConfig {
+        labels: Some(report.label_file.clone()),
+        images: Some(report.out.join("images")),
+        architecture: Architecture::SimpleCnn,
+        width: 0.25,
+        image_size: 64,
+        epochs: 1,
+        batch_size: 16,
+        device: DeviceChoice::Cpu,
+        ..TrainConfig::default()
+    };
+    let paths = JobPaths {
+        data_dir: tmp.path().join("data"),
+        ckpt_dir: tmp.path().join("ckpts"),
+    };
+    // Training positives per label with every label kept; a minimum between the rarest and the
+    // most frequent drops some and keeps some.
+    let all = job::prepare_data(&base, &paths, None).unwrap();
+    let positives: Vec<usize> = (0..all.labels.len())
+        .map(|l| all.train.1.iter().filter(|bits| *bits & (1 << l) != 0).count())
+        .collect();
+    let mut sorted = positives.clone();
+    sorted.sort_unstable();
+    let minimum = sorted[sorted.len() / 2].max(1);
+    let expected: Vec<String> = all
+        .labels
+        .iter()
+        .zip(&positives)
+        .filter(|(_, &n)| n >= minimum)
+        .map(|(l, _)| l.clone())
+        .collect();
+    assert!(
+        !expected.is_empty() && expected.len() < all.labels.len(),
+        "{positives:?} at {minimum}"
+    );
+
+    let config = TrainConfig {
+        min_label_count: Some(minimum),
+        ..base.clone()
+    };
+    let mut seen = Vec::new();
+    let mut events = |event: TrainEvent| seen.push(event);
+    job::run_job(
+        &config,
+        "chosen",
+        &paths,
+        false,
+        &mut events,
+        &CancelHandle::new(),
+        None,
+    )
+    .unwrap();
+    let best = CheckpointRef::locate("chosen", &paths.ckpt_dir, Slot::Best).unwrap();
+    let predictor = Predictor::load(&best, &BackendKind::Cpu.device()).unwrap();
+    assert_eq!(predictor.labels(), &expected[..], "the model's outputs");
+    let val_labels: Vec<String> = seen
+        .iter()
+        .find_map(|e| match e {
+            TrainEvent::Epoch { val, .. } => Some(val["per_label"].as_array().unwrap().clone()),
+            _ => None,
+        })
+        .unwrap()
+        .iter()
+        .map(|m| m["label"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(val_labels, expected, "the validation metrics");
+    let test = seen
+        .iter()
+        .find_map(|e| match e {
+            TrainEvent::Test { report } => Some(report.clone()),
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(test.labels.keys().cloned().collect::<Vec<_>>(), {
+        let mut sorted = expected.clone();
+        sorted.sort();
+        sorted
+    });
+
+    // An explicit list, in any case; an unknown name is refused with the names there are.
+    let first = expected[0].to_uppercase();
+    let include = TrainConfig {
+        labels_include: vec![first],
+        ..base.clone()
+    };
+    let data = job::prepare_data(&include, &paths, None).unwrap();
+    assert_eq!(data.labels, vec![expected[0].clone()]);
+    let unknown = TrainConfig {
+        labels_include: vec!["Unicorn".into()],
+        ..base
+    };
+    let err = job::prepare_data(&unknown, &paths, None).err().unwrap().to_string();
+    assert!(err.contains("'Unicorn'") && err.contains(&expected[0]), "{err}");
+}

@@ -144,7 +144,7 @@ pub fn prepare_data(config: &TrainConfig, paths: &JobPaths, progress: Option<Dat
     let train = pick(&split.train, share(split.train.len()));
     let val = pick(&split.val, share(split.val.len()));
     let test = pick(&split.test, share(split.test.len()));
-    let test_patients = split
+    let test_patients: Vec<String> = split
         .test
         .iter()
         .map(|&row| &table.records[row])
@@ -152,6 +152,12 @@ pub fn prepare_data(config: &TrainConfig, paths: &JobPaths, progress: Option<Dat
         .take(test.0.len())
         .map(|record| record.patient.clone())
         .collect();
+    let kept = chosen_labels(config, &table.labels, &train.1)?;
+    let single_label = table.task == Task::SingleLabel;
+    let (train, _) = keep_labels(train, &kept, single_label, None);
+    let (val, _) = keep_labels(val, &kept, single_label, None);
+    let (test, test_patients) = keep_labels(test, &kept, single_label, Some(test_patients));
+    let test_patients = test_patients.unwrap_or_default();
     if train.0.is_empty() || val.0.is_empty() {
         return Err(Error::Data(crate::data::Error::Invalid(format!(
             "the split left {} training and {} validation images: use more images or a larger --val-fraction",
@@ -160,7 +166,7 @@ pub fn prepare_data(config: &TrainConfig, paths: &JobPaths, progress: Option<Dat
         ))));
     }
     Ok(PreparedData {
-        labels: table.labels.clone(),
+        labels: kept.iter().map(|&l| table.labels[l].clone()).collect(),
         task: table.task,
         cache: Arc::new(cache),
         train,
@@ -169,6 +175,75 @@ pub fn prepare_data(config: &TrainConfig, paths: &JobPaths, progress: Option<Dat
         test_patients,
         dataset: dataset_name(config, paths),
     })
+}
+
+/// The labels a run trains on, as indices into the label file's: `labels_include` (all when
+/// empty), then those with at least `min_label_count` positives among the training images.
+pub fn chosen_labels(config: &TrainConfig, labels: &[String], train_bits: &[u32]) -> Result<Vec<usize>> {
+    let invalid = |message: String| Error::Data(crate::data::Error::Invalid(message));
+    let mut kept: Vec<usize> = (0..labels.len()).collect();
+    if !config.labels_include.is_empty() {
+        kept = Vec::new();
+        for wanted in &config.labels_include {
+            let found = labels.iter().position(|l| l.eq_ignore_ascii_case(wanted.trim()));
+            let index = found.ok_or_else(|| {
+                invalid(format!(
+                    "labels_include names '{wanted}', which the label file does not have; it has: {}",
+                    labels.join(", ")
+                ))
+            })?;
+            kept.push(index);
+        }
+        kept.sort_unstable();
+    }
+    if let Some(minimum) = config.min_label_count {
+        let positives = |label: usize| train_bits.iter().filter(|bits| *bits & (1 << label) != 0).count();
+        let dropped: Vec<String> = kept
+            .iter()
+            .filter(|&&l| positives(l) < minimum)
+            .map(|&l| format!("{} ({})", labels[l], positives(l)))
+            .collect();
+        kept.retain(|&l| positives(l) >= minimum);
+        if !dropped.is_empty() {
+            tracing::info!("min_label_count {minimum}: dropped {}", dropped.join(", "));
+        }
+    }
+    if kept.is_empty() {
+        return Err(invalid(format!(
+            "no label is left to train: none has {} positive training images; lower --min-label-count \
+             or choose other --labels-include",
+            config.min_label_count.unwrap_or(1)
+        )));
+    }
+    Ok(kept)
+}
+
+/// A split's label masks over the `kept` labels only (bit k = kept[k]). For single-label data an
+/// image whose class was dropped leaves the split (it has no class left); multi-label images stay
+/// with their other labels. `patients` follow the images they belong to.
+fn keep_labels(
+    (images, bits): (Vec<usize>, Vec<u32>),
+    kept: &[usize],
+    single_label: bool,
+    patients: Option<Vec<String>>,
+) -> ((Vec<usize>, Vec<u32>), Option<Vec<String>>) {
+    let remap = |old: u32| {
+        kept.iter()
+            .enumerate()
+            .filter(|(_, &label)| old & (1 << label) != 0)
+            .fold(0u32, |new, (k, _)| new | 1 << k)
+    };
+    let keep = |old: u32| !single_label || old == 0 || remap(old) != 0;
+    let chosen: Vec<bool> = bits.iter().map(|&b| keep(b)).collect();
+    let patients = patients.map(|p| p.into_iter().zip(&chosen).filter(|(_, &c)| c).map(|(p, _)| p).collect());
+    let (images, bits) = images
+        .into_iter()
+        .zip(bits)
+        .zip(&chosen)
+        .filter(|(_, &c)| c)
+        .map(|((image, b), _)| (image, remap(b)))
+        .unzip();
+    ((images, bits), patients)
 }
 
 /// The cache as the loader's pixel source.
@@ -479,6 +554,20 @@ fn out_of_memory(batch_size: usize, image_size: u32, panic_message: &str, events
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn kept_labels_are_renumbered_and_single_label_images_of_dropped_classes_leave() {
+        // Labels 0..4; keep 1 and 3. Image bits: {0}, {1}, {1,3}, {2}, none.
+        let split = (vec![10, 11, 12, 13, 14], vec![0b0001, 0b0010, 0b1010, 0b0100, 0]);
+        let patients = vec!["a", "b", "c", "d", "e"].into_iter().map(String::from).collect();
+        let ((images, bits), _) = keep_labels(split.clone(), &[1, 3], false, None);
+        assert_eq!(images, vec![10, 11, 12, 13, 14], "multi-label images all stay");
+        assert_eq!(bits, vec![0, 0b01, 0b11, 0, 0]);
+        let ((images, bits), patients) = keep_labels(split, &[1, 3], true, Some(patients));
+        assert_eq!(images, vec![11, 12, 14], "single-label images of dropped classes leave");
+        assert_eq!(bits, vec![0b01, 0b11, 0]);
+        assert_eq!(patients.unwrap(), vec!["b", "c", "e"]);
+    }
     use crate::train::TrainEvent;
 
     #[test]

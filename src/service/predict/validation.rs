@@ -88,6 +88,20 @@ impl Predictions {
         };
         let (labels_path, images_dir) = job::dataset_paths(config, &paths)?;
         let table = LabelTable::load(&labels_path)?;
+        // The file's label bits in the model's output order (a run may train on fewer labels).
+        let model_index: Vec<Option<usize>> = table
+            .labels
+            .iter()
+            .map(|label| model.labels().iter().position(|m| m == label))
+            .collect();
+        let in_model = |bits: u32| {
+            model_index
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| bits & (1 << i) != 0)
+                .filter_map(|(_, m)| *m)
+                .fold(0u32, |acc, m| acc | 1 << m)
+        };
         let split = split::split(&table, &job::split_options(config))?;
         let share = job::max_images_share(config, &split, split.val.len()).unwrap_or(usize::MAX);
         let wanted = share.min(VALIDATION_IMAGES);
@@ -100,7 +114,8 @@ impl Predictions {
                 .filter_map(|r| cache.index_of(&r.image).map(|i| (r, i)))
                 .take(wanted)
                 .filter_map(|(r, i)| {
-                    GrayImage::from_raw(size, size, cache.image(i).to_vec()).map(|g| (r.image.clone(), r.targets, g))
+                    GrayImage::from_raw(size, size, cache.image(i).to_vec())
+                        .map(|g| (r.image.clone(), in_model(r.targets), g))
                 })
                 .collect());
         }
@@ -112,7 +127,7 @@ impl Predictions {
             .filter_map(|(r, path)| {
                 images::load_resized(&path, size)
                     .ok()
-                    .map(|g| (r.image.clone(), r.targets, g))
+                    .map(|g| (r.image.clone(), in_model(r.targets), g))
             })
             .collect())
     }

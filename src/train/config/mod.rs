@@ -133,6 +133,12 @@ pub struct TrainConfig {
     /// Skip rows whose image file is missing instead of stopping.
     #[arg(long, default_value_t = false)]
     pub allow_missing_images: bool,
+    /// Keep only labels with at least this many positive training images (drop the rarest).
+    #[arg(long)]
+    pub min_label_count: Option<usize>,
+    /// Keep only these labels (names as in the label file, comma separated); empty: all.
+    #[arg(long, value_delimiter = ',')]
+    pub labels_include: Vec<String>,
     /// Side of the square network input, pixels.
     #[arg(long, default_value_t = 224)]
     pub image_size: u32,
@@ -275,6 +281,8 @@ impl Default for TrainConfig {
             per_class: None,
             max_images: None,
             allow_missing_images: false,
+            min_label_count: None,
+            labels_include: Vec::new(),
             image_size: 224,
             balanced_sampling: false,
             architecture: Architecture::ResNet18,

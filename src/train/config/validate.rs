@@ -29,6 +29,25 @@ impl TrainConfig {
 
     /// The label file, images, split and caching.
     fn check_data(&self, bad: &mut dyn FnMut(&str, String)) {
+        if self.min_label_count == Some(0) {
+            bad(
+                "min_label_count",
+                "is 0; give at least 1, or leave it out to keep every label".into(),
+            );
+        }
+        if self.labels_include.len() > 32 {
+            bad(
+                "labels_include",
+                format!("lists {} labels; at most 32 can be trained", self.labels_include.len()),
+            );
+        }
+        for (i, label) in self.labels_include.iter().enumerate() {
+            if label.trim().is_empty() || label.chars().count() > 80 {
+                bad("labels_include", format!("label {label:?} must be 1 to 80 characters"));
+            } else if self.labels_include[..i].iter().any(|l| l.eq_ignore_ascii_case(label)) {
+                bad("labels_include", format!("'{label}' is listed twice"));
+            }
+        }
         // No label file means the built-in synthetic demo set.
         if let Some(name) = &self.dataset {
             if name.trim().is_empty() || name.chars().count() > 80 {

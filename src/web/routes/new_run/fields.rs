@@ -129,6 +129,13 @@ pub(super) fn groups(datasets: &[String]) -> Vec<(&'static str, Vec<Spec>)> {
                 Spec::new("per_class", "Images per class (balanced split)", USIZE).optional("none"),
                 Spec::new("max_images", "At most this many images", USIZE).optional("all"),
                 Spec::new("allow_missing_images", "Skip missing images", Kind::Flag),
+                Spec::new(
+                    "min_label_count",
+                    "Drop labels with fewer training positives than",
+                    USIZE,
+                )
+                .optional("keep all"),
+                Spec::new("labels_include", "Only these labels (comma separated)", Kind::Tags).optional("all"),
                 Spec::new("image_size", "Image size (px)", U32),
                 Spec::new("balanced_sampling", "Balanced sampling", Kind::Flag),
             ],

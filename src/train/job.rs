@@ -79,15 +79,18 @@ pub fn dataset_name(config: &TrainConfig, paths: &JobPaths) -> String {
     }
 }
 
+/// One split's cache indices and their label bitmasks.
+pub type SplitRows = (Vec<usize>, Vec<u32>);
+
 /// Data ready for the loop: the cache and which cache images belong to each split.
 pub struct PreparedData {
     pub labels: Vec<String>,
     pub task: Task,
     pub cache: Arc<Cache>,
     /// Cache indices and label bitmasks per split.
-    pub train: (Vec<usize>, Vec<u32>),
-    pub val: (Vec<usize>, Vec<u32>),
-    pub test: (Vec<usize>, Vec<u32>),
+    pub train: SplitRows,
+    pub val: SplitRows,
+    pub test: SplitRows,
     /// Patient id of each test image (the bootstrap resamples patients).
     pub test_patients: Vec<String>,
     pub dataset: String,
@@ -222,11 +225,11 @@ pub fn chosen_labels(config: &TrainConfig, labels: &[String], train_bits: &[u32]
 /// image whose class was dropped leaves the split (it has no class left); multi-label images stay
 /// with their other labels. `patients` follow the images they belong to.
 fn keep_labels(
-    (images, bits): (Vec<usize>, Vec<u32>),
+    (images, bits): SplitRows,
     kept: &[usize],
     single_label: bool,
     patients: Option<Vec<String>>,
-) -> ((Vec<usize>, Vec<u32>), Option<Vec<String>>) {
+) -> (SplitRows, Option<Vec<String>>) {
     let remap = |old: u32| {
         kept.iter()
             .enumerate()

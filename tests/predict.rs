@@ -407,3 +407,129 @@ fn label_choice_trains_reports_and_checkpoints_exactly_the_kept_labels() {
     let err = job::prepare_data(&unknown, &paths, None).err().unwrap().to_string();
     assert!(err.contains("'Unicorn'") && err.contains(&expected[0]), "{err}");
 }
+
+/// Writes NIH-CXR-LT-style split files over the demo images: `id,subject_id` then the 20 labels
+/// (spelled with underscores, as the files do; the val file's columns in reverse order), one
+/// patient per two images, no patient in two files. `single` gives every image exactly one label.
+fn long_tail_files(dir: &Path, images: &[String], single: bool) -> [PathBuf; 3] {
+    let labels: Vec<String> = cxr8::data::labels::long_tail_labels()
+        .map(|l| l.replace(' ', "_"))
+        .collect();
+    let thirds = [
+        0..images.len() / 2,
+        images.len() / 2..images.len() * 3 / 4,
+        images.len() * 3 / 4..images.len(),
+    ];
+    let names = ["train.csv", "val.csv", "test.csv"];
+    let mut paths = Vec::new();
+    for (part, (rows, name)) in thirds.into_iter().zip(names).enumerate() {
+        let mut order: Vec<usize> = (0..labels.len()).collect();
+        if part == 1 {
+            order.reverse();
+        }
+        let mut text = String::from("id,subject_id");
+        for &l in &order {
+            text.push(',');
+            text.push_str(&labels[l]);
+        }
+        text.push('\n');
+        for i in rows {
+            // Frequent labels (0..4) so every file has positives and negatives of each.
+            let on: Vec<usize> = if single {
+                vec![i % 4]
+            } else {
+                vec![i % 4, 4 + (i / 3) % 3]
+            };
+            text.push_str(&format!("{},{}", images[i], 1000 + i / 2));
+            for &l in &order {
+                text.push_str(if on.contains(&l) { ",1" } else { ",0" });
+            }
+            text.push('\n');
+        }
+        let path = dir.join(name);
+        std::fs::write(&path, text).unwrap();
+        paths.push(path);
+    }
+    paths.try_into().unwrap()
+}
+
+#[test]
+fn a_data_set_shipped_as_train_val_test_files_trains_and_reports_on_its_own_test_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    let demo = demo::generate(&DemoConfig {
+        out: tmp.path().join("demo"),
+        images: 96,
+        size: 64,
+        seed: 8,
+    })
+    .unwrap();
+    let image_dir = demo.out.join("images");
+    let mut names: Vec<String> = std::fs::read_dir(&image_dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    for single in [false, true] {
+        let dir = tmp.path().join(if single { "single" } else { "multi" });
+        std::fs::create_dir_all(&dir).unwrap();
+        let [train, val, test] = long_tail_files(&dir, &names, single);
+        let config = TrainConfig {
+            labels: Some(train),
+            val_labels: Some(val),
+            test_labels: Some(test),
+            images: Some(image_dir.clone()),
+            architecture: Architecture::SimpleCnn,
+            width: 0.25,
+            image_size: 64,
+            epochs: 1,
+            batch_size: 16,
+            device: DeviceChoice::Cpu,
+            ..TrainConfig::default()
+        };
+        assert_eq!(config.validate(), Ok(()));
+        let paths = JobPaths {
+            data_dir: dir.join("data"),
+            ckpt_dir: dir.join("ckpts"),
+        };
+        let data = job::prepare_data(&config, &paths, None).unwrap();
+        assert_eq!(
+            (data.train.0.len(), data.val.0.len(), data.test.0.len()),
+            (48, 24, 24),
+            "the files are the split"
+        );
+        assert_eq!(data.labels.len(), 20);
+        assert_eq!(data.task == cxr8::data::Task::SingleLabel, single);
+        // Column order does not matter: the val file's reversed columns mean the same labels.
+        let effusion = data.labels.iter().position(|l| l == "Effusion").unwrap();
+        let val_effusion = data.val.1.iter().filter(|b| *b & (1 << effusion) != 0).count();
+        assert!(val_effusion > 0, "Effusion positives reach the validation split");
+
+        let mut seen = Vec::new();
+        let mut events = |event: TrainEvent| seen.push(event);
+        job::run_job(&config, "lt", &paths, false, &mut events, &CancelHandle::new(), None).unwrap();
+        let report = seen
+            .iter()
+            .find_map(|e| match e {
+                TrainEvent::Test { report } => Some(report.clone()),
+                _ => None,
+            })
+            .expect("test results");
+        assert_eq!(report.images, 24, "scored on the test file");
+        assert_eq!(report.bootstrap.as_ref().unwrap().units, 12, "its 12 patients");
+        assert_eq!(report.labels.len(), 20);
+        assert_eq!(
+            report.accuracy.is_some(),
+            single,
+            "top-1 accuracy for single-label files only"
+        );
+    }
+
+    // Only one of the two extra files is a clear error naming it.
+    let half = TrainConfig {
+        labels: Some("train.csv".into()),
+        val_labels: Some("val.csv".into()),
+        ..TrainConfig::default()
+    };
+    let fields: Vec<String> = half.validate().unwrap_err().into_iter().map(|e| e.field).collect();
+    assert_eq!(fields, ["val_labels"]);
+}

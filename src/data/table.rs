@@ -80,6 +80,57 @@ pub struct LabelTable {
 }
 
 impl LabelTable {
+    /// Appends the rows of `other` (the next file of a data set shipped as several, such as
+    /// NIH-CXR-LT's train / val / test CSVs). Its labels must be the same set (any column order:
+    /// bits are matched by name) and the same task; returns the appended rows' range.
+    pub fn append(&mut self, other: LabelTable) -> Result<std::ops::Range<usize>> {
+        let mismatch = |message: String| Error::Format {
+            path: other.source.clone(),
+            message,
+        };
+        let mut sorted_ours = self.labels.clone();
+        let mut sorted_theirs = other.labels.clone();
+        sorted_ours.sort();
+        sorted_theirs.sort();
+        if sorted_ours != sorted_theirs {
+            return Err(mismatch(format!(
+                "its labels ({}) differ from {}'s ({}); the files of one data set need the same label columns",
+                other.labels.join(", "),
+                self.source.display(),
+                self.labels.join(", ")
+            )));
+        }
+        if other.task != self.task {
+            return Err(mismatch(format!(
+                "it is {:?} but {} is {:?}; the files of one data set need the same task",
+                other.task,
+                self.source.display(),
+                self.task
+            )));
+        }
+        let ours: Vec<usize> = other
+            .labels
+            .iter()
+            .map(|l| self.labels.iter().position(|m| m == l).expect("same label set"))
+            .collect();
+        let remap = |bits: u32| {
+            ours.iter()
+                .enumerate()
+                .filter(|(theirs, _)| bits & (1 << theirs) != 0)
+                .fold(0u32, |acc, (_, &mine)| acc | 1 << mine)
+        };
+        let start = self.records.len();
+        let offset = self.text.len();
+        self.text.push_str(&other.text);
+        self.rows
+            .extend(other.rows.iter().map(|r| r.start + offset..r.end + offset));
+        self.records.extend(other.records.into_iter().map(|mut record| {
+            record.targets = remap(record.targets);
+            record
+        }));
+        Ok(start..self.records.len())
+    }
+
     /// Reads a label file, gzipped or not, and detects its format from the header.
     pub fn load(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
@@ -534,6 +585,25 @@ fn check_unique_ids(path: &Path, body: &[(u64, csv::StringRecord)], records: &[R
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn appended_files_match_labels_by_name_and_refuse_another_label_set() {
+        let dir = tempfile::tempdir().unwrap();
+        let write = |name: &str, text: &str| {
+            let path = dir.path().join(name);
+            std::fs::write(&path, text).unwrap();
+            LabelTable::load(&path).unwrap()
+        };
+        let mut train = write("train.csv", "id,subject_id,Effusion,Hernia\na.png,1,1,0\nb.png,2,0,1\n");
+        let val = write("val.csv", "id,subject_id,Hernia,Effusion\nc.png,3,1,0\n");
+        assert_eq!(train.append(val).unwrap(), 2..3);
+        // c.png has Hernia: bit 1 in the training file's order, though column 0 of its own file.
+        assert_eq!(train.records[2].targets, 0b10);
+        assert_eq!(train.records[2].patient, "3");
+        let other = write("other.csv", "id,subject_id,Effusion,Mass\nd.png,4,1,0\n");
+        let err = train.append(other).unwrap_err().to_string();
+        assert!(err.contains("other.csv") && err.contains("same label columns"), "{err}");
+    }
 
     const NIH: &str = "Image Index,Finding Labels,Follow-up #,Patient ID,Patient Age,Patient Gender,View Position,OriginalImage[Width,Height],OriginalImagePixelSpacing[x,y]\n\
 00000001_000.png,Cardiomegaly,0,1,57,M,PA,2682,2749,0.143,0.143\n\

@@ -121,9 +121,57 @@ pub fn max_images_share(config: &TrainConfig, split: &split::Split, n: usize) ->
 /// Progress of the data preparation (cache building), as (done, total).
 pub type DataProgress = Arc<dyn Fn(usize, usize) + Send + Sync>;
 
+/// The run's label table and its split: the training file split by the run's options, or, with
+/// `val_labels` and `test_labels`, the three files appended and used as the split they are (a
+/// patient in two of them is reported, not moved).
+pub fn load_split(config: &TrainConfig, paths: &JobPaths) -> Result<(LabelTable, split::Split)> {
+    let (labels_path, _) = dataset_paths(config, paths)?;
+    let mut table = LabelTable::load(&labels_path)?;
+    let (Some(val_path), Some(test_path)) = (&config.val_labels, &config.test_labels) else {
+        let split = split::split(&table, &split_options(config))?;
+        return Ok((table, split));
+    };
+    let train: Vec<usize> = (0..table.len()).collect();
+    let val: Vec<usize> = table.append(LabelTable::load(val_path)?)?.collect();
+    let test: Vec<usize> = table.append(LabelTable::load(test_path)?)?.collect();
+    let patients = |rows: &[usize]| -> std::collections::HashSet<&str> {
+        rows.iter().map(|&r| table.records[r].patient.as_str()).collect()
+    };
+    let (in_train, in_val, in_test) = (patients(&train), patients(&val), patients(&test));
+    for (a, b, shared) in [
+        ("train", "val", in_train.intersection(&in_val).count()),
+        ("train", "test", in_train.intersection(&in_test).count()),
+        ("val", "test", in_val.intersection(&in_test).count()),
+    ] {
+        if shared > 0 {
+            tracing::warn!(
+                "{shared} patients have images in both the {a} and the {b} file: their results are not \
+                 patient-disjoint (the files are used as given)"
+            );
+        }
+    }
+    let report = split::SplitReport {
+        strategy: config.split,
+        seed: config.seed,
+        parts: Vec::new(),
+        missing_on_disk: 0,
+        not_in_lists: 0,
+        shortfalls: Vec::new(),
+    };
+    Ok((
+        table,
+        split::Split {
+            train,
+            val,
+            test,
+            report,
+        },
+    ))
+}
+
 pub fn prepare_data(config: &TrainConfig, paths: &JobPaths, progress: Option<DataProgress>) -> Result<PreparedData> {
-    let (labels_path, images_dir) = dataset_paths(config, paths)?;
-    let table = LabelTable::load(&labels_path)?;
+    let (_, images_dir) = dataset_paths(config, paths)?;
+    let (table, split) = load_split(config, paths)?;
     let index = ImageIndex::scan(&images_dir)?;
     let options = BuildOptions {
         allow_missing: config.allow_missing_images,
@@ -132,7 +180,6 @@ pub fn prepare_data(config: &TrainConfig, paths: &JobPaths, progress: Option<Dat
         force: false,
     };
     let (cache, _report) = cache::build(&table, &index, config.image_size, paths.cache_dir(), &options)?;
-    let split = split::split(&table, &split_options(config))?;
 
     let pick = |rows: &[usize], limit: Option<usize>| -> (Vec<usize>, Vec<u32>) {
         rows.iter()

@@ -7,8 +7,6 @@ use image::GrayImage;
 use super::{gradcam_label, overlay, predict, uploads, ModelKey, Predictions, Result};
 use crate::data::cache::{self, Cache};
 use crate::data::images::{self, ImageIndex};
-use crate::data::split;
-use crate::data::LabelTable;
 use crate::store::Run;
 use crate::train::job::{self, JobPaths};
 use crate::train::predict::Inference;
@@ -86,8 +84,8 @@ impl Predictions {
             data_dir: self.data_dir.clone(),
             ckpt_dir: self.ckpt_dir.clone(),
         };
-        let (labels_path, images_dir) = job::dataset_paths(config, &paths)?;
-        let table = LabelTable::load(&labels_path)?;
+        let (_, images_dir) = job::dataset_paths(config, &paths)?;
+        let (table, split) = job::load_split(config, &paths)?;
         // The file's label bits in the model's output order (a run may train on fewer labels).
         let model_index: Vec<Option<usize>> = table
             .labels
@@ -102,7 +100,6 @@ impl Predictions {
                 .filter_map(|(_, m)| *m)
                 .fold(0u32, |acc, m| acc | 1 << m)
         };
-        let split = split::split(&table, &job::split_options(config))?;
         let share = job::max_images_share(config, &split, split.val.len()).unwrap_or(usize::MAX);
         let wanted = share.min(VALIDATION_IMAGES);
         let size = config.image_size;

@@ -115,6 +115,14 @@ pub struct TrainConfig {
     /// Image folder (default: `images/` next to the label file).
     #[arg(long)]
     pub images: Option<PathBuf>,
+    /// With `--test-labels`: the validation rows as a file of their own (NIH-CXR-LT ships its
+    /// split as train / val / test CSVs); `--labels` is then the training file and the split is
+    /// used as given.
+    #[arg(long, requires = "test_labels")]
+    pub val_labels: Option<PathBuf>,
+    /// With `--val-labels`: the test rows as a file of their own.
+    #[arg(long, requires = "val_labels")]
+    pub test_labels: Option<PathBuf>,
     /// How to split images into train / validation / test.
     #[arg(long, value_enum, default_value_t = SplitStrategy::Patient)]
     pub split: SplitStrategy,
@@ -282,6 +290,8 @@ impl Default for TrainConfig {
             max_images: None,
             allow_missing_images: false,
             min_label_count: None,
+            val_labels: None,
+            test_labels: None,
             labels_include: Vec::new(),
             image_size: 224,
             balanced_sampling: false,

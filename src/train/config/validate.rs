@@ -58,6 +58,25 @@ impl TrainConfig {
                 );
             }
         }
+        for (field, given, other) in [
+            ("val_labels", &self.val_labels, &self.test_labels),
+            ("test_labels", &self.test_labels, &self.val_labels),
+        ] {
+            let Some(given) = given else { continue };
+            if given.as_os_str().is_empty() {
+                bad(
+                    field,
+                    "give a label file path, or leave it out to split the training file".into(),
+                );
+            } else if other.is_none() {
+                bad(
+                    field,
+                    "give both val_labels and test_labels (the split as its three files), or neither".into(),
+                );
+            } else if self.labels.is_none() {
+                bad(field, "needs labels (the training file of the same data set)".into());
+            }
+        }
         if self.labels.as_ref().is_some_and(|p| p.as_os_str().is_empty()) {
             bad(
                 "labels",

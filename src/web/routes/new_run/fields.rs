@@ -123,6 +123,8 @@ pub(super) fn groups(datasets: &[String]) -> Vec<(&'static str, Vec<Spec>)> {
                 Spec::new("dataset", "Data set", Kind::Choice(dataset_choices)).optional("the label file below"),
                 Spec::new("labels", "Label file (instead of a data set)", Kind::Text).optional("none"),
                 Spec::new("images", "Image folder", Kind::Text).optional("images/ next to the label file"),
+                Spec::new("val_labels", "Validation label file (split given as files)", Kind::Text).optional("none"),
+                Spec::new("test_labels", "Test label file (split given as files)", Kind::Text).optional("none"),
                 Spec::new("split", "Split strategy", Kind::Choice(choices::<SplitStrategy>())),
                 Spec::new("val_fraction", "Validation fraction", Kind::Number),
                 Spec::new("test_fraction", "Test fraction", Kind::Number),

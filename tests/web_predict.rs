@@ -626,3 +626,31 @@ async fn a_runs_split_predictions_download_as_csv() {
     let unknown = app.get("/api/runs/nope/predictions.csv").await;
     assert_eq!(unknown.status, StatusCode::NOT_FOUND);
 }
+
+#[tokio::test]
+async fn a_finished_run_has_its_test_results_and_scoring_again_gives_the_same_numbers() {
+    let t = trained();
+    let app = app_for(t);
+    // Recorded by the run itself (the recorder stores the engine's test event).
+    let detail = app.get(&format!("/api/runs/{}", t.run)).await.json();
+    let stored = detail["test"].clone();
+    assert!(stored["images"].as_u64().is_some(), "{detail}");
+    assert_eq!(detail["test_mean_auroc"], stored["mean_auroc"]);
+    let events = t.store.events_after(&t.run, 0).unwrap();
+    let kinds: Vec<&str> = events.iter().map(|e| e.kind.as_str()).collect();
+    let test_at = kinds.iter().position(|k| *k == "test").expect("a test event");
+    assert_eq!(kinds[test_at + 1], "done", "{kinds:?}");
+
+    // On demand (what the run page's button does): the same checkpoint, data and seed give the
+    // same report.
+    let reply = app.send_empty(Method::POST, &format!("/api/runs/{}/test", t.run)).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.short());
+    assert_eq!(reply.json(), stored);
+    let waiting = app
+        .send_empty(Method::POST, &format!("/api/runs/{}/test", t.untrained))
+        .await;
+    assert_eq!(waiting.status, StatusCode::CONFLICT, "{}", waiting.short());
+    assert!(waiting.text().contains("scored on its test split when it finishes"));
+    let unknown = app.send_empty(Method::POST, "/api/runs/nope/test").await;
+    assert_eq!(unknown.status, StatusCode::NOT_FOUND);
+}

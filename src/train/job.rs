@@ -558,33 +558,47 @@ fn score_on_test(
     device: &Device,
     data: &PreparedData,
 ) -> TestReport {
+    let scored = CheckpointRef::locate(run_id, ckpt_dir, Slot::Best)
+        .and_then(|best| Predictor::load(&best, device))
+        .map(|model| test_report(&model, config.seed, data));
+    scored.unwrap_or_else(|e| {
+        tracing::warn!(run = run_id, "scoring the test split failed: {e}");
+        TestReport::empty(format!("the test split could not be scored: {e}"))
+    })
+}
+
+/// `model` on the test split of `data`, with its validation thresholds.
+fn test_report(model: &Predictor, seed: u64, data: &PreparedData) -> TestReport {
     if data.test.0.is_empty() {
         return TestReport::empty(
             "the test split is empty (--test-fraction 0, or too few patients): no held-out results",
         );
     }
-    let scored = CheckpointRef::locate(run_id, ckpt_dir, Slot::Best)
-        .and_then(|best| Predictor::load(&best, device))
-        .map(|model| {
-            let images: Vec<&[u8]> = data.test.0.iter().map(|&i| data.cache.image(i)).collect();
-            let probs = model.probabilities(&images);
-            let targets = metrics::targets_from_bits(&data.test.1, data.labels.len());
-            let mut report = heldout::score(
-                &data.labels,
-                data.task,
-                &probs,
-                &targets,
-                model.thresholds(),
-                &data.test_patients,
-                config.seed,
-            );
-            report.epoch = Some(model.state().epoch);
-            report
-        });
-    scored.unwrap_or_else(|e| {
-        tracing::warn!(run = run_id, "scoring the test split failed: {e}");
-        TestReport::empty(format!("the test split could not be scored: {e}"))
-    })
+    let images: Vec<&[u8]> = data.test.0.iter().map(|&i| data.cache.image(i)).collect();
+    let probs = model.probabilities(&images);
+    let targets = metrics::targets_from_bits(&data.test.1, data.labels.len());
+    let mut report = heldout::score(
+        &data.labels,
+        data.task,
+        &probs,
+        &targets,
+        model.thresholds(),
+        &data.test_patients,
+        seed,
+    );
+    report.epoch = Some(model.state().epoch);
+    report
+}
+
+/// Scores a run's best checkpoint on its test split now, on the CPU (a run that was cancelled or
+/// interrupted after a best epoch, or one trained before test results were kept). The data are
+/// prepared from the config stored in the checkpoint, as training prepared them.
+pub fn score_best_on_test(run_id: &str, paths: &JobPaths) -> Result<TestReport> {
+    let best = CheckpointRef::locate(run_id, &paths.ckpt_dir, Slot::Best)?;
+    let model = Predictor::load(&best, &BackendKind::Cpu.device())?;
+    let config = model.state().config.clone();
+    let data = prepare_data(&config, paths, None)?;
+    Ok(test_report(&model, config.seed, &data))
 }
 
 /// The run's failure for a device out-of-memory panic, reported as its `Failed` event.

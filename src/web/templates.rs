@@ -143,6 +143,8 @@ pub struct RunPage {
     pub prediction_slots: Vec<usize>,
     /// Held-out test results, once scored.
     pub test: Option<TestSection>,
+    /// Unscored, not queued or running, with a best checkpoint: the page offers to score it.
+    pub can_score_test: bool,
 }
 
 /// The run page's "Test (held-out)" section, from the stored report.

@@ -17,7 +17,7 @@ use image::GrayImage;
 use crate::data::images;
 use crate::service::evaluation::{self, SplitChoice};
 use crate::service::{Error, Result};
-use crate::store::{Run, Store};
+use crate::store::{Run, RunStatus, Store};
 use crate::train::backend::{self, DeviceChoice};
 use crate::train::checkpoint::{RunCheckpoints, Slot};
 use crate::train::gradcam;
@@ -292,6 +292,42 @@ impl Predictions {
                 .write_csv(&mut csv)
                 .map_err(|e| Error::Internal(format!("writing the predictions CSV: {e}")))?;
             Ok(csv)
+        })
+        .await
+    }
+}
+
+impl Predictions {
+    /// Scores the run's best checkpoint on its test split now and stores the results (with a
+    /// `test` event, so open pages hear of it); for runs that ended without being scored.
+    pub async fn score_test(self: &Arc<Self>, run_id: &str) -> Result<serde_json::Value> {
+        let run = self
+            .store
+            .run(run_id)?
+            .ok_or_else(|| Error::UnknownRun(run_id.to_string()))?;
+        if matches!(run.status, RunStatus::Queued | RunStatus::Running) {
+            return Err(Error::Conflict(format!(
+                "run {run_id} is {}; it is scored on its test split when it finishes",
+                run.status.as_str()
+            )));
+        }
+        if !self.has_best_checkpoint(&run) {
+            return Err(Error::Conflict(format!(
+                "run {run_id} has no best checkpoint (no epoch finished): nothing to score"
+            )));
+        }
+        let service = self.clone();
+        let id = run.id.clone();
+        blocking(move || {
+            let paths = JobPaths {
+                data_dir: service.data_dir.clone(),
+                ckpt_dir: service.ckpt_dir.clone(),
+            };
+            let report = crate::train::job::score_best_on_test(&id, &paths)?;
+            let report = serde_json::to_value(&report).expect("reports serialise");
+            let payload = serde_json::json!({"type": "test", "report": report});
+            service.store.set_test_with_event(&id, &report, "test", &payload)?;
+            Ok(report)
         })
         .await
     }

@@ -30,6 +30,7 @@ pub fn router() -> Router<Arc<AppState>> {
     Router::new()
         .route("/runs/{id}/cancel", post(cancel))
         .route("/runs/{id}/resume", post(resume))
+        .route("/runs/{id}/test", post(score_test))
         .route("/runs/{id}/delete", get(confirm_delete).post(delete))
         .route("/runs/{id}/meta", post(edit_meta))
 }
@@ -129,6 +130,18 @@ async fn resume(
     let result = load_run(&state, &id).and_then(|_| state.jobs.resume(&id).map_err(AppError::from));
     match result {
         Ok(()) => Redirect::to(&back_to(&id, form)).into_response(),
+        Err(e) => run_error(e, &id),
+    }
+}
+
+/// The run page's "Score on the test split" button: scores, then back to the run's test section.
+async fn score_test(State(state): State<Arc<AppState>>, Path(id): Path<String>) -> Response {
+    let result = match load_run(&state, &id) {
+        Ok(run) => state.predict.score_test(&run.id).await.map_err(AppError::from),
+        Err(e) => Err(e),
+    };
+    match result {
+        Ok(_) => Redirect::to(&format!("{}#test", run_href(&id))).into_response(),
         Err(e) => run_error(e, &id),
     }
 }

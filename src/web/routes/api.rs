@@ -28,6 +28,7 @@ pub fn router() -> Router<Arc<AppState>> {
         .route("/api/runs/{id}", get(run_detail).delete(delete_run))
         .route("/api/runs/{id}/metrics.csv", get(metrics_csv))
         .route("/api/runs/{id}/predictions.csv", get(predictions_csv))
+        .route("/api/runs/{id}/test", post(score_test))
         .route("/api/runs/{id}/cancel", post(cancel_run))
         .route("/api/runs/{id}/resume", post(resume_run))
 }
@@ -195,6 +196,12 @@ async fn run_detail(State(state): State<Arc<AppState>>, Path(id): Path<String>) 
         per_label,
         per_label_epoch,
     }))
+}
+
+/// Scores a finished, cancelled or interrupted run's best checkpoint on its test split now.
+async fn score_test(State(state): State<Arc<AppState>>, Path(id): Path<String>) -> Result<Json<Value>, AppError> {
+    let run = load_run(&state, &id)?;
+    Ok(Json(state.predict.score_test(&run.id).await?))
 }
 
 #[derive(Deserialize)]

@@ -12,7 +12,7 @@ use serde_json::Value;
 
 use super::runs::progress_pct;
 use super::{chart_name, svg, ChartQuery, RUN_CHARTS};
-use crate::store::{EpochRow, EventRow, Run};
+use crate::store::{EpochRow, EventRow, Run, RunStatus};
 use crate::web::charts::{self, BarGroup, LineChart, Series};
 use crate::web::metrics::{self, LabelMetrics};
 use crate::web::templates::{encode_query, Cell, ChartLink, EventLine, RunPage, RunSummary, TableRow, TestSection};
@@ -156,6 +156,9 @@ async fn run_page(
             Vec::new()
         },
         test: run.test.as_ref().map(test_section),
+        can_score_test: run.test.is_none()
+            && !matches!(run.status, RunStatus::Queued | RunStatus::Running)
+            && state.predict.has_best_checkpoint(&run),
     })
 }
 

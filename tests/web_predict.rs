@@ -21,7 +21,7 @@ use cxr8::train::TrainConfig;
 use image::GrayImage;
 use serde_json::Value;
 
-use crate::util::{from_page, nih_dir, Multipart, Reply, TestApp};
+use crate::util::{encode_component, from_page, nih_dir, Multipart, Reply, TestApp};
 
 /// One trained run shared by every test here (training is the slow part).
 struct Trained {
@@ -653,4 +653,26 @@ async fn a_finished_run_has_its_test_results_and_scoring_again_gives_the_same_nu
     assert!(waiting.text().contains("scored on its test split when it finishes"));
     let unknown = app.send_empty(Method::POST, "/api/runs/nope/test").await;
     assert_eq!(unknown.status, StatusCode::NOT_FOUND);
+
+    // ROC and PR curves of the best checkpoint, validation and test, areas in the legend.
+    let label = stored["curves"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .next()
+        .expect("a label with curves")
+        .clone();
+    let page = app.get(&format!("/runs/{}", t.run)).await;
+    assert!(page.text().contains(&format!("/runs/{}/charts/roc.svg?label=", t.run)));
+    for (kind, area) in [("roc", "AUROC"), ("pr", "AP")] {
+        let uri = format!("/runs/{}/charts/{kind}.svg?label={}", t.run, encode_component(&label));
+        let chart = app.get(&uri).await;
+        assert_eq!(chart.status, StatusCode::OK, "{}", chart.short());
+        let auroc = stored["curves"][&label][if kind == "roc" { "auroc" } else { "ap" }]
+            .as_f64()
+            .unwrap();
+        assert!(chart.text().contains(&format!("test ({area} {auroc:.3})")), "{kind}");
+    }
+    let missing = app.get(&format!("/runs/{}/charts/roc.svg?label=Unicorn", t.run)).await;
+    assert_eq!(missing.status, StatusCode::NOT_FOUND);
 }

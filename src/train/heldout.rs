@@ -40,6 +40,78 @@ pub struct TestLabel {
     pub specificity: Option<f64>,
 }
 
+/// Points kept per curve: enough for a smooth plot, few enough to store with every run.
+pub const CURVE_POINTS: usize = 64;
+
+/// One label's ROC and precision-recall curves on one split, with the areas for a legend.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LabelCurves {
+    pub auroc: Option<f64>,
+    pub ap: Option<f64>,
+    /// (false-positive rate, true-positive rate), from (0, 0) to (1, 1).
+    pub roc: Vec<[f32; 2]>,
+    /// (recall, precision), recall rising.
+    pub pr: Vec<[f32; 2]>,
+}
+
+/// Every label's curves (labels with both classes only), from probabilities `rows × labels`.
+pub fn curves(labels: &[String], probs: &[f32], targets: &[f32]) -> BTreeMap<String, LabelCurves> {
+    let width = labels.len();
+    let mut out = BTreeMap::new();
+    for (label, name) in labels.iter().enumerate() {
+        let scores: Vec<f32> = probs.iter().skip(label).step_by(width).copied().collect();
+        let truth: Vec<bool> = targets.iter().skip(label).step_by(width).map(|&t| t >= 0.5).collect();
+        if let Some(curve) = label_curves(&scores, &truth) {
+            out.insert(name.clone(), curve);
+        }
+    }
+    out
+}
+
+/// The curves of one label: every distinct threshold, highest first, thinned to
+/// [`CURVE_POINTS`]; `None` without both positives and negatives.
+fn label_curves(scores: &[f32], truth: &[bool]) -> Option<LabelCurves> {
+    let positives = truth.iter().filter(|&&t| t).count() as f64;
+    let negatives = truth.len() as f64 - positives;
+    if positives == 0.0 || negatives == 0.0 {
+        return None;
+    }
+    let mut order: Vec<usize> = (0..scores.len()).collect();
+    order.sort_unstable_by(|&a, &b| scores[b].total_cmp(&scores[a]));
+    let (mut tp, mut fp) = (0.0, 0.0);
+    let mut roc = vec![[0.0f32, 0.0]];
+    let mut pr = Vec::new();
+    for (i, &row) in order.iter().enumerate() {
+        if truth[row] {
+            tp += 1.0;
+        } else {
+            fp += 1.0;
+        }
+        let group_ends = order.get(i + 1).is_none_or(|&next| scores[next] != scores[row]);
+        if group_ends {
+            roc.push([(fp / negatives) as f32, (tp / positives) as f32]);
+            pr.push([(tp / positives) as f32, (tp / (tp + fp)) as f32]);
+        }
+    }
+    Some(LabelCurves {
+        auroc: metrics::roc_auc(scores, truth),
+        ap: metrics::average_precision(scores, truth),
+        roc: thin(roc),
+        pr: thin(pr),
+    })
+}
+
+/// At most [`CURVE_POINTS`] points, evenly spaced along the curve, first and last kept.
+fn thin(points: Vec<[f32; 2]>) -> Vec<[f32; 2]> {
+    if points.len() <= CURVE_POINTS {
+        return points;
+    }
+    let last = points.len() - 1;
+    (0..CURVE_POINTS)
+        .map(|k| points[k * last / (CURVE_POINTS - 1)])
+        .collect()
+}
+
 /// How the intervals were made, so a reader can reproduce them.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Bootstrap {
@@ -73,6 +145,12 @@ pub struct TestReport {
     pub bootstrap: Option<Bootstrap>,
     /// Why there are no numbers (an empty test split), for the pages.
     pub note: Option<String>,
+    /// Per-label ROC and PR curves on the test split, and on validation with the same (best)
+    /// checkpoint, for the run and compare pages.
+    #[serde(default)]
+    pub curves: BTreeMap<String, LabelCurves>,
+    #[serde(default)]
+    pub val_curves: BTreeMap<String, LabelCurves>,
 }
 
 impl TestReport {
@@ -92,6 +170,8 @@ impl TestReport {
             exact_match: None,
             bootstrap: None,
             note: Some(note.into()),
+            curves: BTreeMap::new(),
+            val_curves: BTreeMap::new(),
         }
     }
 }
@@ -185,6 +265,8 @@ pub fn score(
             units,
         }),
         note: None,
+        curves: curves(labels, probs, targets),
+        val_curves: BTreeMap::new(),
     }
 }
 
@@ -410,6 +492,28 @@ mod tests {
         assert_eq!(label.f1, Some(2.0 / (2.0 + 1.0 + 2.0)));
         assert_eq!(label.support, 3);
         assert_eq!(report.exact_match, Some(3.0 / 6.0));
+    }
+
+    #[test]
+    fn curves_run_from_the_corner_to_the_corner_and_carry_the_areas() {
+        let names = labels(2);
+        let (probs, targets, _) = synthetic(500, 1, 11);
+        let all = curves(&names, &probs, &targets);
+        let curve = &all["L0"];
+        assert_eq!(curve.roc.first(), Some(&[0.0, 0.0]));
+        assert_eq!(curve.roc.last(), Some(&[1.0, 1.0]));
+        assert!(curve.roc.len() <= CURVE_POINTS && curve.pr.len() <= CURVE_POINTS);
+        assert!(
+            curve.roc.windows(2).all(|w| w[0][0] <= w[1][0] && w[0][1] <= w[1][1]),
+            "monotone"
+        );
+        assert_eq!(curve.pr.last().unwrap()[0], 1.0, "recall reaches 1");
+        let scores: Vec<f32> = probs.iter().step_by(2).copied().collect();
+        let truth: Vec<bool> = targets.iter().step_by(2).map(|&t| t >= 0.5).collect();
+        assert_eq!(curve.auroc, metrics::roc_auc(&scores, &truth));
+        // A label with one class has no curve.
+        let one_class = curves(&labels(1), &[0.2, 0.9], &[0.0, 0.0]);
+        assert!(one_class.is_empty());
     }
 
     #[test]

@@ -587,6 +587,10 @@ fn test_report(model: &Predictor, seed: u64, data: &PreparedData) -> TestReport 
         seed,
     );
     report.epoch = Some(model.state().epoch);
+    // The same checkpoint's validation curves, beside the test ones on the pages.
+    let val_images: Vec<&[u8]> = data.val.0.iter().map(|&i| data.cache.image(i)).collect();
+    let val_targets = metrics::targets_from_bits(&data.val.1, data.labels.len());
+    report.val_curves = heldout::curves(&data.labels, &model.probabilities(&val_images), &val_targets);
     report
 }
 

@@ -157,6 +157,10 @@ pub struct TestSection {
     pub rows: Vec<TableRow>,
     /// How the numbers were made (thresholds from validation, bootstrap unit and resamples).
     pub method: String,
+    /// Labels with test curves, the one shown, and its ROC and PR charts (validation and test).
+    pub curve_labels: Vec<String>,
+    pub curve_label: String,
+    pub curves: Vec<ChartLink>,
 }
 
 pub struct CompareRun {

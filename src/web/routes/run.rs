@@ -31,6 +31,8 @@ pub fn router() -> Router<Arc<AppState>> {
 struct RunQuery {
     epoch: Option<String>,
     label: Option<String>,
+    /// The label whose ROC and PR curves the test section shows.
+    curve: Option<String>,
     #[serde(flatten)]
     chart: ChartQuery,
 }
@@ -155,7 +157,10 @@ async fn run_page(
         } else {
             Vec::new()
         },
-        test: run.test.as_ref().map(test_section),
+        test: run
+            .test
+            .as_ref()
+            .map(|report| test_section(report, &run.id, query.curve.as_deref())),
         can_score_test: run.test.is_none()
             && !matches!(run.status, RunStatus::Queued | RunStatus::Running)
             && state.predict.has_best_checkpoint(&run),
@@ -164,7 +169,7 @@ async fn run_page(
 
 /// The stored test report as the page shows it. Reads the JSON (the web layer knows no engine
 /// types); a missing number shows as "n/a".
-fn test_section(report: &Value) -> TestSection {
+fn test_section(report: &Value, run_id: &str, curve: Option<&str>) -> TestSection {
     let number = |v: &Value| v.as_f64().map_or("n/a".to_string(), |x| format!("{x:.4}"));
     let interval = |v: &Value| match v.as_array().map(Vec::as_slice) {
         Some([lo, hi]) => format!("{}–{}", number(lo), number(hi)),
@@ -177,6 +182,9 @@ fn test_section(report: &Value) -> TestSection {
             accuracies: String::new(),
             rows: Vec::new(),
             method: String::new(),
+            curve_labels: Vec::new(),
+            curve_label: String::new(),
+            curves: Vec::new(),
         };
     }
     let headline = format!(
@@ -229,11 +237,37 @@ fn test_section(report: &Value) -> TestSection {
         bootstrap["unit"].as_str().unwrap_or("image"),
         bootstrap["seed"].as_u64().unwrap_or(0),
     );
+    // Curves of one label at a time: the one asked for, else the first that has any.
+    let curve_labels: Vec<String> = report["curves"]
+        .as_object()
+        .into_iter()
+        .flat_map(|m| m.keys().cloned())
+        .collect();
+    let curve_label = curve
+        .filter(|c| curve_labels.iter().any(|l| l == c))
+        .map(str::to_string)
+        .or_else(|| curve_labels.first().cloned())
+        .unwrap_or_default();
+    let curves = if curve_label.is_empty() {
+        Vec::new()
+    } else {
+        [("roc", "ROC"), ("pr", "Precision-recall")]
+            .into_iter()
+            .map(|(kind, title)| ChartLink {
+                title: format!("{title}: {curve_label}"),
+                src: format!("/runs/{run_id}/charts/{kind}.svg?label={}", encode_query(&curve_label)),
+                wide: false,
+            })
+            .collect()
+    };
     TestSection {
         headline,
         accuracies,
         rows,
         method,
+        curve_labels,
+        curve_label,
+        curves,
     }
 }
 
@@ -355,6 +389,41 @@ async fn run_chart(
             let axis = ["negative".to_string(), "positive".to_string()];
             charts::confusion_heatmap(&format!("{wanted} (epoch {})", chosen.epoch), &axis, &counts)?
         }
+        "roc" | "pr" => {
+            let wanted = query
+                .label
+                .as_deref()
+                .ok_or_else(|| AppError::BadRequest(format!("the {name} chart needs ?label=NAME")))?;
+            let report = run
+                .test
+                .as_ref()
+                .ok_or_else(|| AppError::NotFound(format!("run '{id}' has no test results yet")))?;
+            let series: Vec<Series> = [("val_curves", "validation"), ("curves", "test")]
+                .into_iter()
+                .filter_map(|(key, split)| curve_series(&report[key][wanted], name, split))
+                .collect();
+            if series.is_empty() {
+                return Err(AppError::NotFound(format!(
+                    "no {name} curve for '{wanted}' (unknown label, or only one class in both splits)"
+                )));
+            }
+            let (title, x, y) = match name {
+                "roc" => (
+                    format!("ROC: {wanted} (best epoch)"),
+                    "false-positive rate",
+                    "true-positive rate",
+                ),
+                _ => (
+                    format!("Precision-recall: {wanted} (best epoch)"),
+                    "recall",
+                    "precision",
+                ),
+            };
+            let mut chart = LineChart::new(title);
+            chart.x_label = x.into();
+            chart.y_label = y.into();
+            charts::line_chart(&chart, &series)?
+        }
         _ => {
             let (title, y_label, keys): (String, String, Vec<(String, String)>) =
                 match RUN_CHARTS.iter().find(|(n, ..)| *n == name) {
@@ -382,4 +451,24 @@ async fn run_chart(
         }
     };
     Ok(svg(body))
+}
+
+/// One split's ROC (`roc`) or precision-recall (`pr`) curve of a stored report as a chart series,
+/// its area in the legend; `None` when the report has no such curve.
+pub(super) fn curve_series(curve: &Value, kind: &str, name: &str) -> Option<Series> {
+    let points: Vec<(f64, f64)> = curve
+        .get(kind)?
+        .as_array()?
+        .iter()
+        .filter_map(|p| Some((p.get(0)?.as_f64()?, p.get(1)?.as_f64()?)))
+        .collect();
+    let (area, value) = match kind {
+        "roc" => ("AUROC", &curve["auroc"]),
+        _ => ("AP", &curve["ap"]),
+    };
+    let legend = match value.as_f64() {
+        Some(v) => format!("{name} ({area} {v:.3})"),
+        None => name.to_string(),
+    };
+    (!points.is_empty()).then(|| Series::new(legend, points))
 }

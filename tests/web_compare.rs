@@ -288,6 +288,8 @@ async fn compare_shows_held_out_test_results_side_by_side_with_the_best_marked()
         let report = json!({
             "images": 120, "mean_auroc": mean, "mean_auroc_ci": [mean - 0.05, mean + 0.04], "map": 0.3,
             "labels": {"Effusion": {"auroc": effusion}, "Mass": {"auroc": null}},
+            "curves": {"Effusion": {"auroc": effusion, "ap": 0.5,
+                "roc": [[0.0, 0.0], [0.2, 0.7], [1.0, 1.0]], "pr": [[0.5, 0.9], [1.0, 0.4]]}},
         });
         app.store()
             .set_test_with_event(id, &report, "test", &json!({}))
@@ -317,4 +319,25 @@ async fn compare_shows_held_out_test_results_side_by_side_with_the_best_marked()
     assert!(row("test images").contains("–"));
     // A label without positives in a test split is a visible n/a, never a silent gap.
     assert!(row("test AUROC: Mass").contains("n/a") || row("test AUROC: Mass").contains("–"));
+
+    // The same label's test curves of every run, overlaid, each run's area in the legend.
+    assert!(
+        text.contains("/compare/charts/roc.svg?runs="),
+        "curve charts on the page"
+    );
+    let roc = app
+        .get(&format!(
+            "/compare/charts/roc.svg?runs={a},{b},{unscored}&label=Effusion"
+        ))
+        .await;
+    assert_eq!(roc.status, StatusCode::OK, "{}", roc.short());
+    assert!(roc.text().contains("a (AUROC 0.800)") && roc.text().contains("b (AUROC 0.770)"));
+    let pr = app
+        .get(&format!("/compare/charts/pr.svg?runs={a},{b}&label=Effusion"))
+        .await;
+    assert!(pr.text().contains("a (AP 0.500)"));
+    let none = app
+        .get(&format!("/compare/charts/roc.svg?runs={a},{b}&label=Mass"))
+        .await;
+    assert_eq!(none.status, StatusCode::NOT_FOUND);
 }

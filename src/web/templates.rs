@@ -190,6 +190,10 @@ pub struct ComparePage {
     pub best_rows: Vec<TableRow>,
     /// Held-out test results side by side (empty when no chosen run was scored).
     pub test_rows: Vec<TableRow>,
+    /// Labels with test curves in any chosen run, the one shown, and its overlaid ROC / PR charts.
+    pub curve_labels: Vec<String>,
+    pub curve_label: String,
+    pub test_curves: Vec<ChartLink>,
     pub label_rows: Vec<TableRow>,
 }
 

@@ -11,7 +11,7 @@ use axum::routing::get;
 use axum::Router;
 use serde_json::Value;
 
-use super::run::{full_epoch, load_run, scalar_epochs};
+use super::run::{curve_series, full_epoch, load_run, scalar_epochs};
 use super::{chart_name, metric_key, metric_title, svg, ChartDisplay, ChartQuery};
 use crate::store::{EpochRow, Run, RunStatus};
 use crate::web::charts::{self, palette_hex, BarGroup, LineChart, Series};
@@ -123,6 +123,38 @@ async fn compare_page(State(state): State<Arc<AppState>>, Query(pairs): Query<Pa
     let (params, params_hidden) = param_rows(&runs, only_differences);
     let best_rows = best_rows(&runs);
     let test_rows = test_rows(&runs);
+    let curve_labels: Vec<String> = {
+        let mut labels: Vec<String> = Vec::new();
+        for (run, _) in runs.iter() {
+            let keys = run.test.as_ref().and_then(|t| t["curves"].as_object());
+            for key in keys.into_iter().flat_map(|m| m.keys()) {
+                if !labels.contains(key) {
+                    labels.push(key.clone());
+                }
+            }
+        }
+        labels
+    };
+    let curve_label = value(&pairs, "curve")
+        .filter(|c| curve_labels.iter().any(|l| l == c))
+        .map(str::to_string)
+        .or_else(|| curve_labels.first().cloned())
+        .unwrap_or_default();
+    let test_curves: Vec<ChartLink> = if curve_label.is_empty() {
+        Vec::new()
+    } else {
+        [("roc", "Test ROC"), ("pr", "Test precision-recall")]
+            .into_iter()
+            .map(|(kind, title)| ChartLink {
+                title: format!("{title}: {curve_label}"),
+                src: format!(
+                    "/compare/charts/{kind}.svg?runs={runs_param}&label={}",
+                    encode_query(&curve_label)
+                ),
+                wide: false,
+            })
+            .collect()
+    };
     let label_rows = label_rows(&best_per_label(&state, &runs)?);
     if !label_rows.is_empty() {
         charts.push(ChartLink {
@@ -164,6 +196,9 @@ async fn compare_page(State(state): State<Arc<AppState>>, Query(pairs): Query<Pa
         toggle_href,
         best_rows,
         test_rows,
+        curve_labels,
+        curve_label,
+        test_curves,
         label_rows,
     })
 }
@@ -395,6 +430,38 @@ async fn compare_chart(
             &groups,
             (0.0, 1.0),
         )?));
+    }
+    if name == "roc" || name == "pr" {
+        let label = value(&pairs, "label")
+            .ok_or_else(|| AppError::BadRequest(format!("the {name} chart needs &label=NAME")))?;
+        // Every run keeps its colour (its position), with an empty line when it has no curve.
+        let series: Vec<Series> = runs
+            .iter()
+            .zip(&names)
+            .map(|((run, _), run_name)| {
+                run.test
+                    .as_ref()
+                    .and_then(|report| curve_series(&report["curves"][label], name, run_name))
+                    .unwrap_or_else(|| Series::new(run_name.clone(), Vec::new()))
+            })
+            .collect();
+        if series.iter().all(|s| s.points.is_empty()) {
+            return Err(AppError::NotFound(format!(
+                "no test {name} curve for '{label}' in these runs"
+            )));
+        }
+        let (title, x, y) = match name {
+            "roc" => (
+                format!("Test ROC: {label}"),
+                "false-positive rate",
+                "true-positive rate",
+            ),
+            _ => (format!("Test precision-recall: {label}"), "recall", "precision"),
+        };
+        let mut chart = LineChart::new(title);
+        chart.x_label = x.into();
+        chart.y_label = y.into();
+        return Ok(svg(charts::line_chart(&chart, &series)?));
     }
     let key = metric_key(name);
     let known = runs

@@ -522,6 +522,14 @@ fn a_data_set_shipped_as_train_val_test_files_trains_and_reports_on_its_own_test
             single,
             "top-1 accuracy for single-label files only"
         );
+        if single {
+            // 12 training images for each of the four classes in use, none for the rest: all few-shot.
+            let few = report.shot_groups.iter().find(|g| g.group == "few").unwrap();
+            assert_eq!(few.classes.len(), 20);
+            assert!(few.accuracy.is_some());
+        } else {
+            assert!(report.shot_groups.is_empty());
+        }
     }
 
     // Only one of the two extra files is a clear error naming it.

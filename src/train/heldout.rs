@@ -40,6 +40,55 @@ pub struct TestLabel {
     pub specificity: Option<f64>,
 }
 
+/// Long-tail grouping of classes by training images, as the long-tailed recognition literature
+/// and NIH-CXR-LT report it: many-shot above 100, medium-shot 20 to 100, few-shot below 20.
+pub const MANY_SHOT_ABOVE: usize = 100;
+pub const FEW_SHOT_BELOW: usize = 20;
+
+/// One long-tail group of a single-label run's classes on the test split.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ShotGroup {
+    /// `many`, `medium` or `few`.
+    pub group: String,
+    pub classes: Vec<String>,
+    /// Mean recall (per-class accuracy) over the group's classes present in the test split.
+    pub accuracy: Option<f64>,
+}
+
+/// Many / medium / few-shot accuracy from the test confusion matrix (`[true][predicted]`) and
+/// each class's training images.
+pub fn shot_groups(labels: &[String], confusion: &[Vec<u64>], train_counts: &[usize]) -> Vec<ShotGroup> {
+    let group_of = |count: usize| {
+        if count > MANY_SHOT_ABOVE {
+            "many"
+        } else if count >= FEW_SHOT_BELOW {
+            "medium"
+        } else {
+            "few"
+        }
+    };
+    ["many", "medium", "few"]
+        .into_iter()
+        .map(|group| {
+            let members: Vec<usize> = (0..labels.len())
+                .filter(|&c| group_of(train_counts[c]) == group)
+                .collect();
+            let recalls: Vec<f64> = members
+                .iter()
+                .filter_map(|&c| {
+                    let support: u64 = confusion[c].iter().sum();
+                    (support > 0).then(|| confusion[c][c] as f64 / support as f64)
+                })
+                .collect();
+            ShotGroup {
+                group: group.into(),
+                classes: members.iter().map(|&c| labels[c].clone()).collect(),
+                accuracy: (!recalls.is_empty()).then(|| recalls.iter().sum::<f64>() / recalls.len() as f64),
+            }
+        })
+        .collect()
+}
+
 /// Points kept per curve: enough for a smooth plot, few enough to store with every run.
 pub const CURVE_POINTS: usize = 64;
 
@@ -151,6 +200,9 @@ pub struct TestReport {
     pub curves: BTreeMap<String, LabelCurves>,
     #[serde(default)]
     pub val_curves: BTreeMap<String, LabelCurves>,
+    /// Single-label runs: accuracy of the many-, medium- and few-shot classes.
+    #[serde(default)]
+    pub shot_groups: Vec<ShotGroup>,
 }
 
 impl TestReport {
@@ -172,6 +224,7 @@ impl TestReport {
             note: Some(note.into()),
             curves: BTreeMap::new(),
             val_curves: BTreeMap::new(),
+            shot_groups: Vec::new(),
         }
     }
 }
@@ -267,6 +320,7 @@ pub fn score(
         note: None,
         curves: curves(labels, probs, targets),
         val_curves: BTreeMap::new(),
+        shot_groups: Vec::new(),
     }
 }
 
@@ -514,6 +568,21 @@ mod tests {
         // A label with one class has no curve.
         let one_class = curves(&labels(1), &[0.2, 0.9], &[0.0, 0.0]);
         assert!(one_class.is_empty());
+    }
+
+    #[test]
+    fn classes_are_grouped_by_training_images_into_many_medium_and_few_shot() {
+        let names = labels(4);
+        // Recalls: class 0 1.0, class 1 0.5, class 2 0.0, class 3 absent from test.
+        let confusion = vec![vec![4, 0, 0, 0], vec![1, 1, 0, 0], vec![0, 2, 0, 0], vec![0, 0, 0, 0]];
+        let groups = shot_groups(&names, &confusion, &[500, 101, 20, 19]);
+        let by = |g: &str| groups.iter().find(|x| x.group == g).unwrap().clone();
+        assert_eq!(by("many").classes, ["L0", "L1"], "101 training images is many-shot");
+        assert_eq!(by("many").accuracy, Some(0.75));
+        assert_eq!(by("medium").classes, ["L2"], "20 is medium-shot");
+        assert_eq!(by("medium").accuracy, Some(0.0));
+        assert_eq!(by("few").classes, ["L3"]);
+        assert_eq!(by("few").accuracy, None, "no test images of the group");
     }
 
     #[test]

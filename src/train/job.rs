@@ -587,6 +587,12 @@ fn test_report(model: &Predictor, seed: u64, data: &PreparedData) -> TestReport 
         seed,
     );
     report.epoch = Some(model.state().epoch);
+    if let Some(confusion) = &report.confusion {
+        let train_counts: Vec<usize> = (0..data.labels.len())
+            .map(|l| data.train.1.iter().filter(|bits| *bits & (1 << l) != 0).count())
+            .collect();
+        report.shot_groups = heldout::shot_groups(&data.labels, confusion, &train_counts);
+    }
     // The same checkpoint's validation curves, beside the test ones on the pages.
     let val_images: Vec<&[u8]> = data.val.0.iter().map(|&i| data.cache.image(i)).collect();
     let val_targets = metrics::targets_from_bits(&data.val.1, data.labels.len());

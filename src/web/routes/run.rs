@@ -206,6 +206,30 @@ fn test_section(report: &Value, run_id: &str, curve: Option<&str>) -> TestSectio
         (_, _, Some(exact)) => format!("Exact-match accuracy (every label right at its threshold) {exact}."),
         _ => String::new(),
     };
+    let shots: Vec<String> = report["shot_groups"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|g| g["classes"].as_array().is_some_and(|c| !c.is_empty()))
+        .map(|g| {
+            format!(
+                "{}-shot ({} classes) {}",
+                g["group"].as_str().unwrap_or("?"),
+                g["classes"].as_array().map_or(0, Vec::len),
+                percent(&g["accuracy"]).unwrap_or_else(|| "n/a".into())
+            )
+        })
+        .collect();
+    let accuracies = if shots.is_empty() {
+        accuracies
+    } else {
+        format!(
+            "{accuracies} Long tail (per-class accuracy; many-shot: over {} training images, few-shot: under {}): {}.",
+            crate::train::heldout::MANY_SHOT_ABOVE,
+            crate::train::heldout::FEW_SHOT_BELOW,
+            shots.join(", ")
+        )
+    };
     let rows = report["labels"]
         .as_object()
         .into_iter()

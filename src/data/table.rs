@@ -60,6 +60,17 @@ impl Record {
     }
 }
 
+/// A label mask in another label order: bit `i` moves to bit `new_index[i]`, or is dropped where
+/// that is `None` (a label the other order does not have).
+pub fn remap_bits(bits: u32, new_index: &[Option<usize>]) -> u32 {
+    new_index
+        .iter()
+        .enumerate()
+        .filter(|(old, _)| bits & (1 << old) != 0)
+        .filter_map(|(_, new)| *new)
+        .fold(0, |acc, new| acc | 1 << new)
+}
+
 /// A parsed label file.
 #[derive(Debug, Clone)]
 pub struct LabelTable {
@@ -108,24 +119,18 @@ impl LabelTable {
                 self.task
             )));
         }
-        let ours: Vec<usize> = other
+        let ours: Vec<Option<usize>> = other
             .labels
             .iter()
-            .map(|l| self.labels.iter().position(|m| m == l).expect("same label set"))
+            .map(|l| self.labels.iter().position(|m| m == l))
             .collect();
-        let remap = |bits: u32| {
-            ours.iter()
-                .enumerate()
-                .filter(|(theirs, _)| bits & (1 << theirs) != 0)
-                .fold(0u32, |acc, (_, &mine)| acc | 1 << mine)
-        };
         let start = self.records.len();
         let offset = self.text.len();
         self.text.push_str(&other.text);
         self.rows
             .extend(other.rows.iter().map(|r| r.start + offset..r.end + offset));
         self.records.extend(other.records.into_iter().map(|mut record| {
-            record.targets = remap(record.targets);
+            record.targets = remap_bits(record.targets, &ours);
             record
         }));
         Ok(start..self.records.len())

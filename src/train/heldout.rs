@@ -108,8 +108,8 @@ pub fn curves(labels: &[String], probs: &[f32], targets: &[f32]) -> BTreeMap<Str
     let width = labels.len();
     let mut out = BTreeMap::new();
     for (label, name) in labels.iter().enumerate() {
-        let scores: Vec<f32> = probs.iter().skip(label).step_by(width).copied().collect();
-        let truth: Vec<bool> = targets.iter().skip(label).step_by(width).map(|&t| t >= 0.5).collect();
+        let scores: Vec<f32> = metrics::column(probs, width, label).collect();
+        let truth = metrics::truth_column(targets, width, label);
         if let Some(curve) = label_curves(&scores, &truth) {
             out.insert(name.clone(), curve);
         }
@@ -258,8 +258,8 @@ pub fn score(
 
     let columns: Vec<(Vec<f32>, Vec<bool>)> = (0..width)
         .map(|label| {
-            let scores = probs.iter().skip(label).step_by(width).copied().collect();
-            let truth = targets.iter().skip(label).step_by(width).map(|&t| t >= 0.5).collect();
+            let scores = metrics::column(probs, width, label).collect();
+            let truth = metrics::truth_column(targets, width, label);
             (scores, truth)
         })
         .collect();

@@ -12,6 +12,7 @@ use crate::data::cache::{self, BuildOptions, Cache};
 use crate::data::images::ImageIndex;
 use crate::data::loader::{self, ImageSource, Loader, LoaderConfig};
 use crate::data::split::{self, SplitOptions};
+use crate::data::table;
 use crate::data::{LabelTable, Task};
 use crate::model::Classifier;
 use crate::train::backend::{self, BackendKind};
@@ -247,7 +248,8 @@ pub fn chosen_labels(config: &TrainConfig, labels: &[String], train_bits: &[u32]
         kept.sort_unstable();
     }
     if let Some(minimum) = config.min_label_count {
-        let positives = |label: usize| train_bits.iter().filter(|bits| *bits & (1 << label) != 0).count();
+        let counts = loader::label_counts(train_bits, labels.len());
+        let positives = |label: usize| counts[label].positives;
         let dropped: Vec<String> = kept
             .iter()
             .filter(|&&l| positives(l) < minimum)
@@ -277,12 +279,9 @@ fn keep_labels(
     single_label: bool,
     patients: Option<Vec<String>>,
 ) -> (SplitRows, Option<Vec<String>>) {
-    let remap = |old: u32| {
-        kept.iter()
-            .enumerate()
-            .filter(|(_, &label)| old & (1 << label) != 0)
-            .fold(0u32, |new, (k, _)| new | 1 << k)
-    };
+    let width = kept.iter().max().map_or(0, |&l| l + 1);
+    let new_index: Vec<Option<usize>> = (0..width).map(|l| kept.iter().position(|&k| k == l)).collect();
+    let remap = |old: u32| table::remap_bits(old, &new_index);
     let keep = |old: u32| !single_label || old == 0 || remap(old) != 0;
     let chosen: Vec<bool> = bits.iter().map(|&b| keep(b)).collect();
     let patients = patients.map(|p| p.into_iter().zip(&chosen).filter(|(_, &c)| c).map(|(p, _)| p).collect());
@@ -588,8 +587,9 @@ fn test_report(model: &Predictor, seed: u64, data: &PreparedData) -> TestReport 
     );
     report.epoch = Some(model.state().epoch);
     if let Some(confusion) = &report.confusion {
-        let train_counts: Vec<usize> = (0..data.labels.len())
-            .map(|l| data.train.1.iter().filter(|bits| *bits & (1 << l) != 0).count())
+        let train_counts: Vec<usize> = loader::label_counts(&data.train.1, data.labels.len())
+            .iter()
+            .map(|count| count.positives)
             .collect();
         report.shot_groups = heldout::shot_groups(&data.labels, confusion, &train_counts);
     }

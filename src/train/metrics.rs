@@ -270,11 +270,13 @@ fn rows_of(labels: usize, probs: &[f32], targets: &[f32]) -> usize {
     probs.len() / labels
 }
 
-fn column(matrix: &[f32], labels: usize, label: usize) -> impl Iterator<Item = f32> + '_ {
+/// One label's column of a row-major `rows × labels` matrix.
+pub(crate) fn column(matrix: &[f32], labels: usize, label: usize) -> impl Iterator<Item = f32> + '_ {
     matrix.iter().skip(label).step_by(labels).copied()
 }
 
-fn truth_column(targets: &[f32], labels: usize, label: usize) -> Vec<bool> {
+/// One label's targets as booleans (a target of 0.5 or more is positive).
+pub(crate) fn truth_column(targets: &[f32], labels: usize, label: usize) -> Vec<bool> {
     column(targets, labels, label).map(|t| t >= 0.5).collect()
 }
 

@@ -7,6 +7,7 @@ use image::GrayImage;
 use super::{gradcam_label, overlay, predict, uploads, ModelKey, Predictions, Result};
 use crate::data::cache::{self, Cache};
 use crate::data::images::{self, ImageIndex};
+use crate::data::table::remap_bits;
 use crate::store::Run;
 use crate::train::job::{self, JobPaths};
 use crate::train::predict::Inference;
@@ -92,14 +93,7 @@ impl Predictions {
             .iter()
             .map(|label| model.labels().iter().position(|m| m == label))
             .collect();
-        let in_model = |bits: u32| {
-            model_index
-                .iter()
-                .enumerate()
-                .filter(|(i, _)| bits & (1 << i) != 0)
-                .filter_map(|(_, m)| *m)
-                .fold(0u32, |acc, m| acc | 1 << m)
-        };
+        let in_model = |bits: u32| remap_bits(bits, &model_index);
         let share = job::max_images_share(config, &split, split.val.len()).unwrap_or(usize::MAX);
         let wanted = share.min(VALIDATION_IMAGES);
         let size = config.image_size;

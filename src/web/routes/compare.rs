@@ -12,7 +12,7 @@ use axum::Router;
 use serde_json::Value;
 
 use super::run::{curve_series, full_epoch, load_run, scalar_epochs};
-use super::{chart_name, metric_key, metric_title, svg, ChartDisplay, ChartQuery};
+use super::{chart_name, curve_charts, interval_text, metric_key, metric_title, svg, ChartDisplay, ChartQuery};
 use crate::store::{EpochRow, Run, RunStatus};
 use crate::web::charts::{self, palette_hex, BarGroup, LineChart, Series};
 use crate::web::metrics;
@@ -135,26 +135,12 @@ async fn compare_page(State(state): State<Arc<AppState>>, Query(pairs): Query<Pa
         }
         labels
     };
-    let curve_label = value(&pairs, "curve")
-        .filter(|c| curve_labels.iter().any(|l| l == c))
-        .map(str::to_string)
-        .or_else(|| curve_labels.first().cloned())
-        .unwrap_or_default();
-    let test_curves: Vec<ChartLink> = if curve_label.is_empty() {
-        Vec::new()
-    } else {
-        [("roc", "Test ROC"), ("pr", "Test precision-recall")]
-            .into_iter()
-            .map(|(kind, title)| ChartLink {
-                title: format!("{title}: {curve_label}"),
-                src: format!(
-                    "/compare/charts/{kind}.svg?runs={runs_param}&label={}",
-                    encode_query(&curve_label)
-                ),
-                wide: false,
-            })
-            .collect()
-    };
+    let (curve_label, test_curves) = curve_charts(
+        &curve_labels,
+        value(&pairs, "curve"),
+        ["Test ROC", "Test precision-recall"],
+        |kind, label| format!("/compare/charts/{kind}.svg?runs={runs_param}&label={label}"),
+    );
     let label_rows = label_rows(&best_per_label(&state, &runs)?);
     if !label_rows.is_empty() {
         charts.push(ChartLink {
@@ -320,16 +306,7 @@ fn test_rows(runs: &Loaded) -> Vec<TableRow> {
             "test mean AUROC, 95 % CI",
             reports
                 .iter()
-                .map(
-                    |r| match r.and_then(|r| r["mean_auroc_ci"].as_array()).map(Vec::as_slice) {
-                        Some([lo, hi]) => format!(
-                            "{}–{}",
-                            metrics::format_value(lo.as_f64()),
-                            metrics::format_value(hi.as_f64())
-                        ),
-                        _ => "n/a".into(),
-                    },
-                )
+                .map(|r| r.map_or("n/a".into(), |r| interval_text(&r["mean_auroc_ci"])))
                 .collect(),
         ),
         marked_row("test mAP", &values(&["map"]), true),

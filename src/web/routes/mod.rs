@@ -18,6 +18,7 @@ use axum::routing::get;
 use axum::Router;
 
 use crate::web::charts::LineChart;
+use crate::web::templates;
 use crate::web::{AppError, AppState};
 
 pub fn router() -> Router<Arc<AppState>> {
@@ -80,6 +81,44 @@ fn svg(body: String) -> impl IntoResponse {
         ],
         body,
     )
+}
+
+/// A stored `[lo, hi]` interval as `lo–hi` (4 decimals); `n/a` when there is none.
+fn interval_text(value: &serde_json::Value) -> String {
+    let number = |v: &serde_json::Value| v.as_f64().map_or("n/a".to_string(), |x| format!("{x:.4}"));
+    match value.as_array().map(Vec::as_slice) {
+        Some([lo, hi]) => format!("{}–{}", number(lo), number(hi)),
+        _ => "n/a".into(),
+    }
+}
+
+/// The label whose test curves a page shows (`asked` when it has curves, else the first that
+/// does; empty when none has) and its ROC and precision-recall charts, `src(kind, label)` giving
+/// each chart's address.
+fn curve_charts(
+    labels: &[String],
+    asked: Option<&str>,
+    titles: [&str; 2],
+    src: impl Fn(&str, &str) -> String,
+) -> (String, Vec<templates::ChartLink>) {
+    let label = asked
+        .filter(|a| labels.iter().any(|l| l == a))
+        .map(str::to_string)
+        .or_else(|| labels.first().cloned())
+        .unwrap_or_default();
+    if label.is_empty() {
+        return (label, Vec::new());
+    }
+    let charts = ["roc", "pr"]
+        .into_iter()
+        .zip(titles)
+        .map(|(kind, title)| templates::ChartLink {
+            title: format!("{title}: {label}"),
+            src: src(kind, &templates::encode_query(&label)),
+            wide: false,
+        })
+        .collect();
+    (label, charts)
 }
 
 /// The chart name from a `{name}.svg` path segment.

@@ -11,7 +11,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::runs::progress_pct;
-use super::{chart_name, svg, ChartQuery, RUN_CHARTS};
+use super::{chart_name, curve_charts, interval_text, svg, ChartQuery, RUN_CHARTS};
 use crate::store::{EpochRow, EventRow, Run, RunStatus};
 use crate::web::charts::{self, BarGroup, LineChart, Series};
 use crate::web::metrics::{self, LabelMetrics};
@@ -171,10 +171,6 @@ async fn run_page(
 /// types); a missing number shows as "n/a".
 fn test_section(report: &Value, run_id: &str, curve: Option<&str>) -> TestSection {
     let number = |v: &Value| v.as_f64().map_or("n/a".to_string(), |x| format!("{x:.4}"));
-    let interval = |v: &Value| match v.as_array().map(Vec::as_slice) {
-        Some([lo, hi]) => format!("{}–{}", number(lo), number(hi)),
-        _ => "n/a".into(),
-    };
     let images = report["images"].as_u64().unwrap_or(0);
     if let Some(note) = report["note"].as_str() {
         return TestSection {
@@ -190,7 +186,7 @@ fn test_section(report: &Value, run_id: &str, curve: Option<&str>) -> TestSectio
     let headline = format!(
         "Mean AUROC {} (95 % CI {}), mAP {} on {images} test images, best epoch {}",
         number(&report["mean_auroc"]),
-        interval(&report["mean_auroc_ci"]),
+        interval_text(&report["mean_auroc_ci"]),
         number(&report["map"]),
         report["epoch"].as_u64().map_or("?".to_string(), |e| e.to_string()),
     );
@@ -238,7 +234,7 @@ fn test_section(report: &Value, run_id: &str, curve: Option<&str>) -> TestSectio
             key: label.clone(),
             cells: [
                 number(&m["auroc"]),
-                interval(&m["auroc_ci"]),
+                interval_text(&m["auroc_ci"]),
                 number(&m["ap"]),
                 number(&m["f1"]),
                 number(&m["sensitivity"]),
@@ -267,23 +263,9 @@ fn test_section(report: &Value, run_id: &str, curve: Option<&str>) -> TestSectio
         .into_iter()
         .flat_map(|m| m.keys().cloned())
         .collect();
-    let curve_label = curve
-        .filter(|c| curve_labels.iter().any(|l| l == c))
-        .map(str::to_string)
-        .or_else(|| curve_labels.first().cloned())
-        .unwrap_or_default();
-    let curves = if curve_label.is_empty() {
-        Vec::new()
-    } else {
-        [("roc", "ROC"), ("pr", "Precision-recall")]
-            .into_iter()
-            .map(|(kind, title)| ChartLink {
-                title: format!("{title}: {curve_label}"),
-                src: format!("/runs/{run_id}/charts/{kind}.svg?label={}", encode_query(&curve_label)),
-                wide: false,
-            })
-            .collect()
-    };
+    let (curve_label, curves) = curve_charts(&curve_labels, curve, ["ROC", "Precision-recall"], |kind, label| {
+        format!("/runs/{run_id}/charts/{kind}.svg?label={label}")
+    });
     TestSection {
         headline,
         accuracies,

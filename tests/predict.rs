@@ -21,6 +21,21 @@ struct Trained {
     images: PathBuf,
 }
 
+/// A quarter-width CNN at 64 px for one epoch on the CPU: trains in about a second.
+fn tiny_config(labels: PathBuf, images: PathBuf) -> TrainConfig {
+    TrainConfig {
+        labels: Some(labels),
+        images: Some(images),
+        architecture: Architecture::SimpleCnn,
+        width: 0.25,
+        image_size: 64,
+        epochs: 1,
+        batch_size: 16,
+        device: DeviceChoice::Cpu,
+        ..TrainConfig::default()
+    }
+}
+
 fn train_tiny() -> Trained {
     let tmp = tempfile::tempdir().unwrap();
     let report = demo::generate(&DemoConfig {
@@ -30,17 +45,7 @@ fn train_tiny() -> Trained {
         seed: 3,
     })
     .unwrap();
-    let config = TrainConfig {
-        labels: Some(report.label_file.clone()),
-        images: Some(report.out.join("images")),
-        architecture: Architecture::SimpleCnn,
-        width: 0.25,
-        image_size: 64,
-        epochs: 1,
-        batch_size: 16,
-        device: DeviceChoice::Cpu,
-        ..TrainConfig::default()
-    };
+    let config = tiny_config(report.label_file.clone(), report.out.join("images"));
     let paths = JobPaths {
         data_dir: tmp.path().join("data"),
         ckpt_dir: tmp.path().join("ckpts"),
@@ -195,16 +200,9 @@ fn a_finished_run_is_scored_once_on_its_test_split_with_validation_thresholds() 
     })
     .unwrap();
     let config = TrainConfig {
-        labels: Some(report.label_file.clone()),
-        images: Some(report.out.join("images")),
-        architecture: Architecture::SimpleCnn,
-        width: 0.25,
-        image_size: 64,
         epochs: 2,
-        batch_size: 16,
         test_fraction: 0.25,
-        device: DeviceChoice::Cpu,
-        ..TrainConfig::default()
+        ..tiny_config(report.label_file.clone(), report.out.join("images"))
     };
     let paths = JobPaths {
         data_dir: tmp.path().join("data"),
@@ -313,17 +311,7 @@ fn label_choice_trains_reports_and_checkpoints_exactly_the_kept_labels() {
         seed: 6,
     })
     .unwrap();
-    let base = TrainConfig {
-        labels: Some(report.label_file.clone()),
-        images: Some(report.out.join("images")),
-        architecture: Architecture::SimpleCnn,
-        width: 0.25,
-        image_size: 64,
-        epochs: 1,
-        batch_size: 16,
-        device: DeviceChoice::Cpu,
-        ..TrainConfig::default()
-    };
+    let base = tiny_config(report.label_file.clone(), report.out.join("images"));
     let paths = JobPaths {
         data_dir: tmp.path().join("data"),
         ckpt_dir: tmp.path().join("ckpts"),
@@ -406,6 +394,41 @@ fn label_choice_trains_reports_and_checkpoints_exactly_the_kept_labels() {
     };
     let err = job::prepare_data(&unknown, &paths, None).err().unwrap().to_string();
     assert!(err.contains("'Unicorn'") && err.contains(&expected[0]), "{err}");
+
+    // The command line: `--json` lists exactly the kept labels and carries the test results.
+    let out = cxr8(&[
+        "train",
+        "--labels",
+        report.label_file.to_str().unwrap(),
+        "--images",
+        report.out.join("images").to_str().unwrap(),
+        "--model",
+        "simple-cnn",
+        "--width",
+        "0.25",
+        "--image-size",
+        "64",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "16",
+        "--device",
+        "cpu",
+        "--min-label-count",
+        &minimum.to_string(),
+        "--data-dir",
+        paths.data_dir.to_str().unwrap(),
+        "--ckpt-dir",
+        tmp.path().join("cli-ckpts").to_str().unwrap(),
+        "--json",
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(summary["labels"], serde_json::json!(expected));
+    let test = &summary["test"];
+    assert!(test["images"].as_u64().unwrap() > 0, "{test}");
+    assert_eq!(test["labels"].as_object().unwrap().len(), expected.len());
+    assert_eq!(test["bootstrap"]["resamples"], 1000);
 }
 
 /// Writes NIH-CXR-LT-style split files over the demo images: `id,subject_id` then the 20 labels
@@ -474,17 +497,9 @@ fn a_data_set_shipped_as_train_val_test_files_trains_and_reports_on_its_own_test
         std::fs::create_dir_all(&dir).unwrap();
         let [train, val, test] = long_tail_files(&dir, &names, single);
         let config = TrainConfig {
-            labels: Some(train),
             val_labels: Some(val),
             test_labels: Some(test),
-            images: Some(image_dir.clone()),
-            architecture: Architecture::SimpleCnn,
-            width: 0.25,
-            image_size: 64,
-            epochs: 1,
-            batch_size: 16,
-            device: DeviceChoice::Cpu,
-            ..TrainConfig::default()
+            ..tiny_config(train, image_dir.clone())
         };
         assert_eq!(config.validate(), Ok(()));
         let paths = JobPaths {

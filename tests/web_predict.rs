@@ -653,6 +653,10 @@ async fn a_finished_run_has_its_test_results_and_scoring_again_gives_the_same_nu
     assert!(waiting.text().contains("scored on its test split when it finishes"));
     let unknown = app.send_empty(Method::POST, "/api/runs/nope/test").await;
     assert_eq!(unknown.status, StatusCode::NOT_FOUND);
+    // The run page's button: scores, then back to the run's test section.
+    let button = app.post_form(&format!("/runs/{}/test", t.run), &[]).await;
+    assert_eq!(button.status, StatusCode::SEE_OTHER, "{}", button.short());
+    assert_eq!(button.location(), Some(format!("/runs/{}#test", t.run).as_str()));
 
     // ROC and PR curves of the best checkpoint, validation and test, areas in the legend.
     let label = stored["curves"]

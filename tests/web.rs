@@ -621,3 +621,131 @@ async fn held_out_test_results_show_on_the_run_page_the_api_and_the_list() {
     let runs = app.get("/").await;
     assert!(runs.text().contains("Test mean AUROC") && runs.text().contains("0.8123"));
 }
+
+/// Records a finished one-epoch run with these validation metrics (its best epoch).
+fn finished_run(app: &TestApp, name: &str, metrics: Value) -> String {
+    let config = json!({"model": "resnet-18"});
+    let id = app
+        .store()
+        .create_run(&NewRun {
+            name,
+            config: &config,
+            dataset: "demo",
+            model: "resnet-18",
+            image_size: 64,
+            epochs_planned: 1,
+            tags: &[],
+        })
+        .unwrap();
+    let auroc = metrics["val_mean_auroc"].as_f64().unwrap();
+    app.store()
+        .record_epoch(&id, 1, &metrics, Some((1, "val_mean_auroc", auroc)))
+        .unwrap();
+    app.store().set_status(&id, RunStatus::Done, None).unwrap();
+    id
+}
+
+#[tokio::test]
+async fn each_run_leads_with_the_number_that_fits_its_task_and_names_every_accuracy() {
+    let app = TestApp::new();
+    // A multi-label run whose per-label accuracy (0.93) is what predicting nothing would score.
+    let multi = finished_run(
+        &app,
+        "multi",
+        json!({"val_mean_auroc": 0.7111, "val_accuracy": 0.93, "val_accuracy_per_label": 0.93,
+               "val_subset_accuracy": 0.41, "train_subset_accuracy": 0.45, "val_top1_accuracy": 0.5}),
+    );
+    let single = finished_run(
+        &app,
+        "single",
+        json!({"val_mean_auroc": 0.8222, "val_accuracy": 0.77, "val_top1_accuracy": 0.77,
+               "val_balanced_accuracy": 0.6333, "train_balanced_accuracy": 0.7, "val_subset_accuracy": 0.7}),
+    );
+
+    let list = app.get("/").await.text().to_string();
+    assert!(list.contains("Val balanced accuracy") && !list.contains("Val accuracy<"));
+    let row = |id: &str| {
+        let start = list.find(&format!(r#"<tr data-run="{id}">"#)).unwrap();
+        list[start..start + list[start..].find("</tr>").unwrap()].to_string()
+    };
+    assert!(
+        row(&multi).contains(r#"class="num headline">0.7111"#),
+        "{}",
+        row(&multi)
+    );
+    assert!(row(&multi).contains("multi-label") && !row(&multi).contains("0.93"));
+    assert!(
+        row(&single).contains(r#"class="num headline">0.6333"#),
+        "{}",
+        row(&single)
+    );
+    // Sorting by the column sorts by balanced accuracy; the old key still works.
+    for sort in ["balanced", "accuracy"] {
+        let sorted = app.get(&format!("/?sort={sort}&dir=desc")).await;
+        assert_eq!(sorted.status, StatusCode::OK, "{sort}");
+        let text = sorted.text();
+        assert!(text.find(&single).unwrap() < text.find(&multi).unwrap());
+    }
+
+    let api = app.get("/api/runs").await.json();
+    let listed = |id: &str| {
+        api["runs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["id"] == id)
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(
+        listed(&multi)["headline"],
+        json!({"metric": "val_mean_auroc", "value": 0.7111})
+    );
+    assert_eq!(
+        listed(&single)["headline"],
+        json!({"metric": "val_balanced_accuracy", "value": 0.6333})
+    );
+    let detail = app.get(&format!("/api/runs/{single}")).await.json();
+    assert_eq!(detail["headline"]["metric"], "val_balanced_accuracy");
+    assert_eq!(detail["best_val_balanced_accuracy"], 0.6333);
+
+    // The run page's accuracy chart names its accuracies, by task.
+    let page = app.get(&format!("/runs/{multi}")).await.text().to_string();
+    assert!(page.contains("Exact-match accuracy (every label right at 0.5)"));
+    let chart = app
+        .get(&format!("/runs/{multi}/charts/accuracy.svg"))
+        .await
+        .text()
+        .to_string();
+    assert!(chart.contains("validation exact-match") && !chart.contains("balanced"));
+    let chart = app
+        .get(&format!("/runs/{single}/charts/accuracy.svg"))
+        .await
+        .text()
+        .to_string();
+    assert!(chart.contains("validation balanced") && chart.contains("validation top-1"));
+
+    // Compare: every accuracy row says which; the headline leads when all runs are single-label.
+    let both = app
+        .get(&format!("/compare?runs={multi},{single}"))
+        .await
+        .text()
+        .to_string();
+    for row in [
+        "best validation mean AUROC",
+        "best validation balanced accuracy",
+        "best validation top-1 accuracy",
+        "best validation exact-match accuracy",
+    ] {
+        assert!(both.contains(row), "missing {row}");
+    }
+    assert!(!both.contains("best validation accuracy"));
+    assert!(both.find("best validation mean AUROC").unwrap() < both.find("best validation balanced accuracy").unwrap());
+    let singles = app.get(&format!("/compare?runs={single}")).await.text().to_string();
+    assert!(
+        singles.find("best validation balanced accuracy").unwrap()
+            < singles.find("best validation mean AUROC").unwrap()
+    );
+    let multis = app.get(&format!("/compare?runs={multi}")).await.text().to_string();
+    assert!(!multis.contains("top-1") && !multis.contains("balanced accuracy"));
+}

@@ -8,7 +8,7 @@ use std::sync::{Mutex, MutexGuard};
 
 use rusqlite::Connection;
 
-use schema::{SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4, SCHEMA_VERSION, SET_BEST_HEADLINES};
+use schema::{SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4, SCHEMA_V5, SCHEMA_VERSION, SET_BEST_HEADLINES};
 
 mod datasets;
 mod reserve;
@@ -138,14 +138,20 @@ impl Store {
                 .map_err(wrap)?;
         }
         if version < 3 {
-            conn.execute_batch(&format!(
-                "BEGIN; {SCHEMA_V3} UPDATE runs SET {SET_BEST_HEADLINES}; PRAGMA user_version = 3; COMMIT;"
-            ))
-            .map_err(wrap)?;
+            conn.execute_batch(&format!("BEGIN; {SCHEMA_V3} PRAGMA user_version = 3; COMMIT;"))
+                .map_err(wrap)?;
         }
         if version < 4 {
             conn.execute_batch(&format!("BEGIN; {SCHEMA_V4} PRAGMA user_version = 4; COMMIT;"))
                 .map_err(wrap)?;
+        }
+        // Every headline column is (re)filled from the best epochs once, by the last step: the
+        // assignments name columns that only exist from version 5 on.
+        if version < 5 {
+            conn.execute_batch(&format!(
+                "BEGIN; {SCHEMA_V5} UPDATE runs SET {SET_BEST_HEADLINES}; PRAGMA user_version = 5; COMMIT;"
+            ))
+            .map_err(wrap)?;
         }
         Ok(Store {
             conn: Mutex::new(conn),
@@ -448,11 +454,23 @@ mod tests {
             .record_epoch(
                 &id,
                 3,
-                &json!({"val_mean_auroc": 0.9, "val_accuracy": 0.25}),
+                &json!({"val_mean_auroc": 0.9, "val_accuracy": 0.25, "val_balanced_accuracy": 0.4}),
                 Some((3, "val_mean_auroc", 0.9)),
             )
             .unwrap();
         assert_eq!(headlines(&store), (Some(0.9), Some(0.25)));
+        let run = store.run(&id).unwrap().unwrap();
+        assert_eq!(
+            run.best_val_balanced_accuracy,
+            Some(0.4),
+            "single-label headline kept too"
+        );
+        let listed = store.runs_for_list().unwrap();
+        assert_eq!(
+            listed[0].best_val_balanced_accuracy,
+            Some(0.4),
+            "and read from the list's index"
+        );
     }
 
     #[test]
@@ -480,7 +498,11 @@ mod tests {
             };
             run("a", Some(2));
             epoch("a", 1, r#"{"val_mean_auroc": 0.9, "val_accuracy": 0.9}"#);
-            epoch("a", 2, r#"{"val_mean_auroc": 0.8, "val_accuracy": 0.75}"#);
+            epoch(
+                "a",
+                2,
+                r#"{"val_mean_auroc": 0.8, "val_accuracy": 0.75, "val_balanced_accuracy": 0.5}"#,
+            );
             run("no-best", None);
             epoch("no-best", 1, r#"{"val_mean_auroc": 0.5}"#);
             run("damaged", Some(1));
@@ -496,6 +518,7 @@ mod tests {
             (Some(0.8), Some(0.75)),
             "the recorded best epoch's, not the highest"
         );
+        assert_eq!(store.run("a").unwrap().unwrap().best_val_balanced_accuracy, Some(0.5));
         assert_eq!(headlines("no-best"), (None, None));
         assert_eq!(
             headlines("damaged"),

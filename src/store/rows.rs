@@ -74,6 +74,8 @@ pub struct Run {
     /// thousands of runs never reads their epochs (see `SET_BEST_HEADLINES`).
     pub best_val_mean_auroc: Option<f64>,
     pub best_val_accuracy: Option<f64>,
+    /// The best epoch's balanced accuracy (mean per-class recall): single-label runs only.
+    pub best_val_balanced_accuracy: Option<f64>,
     /// The best checkpoint's held-out test results (`train::heldout::TestReport` as JSON), once
     /// scored; its mean AUROC is kept beside it for the list.
     pub test: Option<serde_json::Value>,
@@ -86,6 +88,19 @@ pub struct Run {
     pub error: Option<String>,
     pub checkpoint_dir: Option<String>,
     pub device: Option<String>,
+}
+
+impl Run {
+    /// The one number this run leads with, as (metric key, value): validation balanced accuracy
+    /// for a single-label run, validation mean AUROC for a multi-label one (its accuracies are
+    /// misleading headlines: a model that predicts nothing has ~92 % per-label accuracy on NIH).
+    pub fn headline(&self) -> Option<(&'static str, f64)> {
+        match (self.best_val_balanced_accuracy, self.best_val_mean_auroc) {
+            (Some(balanced), _) => Some(("val_balanced_accuracy", balanced)),
+            (None, Some(auroc)) => Some(("val_mean_auroc", auroc)),
+            (None, None) => None,
+        }
+    }
 }
 
 /// A registered data set: where its files are, plus whatever summary its registration computed
@@ -119,7 +134,7 @@ pub struct EventRow {
 pub(super) const RUN_COLUMNS: &str =
     "id, name, status, config, dataset, model, image_size, epochs_planned, epochs_done, best_epoch, \
      best_metric_name, best_metric, created_at, started_at, finished_at, tags, notes, error, checkpoint_dir, device, \
-     best_val_mean_auroc, best_val_accuracy, test_report, test_mean_auroc";
+     best_val_mean_auroc, best_val_accuracy, test_report, test_mean_auroc, best_val_balanced_accuracy";
 
 pub(super) fn run_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Run> {
     Ok(Run {
@@ -147,6 +162,7 @@ pub(super) fn run_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Run> {
         best_val_accuracy: r.get(21)?,
         test: r.get::<_, Option<String>>(22)?.map(parse_json),
         test_mean_auroc: r.get(23)?,
+        best_val_balanced_accuracy: r.get(24)?,
     })
 }
 

@@ -158,7 +158,7 @@ impl Store {
             .prepare_cached(
                 "SELECT id, name, status, 'null', dataset, model, image_size, epochs_planned, epochs_done, \
                  best_epoch, best_metric_name, best_metric, created_at, started_at, finished_at, tags, '', NULL, \
-                 NULL, NULL, best_val_mean_auroc, best_val_accuracy, NULL, test_mean_auroc \
+                 NULL, NULL, best_val_mean_auroc, best_val_accuracy, NULL, test_mean_auroc, best_val_balanced_accuracy \
                  FROM runs INDEXED BY runs_listing ORDER BY created_at DESC, id DESC",
             )
             .map_err(self.wrap())?;
@@ -188,7 +188,7 @@ impl Store {
         let clamp = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
         let rows = stmt
             .query_map(params![clamp(limit), clamp(offset)], |r| {
-                Ok((run_from_row(r)?, r.get::<_, String>(24)?))
+                Ok((run_from_row(r)?, r.get::<_, String>(25)?))
             })
             .map_err(self.wrap())?;
         rows.collect::<rusqlite::Result<_>>().map_err(self.wrap())

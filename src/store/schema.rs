@@ -1,7 +1,7 @@
 //! The database schema, one block per version, and the SQL that keeps a run's headline numbers
 //! equal to its best epoch's.
 
-pub(super) const SCHEMA_VERSION: i64 = 4;
+pub(super) const SCHEMA_VERSION: i64 = 5;
 
 pub(super) const SCHEMA_V1: &str = "
 CREATE TABLE runs (
@@ -85,6 +85,17 @@ CREATE INDEX runs_listing ON runs(created_at, id, name, status, dataset, model, 
     best_val_mean_auroc, best_val_accuracy, test_mean_auroc);
 ";
 
+/// Version 5: the best epoch's balanced accuracy (single-label runs' headline; NULL for
+/// multi-label runs, whose headline is mean AUROC), in the list's covering index like the others.
+/// The migration then fills every headline column of stored runs (`SET_BEST_HEADLINES`).
+pub(super) const SCHEMA_V5: &str = "
+ALTER TABLE runs ADD COLUMN best_val_balanced_accuracy REAL;
+DROP INDEX runs_listing;
+CREATE INDEX runs_listing ON runs(created_at, id, name, status, dataset, model, image_size, epochs_planned,
+    epochs_done, best_epoch, best_metric_name, best_metric, started_at, finished_at, tags,
+    best_val_mean_auroc, best_val_accuracy, test_mean_auroc, best_val_balanced_accuracy);
+";
+
 /// `UPDATE runs SET` assignments copying the best epoch's headline numbers from its stored
 /// metrics onto the run: NULL when the run has no best epoch, or the value is missing or not a
 /// number (or the row is not JSON: the migration must not fail on a damaged row). The one definition used by the migration, `record_epoch` and bulk inserts, so the
@@ -97,4 +108,8 @@ best_val_mean_auroc = (SELECT CASE WHEN NOT json_valid(e.metrics) THEN NULL
 best_val_accuracy = (SELECT CASE WHEN NOT json_valid(e.metrics) THEN NULL
     WHEN json_type(e.metrics, '$.val_accuracy') IN ('integer', 'real')
     THEN json_extract(e.metrics, '$.val_accuracy') END
+    FROM epochs e WHERE e.run_id = runs.id AND e.epoch = runs.best_epoch),
+best_val_balanced_accuracy = (SELECT CASE WHEN NOT json_valid(e.metrics) THEN NULL
+    WHEN json_type(e.metrics, '$.val_balanced_accuracy') IN ('integer', 'real')
+    THEN json_extract(e.metrics, '$.val_balanced_accuracy') END
     FROM epochs e WHERE e.run_id = runs.id AND e.epoch = runs.best_epoch)";

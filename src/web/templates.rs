@@ -32,7 +32,11 @@ pub struct RunRow {
     pub image_size: u32,
     pub epochs: String,
     pub best_auroc: String,
-    pub best_accuracy: String,
+    pub best_balanced: String,
+    /// Whether balanced accuracy (not mean AUROC) is this run's headline.
+    pub single_label: bool,
+    /// A validated multi-label run: no balanced accuracy, and it says why.
+    pub multi_label: bool,
     pub test_auroc: String,
     pub duration: String,
     /// `2026-11-29 03:45` (UTC).

@@ -99,7 +99,11 @@ struct ListedRun {
     best_metric_name: Option<String>,
     best_metric: Option<f64>,
     best_val_mean_auroc: Option<f64>,
+    /// Top-1 accuracy for single-label runs, per-label accuracy at 0.5 for multi-label ones:
+    /// kept for old clients; read `headline` instead.
     best_val_accuracy: Option<f64>,
+    best_val_balanced_accuracy: Option<f64>,
+    headline: Option<Headline>,
     /// The held-out test mean AUROC, once scored (the whole report is in `GET /api/runs/{id}`).
     test_mean_auroc: Option<f64>,
     created_at: String,
@@ -112,6 +116,19 @@ struct ListedRun {
     device: Option<String>,
 }
 
+/// The number a run leads with, named (see `Run::headline`).
+#[derive(Serialize)]
+struct Headline {
+    metric: &'static str,
+    value: f64,
+}
+
+impl Headline {
+    fn of(run: &Run) -> Option<Headline> {
+        run.headline().map(|(metric, value)| Headline { metric, value })
+    }
+}
+
 impl ListedRun {
     fn new(run: Run, config: String) -> ListedRun {
         // Unreadable stored JSON shows as a string, as `Store::runs` shows it.
@@ -119,6 +136,7 @@ impl ListedRun {
             Ok(raw) => raw.to_owned(),
             Err(_) => serde_json::value::to_raw_value(&config).expect("a string serialises"),
         };
+        let headline = Headline::of(&run);
         ListedRun {
             id: run.id,
             name: run.name,
@@ -134,6 +152,8 @@ impl ListedRun {
             best_metric: run.best_metric,
             best_val_mean_auroc: run.best_val_mean_auroc,
             best_val_accuracy: run.best_val_accuracy,
+            best_val_balanced_accuracy: run.best_val_balanced_accuracy,
+            headline,
             test_mean_auroc: run.test_mean_auroc,
             created_at: run.created_at,
             started_at: run.started_at,
@@ -172,6 +192,7 @@ async fn list_runs(
 struct RunDetail {
     #[serde(flatten)]
     run: Run,
+    headline: Option<Headline>,
     /// Every epoch's scalar metrics (per-label rows are left out; see `per_label`).
     epochs: Vec<EpochRow>,
     /// Per-label validation metrics of the best epoch (`best_epoch`).
@@ -191,6 +212,7 @@ async fn run_detail(State(state): State<Arc<AppState>>, Path(id): Path<String>) 
     let per_label_epoch = best.map(|e| e.epoch);
     let epochs = epochs.as_ref().clone();
     Ok(Json(RunDetail {
+        headline: Headline::of(&run),
         run,
         epochs,
         per_label,

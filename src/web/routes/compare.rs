@@ -24,7 +24,16 @@ use crate::web::{AppError, AppState};
 pub const MAX_COMPARED: usize = 10;
 
 /// Overlaid charts on the compare page, by metric key.
-const COMPARE_CHARTS: [&str; 5] = ["val_loss", "train_loss", "val_mean_auroc", "val_accuracy", "lr"];
+/// Accuracies are the named ones a run leads with (balanced for single-label runs, exact-match
+/// for multi-label ones); each chart is shown when a chosen run has data for it.
+const COMPARE_CHARTS: [&str; 6] = [
+    "val_loss",
+    "train_loss",
+    "val_mean_auroc",
+    "val_balanced_accuracy",
+    "val_subset_accuracy",
+    "lr",
+];
 
 pub fn router() -> Router<Arc<AppState>> {
     Router::new()
@@ -240,15 +249,35 @@ fn param_rows(runs: &Loaded, only_differences: bool) -> (Vec<TableRow>, usize) {
 
 /// Best value of each metric per run, the best run of each row marked.
 fn best_rows(runs: &Loaded) -> Vec<TableRow> {
-    let best_specs: [(&str, &str, bool); 5] = [
-        ("best validation mean AUROC", "val_mean_auroc", true),
-        ("best validation accuracy", "val_accuracy", true),
+    let auroc = ("best validation mean AUROC", "val_mean_auroc", true);
+    let balanced = ("best validation balanced accuracy", "val_balanced_accuracy", true);
+    // The headline leads: balanced accuracy when every chosen run is single-label.
+    let has = |key: &str| runs.iter().any(|(_, epochs)| !metrics::series(epochs, key).is_empty());
+    let all_single_label = runs
+        .iter()
+        .all(|(_, epochs)| !metrics::series(epochs, "val_balanced_accuracy").is_empty());
+    let (first, second) = if all_single_label {
+        (balanced, auroc)
+    } else {
+        (auroc, balanced)
+    };
+    let best_specs: [(&str, &str, bool); 7] = [
+        first,
+        second,
+        ("best validation top-1 accuracy", "val_top1_accuracy", true),
+        ("best validation exact-match accuracy", "val_subset_accuracy", true),
         ("lowest validation loss", "val_loss", false),
         ("lowest training loss", "train_loss", false),
         ("seconds per epoch (mean)", "seconds", false),
     ];
     best_specs
         .iter()
+        // An accuracy no chosen run has (top-1 of multi-label runs, ...) is no row; the others
+        // show "–" for a run without them.
+        .filter(|(_, key, _)| !key.contains("accuracy") || has(key))
+        // Top-1 is for single-label runs (multi-label runs have it too, as "a positive label
+        // ranked first", which is not what a reader expects under that name).
+        .filter(|(_, key, _)| *key != "val_top1_accuracy" || has("val_balanced_accuracy"))
         .map(|&(title, key, higher_is_better)| {
             let values: Vec<Option<f64>> = runs
                 .iter()

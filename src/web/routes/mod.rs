@@ -17,7 +17,9 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::Router;
 
+use crate::store::EpochRow;
 use crate::web::charts::LineChart;
+use crate::web::metrics;
 use crate::web::templates;
 use crate::web::{AppError, AppState};
 
@@ -203,12 +205,8 @@ const RUN_CHARTS: [RunChart; 4] = [
         "loss",
         &[("train_loss", "train"), ("val_loss", "validation")],
     ),
-    (
-        "accuracy",
-        "Accuracy",
-        "accuracy",
-        &[("train_accuracy", "train"), ("val_accuracy", "validation")],
-    ),
+    // Its title and series depend on the run's task: see `accuracy_chart`.
+    ("accuracy", "Accuracy", "accuracy", &[]),
     (
         "auroc",
         "Mean AUROC (validation)",
@@ -218,11 +216,36 @@ const RUN_CHARTS: [RunChart; 4] = [
     ("lr", "Learning rate", "lr", &[("lr", "learning rate")]),
 ];
 
+/// The accuracies a run's "accuracy" chart plots, each named: a single-label run's (one whose
+/// epochs have a balanced accuracy) balanced and top-1 accuracy; a multi-label run's exact-match
+/// accuracy, never the per-label accuracy at 0.5, which a model predicting nothing wins (~92 % on
+/// NIH). Returns the chart's title and its series as (metric key, legend).
+pub(super) fn accuracy_chart(epochs: &[EpochRow]) -> (&'static str, &'static [(&'static str, &'static str)]) {
+    if metrics::series(epochs, "val_balanced_accuracy").is_empty() {
+        (
+            "Exact-match accuracy (every label right at 0.5)",
+            &[
+                ("train_subset_accuracy", "train exact-match"),
+                ("val_subset_accuracy", "validation exact-match"),
+            ],
+        )
+    } else {
+        (
+            "Balanced and top-1 accuracy",
+            &[
+                ("train_balanced_accuracy", "train balanced"),
+                ("val_balanced_accuracy", "validation balanced"),
+                ("val_top1_accuracy", "validation top-1"),
+            ],
+        )
+    }
+}
+
 /// Short chart names for the compare page, which plots one metric key per chart.
 fn metric_key(name: &str) -> &str {
     match name {
         "loss" => "val_loss",
-        "accuracy" => "val_accuracy",
+        "accuracy" => "val_balanced_accuracy",
         "auroc" => "val_mean_auroc",
         other => other,
     }
@@ -232,8 +255,14 @@ fn metric_title(key: &str) -> String {
     match key {
         "train_loss" => "Training loss".into(),
         "val_loss" => "Validation loss".into(),
-        "train_accuracy" => "Training accuracy".into(),
-        "val_accuracy" => "Validation accuracy".into(),
+        "train_accuracy" => "Training accuracy (top-1 or per-label)".into(),
+        "val_accuracy" => "Validation accuracy (top-1 or per-label)".into(),
+        "val_balanced_accuracy" => "Validation balanced accuracy".into(),
+        "train_balanced_accuracy" => "Training balanced accuracy".into(),
+        "val_top1_accuracy" => "Validation top-1 accuracy".into(),
+        "val_subset_accuracy" => "Validation exact-match accuracy".into(),
+        "train_subset_accuracy" => "Training exact-match accuracy".into(),
+        "val_accuracy_per_label" => "Validation per-label accuracy (at 0.5)".into(),
         "val_mean_auroc" => "Validation mean AUROC".into(),
         "lr" => "Learning rate".into(),
         "seconds" => "Seconds per epoch".into(),

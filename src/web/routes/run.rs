@@ -11,7 +11,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::runs::progress_pct;
-use super::{chart_name, curve_charts, interval_text, svg, ChartQuery, RUN_CHARTS};
+use super::{accuracy_chart, chart_name, curve_charts, interval_text, svg, ChartQuery, RUN_CHARTS};
 use crate::store::{EpochRow, EventRow, Run, RunStatus};
 use crate::web::charts::{self, BarGroup, LineChart, Series};
 use crate::web::metrics::{self, LabelMetrics};
@@ -86,7 +86,11 @@ async fn run_page(
     let mut charts: Vec<ChartLink> = RUN_CHARTS
         .iter()
         .map(|(name, title, _, _)| ChartLink {
-            title: title.to_string(),
+            title: if *name == "accuracy" {
+                accuracy_chart(&epochs).0.to_string()
+            } else {
+                title.to_string()
+            },
             // The learning rate usually spans decades: log scale unless asked otherwise.
             src: if *name == "lr" && !display.log {
                 format!("{base}/{name}.svg?log=1")
@@ -433,6 +437,14 @@ async fn run_chart(
         _ => {
             let (title, y_label, keys): (String, String, Vec<(String, String)>) =
                 match RUN_CHARTS.iter().find(|(n, ..)| *n == name) {
+                    Some(("accuracy", _, y, _)) => {
+                        let (title, keys) = accuracy_chart(&epochs);
+                        (
+                            title.to_string(),
+                            y.to_string(),
+                            keys.iter().map(|(k, l)| (k.to_string(), l.to_string())).collect(),
+                        )
+                    }
                     Some((_, title, y, keys)) => (
                         title.to_string(),
                         y.to_string(),

@@ -163,6 +163,7 @@ impl Fixture {
             label_file: labels.to_string_lossy().into(),
             image_dir: images.to_string_lossy().into(),
             allow_missing: true,
+            ..Default::default()
         };
         datasets::register(&store, &registration).unwrap();
 

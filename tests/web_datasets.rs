@@ -60,6 +60,161 @@ impl Fixture {
     }
 }
 
+/// NIH-CXR-LT-style split files: train (a–d), val (e, f; its label columns in the other order)
+/// and test (g, h), with every image present; the test file's last patient also has a training
+/// image. Returns the three files and the image folder.
+fn split_files(root: &Path) -> ([PathBuf; 3], PathBuf) {
+    let base = root.join("split-set");
+    let images = base.join("imgs");
+    std::fs::create_dir_all(&images).unwrap();
+    let parts: [(&str, &str, &[(&str, u32, [u8; 2])]); 3] = [
+        (
+            "train.csv",
+            "Atelectasis,Effusion",
+            &[("a", 1, [1, 0]), ("b", 1, [0, 1]), ("c", 2, [1, 1]), ("d", 3, [0, 1])],
+        ),
+        ("val.csv", "Effusion,Atelectasis", &[("e", 4, [1, 0]), ("f", 5, [0, 1])]),
+        (
+            "test.csv",
+            "Atelectasis,Effusion",
+            &[("g", 6, [1, 0]), ("h", 3, [0, 1])],
+        ),
+    ];
+    let mut files = Vec::new();
+    for (i, (file, header, rows)) in parts.into_iter().enumerate() {
+        let mut csv = format!("id,subject_id,{header}\n");
+        for (j, (name, patient, [x, y])) in rows.iter().enumerate() {
+            csv.push_str(&format!("{name}.png,{patient},{x},{y}\n"));
+            image::GrayImage::from_fn(40, 40, |u, v| image::Luma([(u * 5 + v + (i * 4 + j) as u32 * 9) as u8]))
+                .save(images.join(format!("{name}.png")))
+                .unwrap();
+        }
+        let path = base.join(file);
+        std::fs::write(&path, csv).unwrap();
+        files.push(path);
+    }
+    (files.try_into().unwrap(), images)
+}
+
+#[tokio::test]
+async fn a_data_set_given_as_train_val_test_files_is_registered_shown_and_trained_as_given() {
+    let fx = Fixture::new();
+    let ([train, val, test], images) = split_files(fx.app.root());
+    let (other_labels, _) = fx.files(2, 0);
+    std::fs::write(&other_labels, "id,subject_id,Hernia\ne.png,4,1\n").unwrap();
+    let app = &fx.app;
+    let post = |val: &Path, test: Option<&Path>| {
+        let fields = vec![
+            ("name", "lt".to_string()),
+            ("label_file", path_text(&train).to_string()),
+            ("val_label_file", path_text(val).to_string()),
+            ("test_label_file", test.map(path_text).unwrap_or("").to_string()),
+            ("image_dir", path_text(&images).to_string()),
+            ("image_size", "64".to_string()),
+        ];
+        async move {
+            let fields: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            app.post_form("/datasets", &fields).await
+        }
+    };
+    // Only one of the two files, or a file with other labels: refused next to its field.
+    let half = post(&val, None).await;
+    assert_eq!(half.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(half.text().contains(r#"id="test_label_file-error""#), "{}", half.text());
+    assert!(half
+        .text()
+        .contains("needs both the validation and the test label file"));
+    let mismatched = post(&other_labels, Some(&test)).await;
+    assert_eq!(mismatched.status, StatusCode::UNPROCESSABLE_ENTITY);
+    let text = mismatched.text();
+    let error = &text[text.find(r#"id="val_label_file-error""#).expect("val field error")..];
+    assert!(error.contains("Hernia"), "{error}");
+    assert!(fx.app.state.store.dataset("lt").unwrap().is_none(), "nothing stored");
+
+    let added = post(&val, Some(&test)).await;
+    assert_eq!(added.status, StatusCode::SEE_OTHER, "{}", added.text());
+    let cache = fx.cache_when_done("lt").await;
+    assert_eq!(
+        (cache["state"].as_str(), cache["done"].as_u64()),
+        (Some("ready"), Some(8)),
+        "all three files cached"
+    );
+    let page = fx.app.get("/datasets/lt").await.text().to_owned();
+    for expected in [
+        "Validation label file",
+        "as given by the files: 4 training, 2 validation and 2 test images",
+        "1 patients have images in both the train and the test file",
+    ] {
+        assert!(page.contains(expected), "missing {expected:?}: {page}");
+    }
+    let api = fx.app.get("/api/datasets/lt").await.json();
+    assert!(api["val_label_file"].as_str().unwrap().ends_with("val.csv"), "{api}");
+
+    // A run on it trains on the three files as given.
+    let mut config = cxr8::train::TrainConfig {
+        dataset: Some("lt".into()),
+        ..Default::default()
+    };
+    cxr8::service::runs::resolve_dataset(&fx.app.state.store, &mut config).unwrap();
+    assert_eq!(
+        config.labels.as_deref(),
+        Some(std::fs::canonicalize(&train).unwrap().as_path())
+    );
+    assert_eq!(
+        config.val_labels.as_deref(),
+        Some(std::fs::canonicalize(&val).unwrap().as_path())
+    );
+    assert_eq!(
+        config.test_labels.as_deref(),
+        Some(std::fs::canonicalize(&test).unwrap().as_path())
+    );
+}
+
+#[test]
+fn the_cli_adds_a_data_set_given_as_three_files() {
+    let fx = Fixture::new();
+    let ([train, val, test], images) = split_files(fx.app.root());
+    let data_dir = fx.app.root().join("cli-split");
+    let base = [
+        "dataset",
+        "add",
+        "lt",
+        "--labels",
+        path_text(&train),
+        "--images",
+        path_text(&images),
+    ];
+    let mut half = base.to_vec();
+    half.extend(["--val-labels", path_text(&val), "--data-dir", path_text(&data_dir)]);
+    let refused = cxr8(&half);
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("--test-labels"));
+
+    let mut full = base.to_vec();
+    full.extend([
+        "--val-labels",
+        path_text(&val),
+        "--test-labels",
+        path_text(&test),
+        "--data-dir",
+        path_text(&data_dir),
+    ]);
+    let added = cxr8(&full);
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&added.stdout),
+        String::from_utf8_lossy(&added.stderr),
+    );
+    assert!(added.status.success(), "{stderr}");
+    assert!(stdout.contains("split as given: 4 train, 2 validation"), "{stdout}");
+    assert!(
+        stderr.contains("warning: 1 patients have images in both the train and the test file"),
+        "{stderr}"
+    );
+    let row = Store::open(&data_dir).unwrap().dataset("lt").unwrap().unwrap();
+    let files = row.split_files.expect("split files stored");
+    assert!(files.val.ends_with("val.csv") && files.test.ends_with("test.csv"));
+}
+
 fn path_text(path: &Path) -> &str {
     path.to_str().unwrap()
 }
@@ -79,6 +234,7 @@ async fn the_add_form_rejects_each_bad_input_next_to_its_field_and_stores_nothin
             label_file: path_text(&labels).into(),
             image_dir: path_text(&images).into(),
             allow_missing: false,
+            ..Default::default()
         },
     )
     .unwrap();
@@ -286,6 +442,7 @@ async fn thumbnails_serve_only_images_the_label_file_lists() {
             label_file: path_text(&labels).into(),
             image_dir: path_text(&images).into(),
             allow_missing: false,
+            ..Default::default()
         },
     )
     .unwrap();
@@ -452,6 +609,7 @@ fn the_real_nih_label_file_with_its_581_image_subset_needs_allow_missing() {
         label_file: path_text(&nih.join("Data_Entry_2017_v2020.csv.gz")).into(),
         image_dir: path_text(&nih.join("images_256")).into(),
         allow_missing: false,
+        ..Default::default()
     };
     let problems = datasets::register(&store, &input).expect_err("most images are not in the subset");
     assert_eq!(problems.len(), 1, "{problems:?}");

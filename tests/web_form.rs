@@ -232,7 +232,13 @@ fn field_error<'a>(page: &'a str, field: &str) -> Option<&'a str> {
 async fn form_has_an_input_for_every_config_field_with_defaults() {
     let f = Fixture::new();
     f.store()
-        .add_dataset("nih-sample", "/data/sample_labels.csv", "/data/images", &json!({}))
+        .add_dataset(
+            "nih-sample",
+            "/data/sample_labels.csv",
+            "/data/images",
+            None,
+            &json!({}),
+        )
         .unwrap();
     let page = f.app.get("/runs/new").await;
     assert_eq!(page.status, StatusCode::OK);
@@ -484,7 +490,13 @@ async fn each_bad_field_gets_its_own_message_and_nothing_is_queued() {
 async fn a_registered_data_set_can_be_chosen() {
     let f = Fixture::new();
     f.store()
-        .add_dataset("nih-sample", "/data/sample_labels.csv", "/data/images", &json!({}))
+        .add_dataset(
+            "nih-sample",
+            "/data/sample_labels.csv",
+            "/data/images",
+            None,
+            &json!({}),
+        )
         .unwrap();
     let page = f.app.get("/runs/new").await;
     let reply = post_edited(&f, page.text(), &[("dataset", Some("nih-sample"))]).await;

@@ -33,6 +33,13 @@ pub struct AddArgs {
     /// Label file: NIH Data_Entry_2017*.csv (also .gz), Kaggle sample_labels.csv or one-hot CSV.
     #[arg(long)]
     pub labels: PathBuf,
+    /// Validation label file: with --test-labels, the split is the three files as given
+    /// (NIH-CXR-LT's train / val / test CSVs) instead of a split of --labels.
+    #[arg(long, requires = "test_labels")]
+    pub val_labels: Option<PathBuf>,
+    /// Test label file (with --val-labels).
+    #[arg(long, requires = "val_labels")]
+    pub test_labels: Option<PathBuf>,
     /// Image folder (flat, or NIH's images_001 … images_012); default: the label file's folder.
     #[arg(long)]
     pub images: Option<PathBuf>,
@@ -82,6 +89,8 @@ fn add(args: AddArgs) -> anyhow::Result<()> {
     let input = Registration {
         name: args.name.clone(),
         label_file: args.labels.to_string_lossy().into_owned(),
+        val_label_file: path_text(args.val_labels.as_deref()),
+        test_label_file: path_text(args.test_labels.as_deref()),
         image_dir: args
             .images
             .map(|p| p.to_string_lossy().into_owned())
@@ -101,6 +110,19 @@ fn add(args: AddArgs) -> anyhow::Result<()> {
                 s.labels.len()
             );
             println!("  labels: {}", checked.label_file.display());
+            if let (Some((val, test)), Some(counts)) = (&checked.split_files, &s.split_files) {
+                println!(
+                    "  split as given: {} train, {} validation ({}), {} test images ({})",
+                    counts.train,
+                    counts.val,
+                    val.display(),
+                    counts.test,
+                    test.display()
+                );
+                for shared in &counts.shared_patients {
+                    eprintln!("warning: {shared}");
+                }
+            }
             println!("  images: {}", checked.image_dir.display());
             println!("train on it with: cxr8 train --dataset {}", checked.name);
             Ok(())
@@ -112,6 +134,8 @@ fn add(args: AddArgs) -> anyhow::Result<()> {
                     let flag = match p.field.as_str() {
                         "name" => "NAME",
                         "label_file" => "--labels",
+                        "val_label_file" => "--val-labels",
+                        "test_label_file" => "--test-labels",
                         "image_dir" => "--images",
                         "allow_missing" => "--allow-missing",
                         _ => "store",
@@ -122,6 +146,10 @@ fn add(args: AddArgs) -> anyhow::Result<()> {
             bail!("cannot register '{}':\n{}", args.name, lines.join("\n"))
         }
     }
+}
+
+fn path_text(path: Option<&std::path::Path>) -> String {
+    path.map(|p| p.to_string_lossy().into_owned()).unwrap_or_default()
 }
 
 fn list(args: ListArgs) -> anyhow::Result<()> {

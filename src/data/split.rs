@@ -128,6 +128,72 @@ pub struct Shortfall {
     pub got: usize,
 }
 
+/// A split given as three label files, used as given (NIH-CXR-LT ships its train / val / test
+/// one-hot CSVs): one table of the three files' rows in that order, and which rows are which.
+/// The files must share their labels (in any column order) and task.
+#[derive(Debug)]
+pub struct FileSplit {
+    pub table: LabelTable,
+    pub train: std::ops::Range<usize>,
+    pub val: std::ops::Range<usize>,
+    pub test: std::ops::Range<usize>,
+}
+
+/// Patients with images in two split files, which the files' results are then not disjoint over.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SharedPatients {
+    pub first: String,
+    pub second: String,
+    pub patients: usize,
+}
+
+impl std::fmt::Display for SharedPatients {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} patients have images in both the {} and the {} file: results are not patient-disjoint \
+             (the files are used as given)",
+            self.patients, self.first, self.second
+        )
+    }
+}
+
+impl FileSplit {
+    pub fn load(train: &Path, val: &Path, test: &Path) -> Result<FileSplit> {
+        let mut table = LabelTable::load(train)?;
+        let train = 0..table.len();
+        let val = table.append(LabelTable::load(val)?)?;
+        let test = table.append(LabelTable::load(test)?)?;
+        Ok(FileSplit {
+            table,
+            train,
+            val,
+            test,
+        })
+    }
+
+    /// Pairs of files that share patients (warned about, never fixed: the split is the files').
+    pub fn shared_patients(&self) -> Vec<SharedPatients> {
+        let patients = |rows: &std::ops::Range<usize>| -> HashSet<&str> {
+            rows.clone().map(|r| self.table.records[r].patient.as_str()).collect()
+        };
+        let (train, val, test) = (patients(&self.train), patients(&self.val), patients(&self.test));
+        [
+            ("train", "val", &train, &val),
+            ("train", "test", &train, &test),
+            ("val", "test", &val, &test),
+        ]
+        .into_iter()
+        .map(|(first, second, a, b)| SharedPatients {
+            first: first.into(),
+            second: second.into(),
+            patients: a.intersection(b).count(),
+        })
+        .filter(|shared| shared.patients > 0)
+        .collect()
+    }
+}
+
 /// Splits the table's rows; see the module docs for the strategies.
 pub fn split(table: &LabelTable, options: &SplitOptions) -> Result<Split> {
     validate(options)?;

@@ -111,12 +111,13 @@ impl LabelTable {
                 self.labels.join(", ")
             )));
         }
-        if other.task != self.task {
+        // A file whose rows happen to have one label each (a small validation file) is still
+        // valid multi-label data; the other way round is not.
+        if self.task == Task::SingleLabel && other.task == Task::MultiLabel {
             return Err(mismatch(format!(
-                "it is {:?} but {} is {:?}; the files of one data set need the same task",
-                other.task,
+                "some of its images have several labels but {} gives each image exactly one; \
+                 the files of one data set need the same task",
                 self.source.display(),
-                self.task
             )));
         }
         let ours: Vec<Option<usize>> = other
@@ -608,6 +609,18 @@ mod tests {
         let other = write("other.csv", "id,subject_id,Effusion,Mass\nd.png,4,1,0\n");
         let err = train.append(other).unwrap_err().to_string();
         assert!(err.contains("other.csv") && err.contains("same label columns"), "{err}");
+
+        // One label per row in a multi-label data set's small file is fine; several labels per
+        // row in a single-label data set's file is not.
+        let multi = write("multi.csv", "id,subject_id,Effusion,Hernia\ne.png,5,1,1\n");
+        assert_eq!(multi.task, Task::MultiLabel);
+        let err = train.append(multi).unwrap_err().to_string();
+        assert!(err.contains("multi.csv") && err.contains("same task"), "{err}");
+        let mut multi = write("multi2.csv", "id,subject_id,Effusion,Hernia\ne.png,5,1,1\n");
+        let single = write("single.csv", "id,subject_id,Effusion,Hernia\nf.png,6,0,1\n");
+        assert_eq!(single.task, Task::SingleLabel);
+        assert_eq!(multi.append(single).unwrap(), 1..2);
+        assert_eq!(multi.task, Task::MultiLabel);
     }
 
     const NIH: &str = "Image Index,Finding Labels,Follow-up #,Patient ID,Patient Age,Patient Gender,View Position,OriginalImage[Width,Height],OriginalImagePixelSpacing[x,y]\n\

@@ -11,8 +11,9 @@ use std::sync::{Arc, Mutex};
 use serde::{Deserialize, Serialize};
 
 use crate::data::images::{self, ImageIndex, REPORT_EXAMPLES};
+use crate::data::split::{FileSplit, SharedPatients};
 use crate::data::{cache, stats, LabelFormat, LabelTable, Task};
-use crate::store::{self, DatasetRow, Store};
+use crate::store::{self, DatasetRow, SplitFiles, Store};
 use crate::train::FieldError;
 
 use super::Error;
@@ -32,6 +33,10 @@ pub struct Registration {
     pub name: String,
     pub label_file: String,
     pub image_dir: String,
+    /// The data set's own validation and test label files (both or neither; empty: none): its
+    /// split is then these files as given, as NIH-CXR-LT ships it.
+    pub val_label_file: String,
+    pub test_label_file: String,
     /// Register even when some label rows have no image file (they are left out of training).
     pub allow_missing: bool,
 }
@@ -56,9 +61,23 @@ pub struct Summary {
     pub format: LabelFormat,
     /// Whether the registration accepted missing images (training then needs `allow_missing_images`).
     pub allow_missing: bool,
+    /// Images per split file and patients shared between them, when the split is given as files
+    /// (the counts above are then of the three files together).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub split_files: Option<SplitFilesSummary>,
     /// The training cache this registration built or is building, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cache: Option<CacheRecord>,
+}
+
+/// What a split given as three files holds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SplitFilesSummary {
+    pub train: usize,
+    pub val: usize,
+    pub test: usize,
+    /// Pairs of files that share patients (their results are then not patient-disjoint).
+    pub shared_patients: Vec<SharedPatients>,
 }
 
 /// The last known state of a data set's cache build, kept in the summary so it survives restarts.
@@ -103,6 +122,7 @@ impl Summary {
             task: table.task,
             format: table.format,
             allow_missing,
+            split_files: None,
             cache: None,
         }
     }
@@ -118,19 +138,21 @@ pub struct Checked {
     pub name: String,
     pub label_file: PathBuf,
     pub image_dir: PathBuf,
+    /// Canonical validation and test label files, when the split is given as files.
+    pub split_files: Option<(PathBuf, PathBuf)>,
     pub table: LabelTable,
     pub index: ImageIndex,
     pub summary: Summary,
 }
 
 /// Checks a registration without storing anything. Returns every problem found, one or more per
-/// field (`name`, `label_file`, `image_dir`, `allow_missing`).
+/// field (`name`, `label_file`, `val_label_file`, `test_label_file`, `image_dir`, `allow_missing`).
 pub fn check(store: &Store, input: &Registration) -> Result<Checked, Vec<FieldError>> {
     let mut problems = Vec::new();
     if let Err(problem) = check_name(store, &input.name) {
         problems.push(problem);
     }
-    let label_file = match label_file_path(&input.label_file) {
+    let label_file = match label_file_path("label_file", &input.label_file) {
         Ok(path) => Some(path),
         Err(problem) => {
             problems.push(problem);
@@ -154,6 +176,10 @@ pub fn check(store: &Store, input: &Registration) -> Result<Checked, Vec<FieldEr
             None
         }
     });
+    let (table, split_files, split_counts) = match table {
+        Some(table) => with_split_files(table, input, &mut problems),
+        None => (None, None, None),
+    };
     let image_dir = match image_dir_path(&input.image_dir, label_file.as_deref()) {
         Ok(dir) => dir,
         Err(problem) => {
@@ -175,7 +201,8 @@ pub fn check(store: &Store, input: &Registration) -> Result<Checked, Vec<FieldEr
         return Err(problems);
     };
 
-    let summary = Summary::of(&table, &index, input.allow_missing);
+    let mut summary = Summary::of(&table, &index, input.allow_missing);
+    summary.split_files = split_counts;
     if summary.found == 0 {
         problems.push(FieldError {
             field: "image_dir".into(),
@@ -209,10 +236,70 @@ pub fn check(store: &Store, input: &Registration) -> Result<Checked, Vec<FieldEr
         name: input.name.clone(),
         label_file,
         image_dir,
+        split_files,
         table,
         index,
         summary,
     })
+}
+
+/// Appends the validation and test files a registration names to its training table. Returns the
+/// table of all three (or the training table alone when no split file is named), their canonical
+/// paths and counts; problems are added to `problems` under the field of the file they concern.
+#[allow(clippy::type_complexity)]
+fn with_split_files(
+    mut table: LabelTable,
+    input: &Registration,
+    problems: &mut Vec<FieldError>,
+) -> (
+    Option<LabelTable>,
+    Option<(PathBuf, PathBuf)>,
+    Option<SplitFilesSummary>,
+) {
+    let (val, test) = (input.val_label_file.trim(), input.test_label_file.trim());
+    if val.is_empty() && test.is_empty() {
+        return (Some(table), None, None);
+    }
+    let mut paths = Vec::new();
+    for (field, typed, other) in [("val_label_file", val, test), ("test_label_file", test, val)] {
+        if typed.is_empty() {
+            problems.push(FieldError::new(
+                field,
+                format!(
+                    "a split given as files needs both the validation and the test label file \
+                     (only {other} was given); leave both empty to split the training file instead"
+                ),
+            ));
+            continue;
+        }
+        let appended = label_file_path(field, typed).and_then(|path| {
+            let part = LabelTable::load(&path).map_err(|e| FieldError::new(field, e.to_string()))?;
+            let rows = table.append(part).map_err(|e| FieldError::new(field, e.to_string()))?;
+            Ok((path, rows))
+        });
+        match appended {
+            Ok(found) => paths.push(found),
+            Err(problem) => problems.push(problem),
+        }
+    }
+    let [(val_path, val_rows), (test_path, test_rows)]: [(PathBuf, std::ops::Range<usize>); 2] = match paths.try_into()
+    {
+        Ok(both) => both,
+        Err(_) => return (None, None, None),
+    };
+    let files = FileSplit {
+        table,
+        train: 0..val_rows.start,
+        val: val_rows,
+        test: test_rows,
+    };
+    let counts = SplitFilesSummary {
+        train: files.train.len(),
+        val: files.val.len(),
+        test: files.test.len(),
+        shared_patients: files.shared_patients(),
+    };
+    (Some(files.table), Some((val_path, test_path)), Some(counts))
 }
 
 /// Checks and stores a registration. Nothing is stored when any check fails.
@@ -223,6 +310,14 @@ pub fn register(store: &Store, input: &Registration) -> Result<Checked, Vec<Fiel
             &checked.name,
             &checked.label_file.to_string_lossy(),
             &checked.image_dir.to_string_lossy(),
+            checked
+                .split_files
+                .as_ref()
+                .map(|(val, test)| SplitFiles {
+                    val: val.to_string_lossy().into(),
+                    test: test.to_string_lossy().into(),
+                })
+                .as_ref(),
             &checked.summary.to_json(),
         )
         .map_err(|e| {
@@ -286,8 +381,8 @@ pub fn check_name(store: &Store, name: &str) -> Result<(), FieldError> {
     }
 }
 
-fn label_file_path(typed: &str) -> Result<PathBuf, FieldError> {
-    let problem = |message: String| Err(FieldError::new("label_file", message));
+fn label_file_path(field: &str, typed: &str) -> Result<PathBuf, FieldError> {
+    let problem = |message: String| Err(FieldError::new(field, message));
     let typed = typed.trim();
     if typed.is_empty() {
         return problem("give the path of the label file (e.g. Data_Entry_2017_v2020.csv or .csv.gz)".into());
@@ -358,9 +453,16 @@ pub struct DatasetFacts {
 }
 
 impl DatasetFacts {
-    /// Reads the label file and scans the image folder.
-    pub fn load(label_file: &Path, image_dir: &Path) -> crate::data::Result<DatasetFacts> {
-        let table = LabelTable::load(label_file)?;
+    /// Reads the label file (with the split files after it, if any) and scans the image folder.
+    pub fn load(
+        label_file: &Path,
+        split_files: Option<&SplitFiles>,
+        image_dir: &Path,
+    ) -> crate::data::Result<DatasetFacts> {
+        let table = match split_files {
+            Some(files) => FileSplit::load(label_file, Path::new(&files.val), Path::new(&files.test))?.table,
+            None => LabelTable::load(label_file)?,
+        };
         let index = ImageIndex::scan(image_dir)?;
         let stats = stats::compute(&table);
         let mut found_rows = Vec::new();
@@ -433,12 +535,18 @@ pub struct CacheStatus {
 
 impl LiveDatasets {
     /// The facts of a data set, read on first use and kept. Blocking: call off the async runtime.
-    pub fn facts(&self, name: &str, label_file: &Path, image_dir: &Path) -> crate::data::Result<Arc<DatasetFacts>> {
+    pub fn facts(
+        &self,
+        name: &str,
+        label_file: &Path,
+        split_files: Option<&SplitFiles>,
+        image_dir: &Path,
+    ) -> crate::data::Result<Arc<DatasetFacts>> {
         if let Some(facts) = self.facts.lock().expect("facts lock").get(name) {
             return Ok(facts.clone());
         }
         // Read without holding the lock: other data sets' pages stay responsive meanwhile.
-        let facts = Arc::new(DatasetFacts::load(label_file, image_dir)?);
+        let facts = Arc::new(DatasetFacts::load(label_file, split_files, image_dir)?);
         self.facts
             .lock()
             .expect("facts lock")
@@ -582,6 +690,8 @@ pub fn registered_json(row: &crate::store::DatasetRow) -> serde_json::Value {
         "demo": false,
         "label_file": row.label_file,
         "image_dir": row.image_dir,
+        "val_label_file": row.split_files.as_ref().map(|f| &f.val),
+        "test_label_file": row.split_files.as_ref().map(|f| &f.test),
         "created_at": row.created_at,
         "summary": row.summary,
     })
@@ -614,6 +724,7 @@ mod tests {
             label_file: labels.to_string_lossy().into(),
             image_dir: images.to_string_lossy().into(),
             allow_missing: false,
+            ..Default::default()
         };
         (dir, input)
     }
@@ -675,6 +786,7 @@ mod tests {
             label_file: "/no/such/labels.csv".into(),
             image_dir: "/no/such/folder".into(),
             allow_missing: false,
+            ..Default::default()
         };
         let problems = fields(register(&store, &input));
         let named: Vec<&str> = problems.iter().map(|(f, _)| f.as_str()).collect();
@@ -770,7 +882,7 @@ mod tests {
     #[test]
     fn facts_list_only_found_images_with_their_labels() {
         let (dir, input) = files(3, 2);
-        let facts = DatasetFacts::load(Path::new(&input.label_file), &dir.path().join("imgs")).unwrap();
+        let facts = DatasetFacts::load(Path::new(&input.label_file), None, &dir.path().join("imgs")).unwrap();
         assert_eq!(facts.found_rows, [0, 1]);
         assert!(facts.by_image.contains_key("a.png"));
         assert!(!facts.by_image.contains_key("c.png"));

@@ -69,6 +69,11 @@ pub fn resolve_dataset(store: &Store, config: &mut TrainConfig) -> Result<(), Fi
     }
     config.labels = Some(row.label_file.into());
     config.images = Some(row.image_dir.into());
+    // A data set whose split is given as files trains on those files as given.
+    if let Some(files) = row.split_files {
+        config.val_labels = Some(files.val.into());
+        config.test_labels = Some(files.test.into());
+    }
     Ok(())
 }
 

@@ -12,12 +12,22 @@ impl Store {
         name: &str,
         label_file: &str,
         image_dir: &str,
+        split_files: Option<&SplitFiles>,
         summary: &serde_json::Value,
     ) -> Result<()> {
         self.room_for_more()?;
         let result = self.conn().execute(
-            "INSERT INTO datasets (name, label_file, image_dir, created_at, summary) VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![name, label_file, image_dir, now(), summary.to_string()],
+            "INSERT INTO datasets (name, label_file, image_dir, created_at, summary, val_label_file, test_label_file) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            params![
+                name,
+                label_file,
+                image_dir,
+                now(),
+                summary.to_string(),
+                split_files.map(|f| &f.val),
+                split_files.map(|f| &f.test)
+            ],
         );
         match result {
             Ok(_) => Ok(()),
@@ -47,7 +57,7 @@ impl Store {
     pub fn dataset(&self, name: &str) -> Result<Option<DatasetRow>> {
         self.conn()
             .query_row(
-                "SELECT name, label_file, image_dir, created_at, summary FROM datasets WHERE name = ?1",
+                "SELECT name, label_file, image_dir, created_at, summary, val_label_file, test_label_file FROM datasets WHERE name = ?1",
                 [name],
                 dataset_from_row,
             )
@@ -59,7 +69,7 @@ impl Store {
     pub fn datasets(&self) -> Result<Vec<DatasetRow>> {
         let conn = self.conn();
         let mut statement = conn
-            .prepare("SELECT name, label_file, image_dir, created_at, summary FROM datasets ORDER BY name")
+            .prepare("SELECT name, label_file, image_dir, created_at, summary, val_label_file, test_label_file FROM datasets ORDER BY name")
             .map_err(self.wrap())?;
         let rows = statement
             .query_map([], dataset_from_row)

@@ -18,7 +18,7 @@ pub mod scalars;
 mod schema;
 
 pub use reserve::{RESERVE_BYTES, RESERVE_FILE};
-pub use rows::{DatasetRow, EpochRow, EventRow, NewRun, Run, RunStatus};
+pub use rows::{DatasetRow, EpochRow, EventRow, NewRun, Run, RunStatus, SplitFiles};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -392,9 +392,15 @@ mod tests {
         {
             let store = Store::open(dir.path()).unwrap();
             store
-                .add_dataset("nih", "/d/Data_Entry_2017.csv", "/d/images", &json!({"images": 5}))
+                .add_dataset(
+                    "nih",
+                    "/d/Data_Entry_2017.csv",
+                    "/d/images",
+                    None,
+                    &json!({"images": 5}),
+                )
                 .unwrap();
-            let again = store.add_dataset("nih", "/other.csv", "/other", &json!({}));
+            let again = store.add_dataset("nih", "/other.csv", "/other", None, &json!({}));
             assert!(matches!(again, Err(Error::DatasetExists(name)) if name == "nih"));
             store.set_dataset_summary("nih", &json!({"images": 6})).unwrap();
             assert!(matches!(
@@ -670,7 +676,7 @@ mod tests {
             Err(Error::DiskFull { .. })
         ));
         assert!(matches!(
-            store.add_dataset("nih", "/l.csv", "/i", &json!({})),
+            store.add_dataset("nih", "/l.csv", "/i", None, &json!({})),
             Err(Error::DiskFull { .. })
         ));
         store.set_status(&id, RunStatus::Failed, Some("disk full")).unwrap();

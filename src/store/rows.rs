@@ -112,6 +112,16 @@ pub struct DatasetRow {
     pub image_dir: String,
     pub created_at: String,
     pub summary: serde_json::Value,
+    /// The data set's own validation and test label files, when its split is given as files.
+    pub split_files: Option<SplitFiles>,
+}
+
+/// Validation and test label files of a data set whose split is given as three files (the
+/// training file is the data set's `label_file`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SplitFiles {
+    pub val: String,
+    pub test: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -173,6 +183,10 @@ pub(super) fn dataset_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Datase
         image_dir: r.get(2)?,
         created_at: r.get(3)?,
         summary: parse_json(r.get::<_, String>(4)?),
+        split_files: match (r.get::<_, Option<String>>(5)?, r.get::<_, Option<String>>(6)?) {
+            (Some(val), Some(test)) => Some(SplitFiles { val, test }),
+            _ => None,
+        },
     })
 }
 

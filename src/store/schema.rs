@@ -86,10 +86,13 @@ CREATE INDEX runs_listing ON runs(created_at, id, name, status, dataset, model, 
 ";
 
 /// Version 5: the best epoch's balanced accuracy (single-label runs' headline; NULL for
-/// multi-label runs, whose headline is mean AUROC), in the list's covering index like the others.
+/// multi-label runs, whose headline is mean AUROC), in the list's covering index like the others;
+/// and a data set's own validation and test label files (a split given as files, NIH-CXR-LT's).
 /// The migration then fills every headline column of stored runs (`SET_BEST_HEADLINES`).
 pub(super) const SCHEMA_V5: &str = "
 ALTER TABLE runs ADD COLUMN best_val_balanced_accuracy REAL;
+ALTER TABLE datasets ADD COLUMN val_label_file TEXT;
+ALTER TABLE datasets ADD COLUMN test_label_file TEXT;
 DROP INDEX runs_listing;
 CREATE INDEX runs_listing ON runs(created_at, id, name, status, dataset, model, image_size, epochs_planned,
     epochs_done, best_epoch, best_metric_name, best_metric, started_at, finished_at, tags,

@@ -127,29 +127,14 @@ pub type DataProgress = Arc<dyn Fn(usize, usize) + Send + Sync>;
 /// patient in two of them is reported, not moved).
 pub fn load_split(config: &TrainConfig, paths: &JobPaths) -> Result<(LabelTable, split::Split)> {
     let (labels_path, _) = dataset_paths(config, paths)?;
-    let mut table = LabelTable::load(&labels_path)?;
     let (Some(val_path), Some(test_path)) = (&config.val_labels, &config.test_labels) else {
+        let table = LabelTable::load(&labels_path)?;
         let split = split::split(&table, &split_options(config))?;
         return Ok((table, split));
     };
-    let train: Vec<usize> = (0..table.len()).collect();
-    let val: Vec<usize> = table.append(LabelTable::load(val_path)?)?.collect();
-    let test: Vec<usize> = table.append(LabelTable::load(test_path)?)?.collect();
-    let patients = |rows: &[usize]| -> std::collections::HashSet<&str> {
-        rows.iter().map(|&r| table.records[r].patient.as_str()).collect()
-    };
-    let (in_train, in_val, in_test) = (patients(&train), patients(&val), patients(&test));
-    for (a, b, shared) in [
-        ("train", "val", in_train.intersection(&in_val).count()),
-        ("train", "test", in_train.intersection(&in_test).count()),
-        ("val", "test", in_val.intersection(&in_test).count()),
-    ] {
-        if shared > 0 {
-            tracing::warn!(
-                "{shared} patients have images in both the {a} and the {b} file: their results are not \
-                 patient-disjoint (the files are used as given)"
-            );
-        }
+    let files = split::FileSplit::load(&labels_path, val_path, test_path)?;
+    for shared in files.shared_patients() {
+        tracing::warn!("{shared}");
     }
     let report = split::SplitReport {
         strategy: config.split,
@@ -159,15 +144,13 @@ pub fn load_split(config: &TrainConfig, paths: &JobPaths) -> Result<(LabelTable,
         not_in_lists: 0,
         shortfalls: Vec::new(),
     };
-    Ok((
-        table,
-        split::Split {
-            train,
-            val,
-            test,
-            report,
-        },
-    ))
+    let split = split::Split {
+        train: files.train.collect(),
+        val: files.val.collect(),
+        test: files.test.collect(),
+        report,
+    };
+    Ok((files.table, split))
 }
 
 pub fn prepare_data(config: &TrainConfig, paths: &JobPaths, progress: Option<DataProgress>) -> Result<PreparedData> {

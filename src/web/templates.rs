@@ -404,6 +404,8 @@ pub struct DatasetPage {
     pub label_file: String,
     pub image_dir: String,
     pub created: String,
+    /// The split files and what they hold, for a data set whose split is given as files.
+    pub split_rows: Vec<(String, String)>,
     /// Set when the files cannot be read any more; the page then shows only the stored facts.
     pub files_error: String,
     pub facts: Vec<(String, String)>,
@@ -432,11 +434,15 @@ pub struct DatasetPage {
 pub struct DatasetNewPage {
     pub name: String,
     pub label_file: String,
+    pub val_label_file: String,
+    pub test_label_file: String,
     pub image_dir: String,
     pub allow_missing: bool,
     pub image_size: String,
     pub name_error: String,
     pub label_file_error: String,
+    pub val_label_file_error: String,
+    pub test_label_file_error: String,
     pub image_dir_error: String,
     pub allow_missing_error: String,
     pub image_size_error: String,

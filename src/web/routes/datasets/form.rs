@@ -32,6 +32,10 @@ pub(super) struct NewDatasetForm {
     #[serde(default)]
     label_file: String,
     #[serde(default)]
+    val_label_file: String,
+    #[serde(default)]
+    test_label_file: String,
+    #[serde(default)]
     image_dir: String,
     allow_missing: Option<String>,
     #[serde(default)]
@@ -42,6 +46,8 @@ pub(super) async fn create(State(state): State<Arc<AppState>>, Form(form): Form<
     let mut page = DatasetNewPage {
         name: form.name.trim().to_string(),
         label_file: form.label_file.trim().to_string(),
+        val_label_file: form.val_label_file.trim().to_string(),
+        test_label_file: form.test_label_file.trim().to_string(),
         image_dir: form.image_dir.trim().to_string(),
         allow_missing: matches!(form.allow_missing.as_deref(), Some("on" | "true" | "1")),
         image_size: form.image_size.trim().to_string(),
@@ -63,6 +69,8 @@ pub(super) async fn create(State(state): State<Arc<AppState>>, Form(form): Form<
     let input = Registration {
         name: page.name.clone(),
         label_file: page.label_file.clone(),
+        val_label_file: page.val_label_file.clone(),
+        test_label_file: page.test_label_file.clone(),
         image_dir: page.image_dir.clone(),
         allow_missing: page.allow_missing,
     };
@@ -96,6 +104,8 @@ pub(super) async fn create(State(state): State<Arc<AppState>>, Form(form): Form<
                 let slot = match problem.field.as_str() {
                     "name" => &mut page.name_error,
                     "label_file" => &mut page.label_file_error,
+                    "val_label_file" => &mut page.val_label_file_error,
+                    "test_label_file" => &mut page.test_label_file_error,
                     "image_dir" => &mut page.image_dir_error,
                     "allow_missing" => &mut page.allow_missing_error,
                     _ => &mut page.general_error,

@@ -94,7 +94,8 @@ pub(super) async fn facts(state: &Arc<AppState>, located: &Located) -> Result<Ar
         located.label_file.clone(),
         located.image_dir.clone(),
     );
-    tokio::task::spawn_blocking(move || state.datasets.facts(&name, &labels, &images))
+    let split_files = located.row.as_ref().and_then(|row| row.split_files.clone());
+    tokio::task::spawn_blocking(move || state.datasets.facts(&name, &labels, split_files.as_ref(), &images))
         .await
         .map_err(|e| format!("reading the data set failed: {e}"))?
         .map_err(|e| format!("cannot read this data set's files any more: {e}"))

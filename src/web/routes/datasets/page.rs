@@ -32,6 +32,7 @@ pub(super) async fn dataset_page(
     let summary = located.summary();
     let status = state.datasets.cache_status(&located.name, summary.as_ref());
     let mut page = registration_page(&located, &status);
+    page.split_rows = split_rows(&located, summary.as_ref());
     let facts = match facts(&state, &located).await {
         Ok(facts) => facts,
         Err(message) => {
@@ -63,6 +64,7 @@ fn registration_page(located: &Located, status: &CacheStatus) -> DatasetPage {
         label_file: located.label_file.display().to_string(),
         image_dir: located.image_dir.display().to_string(),
         created: located.row.as_ref().map(|r| r.created_at.clone()).unwrap_or_default(),
+        split_rows: Vec::new(),
         files_error: String::new(),
         facts: Vec::new(),
         missing_examples: String::new(),
@@ -83,6 +85,36 @@ fn registration_page(located: &Located, status: &CacheStatus) -> DatasetPage {
         prev_href: String::new(),
         next_href: String::new(),
     }
+}
+
+/// The split files of a data set whose split is given as files, what each holds, and the
+/// patients they share (a warning: results on them are then not patient-disjoint).
+fn split_rows(located: &Located, summary: Option<&datasets::Summary>) -> Vec<(String, String)> {
+    let Some(files) = located.row.as_ref().and_then(|row| row.split_files.as_ref()) else {
+        return Vec::new();
+    };
+    let mut rows = vec![
+        ("Validation label file".to_string(), files.val.clone()),
+        ("Test label file".to_string(), files.test.clone()),
+    ];
+    if let Some(counts) = summary.and_then(|s| s.split_files.as_ref()) {
+        rows.push((
+            "Split".into(),
+            format!(
+                "as given by the files: {} training, {} validation and {} test images",
+                count(counts.train),
+                count(counts.val),
+                count(counts.test)
+            ),
+        ));
+        rows.extend(
+            counts
+                .shared_patients
+                .iter()
+                .map(|shared| ("Warning".to_string(), shared.to_string())),
+        );
+    }
+    rows
 }
 
 /// The data set's facts table: format, counts, patients, views, sex and age.

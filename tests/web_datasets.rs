@@ -67,7 +67,9 @@ fn split_files(root: &Path) -> ([PathBuf; 3], PathBuf) {
     let base = root.join("split-set");
     let images = base.join("imgs");
     std::fs::create_dir_all(&images).unwrap();
-    let parts: [(&str, &str, &[(&str, u32, [u8; 2])]); 3] = [
+    // (file, label columns, rows as (image stem, patient, the two label values)).
+    type Part<'a> = (&'a str, &'a str, &'a [(&'a str, u32, [u8; 2])]);
+    let parts: [Part; 3] = [
         (
             "train.csv",
             "Atelectasis,Effusion",
@@ -104,7 +106,7 @@ async fn a_data_set_given_as_train_val_test_files_is_registered_shown_and_traine
     std::fs::write(&other_labels, "id,subject_id,Hernia\ne.png,4,1\n").unwrap();
     let app = &fx.app;
     let post = |val: &Path, test: Option<&Path>| {
-        let fields = vec![
+        let fields = [
             ("name", "lt".to_string()),
             ("label_file", path_text(&train).to_string()),
             ("val_label_file", path_text(val).to_string()),

@@ -9,6 +9,7 @@ use cxr8::data::images;
 use cxr8::model::Architecture;
 use cxr8::train::backend::{BackendKind, DeviceChoice};
 use cxr8::train::checkpoint::Slot;
+use cxr8::train::config::NoFinding;
 use cxr8::train::job::{self, JobPaths};
 use cxr8::train::predict::{CheckpointRef, Predictor};
 use cxr8::train::runner::CancelHandle;
@@ -388,6 +389,33 @@ fn label_choice_trains_reports_and_checkpoints_exactly_the_kept_labels() {
     };
     let data = job::prepare_data(&include, &paths, None).unwrap();
     assert_eq!(data.labels, vec![expected[0].clone()]);
+    // "No Finding" as a label: the demo's NIH-style file only implies it; asked for, it is a
+    // last label set exactly on the images with no finding.
+    let with_no_finding = TrainConfig {
+        no_finding: NoFinding::Label,
+        ..base.clone()
+    };
+    let data = job::prepare_data(&with_no_finding, &paths, None).unwrap();
+    assert_eq!(data.labels.len(), all.labels.len() + 1);
+    assert_eq!(data.labels.last().map(String::as_str), Some("No Finding"));
+    let no_finding_bit = 1u32 << all.labels.len();
+    let healthy = all.train.1.iter().filter(|bits| **bits == 0).count();
+    assert!(healthy > 0);
+    assert_eq!(
+        data.train.1.iter().filter(|bits| **bits == no_finding_bit).count(),
+        healthy
+    );
+    assert!(
+        data.train.1.iter().all(|bits| *bits != 0),
+        "every image has a label now"
+    );
+    let hint = TrainConfig {
+        labels_include: vec!["No Finding".into()],
+        ..base.clone()
+    };
+    let err = job::prepare_data(&hint, &paths, None).err().unwrap().to_string();
+    assert!(err.contains("--no-finding label"), "{err}");
+
     let unknown = TrainConfig {
         labels_include: vec!["Unicorn".into()],
         ..base
@@ -546,6 +574,30 @@ fn a_data_set_shipped_as_train_val_test_files_trains_and_reports_on_its_own_test
             assert!(report.shot_groups.is_empty());
         }
     }
+
+    // NIH-CXR-LT's files have a "No Finding" column: it can be taken out (not both ways at once).
+    let dir = tmp.path().join("no-finding");
+    std::fs::create_dir_all(&dir).unwrap();
+    let [train, val, test] = long_tail_files(&dir, &names, false);
+    let without = TrainConfig {
+        val_labels: Some(val),
+        test_labels: Some(test),
+        no_finding: NoFinding::NotALabel,
+        ..tiny_config(train, image_dir.clone())
+    };
+    let paths = JobPaths {
+        data_dir: dir.join("data"),
+        ckpt_dir: dir.join("ckpts"),
+    };
+    let data = job::prepare_data(&without, &paths, None).unwrap();
+    assert_eq!(data.labels.len(), 19);
+    assert!(!data.labels.iter().any(|l| l == "No Finding"));
+    let both = TrainConfig {
+        labels_include: vec!["No Finding".into(), "Effusion".into()],
+        ..without
+    };
+    let err = job::prepare_data(&both, &paths, None).err().unwrap().to_string();
+    assert!(err.contains("choose one"), "{err}");
 
     // Only one of the two extra files is a clear error naming it.
     let half = TrainConfig {

@@ -10,6 +10,7 @@ use burn::prelude::*;
 
 use crate::data::cache::{self, BuildOptions, Cache};
 use crate::data::images::ImageIndex;
+use crate::data::labels::NO_FINDING;
 use crate::data::loader::{self, ImageSource, Loader, LoaderConfig};
 use crate::data::split::{self, SplitOptions};
 use crate::data::table;
@@ -17,7 +18,7 @@ use crate::data::{LabelTable, Task};
 use crate::model::Classifier;
 use crate::train::backend::{self, BackendKind};
 use crate::train::checkpoint::{InferenceInfo, Slot};
-use crate::train::config::TrainConfig;
+use crate::train::config::{NoFinding, TrainConfig};
 use crate::train::heldout::{self, TestReport};
 use crate::train::metrics;
 use crate::train::predict::{CheckpointRef, Predictor};
@@ -186,7 +187,8 @@ pub fn prepare_data(config: &TrainConfig, paths: &JobPaths, progress: Option<Dat
         .take(test.0.len())
         .map(|record| record.patient.clone())
         .collect();
-    let kept = chosen_labels(config, &table.labels, &train.1)?;
+    let (labels, [train, val, test]) = with_no_finding(config.no_finding, &table, [train, val, test])?;
+    let kept = chosen_labels(config, &labels, &train.1)?;
     let single_label = table.task == Task::SingleLabel;
     let (train, _) = keep_labels(train, &kept, single_label, None);
     let (val, _) = keep_labels(val, &kept, single_label, None);
@@ -200,7 +202,7 @@ pub fn prepare_data(config: &TrainConfig, paths: &JobPaths, progress: Option<Dat
         ))));
     }
     Ok(PreparedData {
-        labels: kept.iter().map(|&l| table.labels[l].clone()).collect(),
+        labels: kept.iter().map(|&l| labels[l].clone()).collect(),
         task: table.task,
         cache: Arc::new(cache),
         train,
@@ -209,6 +211,32 @@ pub fn prepare_data(config: &TrainConfig, paths: &JobPaths, progress: Option<Dat
         test_patients,
         dataset: dataset_name(config, paths),
     })
+}
+
+/// The label file's labels, with "No Finding" appended as a last label when the run asks for it
+/// and the file only implies it (NIH's: no finding listed), set exactly on the images with no
+/// finding in the splits' label masks. Taking the label out of a file that has it is
+/// `chosen_labels`' part.
+fn with_no_finding(
+    choice: NoFinding,
+    table: &LabelTable,
+    mut splits: [SplitRows; 3],
+) -> Result<(Vec<String>, [SplitRows; 3])> {
+    let mut labels = table.labels.clone();
+    if choice == NoFinding::Label && !labels.iter().any(|l| l == NO_FINDING) {
+        if labels.len() >= 32 {
+            return Err(Error::Data(crate::data::Error::Invalid(format!(
+                "the label file has {} labels; with \"No Finding\" added that is more than the 32 a run can train",
+                labels.len()
+            ))));
+        }
+        let bit = 1u32 << labels.len();
+        labels.push(NO_FINDING.to_string());
+        for (_, bits) in &mut splits {
+            bits.iter_mut().filter(|b| **b == 0).for_each(|b| *b = bit);
+        }
+    }
+    Ok((labels, splits))
 }
 
 /// The labels a run trains on, as indices into the label file's: `labels_include` (all when
@@ -221,8 +249,13 @@ pub fn chosen_labels(config: &TrainConfig, labels: &[String], train_bits: &[u32]
         for wanted in &config.labels_include {
             let found = labels.iter().position(|l| l.eq_ignore_ascii_case(wanted.trim()));
             let index = found.ok_or_else(|| {
+                let hint = if wanted.trim().eq_ignore_ascii_case(NO_FINDING) {
+                    " (this file implies \"No Finding\" by listing no finding: add --no-finding label to make it one)"
+                } else {
+                    ""
+                };
                 invalid(format!(
-                    "labels_include names '{wanted}', which the label file does not have; it has: {}",
+                    "labels_include names '{wanted}', which the label file does not have{hint}; it has: {}",
                     labels.join(", ")
                 ))
             })?;
@@ -230,15 +263,36 @@ pub fn chosen_labels(config: &TrainConfig, labels: &[String], train_bits: &[u32]
         }
         kept.sort_unstable();
     }
+    let no_finding = labels.iter().position(|l| l == NO_FINDING);
+    match (config.no_finding, no_finding) {
+        (NoFinding::NotALabel, Some(_))
+            if config
+                .labels_include
+                .iter()
+                .any(|l| l.trim().eq_ignore_ascii_case(NO_FINDING)) =>
+        {
+            return Err(invalid(
+                "labels_include names \"No Finding\" but no_finding is not-a-label: choose one".into(),
+            ));
+        }
+        (NoFinding::NotALabel, Some(index)) => kept.retain(|&l| l != index),
+        // Asked for explicitly: kept whatever the other choices say.
+        (NoFinding::Label, Some(index)) if !kept.contains(&index) => {
+            kept.push(index);
+            kept.sort_unstable();
+        }
+        _ => {}
+    }
+    let protected = no_finding.filter(|_| config.no_finding == NoFinding::Label);
     if let Some(minimum) = config.min_label_count {
         let counts = loader::label_counts(train_bits, labels.len());
         let positives = |label: usize| counts[label].positives;
         let dropped: Vec<String> = kept
             .iter()
-            .filter(|&&l| positives(l) < minimum)
+            .filter(|&&l| positives(l) < minimum && Some(l) != protected)
             .map(|&l| format!("{} ({})", labels[l], positives(l)))
             .collect();
-        kept.retain(|&l| positives(l) >= minimum);
+        kept.retain(|&l| positives(l) >= minimum || Some(l) == protected);
         if !dropped.is_empty() {
             tracing::info!("min_label_count {minimum}: dropped {}", dropped.join(", "));
         }

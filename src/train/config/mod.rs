@@ -63,6 +63,19 @@ pub enum OutputActivation {
     Softmax,
 }
 
+/// Whether "No Finding" (an image with none of the findings) is a label the model outputs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum NoFinding {
+    /// As the label file has it: a label in NIH-CXR-LT's one-hot files, implied by no finding in NIH's.
+    #[default]
+    AsFile,
+    /// A label (added for NIH files: 1 exactly when an image has no finding).
+    Label,
+    /// Not a label (dropped from one-hot files: such images have every output 0).
+    NotALabel,
+}
+
 /// The validation quantity used to pick the best checkpoint, for early stopping and the plateau schedule.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "kebab-case")]
@@ -147,6 +160,9 @@ pub struct TrainConfig {
     /// Keep only these labels (names as in the label file, comma separated); empty: all.
     #[arg(long, value_delimiter = ',')]
     pub labels_include: Vec<String>,
+    /// Whether "No Finding" is one of the model's labels.
+    #[arg(long, value_enum, default_value_t = NoFinding::AsFile)]
+    pub no_finding: NoFinding,
     /// Side of the square network input, pixels.
     #[arg(long, default_value_t = 224)]
     pub image_size: u32,
@@ -293,6 +309,7 @@ impl Default for TrainConfig {
             val_labels: None,
             test_labels: None,
             labels_include: Vec::new(),
+            no_finding: NoFinding::AsFile,
             image_size: 224,
             balanced_sampling: false,
             architecture: Architecture::ResNet18,

@@ -12,7 +12,7 @@ use serde_json::{Map, Value};
 use crate::model::{Architecture, NormKind};
 use crate::service::datasets::DEMO_DATASET;
 use crate::train::config::{
-    DeviceChoice, LossKind, Monitor, OptimizerKind, OutputActivation, Precision, ScheduleKind, SplitStrategy,
+    DeviceChoice, LossKind, Monitor, NoFinding, OptimizerKind, OutputActivation, Precision, ScheduleKind, SplitStrategy,
 };
 use crate::train::TrainConfig;
 use crate::web::FieldError;
@@ -138,6 +138,11 @@ pub(super) fn groups(datasets: &[String]) -> Vec<(&'static str, Vec<Spec>)> {
                 )
                 .optional("keep all"),
                 Spec::new("labels_include", "Only these labels (comma separated)", Kind::Tags).optional("all"),
+                Spec::new(
+                    "no_finding",
+                    "\"No Finding\" as a label",
+                    Kind::Choice(choices::<NoFinding>()),
+                ),
                 Spec::new("image_size", "Image size (px)", U32),
                 Spec::new("balanced_sampling", "Balanced sampling", Kind::Flag),
             ],

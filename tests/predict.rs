@@ -381,6 +381,33 @@ fn label_choice_trains_reports_and_checkpoints_exactly_the_kept_labels() {
         sorted
     });
 
+    // `cxr8 eval` with the full label file scores the model's labels only and says which not.
+    let out = cxr8(&[
+        "eval",
+        "--checkpoint",
+        "chosen",
+        "--ckpt-dir",
+        paths.ckpt_dir.to_str().unwrap(),
+        "--labels",
+        report.label_file.to_str().unwrap(),
+        "--images",
+        report.out.join("images").to_str().unwrap(),
+        "--json",
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let scored: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let mut scored_labels: Vec<&String> = scored["labels"].as_object().unwrap().keys().collect();
+    let mut model_labels: Vec<&String> = expected.iter().collect();
+    scored_labels.sort();
+    model_labels.sort();
+    assert_eq!(scored_labels, model_labels, "exactly the model's labels");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let dropped = all.labels.iter().find(|l| !expected.contains(l)).unwrap();
+    assert!(
+        stderr.contains("not scored:") && stderr.contains(dropped.as_str()),
+        "{stderr}"
+    );
+
     // An explicit list, in any case; an unknown name is refused with the names there are.
     let first = expected[0].to_uppercase();
     let include = TrainConfig {

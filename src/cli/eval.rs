@@ -14,6 +14,7 @@ use crate::data::{self, labels, LabelTable, Task};
 use crate::service::evaluation::{self, SplitChoice};
 use crate::train::job::JobPaths;
 use crate::train::metrics::{self, Evaluation, LabelMetrics, ThresholdSource};
+use crate::train::predict::Inference;
 
 #[derive(Debug, clap::Args)]
 pub struct EvalArgs {
@@ -64,12 +65,26 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
         .labels
         .as_ref()
         .context("give --labels CSV (or --split with --checkpoint)")?;
-    let table = LabelTable::load(labels_path).context("reading the label file")?;
+    let mut table = LabelTable::load(labels_path).context("reading the label file")?;
     let predictions = match (&args.source.predictions, &args.source.checkpoint) {
         (Some(path), _) => {
             Predictions::load(path, &table).with_context(|| format!("reading predictions {}", path.display()))?
         }
-        (None, Some(spec)) => Predictions::from_model(&args, spec, &table)?,
+        (None, Some(spec)) => {
+            // Scored on what the model predicts: its run may have dropped some of the file's
+            // labels (--min-label-count, --labels-include) or made "No Finding" one.
+            let model = args.model.load(spec)?;
+            let left_out = table
+                .restrict_to(model.labels())
+                .context("matching the label file to the model's labels")?;
+            if !left_out.is_empty() {
+                eprintln!(
+                    "not scored: {} (the model was trained without them)",
+                    left_out.join(", ")
+                );
+            }
+            Predictions::from_model(&args, model.as_ref(), &table)?
+        }
         (None, None) => anyhow::bail!("nothing to evaluate: pass --predictions CSV or --checkpoint RUN_ID"),
     };
     for column in &predictions.ignored_columns {
@@ -139,21 +154,10 @@ const EXAMPLES: usize = 5;
 const CHUNK: usize = 256;
 
 impl Predictions {
-    /// Runs the checkpoint's model on every listed image found under `--images`.
-    fn from_model(args: &EvalArgs, spec: &str, table: &LabelTable) -> anyhow::Result<Self> {
+    /// Runs the model on every listed image found under `--images`; the table has the model's
+    /// labels in its output order (`LabelTable::restrict_to`).
+    fn from_model(args: &EvalArgs, model: &dyn Inference, table: &LabelTable) -> anyhow::Result<Self> {
         use rayon::prelude::*;
-        let model = args.model.load(spec)?;
-        // The table's label order, as model outputs.
-        let mut outputs = Vec::with_capacity(table.labels.len());
-        for label in &table.labels {
-            let index = model.labels().iter().position(|l| l.eq_ignore_ascii_case(label));
-            outputs.push(index.ok_or_else(|| {
-                anyhow::anyhow!(
-                    "the label file has '{label}', which the model does not predict (it predicts: {})",
-                    model.labels().join(", ")
-                )
-            })?);
-        }
         let folder = match &args.images {
             Some(dir) => dir.clone(),
             None => args
@@ -197,7 +201,7 @@ impl Predictions {
             let out = model.probabilities(&refs);
             let n_out = model.labels().len();
             for (i, &(row, _)) in chunk.iter().enumerate() {
-                probs.extend(outputs.iter().map(|&o| out[i * n_out + o]));
+                probs.extend_from_slice(&out[i * n_out..(i + 1) * n_out]);
                 targets.extend((0..width).map(|l| if table.records[row].has(l) { 1.0 } else { 0.0 }));
             }
         }

@@ -91,6 +91,50 @@ pub struct LabelTable {
 }
 
 impl LabelTable {
+    /// Keeps only the `wanted` labels, in that order (the outputs of a model trained on some of
+    /// this file's labels, or with "No Finding" made a label): every record's mask is remapped,
+    /// and "No Finding", where this file only implies it, is set on records with no finding.
+    /// Names match case-insensitively. Returns the file's labels left out; a wanted label the
+    /// file cannot give is an error naming the labels it has.
+    pub fn restrict_to(&mut self, wanted: &[String]) -> Result<Vec<String>> {
+        let implied_no_finding = self.no_finding_is_implicit();
+        let mut new_index: Vec<Option<usize>> = vec![None; self.labels.len()];
+        let mut no_finding_bit = None;
+        for (new, label) in wanted.iter().enumerate() {
+            match self.labels.iter().position(|l| l.eq_ignore_ascii_case(label)) {
+                Some(old) => new_index[old] = Some(new),
+                None if implied_no_finding && label.eq_ignore_ascii_case(NO_FINDING) => {
+                    no_finding_bit = Some(1u32 << new)
+                }
+                None => {
+                    return Err(Error::Format {
+                        path: self.source.clone(),
+                        message: format!(
+                            "it has no '{label}' label, which is scored; its labels are: {}",
+                            self.labels.join(", ")
+                        ),
+                    })
+                }
+            }
+        }
+        let left_out = self
+            .labels
+            .iter()
+            .zip(&new_index)
+            .filter(|(_, new)| new.is_none())
+            .map(|(l, _)| l.clone())
+            .collect();
+        for record in &mut self.records {
+            let had_finding = record.targets != 0;
+            record.targets = remap_bits(record.targets, &new_index);
+            if let (Some(bit), false) = (no_finding_bit, had_finding) {
+                record.targets |= bit;
+            }
+        }
+        self.labels = wanted.to_vec();
+        Ok(left_out)
+    }
+
     /// Appends the rows of `other` (the next file of a data set shipped as several, such as
     /// NIH-CXR-LT's train / val / test CSVs). Its labels must be the same set (any column order:
     /// bits are matched by name) and the same task; returns the appended rows' range.
@@ -621,6 +665,23 @@ mod tests {
         assert_eq!(single.task, Task::SingleLabel);
         assert_eq!(multi.append(single).unwrap(), 1..2);
         assert_eq!(multi.task, Task::MultiLabel);
+    }
+
+    #[test]
+    fn a_table_restricted_to_a_models_labels_keeps_their_order_and_can_name_no_finding() {
+        let mut nih = table(NIH).unwrap();
+        let wanted: Vec<String> = ["Emphysema", "no finding", "Cardiomegaly"].map(String::from).to_vec();
+        let left_out = nih.restrict_to(&wanted).unwrap();
+        assert_eq!(left_out.len(), NIH_FINDINGS.len() - 2);
+        assert!(left_out.contains(&"Hernia".to_string()));
+        assert_eq!(nih.labels, wanted);
+        // Cardiomegaly; Cardiomegaly|Emphysema; No Finding.
+        let masks: Vec<u32> = nih.records.iter().map(|r| r.targets).collect();
+        assert_eq!(masks, [0b100, 0b101, 0b010]);
+
+        let mut nih = table(NIH).unwrap();
+        let err = nih.restrict_to(&["Unicorn".to_string()]).unwrap_err().to_string();
+        assert!(err.contains("'Unicorn'") && err.contains("Cardiomegaly"), "{err}");
     }
 
     const NIH: &str = "Image Index,Finding Labels,Follow-up #,Patient ID,Patient Age,Patient Gender,View Position,OriginalImage[Width,Height],OriginalImagePixelSpacing[x,y]\n\

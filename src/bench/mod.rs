@@ -7,6 +7,7 @@
 mod augment;
 mod cache;
 mod metadata;
+mod parity;
 mod reference;
 mod train;
 mod train_step;
@@ -34,6 +35,9 @@ pub enum BenchCommand {
     /// Full-NIH-scale metadata: label file stats and split timed, and a synthetic set's cache
     /// build with its peak memory (see RELIABILITY.md "Scale").
     Metadata(MetadataBenchArgs),
+    /// Logit parity with torchvision for weight import and export, on the files
+    /// benches/weights_parity.py makes (see BENCHMARKS.md "Weights").
+    WeightsParity(parity::ParityArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -174,6 +178,7 @@ pub fn run(cmd: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Train(args) => train::bench_train(args),
         BenchCommand::Web(args) => web::bench_web(args),
         BenchCommand::Metadata(args) => metadata::bench_metadata(args),
+        BenchCommand::WeightsParity(args) => parity::bench_parity(args),
         BenchCommand::Augment(args) => {
             anyhow::ensure!(
                 args.size >= 8 && args.batch >= 1 && args.batches >= 1,

@@ -11,6 +11,7 @@ mod serve;
 mod split;
 mod stats;
 mod train;
+mod weights;
 
 /// cxr8 — train, watch and compare chest X-ray classifiers (NIH ChestX-ray14 / CXR8).
 #[derive(Debug, Parser)]
@@ -38,6 +39,10 @@ pub enum Command {
     Eval(eval::EvalArgs),
     /// Per-label probabilities (and Grad-CAM heat maps) for X-ray images from a trained run.
     Predict(predict::PredictArgs),
+    /// Read PyTorch / torchvision weights into a checkpoint folder.
+    Import(weights::ImportArgs),
+    /// Write a checkpoint's weights as safetensors in torchvision's layout.
+    Export(weights::ExportArgs),
     /// Throughput benchmarks (see BENCHMARKS.md).
     #[command(subcommand)]
     Bench(crate::bench::BenchCommand),
@@ -78,6 +83,8 @@ pub fn run(cli: Cli, matches: &clap::ArgMatches) -> anyhow::Result<()> {
         Some(Command::Dataset(cmd)) => dataset::run(cmd),
         Some(Command::Eval(args)) => eval::run(args),
         Some(Command::Predict(args)) => predict::run(args),
+        Some(Command::Import(args)) => weights::import(args),
+        Some(Command::Export(args)) => weights::export(args),
         Some(Command::Bench(cmd)) => crate::bench::run(cmd),
     }
 }

@@ -13,6 +13,7 @@ mod resnet;
 mod silu;
 mod simple_cnn;
 mod spec;
+pub mod torchvision;
 
 pub use classifier::Classifier;
 pub use layers::scale_channels;

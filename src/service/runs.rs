@@ -159,7 +159,10 @@ impl Recorder {
             TrainEvent::Finished { .. } => value["status"] = json!("done"),
             TrainEvent::Failed { .. } => value["status"] = json!("failed"),
             TrainEvent::Cancelled => value["status"] = json!("cancelled"),
-            TrainEvent::Epoch { .. } | TrainEvent::Checkpoint { .. } | TrainEvent::Test { .. } => {}
+            TrainEvent::Epoch { .. }
+            | TrainEvent::Checkpoint { .. }
+            | TrainEvent::Test { .. }
+            | TrainEvent::WeightsLoaded { .. } => {}
         }
         value
     }
@@ -254,7 +257,9 @@ impl Recorder {
                 self.store
                     .set_status_with_event(id, RunStatus::Cancelled, None, kind, &payload)?
             }
-            TrainEvent::Batch { .. } | TrainEvent::Checkpoint { .. } => self.store.append_event(id, kind, &payload)?,
+            TrainEvent::Batch { .. } | TrainEvent::Checkpoint { .. } | TrainEvent::WeightsLoaded { .. } => {
+                self.store.append_event(id, kind, &payload)?
+            }
         };
         Ok(EventRow {
             seq,
@@ -273,6 +278,7 @@ pub fn kind(event: &TrainEvent) -> &'static str {
         TrainEvent::Epoch { .. } => "epoch",
         TrainEvent::Checkpoint { .. } => "checkpoint",
         TrainEvent::Test { .. } => "test",
+        TrainEvent::WeightsLoaded { .. } => "weights",
         TrainEvent::Started { .. } => "status",
         TrainEvent::Finished { .. } | TrainEvent::Failed { .. } | TrainEvent::Cancelled => "done",
     }

@@ -36,6 +36,12 @@ pub enum Error {
     /// The loss became NaN or infinite.
     #[error("loss became {value} at epoch {epoch}, batch {batch}; the run diverged — lower the learning rate (e.g. divide it by 10), or set --grad-clip 1.0")]
     NonFinite { epoch: usize, batch: usize, value: f32 },
+    /// PyTorch / torchvision weights that cannot be read, fitted or written.
+    #[error(transparent)]
+    Weights(#[from] crate::model::torchvision::Error),
+    /// A weight import that needs more from the user.
+    #[error("{0}")]
+    WeightsUsage(String),
     /// The chosen device cannot be used.
     #[error(transparent)]
     Backend(#[from] super::backend::BackendError),

@@ -19,6 +19,17 @@ pub enum TrainEvent {
         /// First epoch this session runs (1-based; above 1 when resuming).
         first_epoch: usize,
     },
+    /// The model starts from PyTorch weights (`init_weights`): how many tensors were loaded and
+    /// what became of the classifier head.
+    WeightsLoaded {
+        path: PathBuf,
+        tensors: usize,
+        head_kept: bool,
+        /// Why the file's head was not taken (it was re-initialised), when it was not.
+        head_note: Option<String>,
+        /// Whether a three-channel stem was folded to one channel.
+        stem_folded: bool,
+    },
     /// A training step finished. `batch` is 1-based, `of` the number of batches in the epoch.
     Batch {
         epoch: usize,

@@ -526,6 +526,36 @@ fn run_on(
     };
     let num_labels = setup.num_labels;
     let spec = config.model_spec();
+    // Weights to start from are read and fitted before training starts, so a file that does not
+    // fit fails the run at once with the key and shapes; a resumed run has its own checkpoint.
+    let initial = match (&config.init_weights, setup.resume) {
+        (Some(path), false) => {
+            setup.device.seed(config.seed);
+            match crate::train::weights::import_into(&spec, num_labels, path, &setup.device) {
+                Ok((model, report)) => {
+                    if let Some(note) = &report.head_reason {
+                        tracing::info!(
+                            "init weights {}: classifier head re-initialised: {note}",
+                            path.display()
+                        );
+                    }
+                    events.emit(crate::train::TrainEvent::WeightsLoaded {
+                        path: path.clone(),
+                        tensors: report.tensors,
+                        head_kept: report.head_kept,
+                        head_note: report.head_reason,
+                        stem_folded: report.stem_folded,
+                    });
+                    Some(model)
+                }
+                Err(e) => {
+                    events.emit(crate::train::TrainEvent::Failed { message: e.to_string() });
+                    return Err(e);
+                }
+            }
+        }
+        _ => None,
+    };
     let labels = prepared.labels.clone();
     let task = prepared.task;
     let metrics = move |probs: &[f32], targets: &[f32], _n: usize| metrics_json(&labels, task, probs, targets);
@@ -540,7 +570,7 @@ fn run_on(
     let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         runner::train::<Classifier, _>(
             setup,
-            move |device| Classifier::new(&spec, num_labels, device),
+            move |device| initial.unwrap_or_else(|| Classifier::new(&spec, num_labels, device)),
             &mut data,
             &metrics,
             &mut held,

@@ -163,6 +163,10 @@ pub struct TrainConfig {
     /// Whether "No Finding" is one of the model's labels.
     #[arg(long, value_enum, default_value_t = NoFinding::AsFile)]
     pub no_finding: NoFinding,
+    /// Start from these PyTorch weights (torchvision key layout; .pth/.pt or .safetensors) instead
+    /// of a random initialisation; the classifier head is kept only if it fits the labels.
+    #[arg(long, value_name = "FILE")]
+    pub init_weights: Option<PathBuf>,
     /// Side of the square network input, pixels.
     #[arg(long, default_value_t = 224)]
     pub image_size: u32,
@@ -310,6 +314,7 @@ impl Default for TrainConfig {
             test_labels: None,
             labels_include: Vec::new(),
             no_finding: NoFinding::AsFile,
+            init_weights: None,
             image_size: 224,
             balanced_sampling: false,
             architecture: Architecture::ResNet18,

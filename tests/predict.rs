@@ -635,3 +635,131 @@ fn a_data_set_shipped_as_train_val_test_files_trains_and_reports_on_its_own_test
     let fields: Vec<String> = half.validate().unwrap_err().into_iter().map(|e| e.field).collect();
     assert_eq!(fields, ["val_labels"]);
 }
+
+/// A conv weight of a safetensors file (what `cxr8 export` writes) as f32 values.
+fn safetensors_tensor(bytes: &[u8], key: &str) -> Vec<f32> {
+    let file = safetensors::SafeTensors::deserialize(bytes).unwrap();
+    let view = file.tensor(key).unwrap();
+    view.data()
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect()
+}
+
+#[test]
+fn a_run_started_from_torchvision_weights_fine_tunes_resumes_predicts_and_exports() {
+    use cxr8::model::torchvision;
+    use cxr8::model::{Classifier, ModelSpec};
+    use cxr8::train::config::Normalisation;
+
+    let tmp = tempfile::tempdir().unwrap();
+    let report = demo::generate(&DemoConfig {
+        out: tmp.path().join("demo"),
+        images: 64,
+        size: 64,
+        seed: 5,
+    })
+    .unwrap();
+    // ImageNet-shaped weights (1000 outputs) in torchvision's layout.
+    let spec = ModelSpec {
+        architecture: Architecture::MobileNetV2,
+        ..ModelSpec::default()
+    };
+    let source = Classifier::new(&spec, 1000, &BackendKind::Cpu.device());
+    let weights = tmp.path().join("mobilenet_v2.safetensors");
+    let exported = torchvision::export(&source, &spec).unwrap();
+    std::fs::write(
+        &weights,
+        torchvision::safetensors_bytes(&exported, &Default::default()).unwrap(),
+    )
+    .unwrap();
+    let stem_key = "features.1.conv.0.0.weight";
+
+    let config = TrainConfig {
+        architecture: Architecture::MobileNetV2,
+        width: 1.0,
+        init_weights: Some(weights.clone()),
+        freeze_backbone_epochs: 1,
+        backbone_lr_factor: 0.1,
+        normalisation: Normalisation::Imagenet,
+        lr: 0.01,
+        ..tiny_config(report.label_file.clone(), report.out.join("images"))
+    };
+    let paths = JobPaths {
+        data_dir: tmp.path().join("data"),
+        ckpt_dir: tmp.path().join("ckpts"),
+    };
+    let mut seen = Vec::new();
+    let mut events = |event: TrainEvent| seen.push(event);
+    job::run_job(&config, "tuned", &paths, false, &mut events, &CancelHandle::new(), None).unwrap();
+    let loaded = seen
+        .iter()
+        .find_map(|e| match e {
+            TrainEvent::WeightsLoaded {
+                tensors,
+                head_kept,
+                head_note,
+                ..
+            } => Some((*tensors, *head_kept, head_note.clone())),
+            _ => None,
+        })
+        .expect("a weights event");
+    assert_eq!(loaded.0, 260, "every tensor but the head's two");
+    assert!(!loaded.1);
+    assert!(
+        loaded.2.unwrap().contains("[1000, 1280]"),
+        "the head is re-initialised, and why"
+    );
+
+    // Epoch 1 trained the head only: the backbone's convolutions are the file's.
+    let first = CheckpointRef::locate("tuned", &paths.ckpt_dir, Slot::Last).unwrap();
+    let after_one = cxr8::train::weights::export_checkpoint(&first).unwrap();
+    assert_eq!(safetensors_tensor(&after_one, stem_key), exported[stem_key].1);
+    let predictor = Predictor::load(&first, &BackendKind::Cpu.device()).unwrap();
+    let info = predictor.state().inference.clone().unwrap();
+    assert!(
+        (info.mean - 0.449).abs() < 1e-3 && (info.std - 0.226).abs() < 1e-3,
+        "ImageNet constants"
+    );
+
+    // Resumed for a second epoch: the weights are not loaded again, and the backbone now learns.
+    let more = TrainConfig { epochs: 2, ..config };
+    let mut seen = Vec::new();
+    let mut events = |event: TrainEvent| seen.push(event);
+    job::run_job(&more, "tuned", &paths, true, &mut events, &CancelHandle::new(), None).unwrap();
+    assert!(!seen.iter().any(|e| matches!(e, TrainEvent::WeightsLoaded { .. })));
+    let last = CheckpointRef::locate("tuned", &paths.ckpt_dir, Slot::Last).unwrap();
+    let after_two = cxr8::train::weights::export_checkpoint(&last).unwrap();
+    assert_ne!(safetensors_tensor(&after_two, stem_key), exported[stem_key].1);
+
+    // It predicts like any run, and its export has the metadata PyTorch users need.
+    let predictor = Predictor::load(&last, &BackendKind::Cpu.device()).unwrap();
+    let probabilities = predictor
+        .predict_path(&first_image(&report.out.join("images")))
+        .unwrap();
+    assert_eq!(probabilities.len(), predictor.labels().len());
+    let (_, metadata) = safetensors::SafeTensors::read_metadata(&after_two).unwrap();
+    let metadata = metadata.metadata().clone().unwrap();
+    assert_eq!(metadata["architecture"], "mobilenet-v2");
+    let labels: Vec<String> = serde_json::from_str(&metadata["labels"]).unwrap();
+    assert_eq!(labels, predictor.labels());
+    assert_eq!(metadata["image_size"], "64");
+
+    // A file that does not fit fails the run at once, naming the key and both shapes.
+    let mut broken = exported.clone();
+    broken.insert("features.5.conv.1.0.weight".into(), (vec![3, 3], vec![0.0; 9]));
+    let broken_path = tmp.path().join("broken.safetensors");
+    std::fs::write(
+        &broken_path,
+        torchvision::safetensors_bytes(&broken, &Default::default()).unwrap(),
+    )
+    .unwrap();
+    let bad = TrainConfig {
+        init_weights: Some(broken_path),
+        ..more
+    };
+    let err = job::run_job(&bad, "broken", &paths, false, &mut |_| {}, &CancelHandle::new(), None)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("'features.5.conv.1.0.weight' has shape [3, 3]"), "{err}");
+}

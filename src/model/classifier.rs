@@ -102,6 +102,12 @@ impl Classifier {
         (logits, features)
     }
 
+    /// Removes the output layer's gradients from `grads` and returns them (what is left belongs
+    /// to the backbone), so the two can be stepped at different learning rates.
+    pub fn take_head_grads(&self, grads: &mut burn::tensor::Gradients) -> burn::optim::GradientsParams {
+        burn::optim::GradientsParams::from_module(grads, &self.head)
+    }
+
     /// Trainable parameters (batch norm running statistics are not counted).
     pub fn num_params(&self) -> usize {
         let mut counter = TrainableCounter::default();

@@ -18,7 +18,7 @@ use crate::data::{LabelTable, Task};
 use crate::model::Classifier;
 use crate::train::backend::{self, BackendKind};
 use crate::train::checkpoint::{InferenceInfo, Slot};
-use crate::train::config::{NoFinding, TrainConfig};
+use crate::train::config::{NoFinding, Normalisation, TrainConfig};
 use crate::train::heldout::{self, TestReport};
 use crate::train::metrics;
 use crate::train::predict::{CheckpointRef, Predictor};
@@ -28,6 +28,10 @@ use crate::train::{Error, EventSink, FieldError, Result};
 impl ImageClassifier for Classifier {
     fn forward(&self, images: Tensor<4>) -> Tensor<2> {
         Classifier::forward(self, images)
+    }
+
+    fn take_head_grads(&self, grads: &mut burn::tensor::Gradients) -> Option<burn::optim::GradientsParams> {
+        Some(Classifier::take_head_grads(self, grads))
     }
 }
 
@@ -374,7 +378,7 @@ fn loader_workers() -> usize {
 
 fn loaders(config: &TrainConfig, data: &PreparedData) -> Result<Loaders> {
     let source: Arc<dyn ImageSource> = Arc::new(CacheSource(data.cache.clone()));
-    let (mean, std) = normalisation(&data.cache);
+    let (mean, std) = run_normalisation(config, &data.cache);
     let workers = loader_workers();
     let train_config = LoaderConfig {
         batch_size: config.batch_size,
@@ -408,6 +412,14 @@ fn loaders(config: &TrainConfig, data: &PreparedData) -> Result<Loaders> {
     })
 }
 
+/// The run's normalisation: ImageNet's constants when asked, else the data set's own.
+fn run_normalisation(config: &TrainConfig, cache: &Cache) -> (f32, f32) {
+    match config.normalisation {
+        Normalisation::Imagenet => crate::train::weights::imagenet_gray(),
+        Normalisation::Dataset => normalisation(cache),
+    }
+}
+
 /// The loader's normalisation: the cache's pixel statistics on the 0..1 scale (std floored so a
 /// flat data set cannot divide by zero).
 fn normalisation(cache: &Cache) -> (f32, f32) {
@@ -415,7 +427,7 @@ fn normalisation(cache: &Cache) -> (f32, f32) {
 }
 
 fn inference_info(config: &TrainConfig, data: &PreparedData) -> InferenceInfo {
-    let (mean, std) = normalisation(&data.cache);
+    let (mean, std) = run_normalisation(config, &data.cache);
     InferenceInfo {
         labels: data.labels.clone(),
         image_size: config.image_size,

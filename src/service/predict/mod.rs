@@ -298,6 +298,26 @@ impl Predictions {
 }
 
 impl Predictions {
+    /// The run's best checkpoint as safetensors in torchvision's key layout (`cxr8 export`).
+    /// A run without a best checkpoint is "not found"; an architecture torchvision lacks
+    /// (simple-cnn) or a non-torchvision width/norm is a clear refusal.
+    pub async fn weights_safetensors(self: &Arc<Self>, run_id: &str) -> Result<Vec<u8>> {
+        let (_, key) = self.checkpoint_of(run_id, "run").map_err(|e| match e {
+            Error::Invalid { message, .. } => Error::NotFound(message),
+            other => other,
+        })?;
+        blocking(move || {
+            let ckpt = CheckpointRef {
+                epoch_dir: key.epoch_dir.clone(),
+            };
+            crate::train::weights::export_checkpoint(&ckpt).map_err(|e| match e {
+                crate::train::Error::Weights(problem) => Error::Conflict(problem.to_string()),
+                other => Error::Train(other),
+            })
+        })
+        .await
+    }
+
     /// Scores the run's best checkpoint on its test split now and stores the results (with a
     /// `test` event, so open pages hear of it); for runs that ended without being scored.
     pub async fn score_test(self: &Arc<Self>, run_id: &str) -> Result<serde_json::Value> {

@@ -63,6 +63,18 @@ pub enum OutputActivation {
     Softmax,
 }
 
+/// How input pixels are normalised: `(gray/255 − mean) / std`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum Normalisation {
+    /// The training images' own mean and std.
+    #[default]
+    Dataset,
+    /// ImageNet's constants averaged over R, G, B (mean 0.449, std 0.226): a gray image fed to
+    /// an ImageNet model whose RGB stem was folded sees what the RGB model saw.
+    Imagenet,
+}
+
 /// Whether "No Finding" (an image with none of the findings) is a label the model outputs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "kebab-case")]
@@ -167,6 +179,16 @@ pub struct TrainConfig {
     /// of a random initialisation; the classifier head is kept only if it fits the labels.
     #[arg(long, value_name = "FILE")]
     pub init_weights: Option<PathBuf>,
+    /// Train only the classifier head for this many epochs first (fine-tuning imported weights).
+    #[arg(long, default_value_t = 0)]
+    pub freeze_backbone_epochs: usize,
+    /// The backbone's learning rate as a fraction of the head's (e.g. 0.1 when fine-tuning).
+    #[arg(long, default_value_t = 1.0)]
+    pub backbone_lr_factor: f64,
+    /// Input normalisation: the training images' own mean and std, or ImageNet's constants
+    /// (what torchvision's ImageNet weights expect).
+    #[arg(long, value_enum, default_value_t = Normalisation::Dataset)]
+    pub normalisation: Normalisation,
     /// Side of the square network input, pixels.
     #[arg(long, default_value_t = 224)]
     pub image_size: u32,
@@ -315,6 +337,9 @@ impl Default for TrainConfig {
             labels_include: Vec::new(),
             no_finding: NoFinding::AsFile,
             init_weights: None,
+            freeze_backbone_epochs: 0,
+            backbone_lr_factor: 1.0,
+            normalisation: Normalisation::Dataset,
             image_size: 224,
             balanced_sampling: false,
             architecture: Architecture::ResNet18,

@@ -31,6 +31,12 @@ use super::optim::Optim;
 /// it for its `Classifier`; the loop needs nothing else from a model.
 pub trait ImageClassifier: Module {
     fn forward(&self, images: Tensor<4>) -> Tensor<2>;
+
+    /// Takes the classifier head's gradients out of `grads` (the rest are the backbone's), for a
+    /// frozen backbone or a lower backbone learning rate; `None` for a model without that split.
+    fn take_head_grads(&self, _grads: &mut burn::tensor::Gradients) -> Option<burn::optim::GradientsParams> {
+        None
+    }
 }
 
 /// One CPU batch, as the data loader builds it: normalised gray images and 0/1 targets.
@@ -262,6 +268,8 @@ where
         activation: config.activation(),
         num_labels: setup.num_labels,
         cancel,
+        freeze_backbone_epochs: config.freeze_backbone_epochs,
+        backbone_lr_factor: config.backbone_lr_factor,
     };
     events.emit(TrainEvent::Started {
         config: Box::new(config.clone()),

@@ -27,6 +27,10 @@ pub(super) struct Step<'a> {
     pub activation: OutputActivation,
     pub num_labels: usize,
     pub cancel: &'a CancelHandle,
+    /// Epochs (from the first) in which only the classifier head learns.
+    pub freeze_backbone_epochs: usize,
+    /// The backbone's learning rate as a fraction of the head's.
+    pub backbone_lr_factor: f64,
 }
 
 /// A pass's mean loss and the probabilities and targets it saw, for the epoch's metrics.
@@ -88,8 +92,28 @@ pub(super) fn train_epoch<M: ImageClassifier>(
                 value: loss_value,
             });
         }
-        let grads = GradientsParams::from_grads(loss.backward(), &model);
-        model = optim.step(pass.lr, model, grads);
+        let mut grads = loss.backward();
+        let frozen = epoch <= step.freeze_backbone_epochs;
+        let split = (frozen || step.backbone_lr_factor != 1.0)
+            .then(|| model.take_head_grads(&mut grads))
+            .flatten();
+        model = match split {
+            // The head first, then the backbone at its own rate (or not at all while frozen);
+            // the optimiser keeps each parameter's state whichever step moves it.
+            Some(head) => {
+                let backbone = GradientsParams::from_grads(grads, &model);
+                let model = optim.step(pass.lr, model, head);
+                if frozen {
+                    model
+                } else {
+                    optim.step(pass.lr * step.backbone_lr_factor, model, backbone)
+                }
+            }
+            None => {
+                let grads = GradientsParams::from_grads(grads, &model);
+                optim.step(pass.lr, model, grads)
+            }
+        };
 
         let probs = activate(logits.detach(), step.activation).into_data();
         pass.probabilities.extend(probs.iter::<f32>());

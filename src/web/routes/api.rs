@@ -28,6 +28,7 @@ pub fn router() -> Router<Arc<AppState>> {
         .route("/api/runs/{id}", get(run_detail).delete(delete_run))
         .route("/api/runs/{id}/metrics.csv", get(metrics_csv))
         .route("/api/runs/{id}/predictions.csv", get(predictions_csv))
+        .route("/runs/{id}/weights.safetensors", get(weights_safetensors))
         .route("/api/runs/{id}/test", post(score_test))
         .route("/api/runs/{id}/cancel", post(cancel_run))
         .route("/api/runs/{id}/resume", post(resume_run))
@@ -260,6 +261,26 @@ async fn predictions_csv(
                     safe_file_part(&run.id),
                     split.name()
                 ),
+            ),
+        ],
+        body,
+    ))
+}
+
+/// The run's best checkpoint in torchvision's key layout (what `cxr8 export` writes), for
+/// `model.load_state_dict` in PyTorch.
+async fn weights_safetensors(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+) -> Result<impl IntoResponse, AppError> {
+    let run = load_run(&state, &id)?;
+    let body = state.predict.weights_safetensors(&run.id).await?;
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/octet-stream".to_string()),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"cxr8-{}.safetensors\"", safe_file_part(&run.id)),
             ),
         ],
         body,

@@ -12,7 +12,8 @@ use serde_json::{Map, Value};
 use crate::model::{Architecture, NormKind};
 use crate::service::datasets::DEMO_DATASET;
 use crate::train::config::{
-    DeviceChoice, LossKind, Monitor, NoFinding, OptimizerKind, OutputActivation, Precision, ScheduleKind, SplitStrategy,
+    DeviceChoice, LossKind, Monitor, NoFinding, Normalisation, OptimizerKind, OutputActivation, Precision,
+    ScheduleKind, SplitStrategy,
 };
 use crate::train::TrainConfig;
 use crate::web::FieldError;
@@ -154,6 +155,28 @@ pub(super) fn groups(datasets: &[String]) -> Vec<(&'static str, Vec<Spec>)> {
                 Spec::new("norm", "Normalisation", Kind::Choice(choices::<NormKind>())),
                 Spec::new("width", "Width multiplier", Kind::Number),
                 Spec::new("dropout", "Dropout", Kind::Number),
+            ],
+        ),
+        (
+            "Fine-tuning",
+            vec![
+                Spec::new(
+                    "init_weights",
+                    "Start from PyTorch weights (torchvision .pth / .safetensors)",
+                    Kind::Text,
+                )
+                .optional("random initialisation"),
+                Spec::new("freeze_backbone_epochs", "Head only for the first epochs", USIZE),
+                Spec::new(
+                    "backbone_lr_factor",
+                    "Backbone learning rate × (of the head's)",
+                    Kind::Number,
+                ),
+                Spec::new(
+                    "normalisation",
+                    "Input normalisation",
+                    Kind::Choice(choices::<Normalisation>()),
+                ),
             ],
         ),
         (

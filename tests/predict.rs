@@ -745,6 +745,89 @@ fn a_run_started_from_torchvision_weights_fine_tunes_resumes_predicts_and_export
     assert_eq!(labels, predictor.labels());
     assert_eq!(metadata["image_size"], "64");
 
+    // `cxr8 import` makes a checkpoint every command takes, listed in the run store.
+    let three = Classifier::new(&spec, 3, &BackendKind::Cpu.device());
+    let three_path = tmp.path().join("three.safetensors");
+    let three_tensors = torchvision::export(&three, &spec).unwrap();
+    std::fs::write(
+        &three_path,
+        torchvision::safetensors_bytes(&three_tensors, &Default::default()).unwrap(),
+    )
+    .unwrap();
+    let imported = tmp.path().join("imported");
+    let store_dir = tmp.path().join("store");
+    let out = cxr8(&[
+        "import",
+        "--weights",
+        three_path.to_str().unwrap(),
+        "--model",
+        "mobilenet-v2",
+        "--image-size",
+        "64",
+        "--labels",
+        "Effusion,Mass,Nodule",
+        "--out",
+        imported.to_str().unwrap(),
+        "--data-dir",
+        store_dir.to_str().unwrap(),
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        stdout.contains("imported 262 tensors") && stdout.contains("Effusion, Mass, Nodule"),
+        "{stdout}"
+    );
+    let image = first_image(&report.out.join("images"));
+    let heat = tmp.path().join("heat");
+    let out = cxr8(&[
+        "predict",
+        "--checkpoint",
+        imported.to_str().unwrap(),
+        image.to_str().unwrap(),
+        "--heatmap",
+        heat.to_str().unwrap(),
+        "--json",
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("Nodule"));
+    assert_eq!(std::fs::read_dir(&heat).unwrap().count(), 1, "a Grad-CAM overlay");
+    let out = cxr8(&[
+        "eval",
+        "--checkpoint",
+        imported.to_str().unwrap(),
+        "--labels",
+        report.label_file.to_str().unwrap(),
+        "--images",
+        report.out.join("images").to_str().unwrap(),
+        "--json",
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let exported_again = tmp.path().join("again.safetensors");
+    let out = cxr8(&[
+        "export",
+        "--checkpoint",
+        imported.to_str().unwrap(),
+        "--out",
+        exported_again.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let bytes = std::fs::read(&exported_again).unwrap();
+    for key in [
+        "features.3.conv.1.0.weight",
+        "classifier.1.weight",
+        "features.18.1.running_var",
+    ] {
+        assert_eq!(
+            safetensors_tensor(&bytes, key),
+            three_tensors[key].1,
+            "{key} round-trips"
+        );
+    }
+    let listed = cxr8::store::Store::open(&store_dir).unwrap().runs().unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].status, cxr8::store::RunStatus::Done);
+    assert!(listed[0].name.contains("three.safetensors"));
+
     // A file that does not fit fails the run at once, naming the key and both shapes.
     let mut broken = exported.clone();
     broken.insert("features.5.conv.1.0.weight".into(), (vec![3, 3], vec![0.0; 9]));

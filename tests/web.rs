@@ -749,3 +749,39 @@ async fn each_run_leads_with_the_number_that_fits_its_task_and_names_every_accur
     let multis = app.get(&format!("/compare?runs={multi}")).await.text().to_string();
     assert!(!multis.contains("top-1") && !multis.contains("balanced accuracy"));
 }
+
+#[tokio::test]
+async fn a_run_started_from_weights_says_so_in_its_event_log() {
+    use cxr8::service::runs::Recorder;
+    use cxr8::train::EventSink;
+    let app = TestApp::new();
+    let config = cxr8::train::TrainConfig::default();
+    let id = app
+        .store()
+        .create_run(&NewRun {
+            name: "tuned",
+            config: &serde_json::to_value(&config).unwrap(),
+            dataset: "demo",
+            model: "resnet-18",
+            image_size: 224,
+            epochs_planned: 1,
+            tags: &[],
+        })
+        .unwrap();
+    let mut recorder = Recorder::new(app.store().clone(), &id, &config, None);
+    recorder.emit(cxr8::train::TrainEvent::WeightsLoaded {
+        path: "/w/resnet18.pth".into(),
+        tensors: 100,
+        head_kept: false,
+        head_note: Some("the file's 'fc.weight' has shape [1000, 512], this model's head needs [14, 512]".into()),
+        stem_folded: true,
+    });
+    let page = app.get(&format!("/runs/{id}")).await.text().to_string();
+    assert!(
+        page.contains(
+            "started from /w/resnet18.pth: 100 tensors, RGB stem folded to gray; classifier head re-initialised"
+        ),
+        "{page}"
+    );
+    assert!(page.contains("[1000, 512]"));
+}

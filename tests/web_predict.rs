@@ -628,6 +628,26 @@ async fn a_runs_split_predictions_download_as_csv() {
 }
 
 #[tokio::test]
+async fn weights_download_refuses_what_torchvision_cannot_load() {
+    let t = trained();
+    let app = app_for(t);
+    // The trained run is a simple-cnn: torchvision has no such model.
+    let refused = app.get(&format!("/runs/{}/weights.safetensors", t.run)).await;
+    assert_eq!(refused.status, StatusCode::CONFLICT, "{}", refused.short());
+    assert!(
+        refused.text().contains("no torchvision counterpart"),
+        "{}",
+        refused.text()
+    );
+    let untrained = app.get(&format!("/runs/{}/weights.safetensors", t.untrained)).await;
+    assert_eq!(untrained.status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        app.get("/runs/nope/weights.safetensors").await.status,
+        StatusCode::NOT_FOUND
+    );
+}
+
+#[tokio::test]
 async fn a_finished_run_has_its_test_results_and_scoring_again_gives_the_same_numbers() {
     let t = trained();
     let app = app_for(t);

@@ -222,20 +222,9 @@ impl Display {
                     eprintln!("run {run_id} on {device}: {num_params} parameters, from epoch {first_epoch}");
                 }
             }
-            TrainEvent::WeightsLoaded {
-                path,
-                tensors,
-                head_note,
-                stem_folded,
-                ..
-            } => {
-                if !self.quiet {
-                    let stem = if *stem_folded { ", RGB stem folded to gray" } else { "" };
-                    let head = match head_note {
-                        Some(note) => format!("; classifier head re-initialised ({note})"),
-                        None => "; classifier head kept".into(),
-                    };
-                    eprintln!("started from {}: {tensors} tensors{stem}{head}", path.display());
+            TrainEvent::WeightsLoaded { .. } => {
+                if let (false, Some(summary)) = (self.quiet, event.weights_summary()) {
+                    eprintln!("{summary}");
                 }
             }
             TrainEvent::Batch {

@@ -35,6 +35,13 @@ pub struct ImportArgs {
     /// named `output 0`, …. A head whose size differs is re-initialised.
     #[arg(long, value_delimiter = ',')]
     pub labels: Vec<String>,
+    /// Folder of the run store (as `cxr8 serve --data-dir`): the import is listed there as a
+    /// finished run, so the dashboard's predict page and Grad-CAM can use it.
+    #[arg(long, default_value = "data")]
+    pub data_dir: PathBuf,
+    /// Do not list the import in the run store.
+    #[arg(long)]
+    pub no_register: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -84,6 +91,22 @@ pub fn import(args: ImportArgs) -> anyhow::Result<()> {
         println!("  classifier head re-initialised: {note}");
     }
     println!("use it with: --checkpoint {}", request.out.display());
+    if !args.no_register {
+        let store = crate::store::Store::open(&args.data_dir)
+            .with_context(|| format!("opening the run store in {}", args.data_dir.display()))?;
+        let run_dir = request.out.canonicalize().unwrap_or(request.out.clone());
+        let config = crate::train::checkpoint::read_state_at(&dir)?.config;
+        let source = request
+            .weights
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let id = crate::service::runs::register_imported(&store, &config, &run_dir, &source)?;
+        println!(
+            "listed in {} as run {id} (the dashboard's runs and predict pages)",
+            args.data_dir.display()
+        );
+    }
     Ok(())
 }
 

@@ -31,6 +31,31 @@ pub fn submit(store: &Store, config: &TrainConfig, paths: &JobPaths) -> store::R
     })
 }
 
+/// Records a checkpoint made by `cxr8 import` as a finished run, so the dashboard lists it and its
+/// predict page, Grad-CAM and weights download work on it. It has no epochs: its numbers are
+/// whatever the imported model scores when evaluated.
+pub fn register_imported(
+    store: &Store,
+    config: &TrainConfig,
+    checkpoint_dir: &std::path::Path,
+    source: &str,
+) -> store::Result<String> {
+    let stored = serde_json::to_value(config).expect("configs serialise");
+    let name = format!("imported {source}");
+    let id = store.create_run(&NewRun {
+        name: &name,
+        config: &stored,
+        dataset: "imported",
+        model: config.architecture.name(),
+        image_size: config.image_size,
+        epochs_planned: 0,
+        tags: &["imported".to_string()],
+    })?;
+    store.set_runtime_info(&id, "cpu", &checkpoint_dir.to_string_lossy())?;
+    store.set_status(&id, RunStatus::Done, None)?;
+    Ok(id)
+}
+
 /// Points a config that names a registered data set (`dataset`) at its files. The demo set and
 /// configs that give `labels` themselves are left as they are.
 pub fn resolve_dataset(store: &Store, config: &mut TrainConfig) -> Result<(), FieldError> {
@@ -159,10 +184,8 @@ impl Recorder {
             TrainEvent::Finished { .. } => value["status"] = json!("done"),
             TrainEvent::Failed { .. } => value["status"] = json!("failed"),
             TrainEvent::Cancelled => value["status"] = json!("cancelled"),
-            TrainEvent::Epoch { .. }
-            | TrainEvent::Checkpoint { .. }
-            | TrainEvent::Test { .. }
-            | TrainEvent::WeightsLoaded { .. } => {}
+            TrainEvent::WeightsLoaded { .. } => value["message"] = json!(event.weights_summary()),
+            TrainEvent::Epoch { .. } | TrainEvent::Checkpoint { .. } | TrainEvent::Test { .. } => {}
         }
         value
     }

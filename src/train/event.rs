@@ -70,6 +70,29 @@ pub enum TrainEvent {
 }
 
 impl TrainEvent {
+    /// A sentence for a `WeightsLoaded` event (the CLI prints it; the run page's log shows it).
+    pub fn weights_summary(&self) -> Option<String> {
+        let TrainEvent::WeightsLoaded {
+            path,
+            tensors,
+            head_note,
+            stem_folded,
+            ..
+        } = self
+        else {
+            return None;
+        };
+        let stem = if *stem_folded { ", RGB stem folded to gray" } else { "" };
+        let head = match head_note {
+            Some(note) => format!("; classifier head re-initialised: {note}"),
+            None => "; classifier head kept".into(),
+        };
+        Some(format!(
+            "started from {}: {tensors} tensors{stem}{head}",
+            path.display()
+        ))
+    }
+
     /// Events after which nothing more comes.
     pub fn is_terminal(&self) -> bool {
         matches!(

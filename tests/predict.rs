@@ -15,6 +15,17 @@ use cxr8::train::predict::{CheckpointRef, Predictor};
 use cxr8::train::runner::CancelHandle;
 use cxr8::train::{TrainConfig, TrainEvent};
 
+/// A synthetic demo set of `images` 64 px images in `dir/demo`.
+fn demo_set(dir: &Path, images: usize, seed: u64) -> demo::DemoReport {
+    demo::generate(&DemoConfig {
+        out: dir.join("demo"),
+        images,
+        size: 64,
+        seed,
+    })
+    .unwrap()
+}
+
 struct Trained {
     _tmp: tempfile::TempDir,
     ckpt_dir: PathBuf,
@@ -39,13 +50,7 @@ fn tiny_config(labels: PathBuf, images: PathBuf) -> TrainConfig {
 
 fn train_tiny() -> Trained {
     let tmp = tempfile::tempdir().unwrap();
-    let report = demo::generate(&DemoConfig {
-        out: tmp.path().join("demo"),
-        images: 60,
-        size: 64,
-        seed: 3,
-    })
-    .unwrap();
+    let report = demo_set(tmp.path(), 60, 3);
     let config = tiny_config(report.label_file.clone(), report.out.join("images"));
     let paths = JobPaths {
         data_dir: tmp.path().join("data"),
@@ -193,13 +198,7 @@ fn a_trained_checkpoint_predicts_explains_and_evaluates() {
 #[test]
 fn a_finished_run_is_scored_once_on_its_test_split_with_validation_thresholds() {
     let tmp = tempfile::tempdir().unwrap();
-    let report = demo::generate(&DemoConfig {
-        out: tmp.path().join("demo"),
-        images: 120,
-        size: 64,
-        seed: 4,
-    })
-    .unwrap();
+    let report = demo_set(tmp.path(), 120, 4);
     let config = TrainConfig {
         epochs: 2,
         test_fraction: 0.25,
@@ -305,13 +304,7 @@ fn a_finished_run_is_scored_once_on_its_test_split_with_validation_thresholds() 
 #[test]
 fn label_choice_trains_reports_and_checkpoints_exactly_the_kept_labels() {
     let tmp = tempfile::tempdir().unwrap();
-    let report = demo::generate(&DemoConfig {
-        out: tmp.path().join("demo"),
-        images: 160,
-        size: 64,
-        seed: 6,
-    })
-    .unwrap();
+    let report = demo_set(tmp.path(), 160, 6);
     let base = tiny_config(report.label_file.clone(), report.out.join("images"));
     let paths = JobPaths {
         data_dir: tmp.path().join("data"),
@@ -534,13 +527,7 @@ fn long_tail_files(dir: &Path, images: &[String], single: bool) -> [PathBuf; 3] 
 #[test]
 fn a_data_set_shipped_as_train_val_test_files_trains_and_reports_on_its_own_test_file() {
     let tmp = tempfile::tempdir().unwrap();
-    let demo = demo::generate(&DemoConfig {
-        out: tmp.path().join("demo"),
-        images: 96,
-        size: 64,
-        seed: 8,
-    })
-    .unwrap();
+    let demo = demo_set(tmp.path(), 96, 8);
     let image_dir = demo.out.join("images");
     let mut names: Vec<String> = std::fs::read_dir(&image_dir)
         .unwrap()
@@ -653,13 +640,7 @@ fn a_run_started_from_torchvision_weights_fine_tunes_resumes_predicts_and_export
     use cxr8::train::config::Normalisation;
 
     let tmp = tempfile::tempdir().unwrap();
-    let report = demo::generate(&DemoConfig {
-        out: tmp.path().join("demo"),
-        images: 64,
-        size: 64,
-        seed: 5,
-    })
-    .unwrap();
+    let report = demo_set(tmp.path(), 64, 5);
     // ImageNet-shaped weights (1000 outputs) in torchvision's layout.
     let spec = ModelSpec {
         architecture: Architecture::MobileNetV2,

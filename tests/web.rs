@@ -558,19 +558,7 @@ async fn a_lagging_stream_is_resynced_from_the_store() {
 #[tokio::test]
 async fn held_out_test_results_show_on_the_run_page_the_api_and_the_list() {
     let app = TestApp::new();
-    let config = json!({"model": "resnet-18"});
-    let id = app
-        .store()
-        .create_run(&NewRun {
-            name: "scored",
-            config: &config,
-            dataset: "demo",
-            model: "resnet-18",
-            image_size: 64,
-            epochs_planned: 1,
-            tags: &[],
-        })
-        .unwrap();
+    let id = queued_run(&app, "scored");
     let page = app.get(&format!("/runs/{id}")).await;
     assert!(page.text().contains("Test (held-out)") && page.text().contains("Not scored yet"));
 
@@ -622,11 +610,10 @@ async fn held_out_test_results_show_on_the_run_page_the_api_and_the_list() {
     assert!(runs.text().contains("Test mean AUROC") && runs.text().contains("0.8123"));
 }
 
-/// Records a finished one-epoch run with these validation metrics (its best epoch).
-fn finished_run(app: &TestApp, name: &str, metrics: Value) -> String {
+/// A queued one-epoch resnet-18 run on the demo set.
+fn queued_run(app: &TestApp, name: &str) -> String {
     let config = json!({"model": "resnet-18"});
-    let id = app
-        .store()
+    app.store()
         .create_run(&NewRun {
             name,
             config: &config,
@@ -636,7 +623,12 @@ fn finished_run(app: &TestApp, name: &str, metrics: Value) -> String {
             epochs_planned: 1,
             tags: &[],
         })
-        .unwrap();
+        .unwrap()
+}
+
+/// Records a finished one-epoch run with these validation metrics (its best epoch).
+fn finished_run(app: &TestApp, name: &str, metrics: Value) -> String {
+    let id = queued_run(app, name);
     let auroc = metrics["val_mean_auroc"].as_f64().unwrap();
     app.store()
         .record_epoch(&id, 1, &metrics, Some((1, "val_mean_auroc", auroc)))
@@ -756,18 +748,7 @@ async fn a_run_started_from_weights_says_so_in_its_event_log() {
     use cxr8::train::EventSink;
     let app = TestApp::new();
     let config = cxr8::train::TrainConfig::default();
-    let id = app
-        .store()
-        .create_run(&NewRun {
-            name: "tuned",
-            config: &serde_json::to_value(&config).unwrap(),
-            dataset: "demo",
-            model: "resnet-18",
-            image_size: 224,
-            epochs_planned: 1,
-            tags: &[],
-        })
-        .unwrap();
+    let id = queued_run(&app, "tuned");
     let mut recorder = Recorder::new(app.store().clone(), &id, &config, None);
     recorder.emit(cxr8::train::TrainEvent::WeightsLoaded {
         path: "/w/resnet18.pth".into(),

@@ -703,6 +703,22 @@ fn a_run_started_from_torchvision_weights_fine_tunes_resumes_predicts_and_export
         "ImageNet constants"
     );
 
+    // A backbone learning rate a million times below the head's: the backbone moves, barely.
+    let slow = TrainConfig {
+        freeze_backbone_epochs: 0,
+        backbone_lr_factor: 1e-6,
+        ..config.clone()
+    };
+    job::run_job(&slow, "slow", &paths, false, &mut |_| {}, &CancelHandle::new(), None).unwrap();
+    let slow_ckpt = CheckpointRef::locate("slow", &paths.ckpt_dir, Slot::Last).unwrap();
+    let moved = safetensors_tensor(&cxr8::train::weights::export_checkpoint(&slow_ckpt).unwrap(), stem_key);
+    let most = moved
+        .iter()
+        .zip(&exported[stem_key].1)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0f32, f32::max);
+    assert!(most > 0.0 && most < 1e-4, "backbone moved by {most}");
+
     // Resumed for a second epoch: the weights are not loaded again, and the backbone now learns.
     let more = TrainConfig { epochs: 2, ..config };
     let mut seen = Vec::new();

@@ -700,3 +700,51 @@ async fn a_finished_run_has_its_test_results_and_scoring_again_gives_the_same_nu
     let missing = app.get(&format!("/runs/{}/charts/roc.svg?label=Unicorn", t.run)).await;
     assert_eq!(missing.status, StatusCode::NOT_FOUND);
 }
+
+#[tokio::test]
+async fn an_imported_checkpoint_is_a_run_the_predict_page_explains_and_exports() {
+    use cxr8::model::{torchvision, Architecture, Classifier, ModelSpec};
+    use cxr8::train::weights::{import_checkpoint, ImportRequest};
+    let t = trained();
+    let tmp = tempfile::tempdir().unwrap();
+    let spec = ModelSpec {
+        architecture: Architecture::ResNet18,
+        ..ModelSpec::default()
+    };
+    let source = Classifier::new(&spec, 2, &cxr8::train::backend::BackendKind::Cpu.device());
+    let tensors = torchvision::export(&source, &spec).unwrap();
+    let weights = tmp.path().join("resnet18.safetensors");
+    std::fs::write(
+        &weights,
+        torchvision::safetensors_bytes(&tensors, &Default::default()).unwrap(),
+    )
+    .unwrap();
+    let out = tmp.path().join("imported-resnet");
+    let (epoch_dir, report, labels) = import_checkpoint(&ImportRequest {
+        weights,
+        architecture: Architecture::ResNet18,
+        image_size: 64,
+        mean: 0.5,
+        std: 0.25,
+        labels: Some(vec!["Effusion".into(), "Mass".into()]),
+        out: out.clone(),
+    })
+    .unwrap();
+    assert!(report.head_kept && labels.len() == 2);
+    let config = cxr8::train::checkpoint::read_state_at(&epoch_dir).unwrap().config;
+    let id = cxr8::service::runs::register_imported(&t.store, &config, &out, "resnet18.safetensors").unwrap();
+
+    let png = demo_png(t);
+    let reply = post(app_for(t), "/api/predict", &[("run", &id)], Some(("x.png", &png))).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+    let json = reply.json();
+    assert_eq!(json["labels"].as_array().unwrap().len(), 2);
+    let overlay = app_for(t).get(json["gradcam"].as_str().unwrap()).await.png();
+    assert!(overlay.width() > 0);
+
+    let download = app_for(t).get(&format!("/runs/{id}/weights.safetensors")).await;
+    assert_eq!(download.status, StatusCode::OK, "{}", download.short());
+    let file = safetensors::SafeTensors::deserialize(&download.body).unwrap();
+    assert_eq!(file.tensor("fc.weight").unwrap().shape(), [2, 512]);
+    assert_eq!(file.tensor("conv1.weight").unwrap().shape(), [64, 1, 7, 7]);
+}

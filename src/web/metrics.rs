@@ -173,6 +173,18 @@ pub fn format_value(value: Option<f64>) -> String {
     }
 }
 
+/// A stored number as the user typed it. Config fields held as f32 come back from JSON as the
+/// f64 nearest that f32 (0.1 → 0.10000000149011612): those print as the shortest decimal that
+/// reads back to the same f32 ("0.1"); every other number prints as JSON has it.
+pub fn number_as_entered(n: &serde_json::Number) -> String {
+    match n.as_f64() {
+        Some(v) if !n.is_i64() && !n.is_u64() && v.is_finite() && (v as f32) as f64 == v => {
+            (v as f32).to_string()
+        }
+        _ => n.to_string(),
+    }
+}
+
 /// A config as `(dotted.key, value)` rows, sorted by key; strings without quotes.
 pub fn flatten_config(config: &Value) -> Vec<(String, String)> {
     fn walk(prefix: &str, value: &Value, out: &mut Vec<(String, String)>) {
@@ -188,6 +200,7 @@ pub fn flatten_config(config: &Value) -> Vec<(String, String)> {
                 }
             }
             Value::String(s) => out.push((prefix.to_string(), s.clone())),
+            Value::Number(n) => out.push((prefix.to_string(), number_as_entered(n))),
             other => out.push((prefix.to_string(), other.to_string())),
         }
     }
@@ -278,6 +291,19 @@ mod tests {
         assert_eq!(format_value(Some(0.81234)), "0.8123");
         assert_eq!(format_value(Some(0.0001)), "1.00e-4");
         assert_eq!(format_value(Some(12.0)), "12");
+        // An f32 field's 0.1 is stored as 0.10000000149011612 and shown as typed; an f64 keeps
+        // its own shortest form; integers stay integers.
+        let stored_f32 = f64::from(0.1f32);
+        let shown = flatten_config(&json!({"brightness": stored_f32, "lr": 0.001, "epochs": 10, "big": 1e300}));
+        assert_eq!(
+            shown,
+            [
+                ("big".to_string(), "1e+300".to_string()),
+                ("brightness".to_string(), "0.1".to_string()),
+                ("epochs".to_string(), "10".to_string()),
+                ("lr".to_string(), "0.001".to_string()),
+            ]
+        );
         let rows = flatten_config(&json!({"model": "resnet-18", "optim": {"lr": 0.001, "wd": 0}}));
         assert_eq!(
             rows,

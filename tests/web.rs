@@ -766,3 +766,34 @@ async fn a_run_started_from_weights_says_so_in_its_event_log() {
     );
     assert!(page.contains("[1000, 512]"));
 }
+
+#[tokio::test]
+async fn the_epochs_table_has_human_column_names_and_no_internals() {
+    let app = TestApp::new();
+    let id = finished_run(
+        &app,
+        "named",
+        json!({"epoch": 1, "val_mean_auroc": 0.7, "val_auroc_defined": 13, "train_ap_defined": 14,
+               "val_map": 0.3, "val_loss": 0.4, "val_accuracy": 0.92, "val_subset_accuracy": 0.4}),
+    );
+    let page = app.get(&format!("/runs/{id}")).await.text().to_string();
+    let start = page.find(r#"<table class="metrics" id="epochs">"#).unwrap();
+    let header = &page[start..start + page[start..].find("</thead>").unwrap()];
+    for name in [
+        "Validation loss",
+        "Validation mean AUROC",
+        "Validation mAP",
+        "Validation exact-match accuracy",
+    ] {
+        assert!(header.contains(&format!("<th>{name}</th>")), "missing {name}: {header}");
+    }
+    assert_eq!(
+        header.matches("<th>epoch</th>").count(),
+        1,
+        "one epoch column: {header}"
+    );
+    assert!(
+        !header.contains("defined") && !header.contains("(top-1 or per-label)"),
+        "{header}"
+    );
+}

@@ -57,6 +57,17 @@ pub fn scalar_keys(epochs: &[EpochRow]) -> Vec<String> {
         .collect()
 }
 
+/// The epochs table's columns: [`scalar_keys`] without what is not a metric to read — the epoch
+/// number (the table's first column already), the counts of labels a mean was taken over
+/// (`*_defined`), and the legacy `accuracy` (top-1 or per-label depending on the task; the named
+/// accuracies are there instead).
+pub fn table_keys(epochs: &[EpochRow]) -> Vec<String> {
+    scalar_keys(epochs)
+        .into_iter()
+        .filter(|k| k != "epoch" && !k.ends_with("_defined") && k != "train_accuracy" && k != "val_accuracy")
+        .collect()
+}
+
 /// One label's validation metrics at one epoch.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct LabelMetrics {
@@ -178,9 +189,7 @@ pub fn format_value(value: Option<f64>) -> String {
 /// reads back to the same f32 ("0.1"); every other number prints as JSON has it.
 pub fn number_as_entered(n: &serde_json::Number) -> String {
     match n.as_f64() {
-        Some(v) if !n.is_i64() && !n.is_u64() && v.is_finite() && (v as f32) as f64 == v => {
-            (v as f32).to_string()
-        }
+        Some(v) if !n.is_i64() && !n.is_u64() && v.is_finite() && (v as f32) as f64 == v => (v as f32).to_string(),
         _ => n.to_string(),
     }
 }

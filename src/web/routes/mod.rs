@@ -266,6 +266,27 @@ fn metric_title(key: &str) -> String {
         "val_mean_auroc" => "Validation mean AUROC".into(),
         "lr" => "Learning rate".into(),
         "seconds" => "Seconds per epoch".into(),
-        other => other.replace('_', " "),
+        other => {
+            // `val_mean_auroc` → "Validation mean AUROC": split / metric in words.
+            let (split, metric) = match other.split_once('_') {
+                Some(("val", rest)) => ("Validation ", rest),
+                Some(("train", rest)) => ("Training ", rest),
+                _ => ("", other),
+            };
+            let words = metric
+                .split('_')
+                .map(|w| match w {
+                    "auroc" => "AUROC".to_string(),
+                    "map" => "mAP".to_string(),
+                    "ap" => "AP".to_string(),
+                    "f1" => "F1".to_string(),
+                    "top1" => "top-1".to_string(),
+                    "subset" => "exact-match".to_string(),
+                    w => w.to_string(),
+                })
+                .collect::<Vec<_>>()
+                .join(" ");
+            format!("{split}{words}")
+        }
     }
 }

@@ -109,7 +109,7 @@ async fn run_page(
         });
     }
 
-    let keys = metrics::scalar_keys(&epochs);
+    let keys = metrics::table_keys(&epochs);
     let epoch_rows = epochs
         .iter()
         .map(|e| TableRow {
@@ -145,7 +145,7 @@ async fn run_page(
         charts,
         smooth: display.smooth_text(),
         log: display.log,
-        epoch_columns: keys.iter().map(|k| k.replace('_', " ")).collect(),
+        epoch_columns: keys.iter().map(|k| super::metric_title(k)).collect(),
         epoch_keys: keys.join(","),
         epoch_rows,
         chosen_epoch: chosen.map(|e| e.epoch),

@@ -436,6 +436,21 @@ pub fn bar_chart(title: &str, categories: &[String], groups: &[BarGroup], range:
                 Some(Rectangle::new([(range.0, top), (v, top - slot)], color.filled()))
             });
             ctx.draw_series(bars).map_err(draw_error)?;
+            // A value that is undefined (a label with no positives in that run's split) is
+            // written where its bar would be, so it is not mistaken for a missing run.
+            for (row, _) in group.values.iter().enumerate().filter(|(_, v)| v.is_none()) {
+                let middle = (rows - row) as f64 - 0.1 - slot * (g as f64 + 0.5);
+                let (x, y) = ctx.backend_coord(&(range.0, middle));
+                plot.draw(&Text::new(
+                    "n/a",
+                    (x + 4, y),
+                    ("sans-serif", 11)
+                        .into_font()
+                        .color(&color)
+                        .pos(Pos::new(HPos::Left, VPos::Center)),
+                ))
+                .map_err(draw_error)?;
+            }
         }
         for (row, name) in categories.iter().enumerate() {
             let (x, y) = ctx.backend_coord(&(range.0, (rows - row) as f64 - 0.5));
@@ -702,7 +717,9 @@ mod tests {
                 .count()
         };
         assert_eq!(bars(palette_hex(0)), 2 + 1, "two bars and a legend swatch");
-        assert_eq!(bars(palette_hex(1)), 1 + 1, "a missing value draws no bar");
+        // A missing value draws no bar but an "n/a" in the run's colour where the bar would be.
+        assert_eq!(bars(palette_hex(1)), 1 + 1 + 1, "one bar, a legend swatch and the n/a");
+        assert_eq!(svg.matches("n/a").count(), 1, "{svg}");
     }
 
     #[test]

@@ -180,17 +180,22 @@ fn inverted_residual_index(role: &str, expands: bool) -> Option<usize> {
     }
 }
 
+/// A `ConvNorm` at `parts[0]` as torchvision's `features.{index}` `Conv2dNormActivation` (`.0`
+/// the conv, `.1` the norm); the stem's conv is the one folded from RGB.
+fn features_conv_norm(parts: &[&str], index: usize, stem: bool) -> Option<(String, Layout)> {
+    let module = format!("features.{index}.{}", conv_or_norm(parts, 1, "0", "1")?);
+    let layout = if stem && parts[1] == "conv" {
+        Layout::Stem
+    } else {
+        Layout::Same
+    };
+    Some((module, layout))
+}
+
 fn mobilenet(parts: &[&str]) -> Option<(String, Layout)> {
     match *parts.first()? {
-        "stem" => {
-            let module = conv_or_norm(parts, 1, "features.0.0", "features.0.1")?;
-            let layout = if parts[1] == "conv" { Layout::Stem } else { Layout::Same };
-            Some((module.to_string(), layout))
-        }
-        "last" => Some((
-            conv_or_norm(parts, 1, "features.18.0", "features.18.1")?.to_string(),
-            Layout::Same,
-        )),
+        "stem" => features_conv_norm(parts, 0, true),
+        "last" => features_conv_norm(parts, 18, false),
         "blocks" => {
             let k: usize = parts.get(1)?.parse().ok()?;
             let expands = k > 0;
@@ -219,15 +224,8 @@ const EFFICIENTNET_B0_STAGES: [usize; 7] = [1, 2, 2, 3, 3, 4, 1];
 
 fn efficientnet(parts: &[&str]) -> Option<(String, Layout)> {
     match *parts.first()? {
-        "stem" => {
-            let module = conv_or_norm(parts, 1, "features.0.0", "features.0.1")?;
-            let layout = if parts[1] == "conv" { Layout::Stem } else { Layout::Same };
-            Some((module.to_string(), layout))
-        }
-        "head" => Some((
-            conv_or_norm(parts, 1, "features.8.0", "features.8.1")?.to_string(),
-            Layout::Same,
-        )),
+        "stem" => features_conv_norm(parts, 0, true),
+        "head" => features_conv_norm(parts, 8, false),
         "blocks" => {
             let k: usize = parts.get(1)?.parse().ok()?;
             let (stage, j) = stage_of(k, &EFFICIENTNET_B0_STAGES)?;

@@ -107,19 +107,18 @@ pub fn bench_parity(args: ParityArgs) -> anyhow::Result<()> {
             let dict = StateDict::read(&args.dir.join(&file))?;
             let (model, report) = torchvision::import(Classifier::new(&spec, labels, &device), &spec, &dict)?;
             anyhow::ensure!(report.head_kept, "{file}: head not kept: {:?}", report.head_reason);
-            let diff = max_diff(&logits(&model, &input), &expected.1);
+            let out = logits(&model, &input);
+            let diff = max_diff(&out, &expected.1);
             worst = worst.max(diff);
             println!("| {name} | `{file}` | {dtype} | {} | {diff:.2e} |", report.tensors);
             if imported.is_none() {
-                imported = Some(model);
+                imported = Some((model, out, labels));
             }
         }
         // Export the f32 import, with the logits cxr8 computes, for the script's `check`.
-        let model = imported.expect("four files were imported");
+        let (model, out, outputs) = imported.expect("four files were imported");
         let tensors = torchvision::export(&model, &spec)?;
-        let labels: Vec<String> = (0..model_outputs(&model, &input))
-            .map(|i| format!("output {i}"))
-            .collect();
+        let labels: Vec<String> = (0..outputs).map(|i| format!("output {i}")).collect();
         let metadata = BTreeMap::from([
             ("architecture".to_string(), name.to_string()),
             ("labels".to_string(), serde_json::to_string(&labels)?),
@@ -131,8 +130,7 @@ pub fn bench_parity(args: ParityArgs) -> anyhow::Result<()> {
             args.dir.join(format!("{name}.export.safetensors")),
             torchvision::safetensors_bytes(&tensors, &metadata)?,
         )?;
-        let out = logits(&model, &input);
-        let shape = vec![input.0[0], out.len() / input.0[0]];
+        let shape = vec![input.0[0], outputs];
         let logits_file = BTreeMap::from([("logits".to_string(), (shape, out))]);
         std::fs::write(
             args.dir.join(format!("{name}.cxr8-logits.safetensors")),
@@ -142,8 +140,4 @@ pub fn bench_parity(args: ParityArgs) -> anyhow::Result<()> {
     println!("\nlargest |Δlogit| {worst:.2e} (bound {:.0e})", args.tolerance);
     anyhow::ensure!(worst <= args.tolerance, "parity above the bound");
     Ok(())
-}
-
-fn model_outputs(model: &Classifier, input: &(Vec<usize>, Vec<f32>)) -> usize {
-    logits(model, input).len() / input.0[0]
 }

@@ -374,26 +374,21 @@ pub fn export(model: &Classifier, spec: &ModelSpec) -> Result<Tensors> {
 /// A safetensors file of f32 tensors with string metadata (what `export` gives, plus the run's
 /// `architecture`, `labels`, `image_size`, `mean`, `std`).
 pub fn safetensors_bytes(tensors: &Tensors, metadata: &BTreeMap<String, String>) -> Result<Vec<u8>> {
-    let views: Vec<(String, safetensors::tensor::TensorView<'_>)> = tensors
+    // safetensors stores little-endian bytes; an export is written once, so a copy is fine.
+    let bytes: Vec<(&String, &Vec<usize>, Vec<u8>)> = tensors
         .iter()
-        .map(|(key, (shape, values))| {
-            let bytes: &[u8] = bytemuck_f32(values);
-            safetensors::tensor::TensorView::new(safetensors::Dtype::F32, shape.clone(), bytes)
-                .map(|view| (key.clone(), view))
+        .map(|(key, (shape, values))| (key, shape, values.iter().flat_map(|v| v.to_le_bytes()).collect()))
+        .collect();
+    let views = bytes
+        .iter()
+        .map(|(key, shape, bytes)| {
+            safetensors::tensor::TensorView::new(safetensors::Dtype::F32, shape.to_vec(), bytes)
+                .map(|view| (key.to_string(), view))
                 .map_err(|e| Error::Apply(format!("'{key}': {e}")))
         })
-        .collect::<Result<_>>()?;
+        .collect::<Result<Vec<_>>>()?;
     let metadata: std::collections::HashMap<String, String> = metadata.clone().into_iter().collect();
     safetensors::serialize(views, Some(metadata)).map_err(|e| Error::Apply(e.to_string()))
-}
-
-/// The little-endian bytes of f32 values (safetensors stores little-endian; so do the machines
-/// cxr8 runs on, which the assertion keeps honest).
-fn bytemuck_f32(values: &[f32]) -> &[u8] {
-    const _: () = assert!(cfg!(target_endian = "little"));
-    // SAFETY: f32 has no padding or invalid bit patterns as bytes; the length covers exactly the
-    // values, and u8 has alignment 1.
-    unsafe { std::slice::from_raw_parts(values.as_ptr().cast::<u8>(), std::mem::size_of_val(values)) }
 }
 
 #[cfg(test)]

@@ -272,21 +272,30 @@ impl Predictions {
 }
 
 impl Predictions {
-    /// The run's `split` predicted by its best checkpoint, as the CSV `cxr8 eval --split --out`
-    /// writes. A run without a best checkpoint is "not found" (nothing to predict with yet).
-    pub async fn split_csv(self: &Arc<Self>, run_id: &str, split: SplitChoice) -> Result<Vec<u8>> {
-        let (run, key) = self.checkpoint_of(run_id, "run").map_err(|e| match e {
+    /// Where the runs' data and checkpoints are, as the training job names them.
+    fn job_paths(&self) -> JobPaths {
+        JobPaths {
+            data_dir: self.data_dir.clone(),
+            ckpt_dir: self.ckpt_dir.clone(),
+        }
+    }
+
+    /// The run's best checkpoint for a download: a run without one is "not found".
+    fn best_or_not_found(&self, run_id: &str) -> Result<(Run, ModelKey)> {
+        self.checkpoint_of(run_id, "run").map_err(|e| match e {
             Error::Invalid { message, .. } => Error::NotFound(message),
             other => other,
-        })?;
+        })
+    }
+
+    /// The run's `split` predicted by its best checkpoint, as the CSV `cxr8 eval --split --out`
+    /// writes.
+    pub async fn split_csv(self: &Arc<Self>, run_id: &str, split: SplitChoice) -> Result<Vec<u8>> {
+        let (run, key) = self.best_or_not_found(run_id)?;
         let service = self.clone();
         blocking(move || {
             let loaded = service.load_model(&key, &run)?;
-            let paths = JobPaths {
-                data_dir: service.data_dir.clone(),
-                ckpt_dir: service.ckpt_dir.clone(),
-            };
-            let predictions = evaluation::predict_split(loaded.as_ref(), &paths, split)?;
+            let predictions = evaluation::predict_split(loaded.as_ref(), &service.job_paths(), split)?;
             let mut csv = Vec::new();
             predictions
                 .write_csv(&mut csv)
@@ -295,17 +304,12 @@ impl Predictions {
         })
         .await
     }
-}
 
-impl Predictions {
     /// The run's best checkpoint as safetensors in torchvision's key layout (`cxr8 export`).
     /// A run without a best checkpoint is "not found"; an architecture torchvision lacks
     /// (simple-cnn) or a non-torchvision width/norm is a clear refusal.
     pub async fn weights_safetensors(self: &Arc<Self>, run_id: &str) -> Result<Vec<u8>> {
-        let (_, key) = self.checkpoint_of(run_id, "run").map_err(|e| match e {
-            Error::Invalid { message, .. } => Error::NotFound(message),
-            other => other,
-        })?;
+        let (_, key) = self.best_or_not_found(run_id)?;
         blocking(move || {
             let ckpt = CheckpointRef {
                 epoch_dir: key.epoch_dir.clone(),
@@ -339,11 +343,7 @@ impl Predictions {
         let service = self.clone();
         let id = run.id.clone();
         blocking(move || {
-            let paths = JobPaths {
-                data_dir: service.data_dir.clone(),
-                ckpt_dir: service.ckpt_dir.clone(),
-            };
-            let report = crate::train::job::score_best_on_test(&id, &paths)?;
+            let report = crate::train::job::score_best_on_test(&id, &service.job_paths())?;
             let report = serde_json::to_value(&report).expect("reports serialise");
             let payload = serde_json::json!({"type": "test", "report": report});
             service.store.set_test_with_event(&id, &report, "test", &payload)?;

@@ -9,7 +9,7 @@ use crate::data::cache::{self, Cache};
 use crate::data::images::{self, ImageIndex};
 use crate::data::table::remap_bits;
 use crate::store::Run;
-use crate::train::job::{self, JobPaths};
+use crate::train::job;
 use crate::train::predict::Inference;
 
 /// Validation images shown per run.
@@ -81,10 +81,7 @@ impl Predictions {
     /// (file name, label bits, image at the model's input size) of the first validation images.
     fn validation_images(&self, model: &dyn Inference) -> Result<Vec<(String, u32, GrayImage)>> {
         let config = &model.state().config;
-        let paths = JobPaths {
-            data_dir: self.data_dir.clone(),
-            ckpt_dir: self.ckpt_dir.clone(),
-        };
+        let paths = self.job_paths();
         let (_, images_dir) = job::dataset_paths(config, &paths)?;
         let (table, split) = job::load_split(config, &paths)?;
         // The file's label bits in the model's output order (a run may train on fewer labels).

@@ -29,24 +29,6 @@ impl TrainConfig {
 
     /// The label file, images, split and caching.
     fn check_data(&self, bad: &mut dyn FnMut(&str, String)) {
-        if !(self.backbone_lr_factor.is_finite() && self.backbone_lr_factor > 0.0 && self.backbone_lr_factor <= 10.0) {
-            bad(
-                "backbone_lr_factor",
-                format!(
-                    "must be above 0 and at most 10 (0.1 trains the backbone 10× slower than the head), not {}",
-                    self.backbone_lr_factor
-                ),
-            );
-        }
-        if self.freeze_backbone_epochs > self.epochs {
-            bad(
-                "freeze_backbone_epochs",
-                format!(
-                    "{} is more than the run's {} epochs: the backbone would never train",
-                    self.freeze_backbone_epochs, self.epochs
-                ),
-            );
-        }
         if self.min_label_count == Some(0) {
             bad(
                 "min_label_count",
@@ -93,33 +75,6 @@ impl TrainConfig {
                 );
             } else if self.labels.is_none() {
                 bad(field, "needs labels (the training file of the same data set)".into());
-            }
-        }
-        if let Some(weights) = &self.init_weights {
-            if weights.as_os_str().is_empty() {
-                bad(
-                    "init_weights",
-                    "give the path of a .pth/.pt or .safetensors file, or leave it out to start from random weights"
-                        .into(),
-                );
-            } else if !matches!(
-                weights.extension().and_then(|e| e.to_str()),
-                Some("pth" | "pt" | "safetensors")
-            ) {
-                bad(
-                    "init_weights",
-                    "must be a PyTorch file: .pth / .pt (saved by torch.save) or .safetensors".into(),
-                );
-            } else if !weights.is_file() {
-                bad(
-                    "init_weights",
-                    format!(
-                        "{}: no such file (paths are on the machine running cxr8)",
-                        weights.display().to_string().chars().take(200).collect::<String>()
-                    ),
-                );
-            } else if let Err(problem) = crate::model::torchvision::check_spec(&self.model_spec()) {
-                bad("init_weights", problem.to_string());
             }
         }
         if self.labels.as_ref().is_some_and(|p| p.as_os_str().is_empty()) {
@@ -174,8 +129,35 @@ impl TrainConfig {
         }
     }
 
-    /// Architecture, width, image size and normalisation.
+    /// Architecture, width, image size and normalisation, and the weights to start from.
     fn check_model(&self, bad: &mut dyn FnMut(&str, String)) {
+        if let Some(weights) = &self.init_weights {
+            if weights.as_os_str().is_empty() {
+                bad(
+                    "init_weights",
+                    "give the path of a .pth/.pt or .safetensors file, or leave it out to start from random weights"
+                        .into(),
+                );
+            } else if !matches!(
+                weights.extension().and_then(|e| e.to_str()),
+                Some("pth" | "pt" | "safetensors")
+            ) {
+                bad(
+                    "init_weights",
+                    "must be a PyTorch file: .pth / .pt (saved by torch.save) or .safetensors".into(),
+                );
+            } else if !weights.is_file() {
+                bad(
+                    "init_weights",
+                    format!(
+                        "{}: no such file (paths are on the machine running cxr8)",
+                        weights.display().to_string().chars().take(200).collect::<String>()
+                    ),
+                );
+            } else if let Err(problem) = crate::model::torchvision::check_spec(&self.model_spec()) {
+                bad("init_weights", problem.to_string());
+            }
+        }
         if !(self.width.is_finite() && self.width > 0.0 && self.width <= MAX_WIDTH) {
             bad(
                 "width",
@@ -206,8 +188,26 @@ impl TrainConfig {
         }
     }
 
-    /// Optimiser, learning rate, schedule and batch.
+    /// Optimiser, learning rate (the backbone's share of it, a frozen start), schedule and batch.
     fn check_optimisation(&self, bad: &mut dyn FnMut(&str, String)) {
+        if !(self.backbone_lr_factor.is_finite() && self.backbone_lr_factor > 0.0 && self.backbone_lr_factor <= 10.0) {
+            bad(
+                "backbone_lr_factor",
+                format!(
+                    "must be above 0 and at most 10 (0.1 trains the backbone 10× slower than the head), not {}",
+                    self.backbone_lr_factor
+                ),
+            );
+        }
+        if self.freeze_backbone_epochs > self.epochs {
+            bad(
+                "freeze_backbone_epochs",
+                format!(
+                    "{} is more than the run's {} epochs: the backbone would never train",
+                    self.freeze_backbone_epochs, self.epochs
+                ),
+            );
+        }
         if self.epochs == 0 || self.epochs > MAX_EPOCHS {
             bad("epochs", format!("is {}; use 1 to {MAX_EPOCHS}", self.epochs));
         }

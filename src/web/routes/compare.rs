@@ -132,18 +132,8 @@ async fn compare_page(State(state): State<Arc<AppState>>, Query(pairs): Query<Pa
     let (params, params_hidden) = param_rows(&runs, only_differences);
     let best_rows = best_rows(&runs);
     let test_rows = test_rows(&runs);
-    let curve_labels: Vec<String> = {
-        let mut labels: Vec<String> = Vec::new();
-        for (run, _) in runs.iter() {
-            let keys = run.test.as_ref().and_then(|t| t["curves"].as_object());
-            for key in keys.into_iter().flat_map(|m| m.keys()) {
-                if !labels.contains(key) {
-                    labels.push(key.clone());
-                }
-            }
-        }
-        labels
-    };
+    let reports: Vec<Option<&Value>> = runs.iter().map(|(run, _)| run.test.as_ref()).collect();
+    let curve_labels = report_keys(&reports, "curves");
     let (curve_label, test_curves) = curve_charts(
         &curve_labels,
         value(&pairs, "curve"),
@@ -340,22 +330,27 @@ fn test_rows(runs: &Loaded) -> Vec<TableRow> {
         ),
         marked_row("test mAP", &values(&["map"]), true),
     ];
-    let mut labels: Vec<&String> = Vec::new();
-    for report in reports.iter().flatten() {
-        for label in report["labels"].as_object().into_iter().flat_map(|m| m.keys()) {
-            if !labels.contains(&label) {
-                labels.push(label);
-            }
-        }
-    }
-    for label in labels {
+    for label in report_keys(&reports, "labels") {
         rows.push(marked_row(
             &format!("test AUROC: {label}"),
-            &values(&["labels", label, "auroc"]),
+            &values(&["labels", &label, "auroc"]),
             true,
         ));
     }
     rows
+}
+
+/// The keys of one object of the runs' test reports (labels), each once, in first-seen order.
+fn report_keys(reports: &[Option<&Value>], field: &str) -> Vec<String> {
+    let mut keys: Vec<String> = Vec::new();
+    for report in reports.iter().flatten() {
+        for key in report[field].as_object().into_iter().flat_map(|m| m.keys()) {
+            if !keys.contains(key) {
+                keys.push(key.clone());
+            }
+        }
+    }
+    keys
 }
 
 /// Per-label AUROC at each run's best epoch, one row per label any run has, best marked.
@@ -456,18 +451,7 @@ async fn compare_chart(
                 "no test {name} curve for '{label}' in these runs"
             )));
         }
-        let (title, x, y) = match name {
-            "roc" => (
-                format!("Test ROC: {label}"),
-                "false-positive rate",
-                "true-positive rate",
-            ),
-            _ => (format!("Test precision-recall: {label}"), "recall", "precision"),
-        };
-        let mut chart = LineChart::new(title);
-        chart.x_label = x.into();
-        chart.y_label = y.into();
-        return Ok(svg(charts::line_chart(&chart, &series)?));
+        return Ok(svg(super::curve_chart(name, "Test ", label, "", &series)?));
     }
     let key = metric_key(name);
     let known = runs

@@ -18,7 +18,7 @@ use axum::routing::get;
 use axum::Router;
 
 use crate::store::EpochRow;
-use crate::web::charts::LineChart;
+use crate::web::charts::{self, LineChart, Series};
 use crate::web::metrics;
 use crate::web::templates;
 use crate::web::{AppError, AppState};
@@ -121,6 +121,25 @@ fn curve_charts(
         })
         .collect();
     (label, charts)
+}
+
+/// A ROC (`kind` "roc") or precision-recall curve chart of `label`, titled `"{prefix}{kind
+/// title}: {label}{suffix}"` with the axes of its kind.
+fn curve_chart(kind: &str, prefix: &str, label: &str, suffix: &str, series: &[Series]) -> Result<String, AppError> {
+    // (the name leading a title, the name after a prefix, the axes)
+    let (leading, inner, x, y) = match kind {
+        "roc" => ("ROC", "ROC", "false-positive rate", "true-positive rate"),
+        _ => ("Precision-recall", "precision-recall", "recall", "precision"),
+    };
+    let title = if prefix.is_empty() {
+        leading.to_string()
+    } else {
+        format!("{prefix}{inner}")
+    };
+    let mut chart = LineChart::new(format!("{title}: {label}{suffix}"));
+    chart.x_label = x.into();
+    chart.y_label = y.into();
+    Ok(charts::line_chart(&chart, series)?)
 }
 
 /// The chart name from a `{name}.svg` path segment.

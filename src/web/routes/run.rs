@@ -417,22 +417,7 @@ async fn run_chart(
                     "no {name} curve for '{wanted}' (unknown label, or only one class in both splits)"
                 )));
             }
-            let (title, x, y) = match name {
-                "roc" => (
-                    format!("ROC: {wanted} (best epoch)"),
-                    "false-positive rate",
-                    "true-positive rate",
-                ),
-                _ => (
-                    format!("Precision-recall: {wanted} (best epoch)"),
-                    "recall",
-                    "precision",
-                ),
-            };
-            let mut chart = LineChart::new(title);
-            chart.x_label = x.into();
-            chart.y_label = y.into();
-            charts::line_chart(&chart, &series)?
+            super::curve_chart(name, "", wanted, " (best epoch)", &series)?
         }
         _ => {
             let (title, y_label, keys): (String, String, Vec<(String, String)>) =

@@ -7,7 +7,6 @@ use image::GrayImage;
 use super::{gradcam_label, overlay, predict, uploads, ModelKey, Predictions, Result};
 use crate::data::cache::{self, Cache};
 use crate::data::images::{self, ImageIndex};
-use crate::data::table::remap_bits;
 use crate::store::Run;
 use crate::train::job;
 use crate::train::predict::Inference;
@@ -83,27 +82,23 @@ impl Predictions {
         let config = &model.state().config;
         let paths = self.job_paths();
         let (_, images_dir) = job::dataset_paths(config, &paths)?;
-        let (table, split) = job::load_split(config, &paths)?;
-        // The file's label bits in the model's output order (a run may train on fewer labels).
-        let model_index: Vec<Option<usize>> = table
-            .labels
-            .iter()
-            .map(|label| model.labels().iter().position(|m| m == label))
-            .collect();
-        let in_model = |bits: u32| remap_bits(bits, &model_index);
+        let (mut table, split) = job::load_split(config, &paths)?;
+        let size = config.image_size;
+        // Found from the file as training read it, before its labels are narrowed below.
+        let cache_path = cache::path_for(paths.cache_dir(), &table, size);
+        // Label bits in the model's output order: a run may train on fewer labels, or with
+        // "No Finding" made one.
+        table.restrict_to(model.labels())?;
         let share = job::max_images_share(config, &split, split.val.len()).unwrap_or(usize::MAX);
         let wanted = share.min(VALIDATION_IMAGES);
-        let size = config.image_size;
         let records = split.val.iter().map(|&row| &table.records[row]);
-        let cache_path = cache::path_for(paths.cache_dir(), &table, size);
         if cache_path.is_file() {
             let cache = Cache::open(&cache_path)?;
             return Ok(records
                 .filter_map(|r| cache.index_of(&r.image).map(|i| (r, i)))
                 .take(wanted)
                 .filter_map(|(r, i)| {
-                    GrayImage::from_raw(size, size, cache.image(i).to_vec())
-                        .map(|g| (r.image.clone(), in_model(r.targets), g))
+                    GrayImage::from_raw(size, size, cache.image(i).to_vec()).map(|g| (r.image.clone(), r.targets, g))
                 })
                 .collect());
         }
@@ -115,7 +110,7 @@ impl Predictions {
             .filter_map(|(r, path)| {
                 images::load_resized(&path, size)
                     .ok()
-                    .map(|g| (r.image.clone(), in_model(r.targets), g))
+                    .map(|g| (r.image.clone(), r.targets, g))
             })
             .collect())
     }

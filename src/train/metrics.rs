@@ -48,6 +48,9 @@ pub struct LabelMetrics {
     #[serde(rename = "fn")]
     pub fn_: u64,
     pub tn: u64,
+    /// Confusion counts at `threshold`; absent in runs recorded before they were kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tuned: Option<Counts>,
 }
 
 /// Where the per-label `threshold`s of an [`Evaluation`] came from.
@@ -343,13 +346,15 @@ pub fn evaluate(
             let truth = truth_column(targets, width, label);
             let ranking = Ranking::new(&scores, &truth);
             let at_default = counts_at(&scores, &truth, DEFAULT_THRESHOLD);
-            let (threshold, f1_tuned) = match thresholds {
-                Some(given) => (given[label], counts_at(&scores, &truth, given[label]).f1()),
-                None => match ranking.best_f1() {
-                    Some((threshold, f1)) => (threshold, Some(f1)),
-                    None => (DEFAULT_THRESHOLD, at_default.f1()),
-                },
+            let best = thresholds.is_none().then(|| ranking.best_f1()).flatten();
+            let threshold = match (thresholds, best) {
+                (Some(given), _) => given[label],
+                (None, Some((threshold, _))) => threshold,
+                (None, None) => DEFAULT_THRESHOLD,
             };
+            // The counts behind the tuned F1 (the multi-label confusion grid draws them).
+            let tuned = counts_at(&scores, &truth, threshold);
+            let f1_tuned = best.map(|(_, f1)| f1).or_else(|| tuned.f1());
             LabelMetrics {
                 label: name.clone(),
                 support: ranking.positives(),
@@ -362,6 +367,7 @@ pub fn evaluate(
                 fp: at_default.fp,
                 fn_: at_default.fn_,
                 tn: at_default.tn,
+                tuned: Some(tuned),
             }
         })
         .collect();
@@ -622,6 +628,41 @@ mod tests {
         assert_eq!(e.per_label[0].threshold, 0.95);
         close(e.per_label[0].f1_tuned, 0.0, "nothing predicted at 0.95: F1 0");
         close(e.per_label[0].f1, 1.0, "F1 at 0.5 is unaffected");
+    }
+
+    #[test]
+    fn counts_are_kept_at_the_tuned_threshold_too() {
+        // One label, 6 rows: scores and truth as in `f1_and_counts_at_thresholds` plus a low one.
+        let probs = [0.9, 0.6, 0.5, 0.4, 0.2, 0.1];
+        let targets = [1., 0., 1., 1., 0., 0.];
+        let e = evaluate(&names(1), Task::MultiLabel, &probs, &targets, None);
+        let label = &e.per_label[0];
+        assert_eq!(label.threshold, 0.4, "max-F1 threshold");
+        let tuned = label.tuned.expect("tuned counts are recorded");
+        assert_eq!(
+            tuned,
+            Counts {
+                tp: 3,
+                fp: 1,
+                fn_: 0,
+                tn: 2
+            },
+            "at 0.4: every positive found, 0.6 a false alarm"
+        );
+        close(tuned.f1(), label.f1_tuned.unwrap(), "the counts give the tuned F1");
+        assert_ne!(
+            (label.tp, label.fn_),
+            (tuned.tp, tuned.fn_),
+            "0.5 counts are another cut"
+        );
+        // Given thresholds: the counts are taken at them.
+        let given = evaluate(&names(1), Task::MultiLabel, &probs, &targets, Some(&[0.95]));
+        assert_eq!(given.per_label[0].tuned.unwrap().tp, 0);
+        // Rows stored before the field existed still read.
+        let mut old = serde_json::to_value(label).unwrap();
+        old.as_object_mut().unwrap().remove("tuned");
+        let back: LabelMetrics = serde_json::from_value(old).unwrap();
+        assert_eq!(back.tuned, None);
     }
 
     #[test]

@@ -423,5 +423,77 @@ fn browser_watches_a_run_live_and_compares_two() {
         );
         (state["count"].as_u64() > Some(0) && state["count"] == state["loaded"]).then_some(())
     });
+    // Each run's confusion figure (the demo set is multi-label: every label's 2×2) side by side.
+    let matrices =
+        browser.script("return Array.from(document.querySelectorAll('#matrices ~ .matrices img')).map(i => i.src);");
+    let matrices: Vec<String> = serde_json::from_value(matrices).unwrap();
+    assert_eq!(matrices.len(), 2, "{matrices:?}");
+    for (id, src) in [&first, &second].iter().zip(&matrices) {
+        assert!(src.contains(&format!("/runs/{id}/charts/confusion.svg")), "{src}");
+    }
     browser.screenshot("5-compare");
+}
+
+/// The page's images whose address contains `part`, each with whether it drew.
+const IMAGES_LIKE: &str = "return Array.from(document.images).filter(i => i.src.includes(arguments[0]))     .map(i => ({src: i.src, drawn: i.complete && i.naturalWidth > 0}));";
+
+fn images_like(browser: &Browser, part: &str) -> Vec<Value> {
+    let found = browser.call(
+        "POST",
+        "/execute/sync",
+        Some(&json!({"script": IMAGES_LIKE, "args": [part]})),
+    );
+    found.as_array().cloned().unwrap_or_default()
+}
+
+#[test]
+fn browser_shows_a_single_label_runs_confusion_matrix_in_both_views() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (data, ckpts) = (tmp.path().join("data"), tmp.path().join("ckpts"));
+    tiny_demo(&data);
+    // One class per image, so the task is single-label (softmax over four classes).
+    let images = data.join("demo").join("images");
+    let mut names: Vec<String> = std::fs::read_dir(&images)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    let classes = ["Atelectasis", "Effusion", "Mass", "Nodule"];
+    let mut csv = format!("id,subject_id,{}\n", classes.join(","));
+    for (i, name) in names.iter().enumerate() {
+        let cells: Vec<&str> = (0..4).map(|c| if c == i % 4 { "1" } else { "0" }).collect();
+        csv.push_str(&format!("{name},{},{}\n", i / 2, cells.join(",")));
+    }
+    let labels = tmp.path().join("single.csv");
+    std::fs::write(&labels, csv).unwrap();
+    let server = Server::start(&data, &ckpts);
+    let id = server.submit(&json!({
+        "name": "single-label matrix",
+        "labels": labels,
+        "images": images,
+        "model": "simple-cnn",
+        "width": 0.25,
+        "image_size": 64,
+        "epochs": 2,
+        "batch_size": 16,
+        "device": "cpu",
+    }));
+    wait_until_done(&server, &id);
+    let browser = Browser::start("matrix");
+    browser.goto(&format!("{}/runs/{id}", server.url));
+    let deadline = Deadline::default_limit();
+    let drawn = |view: &'static str| {
+        deadline.wait_for(&format!("the {view} matrix to draw"), || {
+            let found = images_like(&browser, "charts/confusion.svg");
+            (found.len() == 1 && found[0]["drawn"] == true && found[0]["src"].as_str()?.contains(view)).then_some(())
+        })
+    };
+    drawn("view=counts");
+    let text = page_text(&browser);
+    assert!(text.contains("Confusion matrix (rows: actual class"), "{text}");
+    browser.screenshot("matrix-counts");
+    browser.click("a[href*=\"view=recall\"]");
+    drawn("view=recall");
+    assert!(page_text(&browser).contains("show counts"));
+    browser.screenshot("matrix-recall");
 }

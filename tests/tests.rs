@@ -15,6 +15,7 @@ mod security;
 mod sse_load;
 mod util;
 mod web;
+mod web_charts;
 mod web_compare;
 mod web_datasets;
 mod web_form;

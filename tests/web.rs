@@ -774,7 +774,8 @@ async fn the_epochs_table_has_human_column_names_and_no_internals() {
         &app,
         "named",
         json!({"epoch": 1, "val_mean_auroc": 0.7, "val_auroc_defined": 13, "train_ap_defined": 14,
-               "val_map": 0.3, "val_loss": 0.4, "val_accuracy": 0.92, "val_subset_accuracy": 0.4}),
+               "val_map": 0.3, "val_loss": 0.4, "val_accuracy": 0.92, "val_subset_accuracy": 0.4,
+               "val_rows": 8, "val_top1_rows": 8, "val_non_finite_outputs": 0, "val_macro_f1_tuned": 0.5}),
     );
     let page = app.get(&format!("/runs/{id}")).await.text().to_string();
     let start = page.find(r#"<table class="metrics" id="epochs">"#).unwrap();
@@ -784,8 +785,12 @@ async fn the_epochs_table_has_human_column_names_and_no_internals() {
         "Validation mean AUROC",
         "Validation mAP",
         "Validation exact-match accuracy",
+        "Validation macro F1 (tuned thresholds)",
     ] {
         assert!(header.contains(&format!("<th>{name}</th>")), "missing {name}: {header}");
+    }
+    for internal in ["rows", "non finite"] {
+        assert!(!header.contains(internal), "{internal}: {header}");
     }
     assert_eq!(
         header.matches("<th>epoch</th>").count(),

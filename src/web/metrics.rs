@@ -59,12 +59,20 @@ pub fn scalar_keys(epochs: &[EpochRow]) -> Vec<String> {
 
 /// The epochs table's columns: [`scalar_keys`] without what is not a metric to read — the epoch
 /// number (the table's first column already), the counts of labels a mean was taken over
-/// (`*_defined`), and the legacy `accuracy` (top-1 or per-label depending on the task; the named
-/// accuracies are there instead).
+/// (`*_defined`), the bookkeeping counts (`*_rows`: images scored; `*_non_finite_outputs`, which
+/// the run's log reports when not 0), and the legacy `accuracy` (top-1 or per-label depending on
+/// the task; the named accuracies are there instead).
 pub fn table_keys(epochs: &[EpochRow]) -> Vec<String> {
     scalar_keys(epochs)
         .into_iter()
-        .filter(|k| k != "epoch" && !k.ends_with("_defined") && k != "train_accuracy" && k != "val_accuracy")
+        .filter(|k| {
+            k != "epoch"
+                && !k.ends_with("_defined")
+                && !k.ends_with("_rows")
+                && !k.ends_with("_non_finite_outputs")
+                && k != "train_accuracy"
+                && k != "val_accuracy"
+        })
         .collect()
 }
 
@@ -81,13 +89,29 @@ pub struct LabelMetrics {
     pub fn_: Option<u64>,
     pub tn: Option<u64>,
     pub support: Option<u64>,
+    /// The max-F1 threshold tuned on this split.
+    pub threshold: Option<f64>,
+    /// `[[tn, fp], [fn, tp]]` at `threshold` (absent in runs recorded before they were kept).
+    pub tuned: Option<[[u64; 2]; 2]>,
 }
 
 impl LabelMetrics {
-    /// `[[tn, fp], [fn, tp]]` (rows: actual negative/positive), when all four counts are known.
+    /// `[[tn, fp], [fn, tp]]` (rows: actual negative/positive) at 0.5, when all four counts are
+    /// known.
     pub fn confusion(&self) -> Option<Vec<Vec<u64>>> {
         Some(vec![vec![self.tn?, self.fp?], vec![self.fn_?, self.tp?]])
     }
+}
+
+/// A single-label epoch's N×N validation confusion matrix (`[actual][predicted]`, in the order of
+/// its per-label rows), when it has one whose rows are all numbers.
+pub fn class_confusion(metrics: &Value) -> Option<Vec<Vec<u64>>> {
+    metrics
+        .get("val_confusion")?
+        .as_array()?
+        .iter()
+        .map(|row| row.as_array()?.iter().map(Value::as_u64).collect())
+        .collect()
 }
 
 pub fn per_label(metrics: &Value) -> Vec<LabelMetrics> {
@@ -99,6 +123,10 @@ pub fn per_label(metrics: &Value) -> Vec<LabelMetrics> {
             let label = row.get("label")?.as_str()?.to_string();
             let f = |k: &str| row.get(k).and_then(Value::as_f64);
             let n = |k: &str| row.get(k).and_then(Value::as_u64);
+            let tuned = row.get("tuned").and_then(|t| {
+                let c = |k: &str| t.get(k).and_then(Value::as_u64);
+                Some([[c("tn")?, c("fp")?], [c("fn")?, c("tp")?]])
+            });
             Some(LabelMetrics {
                 label,
                 auroc: f("auroc"),
@@ -109,6 +137,8 @@ pub fn per_label(metrics: &Value) -> Vec<LabelMetrics> {
                 fn_: n("fn"),
                 tn: n("tn"),
                 support: n("support"),
+                threshold: f("threshold"),
+                tuned,
             })
         })
         .collect()
@@ -254,6 +284,20 @@ mod tests {
         assert_eq!(rows.len(), 2, "a row without a label is dropped");
         assert_eq!(rows[0].confusion(), Some(vec![vec![40, 2], vec![1, 5]]));
         assert_eq!(rows[1].confusion(), None);
+        assert_eq!(rows[0].tuned, None, "rows from before tuned counts were kept");
+        let tuned = json!({"val_per_label": [{"label": "Mass", "threshold": 0.3,
+            "tuned": {"tp": 4, "fp": 9, "fn": 2, "tn": 85}}]});
+        let row = &per_label(&tuned)[0];
+        assert_eq!((row.threshold, row.tuned), (Some(0.3), Some([[85, 9], [2, 4]])));
+    }
+
+    #[test]
+    fn the_class_confusion_matrix_is_read_whole_or_not_at_all() {
+        let m = json!({"val_confusion": [[3, 1], [0, 4]]});
+        assert_eq!(class_confusion(&m), Some(vec![vec![3, 1], vec![0, 4]]));
+        assert_eq!(class_confusion(&json!({"val_confusion": [[3, "x"]]})), None);
+        assert_eq!(class_confusion(&json!({"val_confusion": null})), None);
+        assert_eq!(class_confusion(&json!({})), None);
     }
 
     #[test]

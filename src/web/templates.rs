@@ -12,6 +12,43 @@ pub struct ChartLink {
     pub wide: bool,
 }
 
+impl ChartLink {
+    /// The same chart as a PNG (same query, so the same data; see `charts::Figure::digest`).
+    pub fn png(&self) -> String {
+        self.with_extension("png")
+    }
+
+    /// The data behind the chart as CSV.
+    pub fn csv(&self) -> String {
+        self.with_extension("csv")
+    }
+
+    fn with_extension(&self, extension: &str) -> String {
+        let (path, query) = self
+            .src
+            .split_once('?')
+            .map_or((self.src.as_str(), None), |(p, q)| (p, Some(q)));
+        let path = path.strip_suffix(".svg").unwrap_or(path);
+        match query {
+            Some(query) => format!("{path}.{extension}?{query}"),
+            None => format!("{path}.{extension}"),
+        }
+    }
+}
+
+/// The run page's confusion figure for the chosen epoch.
+pub struct ConfusionSection {
+    /// What the figure shows and how to read it.
+    pub heading: String,
+    pub chart: ChartLink,
+    /// Single-label runs: the other view (counts ↔ row-normalised) as (link text, page address).
+    pub other_view: Option<(String, String)>,
+    /// Multi-label runs: labels to show one 2×2 at 0.5 for, the chosen one and its chart.
+    pub labels: Vec<String>,
+    pub label: String,
+    pub label_chart: Option<ChartLink>,
+}
+
 /// A sortable column header.
 pub struct Column {
     pub label: &'static str,
@@ -137,7 +174,7 @@ pub struct RunPage {
     pub chosen_epoch: Option<u32>,
     pub epoch_options: Vec<u32>,
     pub labels: Vec<TableRow>,
-    pub confusion: Vec<ChartLink>,
+    pub confusion: Option<ConfusionSection>,
     pub events: Vec<EventLine>,
     pub events_hidden: usize,
     /// The newest event shown, so the live stream starts after it.
@@ -199,6 +236,12 @@ pub struct ComparePage {
     pub curve_label: String,
     pub test_curves: Vec<ChartLink>,
     pub label_rows: Vec<TableRow>,
+    /// Each run's confusion figure at its best epoch, side by side.
+    pub matrices: Vec<ChartLink>,
+    /// The other view of the matrices: (link text, page address).
+    pub other_view: (String, String),
+    /// The overlaid series as one CSV.
+    pub export_href: String,
 }
 
 /// A run offered on the Predict page (one with a best checkpoint).
@@ -465,6 +508,22 @@ pub fn encode_query(value: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_chart_link_gives_the_png_and_csv_of_the_same_query() {
+        let link = ChartLink {
+            title: "Loss".into(),
+            src: "/runs/a/charts/loss.svg?smooth=0.6&log=1".into(),
+            wide: false,
+        };
+        assert_eq!(link.png(), "/runs/a/charts/loss.png?smooth=0.6&log=1");
+        assert_eq!(link.csv(), "/runs/a/charts/loss.csv?smooth=0.6&log=1");
+        let bare = ChartLink {
+            src: "/runs/a/charts/lr.svg".into(),
+            ..link
+        };
+        assert_eq!(bare.png(), "/runs/a/charts/lr.png");
+    }
 
     #[test]
     fn query_values_are_percent_encoded() {

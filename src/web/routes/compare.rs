@@ -6,15 +6,18 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use axum::extract::{Path, Query, State};
-use axum::response::IntoResponse;
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use serde_json::Value;
 
-use super::run::{curve_series, full_epoch, load_run, scalar_epochs};
-use super::{chart_name, curve_charts, interval_text, metric_key, metric_title, svg, ChartDisplay, ChartQuery};
+use super::run::{confusion_figure, curve_series, full_epoch, load_run, scalar_epochs};
+use super::{
+    chart_file, chart_response, curve_charts, interval_text, metric_key, metric_title, ChartDisplay, ChartQuery,
+};
 use crate::store::{EpochRow, Run, RunStatus};
-use crate::web::charts::{self, palette_hex, BarGroup, LineChart, Series};
+use crate::web::charts::{self, palette_hex, BarGroup, Figure, LineChart, MatrixView, Series};
 use crate::web::metrics;
 use crate::web::templates::{encode_query, Cell, ChartLink, ComparePage, CompareRun, TableRow};
 use crate::web::{AppError, AppState};
@@ -39,6 +42,7 @@ pub fn router() -> Router<Arc<AppState>> {
     Router::new()
         .route("/compare", get(compare_page))
         .route("/compare/charts/{file}", get(compare_chart))
+        .route("/compare/export.csv", get(export_csv))
 }
 
 /// The raw query as pairs, since `run` may repeat.
@@ -52,6 +56,7 @@ fn chart_query(pairs: &Pairs) -> ChartQuery {
     ChartQuery {
         smooth: value(pairs, "smooth").map(String::from),
         log: value(pairs, "log").map(String::from),
+        scale: value(pairs, "scale").map(String::from),
     }
 }
 
@@ -94,12 +99,47 @@ fn load(state: &AppState, ids: &[String]) -> Result<Loaded, AppError> {
         .collect()
 }
 
+/// Each run's best epoch with all its metrics (`None` where a run has no epoch yet).
+fn best_epochs(state: &AppState, runs: &Loaded) -> Result<Vec<Option<EpochRow>>, AppError> {
+    runs.iter()
+        .map(|(run, epochs)| full_epoch(state, &run.id, metrics::best_epoch(run, epochs)))
+        .collect()
+}
+
 /// Per-label validation metrics at each run's best epoch (empty where a run has none).
 fn best_per_label(state: &AppState, runs: &Loaded) -> Result<Vec<Vec<metrics::LabelMetrics>>, AppError> {
+    Ok(best_epochs(state, runs)?
+        .iter()
+        .map(|best| {
+            best.as_ref()
+                .map(|e| metrics::per_label(&e.metrics))
+                .unwrap_or_default()
+        })
+        .collect())
+}
+
+/// Each run's confusion figure at its best epoch, side by side (a run without counts is left
+/// out): the run page's chart for that epoch, in the view asked for.
+fn matrix_links(runs: &Loaded, names: &[String], best: &[Option<EpochRow>], view: MatrixView) -> Vec<ChartLink> {
+    let view_param = match view {
+        MatrixView::Counts => "counts",
+        MatrixView::Recall => "recall",
+    };
     runs.iter()
-        .map(|(run, epochs)| {
-            let best = full_epoch(state, &run.id, metrics::best_epoch(run, epochs))?;
-            Ok(best.map(|e| metrics::per_label(&e.metrics)).unwrap_or_default())
+        .zip(names)
+        .zip(best)
+        .filter_map(|(((run, _), name), best)| {
+            let epoch = best.as_ref()?;
+            confusion_figure(epoch, view, "")?;
+            Some(ChartLink {
+                title: format!("{name} (epoch {})", epoch.epoch),
+                src: format!(
+                    "/runs/{}/charts/confusion.svg?epoch={}&view={view_param}",
+                    encode_query(&run.id),
+                    epoch.epoch
+                ),
+                wide: false,
+            })
         })
         .collect()
 }
@@ -140,7 +180,25 @@ async fn compare_page(State(state): State<Arc<AppState>>, Query(pairs): Query<Pa
         ["Test ROC", "Test precision-recall"],
         |kind, label| format!("/compare/charts/{kind}.svg?runs={runs_param}&label={label}"),
     );
-    let label_rows = label_rows(&best_per_label(&state, &runs)?);
+    let best = best_epochs(&state, &runs)?;
+    let per_label: Vec<Vec<metrics::LabelMetrics>> = best
+        .iter()
+        .map(|e| e.as_ref().map(|e| metrics::per_label(&e.metrics)).unwrap_or_default())
+        .collect();
+    let label_rows = label_rows(&per_label);
+    let view = match value(&pairs, "view").map(str::trim) {
+        None | Some("") => MatrixView::Counts,
+        Some(text) => MatrixView::parse(text).ok_or_else(|| {
+            AppError::BadRequest(format!(
+                "view must be 'counts' or 'recall' (row-normalised), not '{text}'"
+            ))
+        })?,
+    };
+    let matrices = matrix_links(&runs, &names, &best, view);
+    let other_view = match view {
+        MatrixView::Counts => ("show row-normalised (recall)", "recall"),
+        MatrixView::Recall => ("show counts", "counts"),
+    };
     if !label_rows.is_empty() {
         charts.push(ChartLink {
             title: "AUROC per label (best epoch of each run)".into(),
@@ -156,6 +214,11 @@ async fn compare_page(State(state): State<Arc<AppState>>, Query(pairs): Query<Pa
     let live = runs
         .iter()
         .any(|(run, _)| matches!(run.status, RunStatus::Queued | RunStatus::Running));
+    let other_view = (
+        other_view.0.to_string(),
+        format!("/compare?runs={runs_param}{suffix}&view={}#matrices", other_view.1),
+    );
+    let export_href = format!("/compare/export.csv?runs={runs_param}");
     Ok(ComparePage {
         live,
         last_seq,
@@ -185,6 +248,9 @@ async fn compare_page(State(state): State<Arc<AppState>>, Query(pairs): Query<Pa
         curve_label,
         test_curves,
         label_rows,
+        matrices,
+        other_view,
+        export_href,
     })
 }
 
@@ -400,74 +466,113 @@ async fn compare_chart(
     State(state): State<Arc<AppState>>,
     Path(file): Path<String>,
     Query(pairs): Query<Pairs>,
-) -> Result<impl IntoResponse, AppError> {
-    let name = chart_name(&file)?;
+) -> Result<Response, AppError> {
+    let (name, format) = chart_file(&file)?;
     let ids = run_ids(&pairs)?;
     let display = chart_query(&pairs).display()?;
     let runs = load(&state, &ids)?;
     let names = display_names(&runs);
-    if name == "per_label_auroc" {
-        let per_label = best_per_label(&state, &runs)?;
-        let mut categories: Vec<String> = Vec::new();
-        for l in per_label.iter().flatten() {
-            if !categories.contains(&l.label) {
-                categories.push(l.label.clone());
+    let figure = match name {
+        "per_label_auroc" => {
+            let per_label = best_per_label(&state, &runs)?;
+            let mut categories: Vec<String> = Vec::new();
+            for l in per_label.iter().flatten() {
+                if !categories.contains(&l.label) {
+                    categories.push(l.label.clone());
+                }
+            }
+            let groups: Vec<BarGroup> = per_label
+                .iter()
+                .zip(&names)
+                .map(|(rows, name)| BarGroup {
+                    name: name.clone(),
+                    values: categories
+                        .iter()
+                        .map(|c| rows.iter().find(|l| &l.label == c).and_then(|l| l.auroc))
+                        .collect(),
+                })
+                .collect();
+            Figure::Bars {
+                title: "AUROC per label (best epoch of each run)".into(),
+                categories,
+                groups,
+                range: (0.0, 1.0),
             }
         }
-        let groups: Vec<BarGroup> = per_label
-            .iter()
-            .zip(&names)
-            .map(|(rows, name)| BarGroup {
-                name: name.clone(),
-                values: categories
-                    .iter()
-                    .map(|c| rows.iter().find(|l| &l.label == c).and_then(|l| l.auroc))
-                    .collect(),
-            })
-            .collect();
-        return Ok(svg(charts::bar_chart(
-            "AUROC per label",
-            &categories,
-            &groups,
-            (0.0, 1.0),
-        )?));
-    }
-    if name == "roc" || name == "pr" {
-        let label = value(&pairs, "label")
-            .ok_or_else(|| AppError::BadRequest(format!("the {name} chart needs &label=NAME")))?;
-        // Every run keeps its colour (its position), with an empty line when it has no curve.
-        let series: Vec<Series> = runs
-            .iter()
-            .zip(&names)
-            .map(|((run, _), run_name)| {
-                run.test
-                    .as_ref()
-                    .and_then(|report| curve_series(&report["curves"][label], name, run_name))
-                    .unwrap_or_else(|| Series::new(run_name.clone(), Vec::new()))
-            })
-            .collect();
-        if series.iter().all(|s| s.points.is_empty()) {
-            return Err(AppError::NotFound(format!(
-                "no test {name} curve for '{label}' in these runs"
-            )));
+        "roc" | "pr" => {
+            let label = value(&pairs, "label")
+                .ok_or_else(|| AppError::BadRequest(format!("the {name} chart needs &label=NAME")))?;
+            // Every run keeps its colour (its position), with an empty line when it has no curve.
+            let series: Vec<Series> = runs
+                .iter()
+                .zip(&names)
+                .map(|((run, _), run_name)| {
+                    run.test
+                        .as_ref()
+                        .and_then(|report| curve_series(&report["curves"][label], name, run_name))
+                        .unwrap_or_else(|| Series::new(run_name.clone(), Vec::new()))
+                })
+                .collect();
+            if series.iter().all(|s| s.points.is_empty()) {
+                return Err(AppError::NotFound(format!(
+                    "no test {name} curve for '{label}' in these runs"
+                )));
+            }
+            super::curve_chart(name, "Test ", label, "", series)
         }
-        return Ok(svg(super::curve_chart(name, "Test ", label, "", &series)?));
-    }
-    let key = metric_key(name);
-    let known = runs
-        .iter()
-        .any(|(_, epochs)| metrics::scalar_keys(epochs).iter().any(|k| k == key));
-    if !known && !COMPARE_CHARTS.contains(&key) {
-        return Err(AppError::NotFound(format!("no metric '{name}' in these runs")));
-    }
-    // Every run keeps its colour (its position) even when it has no points for this metric.
-    let series: Vec<Series> = runs
-        .iter()
-        .zip(&names)
+        _ => {
+            let key = metric_key(name);
+            let known = runs
+                .iter()
+                .any(|(_, epochs)| metrics::scalar_keys(epochs).iter().any(|k| k == key));
+            if !known && !COMPARE_CHARTS.contains(&key) {
+                return Err(AppError::NotFound(format!("no metric '{name}' in these runs")));
+            }
+            let mut chart = LineChart::new(metric_title(key));
+            chart.y_label = key.replace('_', " ");
+            display.apply(&mut chart);
+            Figure::Line {
+                chart,
+                series: overlaid_series(&runs, &names, key),
+            }
+        }
+    };
+    chart_response(&figure, name, format, &display)
+}
+
+/// One series per run for a metric key. Every run keeps its colour (its position) even when it
+/// has no points for this metric.
+fn overlaid_series(runs: &Loaded, names: &[String], key: &str) -> Vec<Series> {
+    runs.iter()
+        .zip(names)
         .map(|((_, epochs), name)| Series::new(name.clone(), metrics::series(epochs, key)))
-        .collect();
-    let mut chart = LineChart::new(metric_title(key));
-    chart.y_label = key.replace('_', " ");
-    display.apply(&mut chart);
-    Ok(svg(charts::line_chart(&chart, &series)?))
+        .collect()
+}
+
+/// `GET /compare/export.csv?runs=…`: every series the compare page overlays (each chart's metric
+/// for each run, by epoch) in long form, for plotting elsewhere.
+async fn export_csv(State(state): State<Arc<AppState>>, Query(pairs): Query<Pairs>) -> Result<Response, AppError> {
+    let ids = run_ids(&pairs)?;
+    let runs = load(&state, &ids)?;
+    let names = display_names(&runs);
+    let mut csv = String::from("run_id,run,metric,epoch,value\n");
+    for key in COMPARE_CHARTS {
+        for (((run, _), name), series) in runs.iter().zip(&names).zip(overlaid_series(&runs, &names, key)) {
+            for (epoch, value) in series.points {
+                csv.push_str(&format!(
+                    "{},{},{key},{epoch},{value}\n",
+                    charts::csv_cell(&run.id),
+                    charts::csv_cell(name)
+                ));
+            }
+        }
+    }
+    Ok((
+        [
+            (header::CONTENT_TYPE, "text/csv; charset=utf-8"),
+            (header::CONTENT_DISPOSITION, "attachment; filename=\"compare.csv\""),
+        ],
+        csv,
+    )
+        .into_response())
 }

@@ -12,13 +12,13 @@ mod runs;
 
 use std::sync::Arc;
 
-use axum::http::header;
-use axum::response::IntoResponse;
+use axum::http::{header, HeaderValue};
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 
 use crate::store::EpochRow;
-use crate::web::charts::{self, LineChart, Series};
+use crate::web::charts::{self, Figure, Format, LineChart, Series};
 use crate::web::metrics;
 use crate::web::templates;
 use crate::web::{AppError, AppState};
@@ -74,15 +74,30 @@ async fn datasets_script() -> impl IntoResponse {
     )
 }
 
-/// An SVG chart response; charts change as runs train, so browsers revalidate.
-fn svg(body: String) -> impl IntoResponse {
-    (
+/// A chart in the format its address asked for. Charts change as runs train, so browsers
+/// revalidate. `X-Chart-Data` names the data drawn ([`Figure::digest`]): the SVG, PNG and CSV of
+/// one chart carry the same value. A CSV downloads as `{name}.csv`.
+fn chart_response(figure: &Figure, name: &str, format: Format, display: &ChartDisplay) -> Result<Response, AppError> {
+    let body = figure.render(format, display.scale)?;
+    let mut response = (
         [
-            (header::CONTENT_TYPE, "image/svg+xml"),
+            (header::CONTENT_TYPE, format.content_type()),
             (header::CACHE_CONTROL, "no-cache"),
         ],
         body,
     )
+        .into_response();
+    let headers = response.headers_mut();
+    if let Ok(digest) = HeaderValue::from_str(&figure.digest()) {
+        headers.insert("x-chart-data", digest);
+    }
+    if format == Format::Csv {
+        let file = name.replace(|c: char| !c.is_ascii_alphanumeric() && c != '_' && c != '-', "_");
+        if let Ok(value) = HeaderValue::from_str(&format!("attachment; filename=\"{file}.csv\"")) {
+            headers.insert(header::CONTENT_DISPOSITION, value);
+        }
+    }
+    Ok(response)
 }
 
 /// A stored `[lo, hi]` interval as `lo–hi` (4 decimals); `n/a` when there is none.
@@ -125,7 +140,7 @@ fn curve_charts(
 
 /// A ROC (`kind` "roc") or precision-recall curve chart of `label`, titled `"{prefix}{kind
 /// title}: {label}{suffix}"` with the axes of its kind.
-fn curve_chart(kind: &str, prefix: &str, label: &str, suffix: &str, series: &[Series]) -> Result<String, AppError> {
+fn curve_chart(kind: &str, prefix: &str, label: &str, suffix: &str, series: Vec<Series>) -> Figure {
     // (the name leading a title, the name after a prefix, the axes)
     let (leading, inner, x, y) = match kind {
         "roc" => ("ROC", "ROC", "false-positive rate", "true-positive rate"),
@@ -139,29 +154,35 @@ fn curve_chart(kind: &str, prefix: &str, label: &str, suffix: &str, series: &[Se
     let mut chart = LineChart::new(format!("{title}: {label}{suffix}"));
     chart.x_label = x.into();
     chart.y_label = y.into();
-    Ok(charts::line_chart(&chart, series)?)
+    Figure::Line { chart, series }
 }
 
-/// The chart name from a `{name}.svg` path segment.
-fn chart_name(file: &str) -> Result<&str, AppError> {
-    file.strip_suffix(".svg")
-        .filter(|name| !name.is_empty())
-        .ok_or_else(|| AppError::NotFound(format!("no chart '{file}': chart addresses end in .svg")))
+/// The chart name and format from a `{name}.svg` / `.png` / `.csv` path segment.
+fn chart_file(file: &str) -> Result<(&str, Format), AppError> {
+    Format::of_file(file).ok_or_else(|| {
+        AppError::NotFound(format!(
+            "no chart '{file}': chart addresses end in .svg, .png (add ?scale=1 to {}) or .csv",
+            charts::MAX_PNG_SCALE
+        ))
+    })
 }
 
-/// `?smooth=` and `?log=` as given on chart and page URLs (unparsed, so a bad value gets our
-/// error format rather than axum's plain-text rejection).
+/// `?smooth=`, `?log=` and `?scale=` as given on chart and page URLs (unparsed, so a bad value
+/// gets our error format rather than axum's plain-text rejection).
 #[derive(Debug, Default, serde::Deserialize)]
 struct ChartQuery {
     smooth: Option<String>,
     log: Option<String>,
+    scale: Option<String>,
 }
 
 /// Parsed chart display options.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy)]
 struct ChartDisplay {
     smooth: Option<f64>,
     log: bool,
+    /// PNG pixels per SVG pixel.
+    scale: u32,
 }
 
 impl ChartQuery {
@@ -181,7 +202,20 @@ impl ChartQuery {
             }
         };
         let log = matches!(self.log.as_deref(), Some("1" | "true" | "on"));
-        Ok(ChartDisplay { smooth, log })
+        let scale = match self.scale.as_deref().map(str::trim) {
+            None | Some("") => charts::DEFAULT_PNG_SCALE,
+            Some(text) => text
+                .parse()
+                .ok()
+                .filter(|s| (1..=charts::MAX_PNG_SCALE).contains(s))
+                .ok_or_else(|| {
+                    AppError::BadRequest(format!(
+                        "scale must be a whole number from 1 to {} (PNG pixels per SVG pixel), not '{text}'",
+                        charts::MAX_PNG_SCALE
+                    ))
+                })?,
+        };
+        Ok(ChartDisplay { smooth, log, scale })
     }
 }
 
@@ -301,6 +335,7 @@ fn metric_title(key: &str) -> String {
                     "f1" => "F1".to_string(),
                     "top1" => "top-1".to_string(),
                     "subset" => "exact-match".to_string(),
+                    "tuned" => "(tuned thresholds)".to_string(),
                     w => w.to_string(),
                 })
                 .collect::<Vec<_>>()

@@ -4,18 +4,22 @@
 use std::sync::Arc;
 
 use axum::extract::{Path, Query, State};
-use axum::response::IntoResponse;
+use axum::response::Response;
 use axum::routing::get;
 use axum::Router;
 use serde::Deserialize;
 use serde_json::Value;
 
 use super::runs::progress_pct;
-use super::{accuracy_chart, chart_name, curve_charts, interval_text, svg, ChartQuery, RUN_CHARTS};
+use super::{
+    accuracy_chart, chart_file, chart_response, curve_charts, interval_text, ChartDisplay, ChartQuery, RUN_CHARTS,
+};
 use crate::store::{EpochRow, EventRow, Run, RunStatus};
-use crate::web::charts::{self, BarGroup, LineChart, Series};
+use crate::web::charts::{BarGroup, Figure, LabelPanel, LineChart, MatrixView, Series};
 use crate::web::metrics::{self, LabelMetrics};
-use crate::web::templates::{encode_query, Cell, ChartLink, EventLine, RunPage, RunSummary, TableRow, TestSection};
+use crate::web::templates::{
+    encode_query, Cell, ChartLink, ConfusionSection, EventLine, RunPage, RunSummary, TableRow, TestSection,
+};
 use crate::web::{AppError, AppState};
 
 /// The event log shows the newest events; older ones stay in the store and the API.
@@ -33,11 +37,24 @@ struct RunQuery {
     label: Option<String>,
     /// The label whose ROC and PR curves the test section shows.
     curve: Option<String>,
+    /// The confusion matrix's cells: `counts` or `recall` (row-normalised).
+    view: Option<String>,
     #[serde(flatten)]
     chart: ChartQuery,
 }
 
 impl RunQuery {
+    fn view(&self) -> Result<MatrixView, AppError> {
+        match self.view.as_deref().map(str::trim) {
+            None | Some("") => Ok(MatrixView::Counts),
+            Some(text) => MatrixView::parse(text).ok_or_else(|| {
+                AppError::BadRequest(format!(
+                    "view must be 'counts' or 'recall' (row-normalised), not '{text}'"
+                ))
+            }),
+        }
+    }
+
     fn epoch(&self) -> Result<Option<u32>, AppError> {
         match self.epoch.as_deref().map(str::trim) {
             None | Some("") => Ok(None),
@@ -122,20 +139,8 @@ async fn run_page(
         })
         .collect();
     let confusion = match chosen {
-        Some(e) => labels
-            .iter()
-            .filter(|l| l.confusion().is_some())
-            .map(|l| ChartLink {
-                title: l.label.clone(),
-                src: format!(
-                    "{base}/confusion.svg?epoch={}&label={}",
-                    e.epoch,
-                    encode_query(&l.label)
-                ),
-                wide: false,
-            })
-            .collect(),
-        None => Vec::new(),
+        Some(e) => confusion_section(&run.id, e, &labels, &query)?,
+        None => None,
     };
     let events_hidden = events_total.saturating_sub(events.len());
     let event_lines = events.iter().rev().map(event_line).collect();
@@ -169,6 +174,81 @@ async fn run_page(
             && !matches!(run.status, RunStatus::Queued | RunStatus::Running)
             && state.predict.has_best_checkpoint(&run),
     })
+}
+
+/// The chosen epoch's confusion figure with its view switch (single-label) or its one-label 2×2
+/// at 0.5 (multi-label); `None` when the epoch has no counts.
+fn confusion_section(
+    run_id: &str,
+    epoch: &EpochRow,
+    labels: &[LabelMetrics],
+    query: &RunQuery,
+) -> Result<Option<ConfusionSection>, AppError> {
+    let view = query.view()?;
+    let Some(figure) = confusion_figure(epoch, view, "") else {
+        return Ok(None);
+    };
+    let base = format!("/runs/{}", encode_query(run_id));
+    let chart = |title: &str, extra: String| ChartLink {
+        title: title.to_string(),
+        src: format!("{base}/charts/confusion.svg?epoch={}{extra}", epoch.epoch),
+        wide: true,
+    };
+    Ok(Some(match figure {
+        Figure::Confusion { .. } => {
+            let (view_param, other, other_param) = match view {
+                MatrixView::Counts => ("counts", "row-normalised (recall)", "recall"),
+                MatrixView::Recall => ("recall", "counts", "counts"),
+            };
+            ConfusionSection {
+                heading: format!(
+                    "Confusion matrix (rows: actual class, columns: predicted class = highest output), epoch {}",
+                    epoch.epoch
+                ),
+                chart: chart("Confusion matrix", format!("&view={view_param}")),
+                other_view: Some((
+                    format!("show {other}"),
+                    format!("{base}?epoch={}&view={other_param}#confusion", epoch.epoch),
+                )),
+                labels: Vec::new(),
+                label: String::new(),
+                label_chart: None,
+            }
+        }
+        _ => {
+            let names: Vec<String> = labels
+                .iter()
+                .filter(|l| l.confusion().is_some())
+                .map(|l| l.label.clone())
+                .collect();
+            let label = query
+                .label
+                .clone()
+                .filter(|l| names.contains(l))
+                .or_else(|| names.first().cloned())
+                .unwrap_or_default();
+            let label_chart = (!label.is_empty()).then(|| ChartLink {
+                title: format!("{label} at 0.5"),
+                src: format!(
+                    "{base}/charts/confusion.svg?epoch={}&label={}",
+                    epoch.epoch,
+                    encode_query(&label)
+                ),
+                wide: false,
+            });
+            ConfusionSection {
+                heading: format!(
+                    "Every label's confusion at its validation-tuned threshold (max F1), epoch {}",
+                    epoch.epoch
+                ),
+                chart: chart("Every label's confusion", String::new()),
+                other_view: None,
+                labels: names,
+                label,
+                label_chart,
+            }
+        }
+    }))
 }
 
 /// The stored test report as the page shows it. Reads the JSON (the web layer knows no engine
@@ -361,12 +441,12 @@ async fn run_chart(
     State(state): State<Arc<AppState>>,
     Path((id, file)): Path<(String, String)>,
     Query(query): Query<RunQuery>,
-) -> Result<impl IntoResponse, AppError> {
-    let name = chart_name(&file)?;
+) -> Result<Response, AppError> {
+    let (name, format) = chart_file(&file)?;
     let display = query.chart.display()?;
     let run = load_run(&state, &id)?;
     let epochs = scalar_epochs(&state, &id)?;
-    let body = match name {
+    let figure = match name {
         "per_label_auroc" => {
             let chosen = full_epoch(&state, &id, metrics::chosen_epoch(&run, &epochs, query.epoch()?))?;
             let chosen = chosen.as_ref();
@@ -375,29 +455,24 @@ async fn run_chart(
                 Some(e) => format!("AUROC per label (epoch {})", e.epoch),
                 None => "AUROC per label".into(),
             };
-            let group = BarGroup {
-                name: run.name.clone(),
-                values: labels.iter().map(|l| l.auroc).collect(),
-            };
-            let categories: Vec<String> = labels.iter().map(|l| l.label.clone()).collect();
-            charts::bar_chart(&title, &categories, &[group], (0.0, 1.0))?
+            Figure::Bars {
+                title,
+                categories: labels.iter().map(|l| l.label.clone()).collect(),
+                groups: vec![BarGroup {
+                    name: run.name.clone(),
+                    values: labels.iter().map(|l| l.auroc).collect(),
+                }],
+                range: (0.0, 1.0),
+            }
         }
         "confusion" => {
-            let wanted = query
-                .label
-                .as_deref()
-                .ok_or_else(|| AppError::BadRequest("the confusion chart needs ?label=NAME".into()))?;
             let chosen = full_epoch(&state, &id, metrics::chosen_epoch(&run, &epochs, query.epoch()?))?
                 .ok_or_else(|| AppError::NotFound(format!("run '{id}' has no epochs yet")))?;
-            let label = metrics::per_label(&chosen.metrics)
-                .into_iter()
-                .find(|l| l.label == wanted)
-                .ok_or_else(|| AppError::NotFound(format!("no label '{wanted}' at epoch {}", chosen.epoch)))?;
-            let counts = label.confusion().ok_or_else(|| {
-                AppError::NotFound(format!("no confusion counts for '{wanted}' at epoch {}", chosen.epoch))
-            })?;
-            let axis = ["negative".to_string(), "positive".to_string()];
-            charts::confusion_heatmap(&format!("{wanted} (epoch {})", chosen.epoch), &axis, &counts)?
+            match query.label.as_deref() {
+                Some(wanted) => label_confusion(&chosen, wanted)?,
+                None => confusion_figure(&chosen, query.view()?, "")
+                    .ok_or_else(|| AppError::NotFound(format!("no confusion counts at epoch {}", chosen.epoch)))?,
+            }
         }
         "roc" | "pr" => {
             let wanted = query
@@ -417,43 +492,108 @@ async fn run_chart(
                     "no {name} curve for '{wanted}' (unknown label, or only one class in both splits)"
                 )));
             }
-            super::curve_chart(name, "", wanted, " (best epoch)", &series)?
+            super::curve_chart(name, "", wanted, " (best epoch)", series)
         }
-        _ => {
-            let (title, y_label, keys): (String, String, Vec<(String, String)>) =
-                match RUN_CHARTS.iter().find(|(n, ..)| *n == name) {
-                    Some(("accuracy", _, y, _)) => {
-                        let (title, keys) = accuracy_chart(&epochs);
-                        (
-                            title.to_string(),
-                            y.to_string(),
-                            keys.iter().map(|(k, l)| (k.to_string(), l.to_string())).collect(),
-                        )
-                    }
-                    Some((_, title, y, keys)) => (
-                        title.to_string(),
-                        y.to_string(),
-                        keys.iter().map(|(k, l)| (k.to_string(), l.to_string())).collect(),
-                    ),
-                    None if metrics::scalar_keys(&epochs).iter().any(|k| k == name) => (
-                        super::metric_title(name),
-                        name.to_string(),
-                        vec![(name.into(), name.into())],
-                    ),
-                    None => return Err(AppError::NotFound(format!("no chart '{name}' for run '{id}'"))),
-                };
-            let series: Vec<Series> = keys
-                .iter()
-                .map(|(key, label)| Series::new(label.clone(), metrics::series(&epochs, key)))
-                .filter(|s| !s.points.is_empty())
-                .collect();
-            let mut chart = LineChart::new(title);
-            chart.y_label = y_label;
-            display.apply(&mut chart);
-            charts::line_chart(&chart, &series)?
-        }
+        _ => line_figure(&id, name, &epochs, &display)?,
     };
-    Ok(svg(body))
+    chart_response(&figure, name, format, &display)
+}
+
+/// One of the run page's line charts, or any scalar metric by its key.
+fn line_figure(id: &str, name: &str, epochs: &[EpochRow], display: &ChartDisplay) -> Result<Figure, AppError> {
+    let (title, y_label, keys): (String, String, Vec<(String, String)>) =
+        match RUN_CHARTS.iter().find(|(n, ..)| *n == name) {
+            Some(("accuracy", _, y, _)) => {
+                let (title, keys) = accuracy_chart(epochs);
+                (
+                    title.to_string(),
+                    y.to_string(),
+                    keys.iter().map(|(k, l)| (k.to_string(), l.to_string())).collect(),
+                )
+            }
+            Some((_, title, y, keys)) => (
+                title.to_string(),
+                y.to_string(),
+                keys.iter().map(|(k, l)| (k.to_string(), l.to_string())).collect(),
+            ),
+            None if metrics::scalar_keys(epochs).iter().any(|k| k == name) => (
+                super::metric_title(name),
+                name.to_string(),
+                vec![(name.into(), name.into())],
+            ),
+            None => return Err(AppError::NotFound(format!("no chart '{name}' for run '{id}'"))),
+        };
+    let series: Vec<Series> = keys
+        .iter()
+        .map(|(key, label)| Series::new(label.clone(), metrics::series(epochs, key)))
+        .filter(|s| !s.points.is_empty())
+        .collect();
+    let mut chart = LineChart::new(title);
+    chart.y_label = y_label;
+    display.apply(&mut chart);
+    Ok(Figure::Line { chart, series })
+}
+
+/// One label's 2×2 at 0.5 at the chosen epoch.
+fn label_confusion(chosen: &EpochRow, wanted: &str) -> Result<Figure, AppError> {
+    let label = metrics::per_label(&chosen.metrics)
+        .into_iter()
+        .find(|l| l.label == wanted)
+        .ok_or_else(|| AppError::NotFound(format!("no label '{wanted}' at epoch {}", chosen.epoch)))?;
+    let counts = label
+        .confusion()
+        .ok_or_else(|| AppError::NotFound(format!("no confusion counts for '{wanted}' at epoch {}", chosen.epoch)))?;
+    Ok(Figure::Confusion {
+        title: format!("{wanted} at 0.5 (epoch {})", chosen.epoch),
+        classes: vec!["negative".into(), "positive".into()],
+        counts,
+        view: MatrixView::Counts,
+    })
+}
+
+/// The whole task's confusion figure at an epoch: a single-label run's N×N matrix, or a
+/// multi-label run's grid of every label's 2×2 at its validation-tuned threshold (at 0.5 for runs
+/// recorded before tuned counts were kept). `None` when the epoch has neither. `who` names the
+/// run in the title (the compare page shows several).
+pub(super) fn confusion_figure(epoch: &EpochRow, view: MatrixView, who: &str) -> Option<Figure> {
+    let labels = metrics::per_label(&epoch.metrics);
+    if let Some(counts) = metrics::class_confusion(&epoch.metrics) {
+        let classes: Vec<String> = labels.iter().map(|l| l.label.clone()).collect();
+        if classes.len() != counts.len() || counts.iter().any(|row| row.len() != classes.len()) {
+            return None;
+        }
+        let what = match view {
+            MatrixView::Counts => "Confusion matrix",
+            MatrixView::Recall => "Confusion matrix, row-normalised",
+        };
+        return Some(Figure::Confusion {
+            title: format!("{who}{what} (validation, epoch {})", epoch.epoch),
+            classes,
+            counts,
+            view,
+        });
+    }
+    let panels: Vec<LabelPanel> = labels
+        .iter()
+        .filter_map(|l| {
+            let (counts, threshold) = match (l.tuned, l.threshold) {
+                (Some(tuned), Some(threshold)) => (tuned, Some(threshold as f32)),
+                _ => {
+                    let c = l.confusion()?;
+                    ([[c[0][0], c[0][1]], [c[1][0], c[1][1]]], None)
+                }
+            };
+            Some(LabelPanel {
+                label: l.label.clone(),
+                counts,
+                threshold,
+            })
+        })
+        .collect();
+    (!panels.is_empty()).then(|| Figure::LabelGrid {
+        title: format!("{who}Every label's confusion (validation, epoch {})", epoch.epoch),
+        panels,
+    })
 }
 
 /// One split's ROC (`roc`) or precision-recall (`pr`) curve of a stored report as a chart series,

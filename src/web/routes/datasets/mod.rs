@@ -22,7 +22,7 @@ use crate::store::DatasetRow;
 use crate::web::templates::{DatasetListRow, DatasetsPage};
 use crate::web::{AppError, AppState};
 use form::{create, delete, new_page};
-use page::{cooccurrence_chart, dataset_page, labels_chart, thumbnail};
+use page::{dataset_chart, dataset_page, thumbnail};
 
 /// Thumbnails per page of the image browser.
 pub(super) const THUMBS_PER_PAGE: usize = 24;
@@ -36,8 +36,12 @@ pub fn router() -> Router<Arc<AppState>> {
         .route("/datasets", get(list_page).post(create))
         .route("/datasets/new", get(new_page))
         .route("/datasets/{name}", get(dataset_page))
-        .route("/datasets/{name}/labels.svg", get(labels_chart))
-        .route("/datasets/{name}/cooccurrence.svg", get(cooccurrence_chart))
+        .route("/datasets/{name}/labels.svg", get(dataset_chart))
+        .route("/datasets/{name}/labels.png", get(dataset_chart))
+        .route("/datasets/{name}/labels.csv", get(dataset_chart))
+        .route("/datasets/{name}/cooccurrence.svg", get(dataset_chart))
+        .route("/datasets/{name}/cooccurrence.png", get(dataset_chart))
+        .route("/datasets/{name}/cooccurrence.csv", get(dataset_chart))
         .route("/datasets/{name}/thumbs/{file}", get(thumbnail))
         .route("/datasets/{name}/delete", post(delete))
         .route("/api/datasets", get(api_list))

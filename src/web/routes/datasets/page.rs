@@ -3,18 +3,19 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{MatchedPath, Path, Query, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
 use crate::data::images;
 use crate::service::datasets::{self, CacheStatus, DatasetFacts};
-use crate::web::charts::{self, BarGroup};
+use crate::web::charts::{BarGroup, Figure};
 use crate::web::templates::{encode_query, ChartLink, DatasetPage, LabelCountRow, Thumb};
 use crate::web::{AppError, AppState};
 
 use super::*;
+use crate::web::routes::{chart_file, chart_response, ChartQuery};
 
 /// `?page=` and `?label=` of the thumbnail browser, unparsed so bad values get our error format.
 #[derive(Debug, Default, Deserialize)]
@@ -295,43 +296,40 @@ pub(super) fn cache_text(status: &CacheStatus) -> String {
     }
 }
 
-pub(super) async fn labels_chart(
+/// `labels.{svg,png,csv}` (images per label) and `cooccurrence.{…}` (images with both labels) of
+/// a data set; which one is read from the route that matched.
+pub(super) async fn dataset_chart(
     State(state): State<Arc<AppState>>,
     Path(name): Path<String>,
-) -> Result<impl IntoResponse, AppError> {
+    matched: MatchedPath,
+    Query(query): Query<ChartQuery>,
+) -> Result<Response, AppError> {
+    let file = matched.as_str().rsplit('/').next().unwrap_or_default();
+    let (chart, format) = chart_file(file)?;
+    let display = query.display()?;
     let located = locate(&state, &name)?;
     let facts = facts_or_404(&state, &located).await?;
-    let labels = &facts.stats.label_table;
-    let categories: Vec<String> = labels.iter().map(|l| l.label.clone()).collect();
-    let group = BarGroup {
-        name: located.name.clone(),
-        values: labels.iter().map(|l| Some(l.images as f64)).collect(),
+    let figure = if chart == "labels" {
+        let labels = &facts.stats.label_table;
+        let max = labels.iter().map(|l| l.images).max().unwrap_or(0).max(1) as f64;
+        Figure::Bars {
+            title: "Images per label".into(),
+            categories: labels.iter().map(|l| l.label.clone()).collect(),
+            groups: vec![BarGroup {
+                name: located.name.clone(),
+                values: labels.iter().map(|l| Some(l.images as f64)).collect(),
+            }],
+            range: (0.0, max * 1.05),
+        }
+    } else {
+        let c = &facts.stats.cooccurrence;
+        Figure::Counts {
+            title: "Images with both labels".into(),
+            labels: c.labels.clone(),
+            counts: c.counts.clone(),
+        }
     };
-    let max = labels.iter().map(|l| l.images).max().unwrap_or(0).max(1) as f64;
-    let svg = charts::bar_chart("Images per label", &categories, &[group], (0.0, max * 1.05))?;
-    Ok(svg_response(svg))
-}
-
-pub(super) async fn cooccurrence_chart(
-    State(state): State<Arc<AppState>>,
-    Path(name): Path<String>,
-) -> Result<impl IntoResponse, AppError> {
-    let located = locate(&state, &name)?;
-    let facts = facts_or_404(&state, &located).await?;
-    let c = &facts.stats.cooccurrence;
-    let svg = charts::count_heatmap("Images with both labels", &c.labels, &c.counts)?;
-    Ok(svg_response(svg))
-}
-
-/// Charts of a data set change only when it is registered anew under the same name.
-pub(super) fn svg_response(body: String) -> impl IntoResponse {
-    (
-        [
-            (header::CONTENT_TYPE, "image/svg+xml"),
-            (header::CACHE_CONTROL, "no-cache"),
-        ],
-        body,
-    )
+    chart_response(&figure, chart, format, &display)
 }
 
 /// A thumbnail of one of the data set's images. The name is looked up among the label file's

@@ -53,10 +53,21 @@ impl Series {
     }
 }
 
+/// What a line chart's x values are, which decides its ticks: epochs (about one tick each),
+/// global steps (whole numbers, 12k for 12,000) or training time (already in the label's unit).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum XAxis {
+    #[default]
+    Epoch,
+    Step,
+    Time,
+}
+
 /// How to draw a line chart.
 #[derive(Debug, Clone)]
 pub struct LineChart {
     pub title: String,
+    pub x_axis: XAxis,
     pub x_label: String,
     pub y_label: String,
     /// EMA smoothing weight in `[0, 1)`; the raw line is then drawn faintly underneath.
@@ -71,6 +82,7 @@ impl LineChart {
     pub fn new(title: impl Into<String>) -> LineChart {
         LineChart {
             title: title.into(),
+            x_axis: XAxis::Epoch,
             x_label: "epoch".into(),
             y_label: String::new(),
             smoothing: None,
@@ -190,9 +202,16 @@ pub fn line_chart(chart: &LineChart, series: &[Series]) -> Result<String, Error>
                 format_number(*v)
             }
         };
-        let x_format = |v: &f64| format_number(*v);
-        // Epoch axes: about one tick per epoch for short runs rather than fractional epochs.
-        let x_ticks = ((x1 - x0).round() as usize + 1).clamp(2, 10);
+        let x_axis = chart.x_axis;
+        let x_format = move |v: &f64| match x_axis {
+            XAxis::Step => format_count(*v),
+            XAxis::Epoch | XAxis::Time => format_number(*v),
+        };
+        let x_ticks = match x_axis {
+            // Epoch axes: about one tick per epoch for short runs rather than fractional epochs.
+            XAxis::Epoch => ((x1 - x0).round() as usize + 1).clamp(2, 10),
+            XAxis::Step | XAxis::Time => 8,
+        };
         ctx.configure_mesh()
             .x_labels(x_ticks)
             .x_desc(chart.x_label.as_str())
@@ -520,6 +539,19 @@ fn pad_range(lo: f64, hi: f64, fraction: f64) -> (f64, f64) {
     (lo - span * fraction, hi + span * fraction)
 }
 
+/// Step counts as short whole numbers: 950, 4900, 12k, 1.5M.
+pub fn format_count(v: f64) -> String {
+    let a = v.abs();
+    if a >= 1e6 {
+        let text = format!("{:.1}", v / 1e6);
+        format!("{}M", text.trim_end_matches(".0"))
+    } else if a >= 1e4 {
+        format!("{:.0}k", v / 1e3)
+    } else {
+        format!("{v:.0}")
+    }
+}
+
 /// Short axis labels: 0.5, 12, 1.2e-4, 3.0e6.
 pub fn format_number(v: f64) -> String {
     let a = v.abs();
@@ -538,6 +570,14 @@ pub fn format_number(v: f64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn step_ticks_are_short_whole_numbers() {
+        let cases = [(0.0, "0"), (950.0, "950"), (4_900.0, "4900"), (12_000.0, "12k"), (490_000.0, "490k"), (1_500_000.0, "1.5M"), (2_000_000.0, "2M")];
+        for (value, text) in cases {
+            assert_eq!(format_count(value), text, "{value}");
+        }
+    }
 
     #[test]
     fn ten_series_get_ten_distinct_colours_matching_the_stylesheet() {

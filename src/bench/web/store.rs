@@ -136,6 +136,8 @@ pub(super) fn build_store(store: &Arc<Store>, config: &WebBenchConfig) -> anyhow
                 val: val_metrics(run, epoch, epochs),
                 lr: 1e-3 / epoch as f64,
                 seconds: 30.0,
+                step: None,
+                wall_seconds: None,
             });
         }
         recorder.emit(TrainEvent::Finished {

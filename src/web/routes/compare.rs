@@ -14,6 +14,7 @@ use serde_json::Value;
 use super::run::{curve_series, full_epoch, load_run, scalar_epochs};
 use super::{chart_name, curve_charts, interval_text, metric_key, metric_title, svg, ChartDisplay, ChartQuery};
 use crate::store::{EpochRow, Run, RunStatus};
+use crate::web::axes;
 use crate::web::charts::{self, palette_hex, BarGroup, LineChart, Series};
 use crate::web::metrics;
 use crate::web::templates::{encode_query, Cell, ChartLink, ComparePage, CompareRun, TableRow};
@@ -52,6 +53,7 @@ fn chart_query(pairs: &Pairs) -> ChartQuery {
     ChartQuery {
         smooth: value(pairs, "smooth").map(String::from),
         log: value(pairs, "log").map(String::from),
+        x: value(pairs, "x").map(String::from),
     }
 }
 
@@ -174,6 +176,7 @@ async fn compare_page(State(state): State<Arc<AppState>>, Query(pairs): Query<Pa
         charts,
         smooth: display.smooth_text(),
         log: display.log,
+        x_axis: crate::web::axes::name(display.x),
         runs_param,
         params,
         params_hidden,
@@ -197,7 +200,7 @@ fn metric_charts(runs: &Loaded, display: &ChartDisplay, runs_param: &str) -> Vec
         .map(|key| ChartLink {
             title: metric_title(key),
             src: if *key == "lr" && !display.log {
-                format!("/compare/charts/{key}.svg?runs={runs_param}&log=1")
+                format!("/compare/charts/{key}.svg?runs={runs_param}&log=1{}", display.x_suffix())
             } else {
                 format!("/compare/charts/{key}.svg?runs={runs_param}{suffix}")
             },
@@ -461,13 +464,21 @@ async fn compare_chart(
         return Err(AppError::NotFound(format!("no metric '{name}' in these runs")));
     }
     // Every run keeps its colour (its position) even when it has no points for this metric.
-    let series: Vec<Series> = runs
+    let mut series = runs
         .iter()
         .zip(&names)
-        .map(|((_, epochs), name)| Series::new(name.clone(), metrics::series(epochs, key)))
-        .collect();
+        .map(|((run, epochs), name)| {
+            let points = if display.wants_steps() && axes::step_counterpart(key).is_some() {
+                state.store.step_points(&run.id)?
+            } else {
+                Vec::new()
+            };
+            Ok(Series::new(name.clone(), axes::compare_points(epochs, &points, key, display.x)))
+        })
+        .collect::<Result<Vec<Series>, AppError>>()?;
     let mut chart = LineChart::new(metric_title(key));
     chart.y_label = key.replace('_', " ");
     display.apply(&mut chart);
+    axes::fit_x(display.x, &mut chart, &mut series);
     Ok(svg(charts::line_chart(&chart, &series)?))
 }

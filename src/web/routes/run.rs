@@ -13,6 +13,7 @@ use serde_json::Value;
 use super::runs::progress_pct;
 use super::{accuracy_chart, chart_name, curve_charts, interval_text, svg, ChartQuery, RUN_CHARTS};
 use crate::store::{EpochRow, EventRow, Run, RunStatus};
+use crate::web::axes;
 use crate::web::charts::{self, BarGroup, LineChart, Series};
 use crate::web::metrics::{self, LabelMetrics};
 use crate::web::templates::{encode_query, Cell, ChartLink, EventLine, RunPage, RunSummary, TableRow, TestSection};
@@ -93,7 +94,7 @@ async fn run_page(
             },
             // The learning rate usually spans decades: log scale unless asked otherwise.
             src: if *name == "lr" && !display.log {
-                format!("{base}/{name}.svg?log=1")
+                format!("{base}/{name}.svg?log=1{}", display.x_suffix())
             } else {
                 format!("{base}/{name}.svg?{}", suffix.trim_start_matches('&'))
             },
@@ -145,6 +146,7 @@ async fn run_page(
         charts,
         smooth: display.smooth_text(),
         log: display.log,
+        x_axis: crate::web::axes::name(display.x),
         epoch_columns: keys.iter().map(|k| super::metric_title(k)).collect(),
         epoch_keys: keys.join(","),
         epoch_rows,
@@ -442,14 +444,16 @@ async fn run_chart(
                     ),
                     None => return Err(AppError::NotFound(format!("no chart '{name}' for run '{id}'"))),
                 };
-            let series: Vec<Series> = keys
-                .iter()
-                .map(|(key, label)| Series::new(label.clone(), metrics::series(&epochs, key)))
-                .filter(|s| !s.points.is_empty())
-                .collect();
+            let points = if display.wants_steps() {
+                state.store.step_points(&id)?
+            } else {
+                Vec::new()
+            };
+            let mut series = axes::run_series(&epochs, &points, &keys, display.x);
             let mut chart = LineChart::new(title);
             chart.y_label = y_label;
             display.apply(&mut chart);
+            axes::fit_x(display.x, &mut chart, &mut series);
             charts::line_chart(&chart, &series)?
         }
     };

@@ -204,7 +204,10 @@ impl Recorder {
             TrainEvent::Failed { .. } => value["status"] = json!("failed"),
             TrainEvent::Cancelled => value["status"] = json!("cancelled"),
             TrainEvent::WeightsLoaded { .. } => value["message"] = json!(event.weights_summary()),
-            TrainEvent::Epoch { .. } | TrainEvent::Step { .. } | TrainEvent::Checkpoint { .. } | TrainEvent::Test { .. } => {}
+            TrainEvent::Epoch { .. }
+            | TrainEvent::Step { .. }
+            | TrainEvent::Checkpoint { .. }
+            | TrainEvent::Test { .. } => {}
         }
         value
     }
@@ -296,9 +299,7 @@ impl Recorder {
             TrainEvent::Batch { .. }
             | TrainEvent::Step { .. }
             | TrainEvent::Checkpoint { .. }
-            | TrainEvent::WeightsLoaded { .. } => {
-                self.store.append_event(id, kind, &payload)?
-            }
+            | TrainEvent::WeightsLoaded { .. } => self.store.append_event(id, kind, &payload)?,
         };
         Ok(EventRow {
             seq,

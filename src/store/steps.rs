@@ -105,10 +105,23 @@ mod tests {
         let store = Store::open_in_memory().unwrap();
         let id = run(&store);
         // Killed in epoch 2 after step 30; resumed from epoch 1's checkpoint (step 20).
-        for (step, loss) in [(10, 1.0), (20, 0.9), (30, 0.8), (40, 0.7), (30, 0.6), (40, 0.5), (50, 0.4)] {
+        for (step, loss) in [
+            (10, 1.0),
+            (20, 0.9),
+            (30, 0.8),
+            (40, 0.7),
+            (30, 0.6),
+            (40, 0.5),
+            (50, 0.4),
+        ] {
             store.append_event(&id, "step", &point(step, loss)).unwrap();
         }
-        let points: Vec<(u64, f64)> = store.step_points(&id).unwrap().iter().map(|p| (p.step, p.loss)).collect();
+        let points: Vec<(u64, f64)> = store
+            .step_points(&id)
+            .unwrap()
+            .iter()
+            .map(|p| (p.step, p.loss))
+            .collect();
         assert_eq!(points, [(10, 1.0), (20, 0.9), (30, 0.6), (40, 0.5), (50, 0.4)]);
     }
 

@@ -201,30 +201,54 @@ mod tests {
         }
         assert_eq!(parse(None), Ok(XAxis::Epoch));
         let message = parse(Some("steps")).unwrap_err();
-        assert!(message.contains("epoch, step, time") && message.contains("'steps'"), "{message}");
+        assert!(
+            message.contains("epoch, step, time") && message.contains("'steps'"),
+            "{message}"
+        );
     }
 
     #[test]
     fn epochs_sit_where_they_ended() {
         let epochs = [
-            epoch(1, json!({"train_loss": 0.9, "step": 100, "wall_seconds": 70.0, "seconds": 60.0})),
-            epoch(2, json!({"train_loss": 0.7, "step": 200, "wall_seconds": 140.0, "seconds": 60.0})),
+            epoch(
+                1,
+                json!({"train_loss": 0.9, "step": 100, "wall_seconds": 70.0, "seconds": 60.0}),
+            ),
+            epoch(
+                2,
+                json!({"train_loss": 0.7, "step": 200, "wall_seconds": 140.0, "seconds": 60.0}),
+            ),
         ];
-        assert_eq!(epoch_series(&epochs, "train_loss", XAxis::Epoch), [(1.0, 0.9), (2.0, 0.7)]);
-        assert_eq!(epoch_series(&epochs, "train_loss", XAxis::Step), [(100.0, 0.9), (200.0, 0.7)]);
-        assert_eq!(epoch_series(&epochs, "train_loss", XAxis::Time), [(70.0, 0.9), (140.0, 0.7)]);
+        assert_eq!(
+            epoch_series(&epochs, "train_loss", XAxis::Epoch),
+            [(1.0, 0.9), (2.0, 0.7)]
+        );
+        assert_eq!(
+            epoch_series(&epochs, "train_loss", XAxis::Step),
+            [(100.0, 0.9), (200.0, 0.7)]
+        );
+        assert_eq!(
+            epoch_series(&epochs, "train_loss", XAxis::Time),
+            [(70.0, 0.9), (140.0, 0.7)]
+        );
         // Recorded before the clock was kept: no step; the time is the sum of epoch durations.
         let old = [
             epoch(1, json!({"train_loss": 0.9, "seconds": 60.0})),
             epoch(2, json!({"train_loss": 0.7, "seconds": 30.0})),
         ];
         assert!(epoch_series(&old, "train_loss", XAxis::Step).is_empty());
-        assert_eq!(epoch_series(&old, "train_loss", XAxis::Time), [(60.0, 0.9), (90.0, 0.7)]);
+        assert_eq!(
+            epoch_series(&old, "train_loss", XAxis::Time),
+            [(60.0, 0.9), (90.0, 0.7)]
+        );
     }
 
     #[test]
     fn step_lines_join_the_metrics_they_refine_only_off_the_epoch_axis() {
-        let epochs = [epoch(1, json!({"train_loss": 0.9, "val_loss": 1.0, "step": 4, "wall_seconds": 9.0}))];
+        let epochs = [epoch(
+            1,
+            json!({"train_loss": 0.9, "val_loss": 1.0, "step": 4, "wall_seconds": 9.0}),
+        )];
         let points = [point(2, 4.0, 1.2), point(4, 8.0, 0.8)];
         let keys = vec![
             ("train_loss".to_string(), "train".to_string()),
@@ -234,14 +258,20 @@ mod tests {
         let on_epochs = run_series(&epochs, &points, &keys, XAxis::Epoch);
         assert_eq!(names(&on_epochs), ["train", "validation"]);
         let on_steps = run_series(&epochs, &points, &keys, XAxis::Step);
-        assert_eq!(names(&on_steps), ["train", "validation", "train, per step (window mean)"]);
+        assert_eq!(
+            names(&on_steps),
+            ["train", "validation", "train, per step (window mean)"]
+        );
         assert_eq!(on_steps[2].points, [(2.0, 1.2), (4.0, 0.8)]);
         let on_time = run_series(&epochs, &points, &keys, XAxis::Time);
         assert_eq!(on_time[2].points, [(4.0, 1.2), (8.0, 0.8)]);
         // Compare: the finer line where there is one, else the epochs.
         assert_eq!(compare_points(&epochs, &points, "train_loss", XAxis::Step).len(), 2);
         assert_eq!(compare_points(&epochs, &points, "val_loss", XAxis::Step), [(4.0, 1.0)]);
-        assert_eq!(compare_points(&epochs, &points, "train_loss", XAxis::Epoch), [(1.0, 0.9)]);
+        assert_eq!(
+            compare_points(&epochs, &points, "train_loss", XAxis::Epoch),
+            [(1.0, 0.9)]
+        );
     }
 
     #[test]

@@ -599,7 +599,11 @@ mod tests {
             ("plateau factor 1", |c| c.plateau_factor = 1.0, "plateau_factor"),
             ("grad clip 0", |c| c.grad_clip = Some(0.0), "grad_clip"),
             ("no step points", |c| c.step_points = 0, "step_points"),
-            ("too many step points", |c| c.step_points = MAX_STEP_POINTS + 1, "step_points"),
+            (
+                "too many step points",
+                |c| c.step_points = MAX_STEP_POINTS + 1,
+                "step_points",
+            ),
             ("focal gamma negative", |c| c.focal_gamma = -1.0, "focal_gamma"),
             ("focal alpha above 1", |c| c.focal_alpha = Some(1.5), "focal_alpha"),
             (

@@ -730,8 +730,11 @@ mod tests {
         assert!((val_of(a, "loss") - val_of(b, "loss")).abs() > 1e-7, "{a} vs {b}");
     }
 
-    /// (step, epoch, wall seconds) of a session's step points and of its epochs.
-    fn step_axis(events: &[TrainEvent]) -> (Vec<(u64, usize, f64)>, Vec<(u64, usize, f64)>) {
+    /// Where an event sits: (global step, epoch, wall seconds).
+    type Place = (u64, usize, f64);
+
+    /// The places of a session's step points and of its epochs.
+    fn step_axis(events: &[TrainEvent]) -> (Vec<Place>, Vec<Place>) {
         let mut points = Vec::new();
         let mut epochs = Vec::new();
         for event in events {
@@ -766,15 +769,15 @@ mod tests {
         let (first, events) = run(setup(cfg(2), tmp.path(), "axis"), &mut ToySource::new());
         first.unwrap();
         let (points, epochs) = step_axis(&events);
-        assert_eq!(
-            epochs.iter().map(|e| (e.0, e.1)).collect::<Vec<_>>(),
-            [(6, 1), (12, 2)]
-        );
+        assert_eq!(epochs.iter().map(|e| (e.0, e.1)).collect::<Vec<_>>(), [(6, 1), (12, 2)]);
         // The first due point always comes; later ones only half a second apart (toy steps
         // take microseconds), so the run stays within its budget either way.
         assert_eq!((points[0].0, points[0].1), (3, 1), "{points:?}");
         assert!(points.len() <= 4 && points.iter().all(|p| p.0 % 3 == 0), "{points:?}");
-        assert!(epochs[1].2 >= epochs[0].2 && epochs[0].2 >= points[0].2, "{epochs:?} {points:?}");
+        assert!(
+            epochs[1].2 >= epochs[0].2 && epochs[0].2 >= points[0].2,
+            "{epochs:?} {points:?}"
+        );
 
         // Resumed for two more epochs: the axis and the clock go on from epoch 2's end.
         let mut again = setup(cfg(4), tmp.path(), "axis");
@@ -786,7 +789,11 @@ mod tests {
             epochs.iter().map(|e| (e.0, e.1)).collect::<Vec<_>>(),
             [(18, 3), (24, 4)]
         );
-        assert_eq!((points[0].0, points[0].1), (18, 3), "one point every 24 / 4 = 6 steps: {points:?}");
+        assert_eq!(
+            (points[0].0, points[0].1),
+            (18, 3),
+            "one point every 24 / 4 = 6 steps: {points:?}"
+        );
         let before = step_axis(&events).1[1].2;
         assert!(points[0].2 >= before, "the clock continues from {before}: {points:?}");
     }

@@ -156,7 +156,11 @@ mod tests {
     fn points_average_their_window_weighted_by_images() {
         let t0 = Instant::now();
         let mut points = StepPoints::new(2, Duration::ZERO, RunClock::default(), t0);
-        assert_eq!(points.record(1, 1.0, 10, hits(10, 5), 0.1, t0), None, "step 1 is not a multiple of 2");
+        assert_eq!(
+            points.record(1, 1.0, 10, hits(10, 5), 0.1, t0),
+            None,
+            "step 1 is not a multiple of 2"
+        );
         let Some(TrainEvent::Step {
             step,
             window_steps,
@@ -178,7 +182,10 @@ mod tests {
         assert_eq!(lr, 0.2, "the window's last learning rate");
         // The next window starts empty.
         points.record(1, 2.0, 5, hits(0, 0), 0.2, t0);
-        let Some(TrainEvent::Step { loss, top1_accuracy, .. }) = points.record(1, 2.0, 5, hits(0, 0), 0.2, t0) else {
+        let Some(TrainEvent::Step {
+            loss, top1_accuracy, ..
+        }) = points.record(1, 2.0, 5, hits(0, 0), 0.2, t0)
+        else {
             panic!("step 4 makes a point");
         };
         assert_eq!(loss, 2.0);

@@ -200,7 +200,10 @@ fn metric_charts(runs: &Loaded, display: &ChartDisplay, runs_param: &str) -> Vec
         .map(|key| ChartLink {
             title: metric_title(key),
             src: if *key == "lr" && !display.log {
-                format!("/compare/charts/{key}.svg?runs={runs_param}&log=1{}", display.x_suffix())
+                format!(
+                    "/compare/charts/{key}.svg?runs={runs_param}&log=1{}",
+                    display.x_suffix()
+                )
             } else {
                 format!("/compare/charts/{key}.svg?runs={runs_param}{suffix}")
             },
@@ -473,7 +476,10 @@ async fn compare_chart(
             } else {
                 Vec::new()
             };
-            Ok(Series::new(name.clone(), axes::compare_points(epochs, &points, key, display.x)))
+            Ok(Series::new(
+                name.clone(),
+                axes::compare_points(epochs, &points, key, display.x),
+            ))
         })
         .collect::<Result<Vec<Series>, AppError>>()?;
     let mut chart = LineChart::new(metric_title(key));

@@ -172,8 +172,7 @@ impl Recorder {
     /// What clients receive: the event's own fields plus what a page needs without doing
     /// arithmetic (status word, overall fraction done, ETA).
     fn payload(&self, event: &TrainEvent) -> Value {
-        if let TrainEvent::Epoch { .. } = event {
-            let mut row = epoch_row(event).expect("an epoch event");
+        if let Some(mut row) = epoch_row(event) {
             row["type"] = json!("epoch");
             return row;
         }

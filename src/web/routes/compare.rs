@@ -176,7 +176,7 @@ async fn compare_page(State(state): State<Arc<AppState>>, Query(pairs): Query<Pa
         charts,
         smooth: display.smooth_text(),
         log: display.log,
-        x_axis: crate::web::axes::name(display.x),
+        x_axis: axes::name(display.x),
         runs_param,
         params,
         params_hidden,

@@ -146,7 +146,7 @@ async fn run_page(
         charts,
         smooth: display.smooth_text(),
         log: display.log,
-        x_axis: crate::web::axes::name(display.x),
+        x_axis: axes::name(display.x),
         epoch_columns: keys.iter().map(|k| super::metric_title(k)).collect(),
         epoch_keys: keys.join(","),
         epoch_rows,

@@ -106,18 +106,19 @@ pub fn step_series(points: &[StepPoint], field: StepField, axis: XAxis) -> Vec<(
         .collect()
 }
 
-/// A run chart's lines: each `(key, legend)` metric per epoch, then (on the step and time axes)
-/// the step-level lines refining them, after the epoch lines so each keeps its colour whichever
-/// axis is shown. Lines without points are left out.
+/// A run chart's lines: on the step and time axes first the step-level lines refining its
+/// metrics, then each `(key, legend)` metric per epoch. The step line comes first so that it
+/// keeps its colour while a live run's first epoch lands (epoch lines appear only then). Lines
+/// without points are left out.
 pub fn run_series(epochs: &[EpochRow], points: &[StepPoint], keys: &[(String, String)], axis: XAxis) -> Vec<Series> {
-    let per_epoch = keys
-        .iter()
-        .map(|(key, legend)| Series::new(legend.clone(), epoch_series(epochs, key, axis)));
     let per_step = keys
         .iter()
         .filter_map(|(key, _)| step_counterpart(key))
         .map(|(field, legend)| Series::new(legend, step_series(points, field, axis)));
-    per_epoch.chain(per_step).filter(|s| !s.points.is_empty()).collect()
+    let per_epoch = keys
+        .iter()
+        .map(|(key, legend)| Series::new(legend.clone(), epoch_series(epochs, key, axis)));
+    per_step.chain(per_epoch).filter(|s| !s.points.is_empty()).collect()
 }
 
 /// One run's line of `key` on a compare chart: the step points where they refine a training
@@ -260,11 +261,13 @@ mod tests {
         let on_steps = run_series(&epochs, &points, &keys, XAxis::Step);
         assert_eq!(
             names(&on_steps),
-            ["train", "validation", "train, per step (window mean)"]
+            ["train, per step (window mean)", "train", "validation"]
         );
-        assert_eq!(on_steps[2].points, [(2.0, 1.2), (4.0, 0.8)]);
+        assert_eq!(on_steps[0].points, [(2.0, 1.2), (4.0, 0.8)]);
+        assert_eq!(on_steps[1].points, [(4.0, 0.9)], "the epoch at the step where it ended");
         let on_time = run_series(&epochs, &points, &keys, XAxis::Time);
-        assert_eq!(on_time[2].points, [(4.0, 1.2), (8.0, 0.8)]);
+        assert_eq!(on_time[0].points, [(4.0, 1.2), (8.0, 0.8)]);
+        assert_eq!(on_time[1].points, [(9.0, 0.9)]);
         // Compare: the finer line where there is one, else the epochs.
         assert_eq!(compare_points(&epochs, &points, "train_loss", XAxis::Step).len(), 2);
         assert_eq!(compare_points(&epochs, &points, "val_loss", XAxis::Step), [(4.0, 1.0)]);

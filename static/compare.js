@@ -59,6 +59,11 @@
   }
 
   source.addEventListener("epoch", refreshCharts);
+  // Step points change only the step and wall-time charts (redrawn at most once a second).
+  source.addEventListener("step", function () {
+    const axis = document.getElementById("x-axis");
+    if (axis && axis.value !== "epoch") refreshCharts();
+  });
   source.addEventListener("status", showStatus);
   source.addEventListener("done", function (event) {
     showStatus(event);

@@ -80,6 +80,18 @@
     setProgress(fraction, text);
   });
 
+  // Step points grow the step and wall-time charts; redraw at most every 2 s however fast the
+  // run reports them (each redraw reloads every chart image).
+  let stepRedraw = null;
+  source.addEventListener("step", function () {
+    const axis = document.getElementById("x-axis");
+    if (!axis || axis.value === "epoch" || stepRedraw !== null) return;
+    stepRedraw = setTimeout(function () {
+      stepRedraw = null;
+      refreshCharts();
+    }, 2000);
+  });
+
   source.addEventListener("epoch", function (event) {
     const p = parse(event);
     const metrics = p.metrics && typeof p.metrics === "object" ? p.metrics : p;

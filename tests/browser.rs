@@ -497,3 +497,124 @@ fn browser_shows_a_single_label_runs_confusion_matrix_in_both_views() {
     assert!(page_text(&browser).contains("show counts"));
     browser.screenshot("matrix-recall");
 }
+
+/// What the run page's charts and axis choice are, read in one round trip.
+const AXIS_STATE: &str = r##"
+const select = document.getElementById("x-axis");
+const loss = Array.from(document.querySelectorAll("img.live-chart")).find(img => img.src.includes("/charts/loss.svg"));
+return {
+  axis: select ? select.value : null,
+  status: (document.getElementById("status") || {}).textContent,
+  rows: document.querySelectorAll("#epochs tbody tr").length,
+  loss: loss ? loss.src : null,
+  charts: Array.from(document.querySelectorAll("img.live-chart")).map(img => img.src),
+  address: window.location.href,
+};
+"##;
+
+/// Points the SVG's step line draws (a lone point is a circle; the legend's sample line has 2).
+fn drawn_points(svg: &str) -> usize {
+    crate::steps::longest_polyline(svg).max(usize::from(svg.contains("<circle")))
+}
+
+#[test]
+fn browser_switches_a_live_run_to_the_step_axis_and_sees_its_first_epoch_grow() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (data, ckpts) = (tmp.path().join("data"), tmp.path().join("ckpts"));
+    tiny_demo(&data);
+    let server = Server::start(&data, &ckpts);
+    let browser = Browser::start("steps");
+    // One image a step at 128 px: a first epoch of ~170 steps that lasts about 20 s on two cores
+    // (the test ends with it), with a step point at most every half second and a chart reload
+    // at most every 2 s.
+    let id = server.submit(&json!({
+        "name": "browser step axis",
+        "model": "simple-cnn",
+        "width": 1.0,
+        "image_size": 128,
+        "epochs": 2,
+        "batch_size": 1,
+        "device": "cpu",
+        "seed": 3,
+    }));
+    browser.goto(&format!("{}/runs/{id}", server.url));
+    let deadline = Deadline::default_limit();
+    deadline.wait_for("the run page to show the run training", || {
+        let state = browser.script(AXIS_STATE);
+        (state["status"].as_str().map(str::trim) == Some("running")).then_some(())
+    });
+    let before = browser.script(AXIS_STATE);
+    assert_eq!(
+        before["axis"], "epoch",
+        "a fresh browser starts on the epoch axis: {before}"
+    );
+    assert_eq!(
+        before["rows"], 0,
+        "the switch should happen in the first epoch: {before}"
+    );
+
+    // The user picks "step": every chart moves to the step axis at once, and the address says so.
+    browser.script(
+        "const s = document.getElementById('x-axis'); s.value = 'step'; \
+         s.dispatchEvent(new Event('change', {bubbles: true}));",
+    );
+    let switched = browser.script(AXIS_STATE);
+    let charts: Vec<&str> = switched["charts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert!(
+        !charts.is_empty() && charts.iter().all(|src| src.contains("x=step")),
+        "{switched}"
+    );
+    assert!(switched["address"].as_str().unwrap().contains("x=step"), "{switched}");
+
+    // Within the first epoch the loss chart reloads on step events and draws more points.
+    let mut drawn: Vec<usize> = Vec::new();
+    let mut last_src = String::new();
+    loop {
+        let state = browser.script(AXIS_STATE);
+        if state["rows"].as_u64() != Some(0) || state["status"].as_str().map(str::trim) != Some("running") {
+            break;
+        }
+        let src = state["loss"].as_str().unwrap_or_default().to_string();
+        if src != last_src {
+            let path = src
+                .split_once("://")
+                .and_then(|(_, rest)| rest.find('/').map(|i| &rest[i..]));
+            let svg = server.get(path.expect("a chart address")).text();
+            // Before the first step point the chart has no step line yet.
+            drawn.push(if svg.contains("train, per step") {
+                drawn_points(&svg)
+            } else {
+                0
+            });
+            last_src = src;
+            if drawn.len() == 3 {
+                browser.screenshot("1-step-axis-live");
+            }
+        }
+        assert!(!deadline.passed(), "the first epoch never ended; drawn {drawn:?}");
+        std::thread::sleep(Duration::from_millis(150));
+    }
+    assert!(
+        drawn.len() >= 3 && drawn.windows(2).all(|w| w[1] >= w[0]) && drawn[drawn.len() - 1] > drawn[1].max(2),
+        "the step chart should reload and grow during the first epoch: points drawn per reload {drawn:?}"
+    );
+
+    // Opened afresh, without ?x=, the run page comes back on the remembered step axis; the
+    // compare page keeps its own choice.
+    browser.goto(&format!("{}/runs/{id}", server.url));
+    deadline.wait_for("the remembered axis", || {
+        let state = browser.script(AXIS_STATE);
+        let charts = state["charts"].as_array()?;
+        (state["axis"] == "step" && charts.iter().all(|c| c.as_str().is_some_and(|s| s.contains("x=step"))))
+            .then_some(())
+    });
+    browser.goto(&format!("{}/compare?runs={id}", server.url));
+    let compare = browser.script(AXIS_STATE);
+    assert_eq!(compare["axis"], "epoch", "{compare}");
+    browser.screenshot("2-compare-epoch-axis");
+}

@@ -13,6 +13,7 @@ mod predict;
 mod properties;
 mod security;
 mod sse_load;
+mod steps;
 mod util;
 mod web;
 mod web_charts;

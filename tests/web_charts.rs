@@ -142,6 +142,25 @@ fn a_single_label_runs_matrix_equals_cxr8_evals_and_compare_shows_both_runs() {
     for class in CLASSES {
         assert!(svg.text().contains(class), "{class} names a row and a column");
     }
+    // The done-when of the step axis: the PNG on the step axis draws the SVG's series.
+    let loss = format!("/runs/{first}/charts/loss");
+    let (svg_step, png_step) = (
+        server.get(&format!("{loss}.svg?x=step")),
+        server.get(&format!("{loss}.png?x=step")),
+    );
+    assert_eq!(png_step.header("content-type"), Some("image/png"));
+    assert_eq!(digest(&svg_step), digest(&png_step), "same series on the step axis");
+    assert_ne!(
+        digest(&svg_step),
+        digest(&server.get(&format!("{loss}.svg"))),
+        "the epoch axis differs"
+    );
+    let steps_csv = server.get(&format!("{loss}.csv?x=step")).text();
+    assert!(steps_csv.starts_with("series,step"), "{steps_csv}");
+    assert!(
+        steps_csv.lines().count() > 1 + 4,
+        "step points beyond the epochs: {steps_csv}"
+    );
     let recall = server.get(&format!("{base}.svg?epoch={best}&view=recall"));
     assert_ne!(digest(&recall), digest(&svg), "the recall view is another figure");
     let bad = server.get(&format!("{base}.svg?epoch={best}&view=percent"));

@@ -245,6 +245,7 @@ impl Display {
                 val,
                 lr,
                 seconds,
+                ..
             } => {
                 self.clear();
                 if self.quiet {
@@ -272,7 +273,7 @@ impl Display {
                     num(val, "accuracy"),
                 );
             }
-            TrainEvent::Checkpoint { .. } => {}
+            TrainEvent::Checkpoint { .. } | TrainEvent::Step { .. } => {}
             TrainEvent::Test { report } => {
                 self.clear();
                 if !self.quiet {

@@ -119,6 +119,32 @@ pub fn flatten_epoch(epoch: usize, train: &Value, val: &Value, lr: f64, seconds:
     Value::Object(row)
 }
 
+/// An `Epoch` event's flat row ([`flatten_epoch`]) with, when the engine reported them, the
+/// global `step` and the run's training clock `wall_seconds` at the epoch's end (where its
+/// metrics sit on the step and wall-time axes); `None` for other events.
+pub fn epoch_row(event: &TrainEvent) -> Option<Value> {
+    let TrainEvent::Epoch {
+        epoch,
+        train,
+        val,
+        lr,
+        seconds,
+        step,
+        wall_seconds,
+    } = event
+    else {
+        return None;
+    };
+    let mut row = flatten_epoch(*epoch, train, val, *lr, *seconds);
+    if let Some(step) = step {
+        row["step"] = json!(step);
+    }
+    if let Some(wall_seconds) = wall_seconds {
+        row["wall_seconds"] = json!(wall_seconds);
+    }
+    Some(row)
+}
+
 /// Something that wants to hear about stored events as they happen (the dashboard's broadcast,
 /// the CLI's display). It gets the engine event and the row as stored.
 pub type Listener = Box<dyn FnMut(&TrainEvent, &EventRow) + Send>;
@@ -146,15 +172,7 @@ impl Recorder {
     /// What clients receive: the event's own fields plus what a page needs without doing
     /// arithmetic (status word, overall fraction done, ETA).
     fn payload(&self, event: &TrainEvent) -> Value {
-        if let TrainEvent::Epoch {
-            epoch,
-            train,
-            val,
-            lr,
-            seconds,
-        } = event
-        {
-            let mut row = flatten_epoch(*epoch, train, val, *lr, *seconds);
+        if let Some(mut row) = epoch_row(event) {
             row["type"] = json!("epoch");
             return row;
         }
@@ -185,7 +203,10 @@ impl Recorder {
             TrainEvent::Failed { .. } => value["status"] = json!("failed"),
             TrainEvent::Cancelled => value["status"] = json!("cancelled"),
             TrainEvent::WeightsLoaded { .. } => value["message"] = json!(event.weights_summary()),
-            TrainEvent::Epoch { .. } | TrainEvent::Checkpoint { .. } | TrainEvent::Test { .. } => {}
+            TrainEvent::Epoch { .. }
+            | TrainEvent::Step { .. }
+            | TrainEvent::Checkpoint { .. }
+            | TrainEvent::Test { .. } => {}
         }
         value
     }
@@ -232,14 +253,8 @@ impl Recorder {
                 // `interrupted` with an event of its own.
                 self.store.append_event(id, kind, &payload)?
             }
-            TrainEvent::Epoch {
-                epoch,
-                train,
-                val,
-                lr,
-                seconds,
-            } => {
-                let row = flatten_epoch(*epoch, train, val, *lr, *seconds);
+            TrainEvent::Epoch { epoch, val, .. } => {
+                let row = epoch_row(event).expect("an epoch event");
                 let value = val.get(self.monitor.key()).and_then(Value::as_f64);
                 if let Some(value) = value {
                     let better = match self.best {
@@ -280,9 +295,10 @@ impl Recorder {
                 self.store
                     .set_status_with_event(id, RunStatus::Cancelled, None, kind, &payload)?
             }
-            TrainEvent::Batch { .. } | TrainEvent::Checkpoint { .. } | TrainEvent::WeightsLoaded { .. } => {
-                self.store.append_event(id, kind, &payload)?
-            }
+            TrainEvent::Batch { .. }
+            | TrainEvent::Step { .. }
+            | TrainEvent::Checkpoint { .. }
+            | TrainEvent::WeightsLoaded { .. } => self.store.append_event(id, kind, &payload)?,
         };
         Ok(EventRow {
             seq,
@@ -298,6 +314,7 @@ impl Recorder {
 pub fn kind(event: &TrainEvent) -> &'static str {
     match event {
         TrainEvent::Batch { .. } => "progress",
+        TrainEvent::Step { .. } => "step",
         TrainEvent::Epoch { .. } => "epoch",
         TrainEvent::Checkpoint { .. } => "checkpoint",
         TrainEvent::Test { .. } => "test",
@@ -325,7 +342,10 @@ impl EventSink for Recorder {
                 self.unrecorded += 1;
                 // A store refusing writes (a full disk) fails every progress event of the epoch
                 // that is still training: the first, a tally, and every other kind are logged.
-                let progress = matches!(event, TrainEvent::Batch { .. } | TrainEvent::Checkpoint { .. });
+                let progress = matches!(
+                    event,
+                    TrainEvent::Batch { .. } | TrainEvent::Step { .. } | TrainEvent::Checkpoint { .. }
+                );
                 if !progress || self.unrecorded == 1 || self.unrecorded.is_multiple_of(1000) {
                     tracing::error!(
                         "run {}: could not record {} event ({} not recorded so far): {e}",

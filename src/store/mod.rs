@@ -8,7 +8,7 @@ use std::sync::{Mutex, MutexGuard};
 
 use rusqlite::Connection;
 
-use schema::{SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4, SCHEMA_V5, SCHEMA_VERSION, SET_BEST_HEADLINES};
+use schema::{SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4, SCHEMA_V5, SCHEMA_V6, SCHEMA_VERSION, SET_BEST_HEADLINES};
 
 mod datasets;
 mod reserve;
@@ -16,9 +16,11 @@ mod rows;
 mod runs;
 pub mod scalars;
 mod schema;
+mod steps;
 
 pub use reserve::{RESERVE_BYTES, RESERVE_FILE};
 pub use rows::{DatasetRow, EpochRow, EventRow, NewRun, Run, RunStatus, SplitFiles};
+pub use steps::StepPoint;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -152,6 +154,10 @@ impl Store {
                 "BEGIN; {SCHEMA_V5} UPDATE runs SET {SET_BEST_HEADLINES}; PRAGMA user_version = 5; COMMIT;"
             ))
             .map_err(wrap)?;
+        }
+        if version < 6 {
+            conn.execute_batch(&format!("BEGIN; {SCHEMA_V6} PRAGMA user_version = 6; COMMIT;"))
+                .map_err(wrap)?;
         }
         Ok(Store {
             conn: Mutex::new(conn),

@@ -74,6 +74,10 @@ pub struct CheckpointState {
     /// in checkpoints written before it was added (and when the caller did not know it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub inference: Option<InferenceInfo>,
+    /// The run's global step, images seen and training seconds at the end of this epoch, so a
+    /// resume continues the step and wall-time axes. Absent in older checkpoints.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clock: Option<crate::train::runner::steps::RunClock>,
 }
 
 /// What a model needs besides its weights to be used on new images: the label names in output
@@ -385,6 +389,7 @@ mod tests {
             pos_weight: None,
             num_labels: 2,
             inference: None,
+            clock: None,
         }
     }
 

@@ -39,6 +39,31 @@ pub enum TrainEvent {
         images_per_sec: f32,
         lr: f64,
     },
+    /// A point of the step-level training curve (see [`super::runner::steps`]): the training
+    /// loss and accuracies over the window of steps since the previous point, so every step
+    /// counts once and the line is smoothed by averaging rather than by sampling one batch.
+    Step {
+        /// Global step: batches trained since the run began, 1-based, counted on across epochs
+        /// and resumes.
+        step: u64,
+        epoch: usize,
+        /// Steps in the window this point averages.
+        window_steps: u64,
+        /// Mean training loss per image over the window.
+        loss: f64,
+        /// Over the window: the share of images whose highest output is a positive label (of
+        /// those with one; single-label runs' accuracy) and the share with every label right at
+        /// 0.5 (exact match; multi-label runs' accuracy). `None` when no image qualified.
+        top1_accuracy: Option<f64>,
+        exact_match: Option<f64>,
+        /// Training images seen since the run began.
+        images: u64,
+        /// The learning rate of the window's last step.
+        lr: f64,
+        /// Seconds of training since the run began; a resumed run continues from its last
+        /// checkpoint's clock.
+        wall_seconds: f64,
+    },
     /// An epoch finished; metrics are objects that include `"loss"`.
     Epoch {
         epoch: usize,
@@ -46,6 +71,13 @@ pub enum TrainEvent {
         val: serde_json::Value,
         lr: f64,
         seconds: f64,
+        /// The global step and the run's training clock when the epoch (with its validation)
+        /// ended, which place epoch-level metrics on the step and wall-time axes. Absent in
+        /// events recorded before step points existed.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        step: Option<u64>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        wall_seconds: Option<f64>,
     },
     Checkpoint {
         path: PathBuf,

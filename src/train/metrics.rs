@@ -319,6 +319,48 @@ fn ratio(hits: usize, total: usize) -> Option<f64> {
     (total > 0).then(|| hits as f64 / total as f64)
 }
 
+/// Counts behind the accuracies of [`evaluate`], which also sum over batches: the training loop
+/// adds them up per step window for its step points without keeping the outputs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RowHits {
+    /// `rows × labels` cells where `prob >= 0.5` agrees with the target.
+    pub cells_right: usize,
+    /// Rows with every label right at 0.5 (exact match).
+    pub rows_exact: usize,
+    /// Rows whose highest output is one of their positive labels, of the `top1_rows` rows with
+    /// at least one positive.
+    pub top1_hits: usize,
+    pub top1_rows: usize,
+}
+
+impl std::ops::AddAssign for RowHits {
+    fn add_assign(&mut self, other: RowHits) {
+        self.cells_right += other.cells_right;
+        self.rows_exact += other.rows_exact;
+        self.top1_hits += other.top1_hits;
+        self.top1_rows += other.top1_rows;
+    }
+}
+
+/// [`RowHits`] of row-major `[rows, width]` outputs and targets.
+pub fn row_hits(width: usize, probs: &[f32], targets: &[f32]) -> RowHits {
+    let mut hits = RowHits::default();
+    for (output, target) in probs.chunks_exact(width).zip(targets.chunks_exact(width)) {
+        let right = output
+            .iter()
+            .zip(target)
+            .filter(|(&p, &t)| (p >= DEFAULT_THRESHOLD) == (t >= 0.5))
+            .count();
+        hits.cells_right += right;
+        hits.rows_exact += usize::from(right == width);
+        if target.iter().any(|&t| t >= 0.5) {
+            hits.top1_rows += 1;
+            hits.top1_hits += usize::from(target[argmax(output)] >= 0.5);
+        }
+    }
+    hits
+}
+
 /// Every metric of one split. `thresholds`: `None` tunes max-F1 thresholds on this split (for
 /// validation); `Some` applies given ones (e.g. validation's, on train or test).
 ///
@@ -377,20 +419,12 @@ pub fn evaluate(
     let (macro_f1, f1_defined) = mean_of(per_label.iter().map(|m| m.f1));
     let (macro_f1_tuned, _) = mean_of(per_label.iter().map(|m| m.f1_tuned));
 
-    let (mut cells_right, mut rows_exact, mut top1_hits, mut top1_rows) = (0usize, 0usize, 0usize, 0usize);
-    for (output, target) in probs.chunks_exact(width).zip(targets.chunks_exact(width)) {
-        let right = output
-            .iter()
-            .zip(target)
-            .filter(|(&p, &t)| (p >= DEFAULT_THRESHOLD) == (t >= 0.5))
-            .count();
-        cells_right += right;
-        rows_exact += usize::from(right == width);
-        if target.iter().any(|&t| t >= 0.5) {
-            top1_rows += 1;
-            top1_hits += usize::from(target[argmax(output)] >= 0.5);
-        }
-    }
+    let RowHits {
+        cells_right,
+        rows_exact,
+        top1_hits,
+        top1_rows,
+    } = row_hits(width, probs, targets);
 
     let (confusion, balanced_accuracy, macro_auroc) = match task {
         Task::MultiLabel => (None, None, None),

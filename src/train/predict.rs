@@ -331,6 +331,7 @@ mod tests {
             pos_weight: None,
             num_labels: 3,
             inference: None,
+            clock: None,
         };
         let labels: Vec<String> = ["A", "B", "C"].iter().map(|s| s.to_string()).collect();
         assert_eq!(tuned_thresholds(&state, &labels), vec![0.75, 0.25, 0.5]);

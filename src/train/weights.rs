@@ -115,6 +115,7 @@ pub fn import_checkpoint(request: &ImportRequest) -> Result<(PathBuf, ImportRepo
             mean: request.mean,
             std: request.std,
         }),
+        clock: None,
     };
     let ckpts = RunCheckpoints::new(parent, &run_id);
     let dir = ckpts.save_epoch(&model, &[], &state, None)?;

@@ -3,6 +3,7 @@
 //! training engine implements; this module never trains anything itself.
 
 mod auth;
+pub(crate) mod axes;
 pub mod charts;
 pub mod epochs;
 pub mod error;

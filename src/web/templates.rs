@@ -167,6 +167,8 @@ pub struct RunPage {
     pub charts: Vec<ChartLink>,
     pub smooth: String,
     pub log: bool,
+    /// The line charts' x-axis (`epoch`, `step` or `time`).
+    pub x_axis: &'static str,
     pub epoch_columns: Vec<String>,
     /// Metric keys in column order, for the live script to fill new rows.
     pub epoch_keys: String,
@@ -223,6 +225,8 @@ pub struct ComparePage {
     pub charts: Vec<ChartLink>,
     pub smooth: String,
     pub log: bool,
+    /// The line charts' x-axis (`epoch`, `step` or `time`).
+    pub x_axis: &'static str,
     pub runs_param: String,
     pub params: Vec<TableRow>,
     pub params_hidden: usize,

@@ -95,6 +95,8 @@ pub(super) async fn sse_latency(state: &Arc<AppState>, port: u16, epochs: usize)
                 val: val_metrics(0, epoch, epochs),
                 lr: 1e-3,
                 seconds: 1.0,
+                step: None,
+                wall_seconds: None,
             });
             started
         })
@@ -145,6 +147,8 @@ fn stand_in_training(mut recorder: Recorder, batches: usize, per_epoch: usize) -
                 val: val_metrics(0, epoch, 10),
                 lr: 1e-3,
                 seconds: 1.0,
+                step: None,
+                wall_seconds: None,
             });
         }
     }

@@ -181,6 +181,12 @@ fn page_groups(long_runs: &[String], compare: usize, total_runs: usize) -> Vec<(
     run_with_charts.extend(run_charts.iter().cloned());
     let mut compare_with_charts = vec![format!("/compare?runs={ids}")];
     compare_with_charts.extend(compare_charts.iter().cloned());
+    // On the step axis the loss, accuracy and lr charts also read the run's ~2,000 step points.
+    let step_charts: Vec<String> = run_charts.iter().map(|c| format!("{c}?x=step")).collect();
+    let compare_step_charts: Vec<String> = ["train_loss", "loss"]
+        .iter()
+        .map(|c| format!("/compare/charts/{c}.svg?runs={ids}&x=step"))
+        .collect();
     vec![
         ("runs page (/)".into(), vec!["/".into()]),
         // Sorting by a best-epoch number and searching touch every run, not just one page.
@@ -193,6 +199,11 @@ fn page_groups(long_runs: &[String], compare: usize, total_runs: usize) -> Vec<(
         ("run page + 4 chart SVGs".into(), run_with_charts),
         ("compare page".into(), vec![format!("/compare?runs={ids}")]),
         ("compare page + 3 chart SVGs".into(), compare_with_charts),
+        ("run page's 4 charts on the step axis".into(), step_charts),
+        (
+            "compare: training and validation loss on the step axis".into(),
+            compare_step_charts,
+        ),
         ("GET /api/runs (first 100)".into(), vec!["/api/runs".into()]),
         ("GET /api/runs?limit=1000".into(), vec!["/api/runs?limit=1000".into()]),
         // OFFSET walks the index up to the page: the last page is the slowest.

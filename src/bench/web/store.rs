@@ -12,6 +12,8 @@ use crate::service;
 use crate::service::runs::Recorder;
 use crate::store::scalars::FinishedRun;
 use crate::store::{NewRun, RunStatus, Store};
+use crate::train::config::DEFAULT_STEP_POINTS;
+use crate::train::runner::steps::step_interval;
 use crate::train::{EventSink, TrainConfig, TrainEvent};
 use crate::web::{FieldError, JobControl};
 
@@ -129,13 +131,17 @@ pub(super) fn build_store(store: &Arc<Store>, config: &WebBenchConfig) -> anyhow
             .context("cannot create a run in the benchmark store")?;
         let mut recorder = Recorder::new(store.clone(), &id, &train_config, None);
         store.set_status(&id, RunStatus::Running, None)?;
+        let every = step_interval((epochs * STEPS_PER_EPOCH) as u64, DEFAULT_STEP_POINTS);
         for epoch in 1..=epochs {
+            record_training_steps(&mut recorder, epoch, every);
             recorder.emit(TrainEvent::Epoch {
                 epoch,
                 train: train_metrics(epoch, epochs),
                 val: val_metrics(run, epoch, epochs),
                 lr: 1e-3 / epoch as f64,
                 seconds: 30.0,
+                step: Some((epoch * STEPS_PER_EPOCH) as u64),
+                wall_seconds: Some(30.0 * epoch as f64),
             });
         }
         recorder.emit(TrainEvent::Finished {
@@ -146,6 +152,47 @@ pub(super) fn build_store(store: &Arc<Store>, config: &WebBenchConfig) -> anyhow
         long_runs.push(id);
     }
     Ok(long_runs)
+}
+
+/// Steps per epoch of the long runs: NIH's training split at batch 16.
+const STEPS_PER_EPOCH: usize = 4_900;
+
+/// Progress events stored per epoch of the long runs (a real run stores one every 250 ms; these
+/// are enough to sit between the step points the charts read).
+const PROGRESS_PER_EPOCH: usize = 20;
+
+/// One epoch's training events as a run with the default point budget stores them: its step
+/// points (one every `every` steps) among progress events.
+fn record_training_steps(recorder: &mut Recorder, epoch: usize, every: u64) {
+    let first = ((epoch - 1) * STEPS_PER_EPOCH) as u64;
+    let progress_every = STEPS_PER_EPOCH / PROGRESS_PER_EPOCH;
+    for batch in 1..=STEPS_PER_EPOCH {
+        let step = first + batch as u64;
+        let loss = 0.9 / (1.0 + step as f64 / 5_000.0);
+        if batch % progress_every == 0 {
+            recorder.emit(TrainEvent::Batch {
+                epoch,
+                batch,
+                of: STEPS_PER_EPOCH,
+                loss: loss as f32,
+                images_per_sec: 100.0,
+                lr: 1e-3,
+            });
+        }
+        if step.is_multiple_of(every) {
+            recorder.emit(TrainEvent::Step {
+                step,
+                epoch,
+                window_steps: every,
+                loss,
+                top1_accuracy: Some(0.5),
+                exact_match: Some(0.3),
+                images: step * 16,
+                lr: 1e-3,
+                wall_seconds: step as f64 * 30.0 / STEPS_PER_EPOCH as f64,
+            });
+        }
+    }
 }
 
 #[cfg(test)]

@@ -311,6 +311,11 @@ pub struct TrainConfig {
     /// CPU threads (default: all cores).
     #[arg(long)]
     pub threads: Option<usize>,
+    /// Step points: how many points of the step-level training curve (smoothed loss and
+    /// accuracy) a run stores at most; one every ceil(total steps / this) steps, and at most
+    /// two a second.
+    #[arg(long, default_value_t = DEFAULT_STEP_POINTS)]
+    pub step_points: usize,
     /// A name for the run shown in the dashboard.
     #[arg(long)]
     pub name: Option<String>,
@@ -318,6 +323,13 @@ pub struct TrainConfig {
     #[arg(long = "tag")]
     pub tags: Vec<String>,
 }
+
+/// Step points a run stores by default: enough for a smooth curve at any chart width, few enough
+/// that drawing one is a single cheap read (~2,000 rows).
+pub const DEFAULT_STEP_POINTS: usize = 2_000;
+
+/// The most step points a run may ask for (a chart shows at most ~1,000 anyway).
+pub const MAX_STEP_POINTS: usize = 100_000;
 
 impl Default for TrainConfig {
     fn default() -> Self {
@@ -376,6 +388,7 @@ impl Default for TrainConfig {
             device: DeviceChoice::Auto,
             precision: Precision::F32,
             threads: None,
+            step_points: DEFAULT_STEP_POINTS,
             name: None,
             tags: Vec::new(),
         }
@@ -457,6 +470,8 @@ impl TrainConfig {
             tags: Vec::new(),
             device: DeviceChoice::Auto,
             threads: None,
+            // Only how densely the curve is sampled: a resume may change it.
+            step_points: 0,
             ..self.clone()
         }
     }
@@ -583,6 +598,12 @@ mod tests {
             ),
             ("plateau factor 1", |c| c.plateau_factor = 1.0, "plateau_factor"),
             ("grad clip 0", |c| c.grad_clip = Some(0.0), "grad_clip"),
+            ("no step points", |c| c.step_points = 0, "step_points"),
+            (
+                "too many step points",
+                |c| c.step_points = MAX_STEP_POINTS + 1,
+                "step_points",
+            ),
             ("focal gamma negative", |c| c.focal_gamma = -1.0, "focal_gamma"),
             ("focal alpha above 1", |c| c.focal_alpha = Some(1.5), "focal_alpha"),
             (

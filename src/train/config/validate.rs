@@ -330,6 +330,16 @@ impl TrainConfig {
                 "patience must be at least 1 epoch (leave it empty to never stop early)".into(),
             );
         }
+        if !(1..=super::MAX_STEP_POINTS).contains(&self.step_points) {
+            bad(
+                "step_points",
+                format!(
+                    "must be from 1 to {} (the most step-level points a run stores; default {})",
+                    super::MAX_STEP_POINTS,
+                    super::DEFAULT_STEP_POINTS
+                ),
+            );
+        }
         if self.threads == Some(0) {
             bad(
                 "threads",

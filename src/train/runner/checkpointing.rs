@@ -110,6 +110,7 @@ pub(super) fn save_and_report<M: ImageClassifier>(
         pos_weight: progress.pos_weight.clone(),
         num_labels: setup.num_labels,
         inference: setup.inference.clone(),
+        clock: progress.clock,
     };
     let optim_bytes = optim.to_bytes().map_err(|message| Error::Checkpoint {
         path: ckpts.path().to_path_buf(),
@@ -121,6 +122,8 @@ pub(super) fn save_and_report<M: ImageClassifier>(
         val,
         lr,
         seconds,
+        step: progress.clock.map(|c| c.steps),
+        wall_seconds: progress.clock.map(|c| c.wall_seconds),
     };
     let record = serde_json::to_value(&event).expect("events serialise");
     let dir = ckpts

@@ -7,6 +7,7 @@
 mod checkpointing;
 mod passes;
 mod progress;
+pub mod steps;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -19,6 +20,7 @@ use burn::tensor::{Device, Tensor, TensorData};
 use checkpointing::FinishedEpoch;
 use passes::Step;
 use progress::Progress;
+use steps::{StepPoints, MIN_STEP_EVENT_INTERVAL};
 
 use super::checkpoint::{InferenceInfo, RunCheckpoints};
 use super::config::TrainConfig;
@@ -279,11 +281,24 @@ where
         first_epoch: progress.completed_epochs + 1,
     });
 
+    let batches_per_epoch = data.train_batch_count() as u64;
+    let every = steps::step_interval(config.epochs as u64 * batches_per_epoch, config.step_points);
+    let clock = progress.clock(batches_per_epoch);
+    let mut points = StepPoints::new(every, MIN_STEP_EVENT_INTERVAL, clock, Instant::now());
     for epoch_index in progress.completed_epochs..config.epochs {
         let epoch = epoch_index + 1;
         let epoch_start = Instant::now();
         setup.device.seed(epoch_seed(config.seed, epoch_index));
-        let trained = passes::train_epoch(model, &mut optim, &progress.schedule, epoch_index, data, &step, events)?;
+        let trained = passes::train_epoch(
+            model,
+            &mut optim,
+            &progress.schedule,
+            epoch_index,
+            data,
+            &step,
+            &mut points,
+            events,
+        )?;
         let Some((trained_model, train)) = trained else {
             return Ok(Outcome::Cancelled);
         };
@@ -302,6 +317,7 @@ where
             serde_json::json!({})
         };
         let improved = progress.end_epoch(epoch, &val_metrics, config);
+        progress.clock = Some(points.clock(Instant::now()));
         let finished = FinishedEpoch {
             epoch,
             train: train_metrics,
@@ -712,6 +728,74 @@ mod tests {
         let (_, resumed) = run(again, &mut ToySource::new());
         let (a, b) = (&epoch_events(&straight)[2].1, &epoch_events(&resumed)[0].1);
         assert!((val_of(a, "loss") - val_of(b, "loss")).abs() > 1e-7, "{a} vs {b}");
+    }
+
+    /// Where an event sits: (global step, epoch, wall seconds).
+    type Place = (u64, usize, f64);
+
+    /// The places of a session's step points and of its epochs.
+    fn step_axis(events: &[TrainEvent]) -> (Vec<Place>, Vec<Place>) {
+        let mut points = Vec::new();
+        let mut epochs = Vec::new();
+        for event in events {
+            match event {
+                TrainEvent::Step {
+                    step,
+                    epoch,
+                    wall_seconds,
+                    ..
+                } => points.push((*step, *epoch, *wall_seconds)),
+                TrainEvent::Epoch {
+                    step: Some(step),
+                    epoch,
+                    wall_seconds: Some(wall_seconds),
+                    ..
+                } => epochs.push((*step, *epoch, *wall_seconds)),
+                _ => {}
+            }
+        }
+        (points, epochs)
+    }
+
+    #[test]
+    fn step_points_and_epochs_share_one_step_axis_and_clock_across_a_resume() {
+        let tmp = tempfile::tempdir().unwrap();
+        // 6 batches an epoch and a budget of 4 points: one every 3 steps over 2 epochs, every 6
+        // once resumed for 4.
+        let cfg = |epochs| TrainConfig {
+            step_points: 4,
+            ..config(epochs)
+        };
+        let (first, events) = run(setup(cfg(2), tmp.path(), "axis"), &mut ToySource::new());
+        first.unwrap();
+        let (points, epochs) = step_axis(&events);
+        assert_eq!(epochs.iter().map(|e| (e.0, e.1)).collect::<Vec<_>>(), [(6, 1), (12, 2)]);
+        // The first due point always comes; later ones only half a second apart (toy steps
+        // take microseconds), so the run stays within its budget either way.
+        assert_eq!((points[0].0, points[0].1), (3, 1), "{points:?}");
+        assert!(points.len() <= 4 && points.iter().all(|p| p.0 % 3 == 0), "{points:?}");
+        assert!(
+            epochs[1].2 >= epochs[0].2 && epochs[0].2 >= points[0].2,
+            "{epochs:?} {points:?}"
+        );
+
+        // Resumed for two more epochs: the axis and the clock go on from epoch 2's end.
+        let mut again = setup(cfg(4), tmp.path(), "axis");
+        again.resume = true;
+        let (second, resumed) = run(again, &mut ToySource::new());
+        second.unwrap();
+        let (points, epochs) = step_axis(&resumed);
+        assert_eq!(
+            epochs.iter().map(|e| (e.0, e.1)).collect::<Vec<_>>(),
+            [(18, 3), (24, 4)]
+        );
+        assert_eq!(
+            (points[0].0, points[0].1),
+            (18, 3),
+            "one point every 24 / 4 = 6 steps: {points:?}"
+        );
+        let before = step_axis(&events).1[1].2;
+        assert!(points[0].2 >= before, "the clock continues from {before}: {points:?}");
     }
 
     #[test]

@@ -7,11 +7,13 @@ use std::time::{Duration, Instant};
 use burn::optim::GradientsParams;
 use burn::tensor::{Device, FloatDType};
 
+use super::steps::StepPoints;
 use super::{batch_tensors, check_batch, BatchSource, CancelHandle, ImageClassifier};
 use crate::train::config::OutputActivation;
 use crate::train::error::{Error, Result};
 use crate::train::event::{EventSink, TrainEvent};
 use crate::train::loss::{activate, Loss};
+use crate::train::metrics::row_hits;
 use crate::train::optim::{Optim, Schedule};
 
 /// Batch events at most this often (plus each epoch's last batch), so a fast model does not flood
@@ -44,8 +46,9 @@ pub(super) struct Pass {
     pub lr: f64,
 }
 
-/// Trains one epoch (`epoch_index` from 0); returns the updated model and the pass, or `None`
-/// when cancelled.
+/// Trains one epoch (`epoch_index` from 0), booking every step in `points` (which reports the
+/// step points); returns the updated model and the pass, or `None` when cancelled.
+#[allow(clippy::too_many_arguments)]
 pub(super) fn train_epoch<M: ImageClassifier>(
     mut model: M,
     optim: &mut Optim,
@@ -53,6 +56,7 @@ pub(super) fn train_epoch<M: ImageClassifier>(
     epoch_index: usize,
     data: &mut dyn BatchSource,
     step: &Step,
+    points: &mut StepPoints,
     events: &mut dyn EventSink,
 ) -> Result<Option<(M, Pass)>> {
     let cancel = step.cancel;
@@ -116,8 +120,15 @@ pub(super) fn train_epoch<M: ImageClassifier>(
         };
 
         let probs = activate(logits.detach(), step.activation).into_data();
+        let first = pass.probabilities.len();
         pass.probabilities.extend(probs.iter::<f32>());
         pass.targets.extend_from_slice(&batch.targets);
+        // From the outputs already copied to the host for the epoch's metrics: the step point
+        // costs no extra device sync.
+        let hits = row_hits(step.num_labels, &pass.probabilities[first..], &batch.targets);
+        if let Some(point) = points.record(epoch, loss_value, batch.n, hits, pass.lr, Instant::now()) {
+            events.emit(point);
+        }
         loss_sum += loss_value as f64 * batch.n as f64;
         pass.images += batch.n;
         index += 1;

@@ -1,6 +1,7 @@
 //! Where a run stands between epochs: the learning-rate schedule, the best epoch so far (what
 //! checkpoints follow) and early stopping's count of epochs without improvement.
 
+use super::steps::RunClock;
 use super::Outcome;
 use crate::train::checkpoint::CheckpointState;
 use crate::train::config::{Monitor, TrainConfig};
@@ -14,6 +15,9 @@ pub(super) struct Progress {
     pub epochs_without_improvement: usize,
     pub pos_weight: Option<Vec<f32>>,
     pub completed_epochs: usize,
+    /// The run's step axis and clock at the end of the last completed epoch; `None` before the
+    /// first, and for checkpoints written before step points existed.
+    pub clock: Option<RunClock>,
 }
 
 impl Progress {
@@ -27,6 +31,7 @@ impl Progress {
             epochs_without_improvement: 0,
             pos_weight,
             completed_epochs: 0,
+            clock: None,
         }
     }
 
@@ -43,7 +48,18 @@ impl Progress {
             epochs_without_improvement: state.epochs_without_improvement,
             pos_weight: state.pos_weight,
             completed_epochs: state.epoch,
+            clock: state.clock,
         }
+    }
+
+    /// Where the step axis and clock continue from: the last epoch's, else (a new run, or an
+    /// older checkpoint that did not keep its clock) the steps of the completed epochs, which
+    /// are fixed by the data, with images and time counted from here.
+    pub fn clock(&self, batches_per_epoch: u64) -> RunClock {
+        self.clock.unwrap_or(RunClock {
+            steps: self.completed_epochs as u64 * batches_per_epoch,
+            ..RunClock::default()
+        })
     }
 
     /// Whether a resumed run has nothing left to train: every epoch done, or early stopping's

@@ -27,10 +27,22 @@ impl Series {
     }
 }
 
+/// What a line chart's x values are, which decides its ticks: epochs (about one tick each),
+/// global steps (whole numbers, 12k for 12,000) or training time (already in the label's unit).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum XAxis {
+    #[default]
+    Epoch,
+    Step,
+    Time,
+}
+
 /// How to draw a line chart.
 #[derive(Debug, Clone, Serialize)]
 pub struct LineChart {
     pub title: String,
+    pub x_axis: XAxis,
     pub x_label: String,
     pub y_label: String,
     /// EMA smoothing weight in `[0, 1)`; the raw line is then drawn faintly underneath.
@@ -45,6 +57,7 @@ impl LineChart {
     pub fn new(title: impl Into<String>) -> LineChart {
         LineChart {
             title: title.into(),
+            x_axis: XAxis::Epoch,
             x_label: "epoch".into(),
             y_label: String::new(),
             smoothing: None,
@@ -102,6 +115,19 @@ pub fn downsample_min_max(points: &[(f64, f64)], max_points: usize) -> Vec<(f64,
     out
 }
 
+/// Step counts as short whole numbers: 950, 4900, 12k, 1.5M.
+pub fn format_count(v: f64) -> String {
+    let a = v.abs();
+    if a >= 1e6 {
+        let text = format!("{:.1}", v / 1e6);
+        format!("{}M", text.trim_end_matches(".0"))
+    } else if a >= 1e4 {
+        format!("{:.0}k", v / 1e3)
+    } else {
+        format!("{v:.0}")
+    }
+}
+
 /// (x, y) pairs of one line.
 type Points = Vec<(f64, f64)>;
 
@@ -132,7 +158,7 @@ fn prepare(chart: &LineChart, series: &[Series]) -> Vec<(Option<Points>, Points)
 
 /// The axes' ranges around the prepared points and the number of x ticks; `None` when there is
 /// no point. Headroom: no point sits on the frame, and the top leaves room for the legend box.
-fn plot_ranges(prepared: &[(Option<Points>, Points)]) -> Option<((f64, f64), (f64, f64), usize)> {
+fn plot_ranges(prepared: &[(Option<Points>, Points)], x_axis: XAxis) -> Option<((f64, f64), (f64, f64), usize)> {
     let all = prepared.iter().flat_map(|(raw, main)| raw.iter().flatten().chain(main));
     let (mut x0, mut x1, mut y0, mut y1) = (f64::MAX, f64::MIN, f64::MAX, f64::MIN);
     for &(x, y) in all {
@@ -144,8 +170,11 @@ fn plot_ranges(prepared: &[(Option<Points>, Points)]) -> Option<((f64, f64), (f6
     if x0 > x1 {
         return None;
     }
-    // Epoch axes: about one tick per epoch for short runs rather than fractional epochs.
-    let x_ticks = ((x1 - x0).round() as usize + 1).clamp(2, 10);
+    let x_ticks = match x_axis {
+        // Epoch axes: about one tick per epoch for short runs rather than fractional epochs.
+        XAxis::Epoch => ((x1 - x0).round() as usize + 1).clamp(2, 10),
+        XAxis::Step | XAxis::Time => 8,
+    };
     let (lo, hi) = pad_range(y0, y1, 0.06);
     Some((pad_range(x0, x1, 0.03), (lo, hi + (hi - lo) * 0.12), x_ticks))
 }
@@ -157,7 +186,7 @@ pub(super) fn draw<DB: DrawingBackend>(
     series: &[Series],
 ) -> Result<(), Error> {
     let prepared = prepare(chart, series);
-    let Some(((x0, x1), (y0, y1), x_ticks)) = plot_ranges(&prepared) else {
+    let Some(((x0, x1), (y0, y1), x_ticks)) = plot_ranges(&prepared, chart.x_axis) else {
         return draw_empty(root, k, &chart.title);
     };
     let log_y = chart.log_y;
@@ -168,7 +197,11 @@ pub(super) fn draw<DB: DrawingBackend>(
             format_number(*v)
         }
     };
-    let x_format = |v: &f64| format_number(*v);
+    let x_axis = chart.x_axis;
+    let x_format = move |v: &f64| match x_axis {
+        XAxis::Step => format_count(*v),
+        XAxis::Epoch | XAxis::Time => format_number(*v),
+    };
     // Room for the widest y tick label, measured in the font the PNG draws with.
     let y_label_width = [y0, y1, (y0 + y1) / 2.0]
         .iter()
@@ -262,6 +295,22 @@ mod tests {
     }
 
     #[test]
+    fn step_ticks_are_short_whole_numbers() {
+        let cases = [
+            (0.0, "0"),
+            (950.0, "950"),
+            (4_900.0, "4900"),
+            (12_000.0, "12k"),
+            (490_000.0, "490k"),
+            (1_500_000.0, "1.5M"),
+            (2_000_000.0, "2M"),
+        ];
+        for (value, text) in cases {
+            assert_eq!(format_count(value), text, "{value}");
+        }
+    }
+
+    #[test]
     fn debiased_ema_starts_at_the_first_value() {
         let smooth = ema_debiased(&[(1.0, 1.0), (2.0, 2.0), (3.0, f64::NAN), (4.0, 2.0)], 0.6);
         // t=1: 0.4*1 / (1-0.6) = 1; t=2: (0.6*0.4 + 0.4*2) / (1-0.36) = 1.04/0.64.
@@ -326,7 +375,7 @@ mod tests {
             Series::new("flat", vec![(1.0, 0.5), (3.0, 0.5)]),
         ];
         let prepared = prepare(&LineChart::new("loss"), &series);
-        let ((x0, x1), (y0, y1), ticks) = plot_ranges(&prepared).unwrap();
+        let ((x0, x1), (y0, y1), ticks) = plot_ranges(&prepared, XAxis::Epoch).unwrap();
         assert_eq!(ticks, 3, "one tick per epoch");
         let (dx, dy) = (x1 - x0, y1 - y0);
         for (x, y) in prepared.iter().flat_map(|(_, main)| main.iter().copied()) {
@@ -335,12 +384,12 @@ mod tests {
             assert!(y1 - y >= 0.12 * dy, "y {y} leaves no room for the legend under {y1}");
         }
         let one = prepare(&LineChart::new("one"), &[Series::new("a", vec![(4.0, 0.5)])]);
-        let ((x0, x1), (y0, y1), _) = plot_ranges(&one).unwrap();
+        let ((x0, x1), (y0, y1), _) = plot_ranges(&one, XAxis::Epoch).unwrap();
         assert!(
             x0 < 4.0 && 4.0 < x1 && y0 < 0.5 && 0.5 < y1,
             "a lone point is inside too"
         );
-        assert!(plot_ranges(&[]).is_none());
+        assert!(plot_ranges(&[], XAxis::Epoch).is_none());
     }
 
     #[test]

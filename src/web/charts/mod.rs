@@ -20,7 +20,7 @@ use plotters::style::text_anchor::{HPos, Pos, VPos};
 use serde::Serialize;
 
 pub use bar::BarGroup;
-pub use line::{downsample_min_max, ema_debiased, LineChart, Series};
+pub use line::{downsample_min_max, ema_debiased, format_count, LineChart, Series, XAxis};
 pub use matrix::{LabelPanel, MatrixView};
 
 #[derive(Debug, thiserror::Error)]

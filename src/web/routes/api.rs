@@ -17,7 +17,7 @@ use serde_json::{json, Value};
 use super::run::{full_epoch, load_run, scalar_epochs};
 use crate::data::LabelTable;
 use crate::service::evaluation::SplitChoice;
-use crate::store::{EpochRow, Run, RunStatus};
+use crate::store::{EpochRow, Run, RunStatus, StepPoint};
 use crate::train::TrainConfig;
 use crate::web::metrics::{self, LabelMetrics};
 use crate::web::{AppError, AppState, FieldError};
@@ -27,6 +27,8 @@ pub fn router() -> Router<Arc<AppState>> {
         .route("/api/runs", get(list_runs).post(submit_run))
         .route("/api/runs/{id}", get(run_detail).delete(delete_run))
         .route("/api/runs/{id}/metrics.csv", get(metrics_csv))
+        .route("/api/runs/{id}/steps", get(steps_json))
+        .route("/api/runs/{id}/steps.csv", get(steps_csv))
         .route("/api/runs/{id}/predictions.csv", get(predictions_csv))
         .route("/runs/{id}/weights.safetensors", get(weights_safetensors))
         .route("/api/runs/{id}/test", post(score_test))
@@ -302,13 +304,12 @@ async fn metrics_csv(
     let run = load_run(&state, &id)?;
     let epochs = scalar_epochs(&state, &id)?;
     let keys = metrics::scalar_keys(&epochs);
-    let mut writer = csv::Writer::from_writer(Vec::new());
-    let csv_error = |e: csv::Error| AppError::Internal(format!("writing metrics CSV: {e}"));
-    let header = ["epoch", "committed_at"]
+    let columns = ["epoch", "committed_at"]
         .into_iter()
-        .chain(keys.iter().map(String::as_str));
-    writer.write_record(header).map_err(csv_error)?;
-    for e in epochs.iter() {
+        .map(String::from)
+        .chain(keys.iter().cloned())
+        .collect();
+    let rows = epochs.iter().map(|e| {
         let mut record = vec![e.epoch.to_string(), e.committed_at.clone()];
         // Full precision, and empty where an epoch lacks a metric.
         record.extend(keys.iter().map(|k| {
@@ -316,22 +317,87 @@ async fn metrics_csv(
                 .map(|v| v.to_string())
                 .unwrap_or_default()
         }));
+        record
+    });
+    csv_download(&run.id, "metrics", columns, rows)
+}
+
+/// A run's step points (the step-level training curve), in step order.
+#[derive(Serialize)]
+struct StepPoints {
+    run_id: String,
+    points: Vec<StepPoint>,
+}
+
+async fn steps_json(State(state): State<Arc<AppState>>, Path(id): Path<String>) -> Result<Json<StepPoints>, AppError> {
+    let run = load_run(&state, &id)?;
+    let points = state.store.step_points(&run.id)?;
+    Ok(Json(StepPoints { run_id: run.id, points }))
+}
+
+/// One row per step point, columns as the JSON's fields; empty where an accuracy is undefined.
+async fn steps_csv(State(state): State<Arc<AppState>>, Path(id): Path<String>) -> Result<impl IntoResponse, AppError> {
+    let run = load_run(&state, &id)?;
+    let points = state.store.step_points(&run.id)?;
+    let columns = STEP_COLUMNS.iter().map(|c| c.to_string()).collect();
+    let optional = |v: Option<f64>| v.map(|v| v.to_string()).unwrap_or_default();
+    let rows = points.iter().map(|p| {
+        vec![
+            p.step.to_string(),
+            p.epoch.to_string(),
+            p.window_steps.to_string(),
+            p.loss.to_string(),
+            optional(p.top1_accuracy),
+            optional(p.exact_match),
+            p.images.to_string(),
+            p.lr.to_string(),
+            p.wall_seconds.to_string(),
+        ]
+    });
+    csv_download(&run.id, "steps", columns, rows)
+}
+
+/// The columns of `steps.csv`, in order.
+const STEP_COLUMNS: [&str; 9] = [
+    "step",
+    "epoch",
+    "window_steps",
+    "loss",
+    "top1_accuracy",
+    "exact_match",
+    "images",
+    "lr",
+    "wall_seconds",
+];
+
+/// A CSV attachment named `cxr8-<run>-<what>.csv`.
+fn csv_download(
+    run_id: &str,
+    what: &str,
+    columns: Vec<String>,
+    rows: impl Iterator<Item = Vec<String>>,
+) -> Result<axum::response::Response, AppError> {
+    let csv_error = |e: csv::Error| AppError::Internal(format!("writing {what} CSV: {e}"));
+    let mut writer = csv::Writer::from_writer(Vec::new());
+    writer.write_record(&columns).map_err(csv_error)?;
+    for record in rows {
         writer.write_record(&record).map_err(csv_error)?;
     }
     let body = writer
         .into_inner()
-        .map_err(|e| AppError::Internal(format!("writing metrics CSV: {e}")))?;
-    let file = safe_file_part(&run.id);
+        .map_err(|e| AppError::Internal(format!("writing {what} CSV: {e}")))?;
+    let file = safe_file_part(run_id);
     Ok((
         [
             (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_string()),
             (
                 header::CONTENT_DISPOSITION,
-                format!("attachment; filename=\"cxr8-{file}-metrics.csv\""),
+                format!("attachment; filename=\"cxr8-{file}-{what}.csv\""),
             ),
         ],
         body,
-    ))
+    )
+        .into_response())
 }
 
 async fn submit_run(

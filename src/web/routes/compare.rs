@@ -17,6 +17,7 @@ use super::{
     chart_file, chart_response, curve_charts, interval_text, metric_key, metric_title, ChartDisplay, ChartQuery,
 };
 use crate::store::{EpochRow, Run, RunStatus};
+use crate::web::axes;
 use crate::web::charts::{self, palette_hex, BarGroup, Figure, LineChart, MatrixView, Series};
 use crate::web::metrics;
 use crate::web::templates::{encode_query, Cell, ChartLink, ComparePage, CompareRun, TableRow};
@@ -56,6 +57,7 @@ fn chart_query(pairs: &Pairs) -> ChartQuery {
     ChartQuery {
         smooth: value(pairs, "smooth").map(String::from),
         log: value(pairs, "log").map(String::from),
+        x: value(pairs, "x").map(String::from),
         scale: value(pairs, "scale").map(String::from),
     }
 }
@@ -218,7 +220,7 @@ async fn compare_page(State(state): State<Arc<AppState>>, Query(pairs): Query<Pa
         other_view.0.to_string(),
         format!("/compare?runs={runs_param}{suffix}&view={}#matrices", other_view.1),
     );
-    let export_href = format!("/compare/export.csv?runs={runs_param}");
+    let export_href = format!("/compare/export.csv?runs={runs_param}{}", display.x_suffix());
     Ok(ComparePage {
         live,
         last_seq,
@@ -237,6 +239,7 @@ async fn compare_page(State(state): State<Arc<AppState>>, Query(pairs): Query<Pa
         charts,
         smooth: display.smooth_text(),
         log: display.log,
+        x_axis: axes::name(display.x),
         runs_param,
         params,
         params_hidden,
@@ -263,7 +266,10 @@ fn metric_charts(runs: &Loaded, display: &ChartDisplay, runs_param: &str) -> Vec
         .map(|key| ChartLink {
             title: metric_title(key),
             src: if *key == "lr" && !display.log {
-                format!("/compare/charts/{key}.svg?runs={runs_param}&log=1")
+                format!(
+                    "/compare/charts/{key}.svg?runs={runs_param}&log=1{}",
+                    display.x_suffix()
+                )
             } else {
                 format!("/compare/charts/{key}.svg?runs={runs_param}{suffix}")
             },
@@ -528,39 +534,56 @@ async fn compare_chart(
             if !known && !COMPARE_CHARTS.contains(&key) {
                 return Err(AppError::NotFound(format!("no metric '{name}' in these runs")));
             }
+            let mut series = overlaid_series(&state, &runs, &names, key, &display)?;
             let mut chart = LineChart::new(metric_title(key));
             chart.y_label = key.replace('_', " ");
             display.apply(&mut chart);
-            Figure::Line {
-                chart,
-                series: overlaid_series(&runs, &names, key),
-            }
+            axes::fit_x(display.x, &mut chart, &mut series);
+            Figure::Line { chart, series }
         }
     };
     chart_response(&figure, name, format, &display)
 }
 
-/// One series per run for a metric key. Every run keeps its colour (its position) even when it
-/// has no points for this metric.
-fn overlaid_series(runs: &Loaded, names: &[String], key: &str) -> Vec<Series> {
+/// One series per run for a metric key on the chosen x-axis, each run from its own step 0 / time
+/// 0. Every run keeps its colour (its position) even when it has no points for this metric.
+fn overlaid_series(
+    state: &AppState,
+    runs: &Loaded,
+    names: &[String],
+    key: &str,
+    display: &ChartDisplay,
+) -> Result<Vec<Series>, AppError> {
     runs.iter()
         .zip(names)
-        .map(|((_, epochs), name)| Series::new(name.clone(), metrics::series(epochs, key)))
+        .map(|((run, epochs), name)| {
+            let points = if display.wants_steps() && axes::step_counterpart(key).is_some() {
+                state.store.step_points(&run.id)?
+            } else {
+                Vec::new()
+            };
+            Ok(Series::new(
+                name.clone(),
+                axes::compare_points(epochs, &points, key, display.x),
+            ))
+        })
         .collect()
 }
 
-/// `GET /compare/export.csv?runs=…`: every series the compare page overlays (each chart's metric
-/// for each run, by epoch) in long form, for plotting elsewhere.
+/// `GET /compare/export.csv?runs=…[&x=epoch|step|time]`: every series the compare page overlays
+/// (each chart's metric for each run, on the chosen x-axis) in long form, for plotting elsewhere.
 async fn export_csv(State(state): State<Arc<AppState>>, Query(pairs): Query<Pairs>) -> Result<Response, AppError> {
     let ids = run_ids(&pairs)?;
+    let display = chart_query(&pairs).display()?;
     let runs = load(&state, &ids)?;
     let names = display_names(&runs);
-    let mut csv = String::from("run_id,run,metric,epoch,value\n");
+    let mut csv = format!("run_id,run,metric,{},value\n", axes::name(display.x));
     for key in COMPARE_CHARTS {
-        for (((run, _), name), series) in runs.iter().zip(&names).zip(overlaid_series(&runs, &names, key)) {
-            for (epoch, value) in series.points {
+        let series = overlaid_series(&state, &runs, &names, key, &display)?;
+        for (((run, _), name), series) in runs.iter().zip(&names).zip(series) {
+            for (x, value) in series.points {
                 csv.push_str(&format!(
-                    "{},{},{key},{epoch},{value}\n",
+                    "{},{},{key},{x},{value}\n",
                     charts::csv_cell(&run.id),
                     charts::csv_cell(name)
                 ));

@@ -18,7 +18,8 @@ use axum::routing::get;
 use axum::Router;
 
 use crate::store::EpochRow;
-use crate::web::charts::{self, Figure, Format, LineChart, Series};
+use crate::web::axes;
+use crate::web::charts::{self, Figure, Format, LineChart, Series, XAxis};
 use crate::web::metrics;
 use crate::web::templates;
 use crate::web::{AppError, AppState};
@@ -37,6 +38,7 @@ pub fn router() -> Router<Arc<AppState>> {
         .route("/static/compare.js", get(compare_script))
         .route("/static/actions.js", get(actions_script))
         .route("/static/datasets.js", get(datasets_script))
+        .route("/static/axes.js", get(axes_script))
 }
 
 async fn style() -> impl IntoResponse {
@@ -64,6 +66,13 @@ async fn actions_script() -> impl IntoResponse {
     (
         [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
         include_str!("../../../static/actions.js"),
+    )
+}
+
+async fn axes_script() -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
+        include_str!("../../../static/axes.js"),
     )
 }
 
@@ -167,12 +176,13 @@ fn chart_file(file: &str) -> Result<(&str, Format), AppError> {
     })
 }
 
-/// `?smooth=`, `?log=` and `?scale=` as given on chart and page URLs (unparsed, so a bad value
-/// gets our error format rather than axum's plain-text rejection).
+/// `?smooth=`, `?log=`, `?x=` and `?scale=` as given on chart and page URLs (unparsed, so a bad
+/// value gets our error format rather than axum's plain-text rejection).
 #[derive(Debug, Default, serde::Deserialize)]
 struct ChartQuery {
     smooth: Option<String>,
     log: Option<String>,
+    x: Option<String>,
     scale: Option<String>,
 }
 
@@ -181,6 +191,8 @@ struct ChartQuery {
 struct ChartDisplay {
     smooth: Option<f64>,
     log: bool,
+    /// The line charts' x-axis (see [`crate::web::axes`]).
+    x: XAxis,
     /// PNG pixels per SVG pixel.
     scale: u32,
 }
@@ -215,7 +227,8 @@ impl ChartQuery {
                     ))
                 })?,
         };
-        Ok(ChartDisplay { smooth, log, scale })
+        let x = axes::parse(self.x.as_deref()).map_err(AppError::BadRequest)?;
+        Ok(ChartDisplay { smooth, log, x, scale })
     }
 }
 
@@ -234,7 +247,22 @@ impl ChartDisplay {
         if self.log {
             out.push_str("&log=1");
         }
+        out.push_str(&self.x_suffix());
         out
+    }
+
+    /// `&x=step` or `&x=time` (nothing for the default epoch axis), for chart URLs that set
+    /// their own other options (the learning rate's log scale).
+    fn x_suffix(&self) -> String {
+        match self.x {
+            XAxis::Epoch => String::new(),
+            other => format!("&x={}", axes::name(other)),
+        }
+    }
+
+    /// Step points are read only for the axes that show them.
+    fn wants_steps(&self) -> bool {
+        self.x != XAxis::Epoch
     }
 
     fn smooth_text(&self) -> String {
@@ -319,6 +347,8 @@ fn metric_title(key: &str) -> String {
         "val_mean_auroc" => "Validation mean AUROC".into(),
         "lr" => "Learning rate".into(),
         "seconds" => "Seconds per epoch".into(),
+        "step" => "Step at epoch end".into(),
+        "wall_seconds" => "Training time at epoch end (s)".into(),
         other => {
             // `val_mean_auroc` → "Validation mean AUROC": split / metric in words.
             let (split, metric) = match other.split_once('_') {

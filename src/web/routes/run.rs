@@ -14,7 +14,8 @@ use super::runs::progress_pct;
 use super::{
     accuracy_chart, chart_file, chart_response, curve_charts, interval_text, ChartDisplay, ChartQuery, RUN_CHARTS,
 };
-use crate::store::{EpochRow, EventRow, Run, RunStatus};
+use crate::store::{EpochRow, EventRow, Run, RunStatus, StepPoint};
+use crate::web::axes;
 use crate::web::charts::{BarGroup, Figure, LabelPanel, LineChart, MatrixView, Series};
 use crate::web::metrics::{self, LabelMetrics};
 use crate::web::templates::{
@@ -110,7 +111,7 @@ async fn run_page(
             },
             // The learning rate usually spans decades: log scale unless asked otherwise.
             src: if *name == "lr" && !display.log {
-                format!("{base}/{name}.svg?log=1")
+                format!("{base}/{name}.svg?log=1{}", display.x_suffix())
             } else {
                 format!("{base}/{name}.svg?{}", suffix.trim_start_matches('&'))
             },
@@ -150,6 +151,7 @@ async fn run_page(
         charts,
         smooth: display.smooth_text(),
         log: display.log,
+        x_axis: axes::name(display.x),
         epoch_columns: keys.iter().map(|k| super::metric_title(k)).collect(),
         epoch_keys: keys.join(","),
         epoch_rows,
@@ -494,13 +496,27 @@ async fn run_chart(
             }
             super::curve_chart(name, "", wanted, " (best epoch)", series)
         }
-        _ => line_figure(&id, name, &epochs, &display)?,
+        _ => {
+            let points = if display.wants_steps() {
+                state.store.step_points(&id)?
+            } else {
+                Vec::new()
+            };
+            line_figure(&id, name, &epochs, &points, &display)?
+        }
     };
     chart_response(&figure, name, format, &display)
 }
 
-/// One of the run page's line charts, or any scalar metric by its key.
-fn line_figure(id: &str, name: &str, epochs: &[EpochRow], display: &ChartDisplay) -> Result<Figure, AppError> {
+/// One of the run page's line charts, or any scalar metric by its key, on the x-axis asked for
+/// (`points`: the run's step points, read only for the step and time axes).
+fn line_figure(
+    id: &str,
+    name: &str,
+    epochs: &[EpochRow],
+    points: &[StepPoint],
+    display: &ChartDisplay,
+) -> Result<Figure, AppError> {
     let (title, y_label, keys): (String, String, Vec<(String, String)>) =
         match RUN_CHARTS.iter().find(|(n, ..)| *n == name) {
             Some(("accuracy", _, y, _)) => {
@@ -523,14 +539,11 @@ fn line_figure(id: &str, name: &str, epochs: &[EpochRow], display: &ChartDisplay
             ),
             None => return Err(AppError::NotFound(format!("no chart '{name}' for run '{id}'"))),
         };
-    let series: Vec<Series> = keys
-        .iter()
-        .map(|(key, label)| Series::new(label.clone(), metrics::series(epochs, key)))
-        .filter(|s| !s.points.is_empty())
-        .collect();
+    let mut series = axes::run_series(epochs, points, &keys, display.x);
     let mut chart = LineChart::new(title);
     chart.y_label = y_label;
     display.apply(&mut chart);
+    axes::fit_x(display.x, &mut chart, &mut series);
     Ok(Figure::Line { chart, series })
 }
 

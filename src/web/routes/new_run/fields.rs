@@ -254,6 +254,7 @@ pub(super) fn groups(datasets: &[String]) -> Vec<(&'static str, Vec<Spec>)> {
                 Spec::new("device", "Device", Kind::Choice(choices::<DeviceChoice>())),
                 Spec::new("precision", "Precision", Kind::Choice(choices::<Precision>())),
                 Spec::new("threads", "CPU threads", USIZE).optional("all cores"),
+                Spec::new("step_points", "Step points (most stored per run)", USIZE),
                 Spec::new("name", "Name", Kind::Text).optional("model and image size"),
                 Spec::new("tags", "Tags (comma separated)", Kind::Tags).optional("none"),
             ],

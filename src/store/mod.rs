@@ -8,15 +8,19 @@ use std::sync::{Mutex, MutexGuard};
 
 use rusqlite::Connection;
 
-use schema::{SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4, SCHEMA_V5, SCHEMA_VERSION, SET_BEST_HEADLINES};
+use schema::{
+    SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4, SCHEMA_V5, SCHEMA_V6, SCHEMA_VERSION, SET_BEST_HEADLINES,
+};
 
 mod datasets;
+mod estimates;
 mod reserve;
 mod rows;
 mod runs;
 pub mod scalars;
 mod schema;
 
+pub use estimates::StoredTiming;
 pub use reserve::{RESERVE_BYTES, RESERVE_FILE};
 pub use rows::{DatasetRow, EpochRow, EventRow, NewRun, Run, RunStatus, SplitFiles};
 
@@ -152,6 +156,10 @@ impl Store {
                 "BEGIN; {SCHEMA_V5} UPDATE runs SET {SET_BEST_HEADLINES}; PRAGMA user_version = 5; COMMIT;"
             ))
             .map_err(wrap)?;
+        }
+        if version < 6 {
+            conn.execute_batch(&format!("BEGIN; {SCHEMA_V6} PRAGMA user_version = 6; COMMIT;"))
+                .map_err(wrap)?;
         }
         Ok(Store {
             conn: Mutex::new(conn),

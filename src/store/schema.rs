@@ -1,7 +1,7 @@
 //! The database schema, one block per version, and the SQL that keeps a run's headline numbers
 //! equal to its best epoch's.
 
-pub(super) const SCHEMA_VERSION: i64 = 5;
+pub(super) const SCHEMA_VERSION: i64 = 6;
 
 pub(super) const SCHEMA_V1: &str = "
 CREATE TABLE runs (
@@ -97,6 +97,18 @@ DROP INDEX runs_listing;
 CREATE INDEX runs_listing ON runs(created_at, id, name, status, dataset, model, image_size, epochs_planned,
     epochs_done, best_epoch, best_metric_name, best_metric, started_at, finished_at, tags,
     best_val_mean_auroc, best_val_accuracy, test_mean_auroc, best_val_balanced_accuracy);
+";
+
+/// Version 6: measured training-step timings, the new-run form's duration estimates keyed by
+/// machine, backend, model and shapes (the JSON is the service's), and the estimate a run was
+/// submitted with, to set against its real duration.
+pub(super) const SCHEMA_V6: &str = "
+CREATE TABLE step_timings (
+    key TEXT PRIMARY KEY,
+    timing TEXT NOT NULL,
+    measured_at TEXT NOT NULL
+);
+ALTER TABLE runs ADD COLUMN estimate TEXT;
 ";
 
 /// `UPDATE runs SET` assignments copying the best epoch's headline numbers from its stored

@@ -284,7 +284,10 @@ async fn form_has_an_input_for_every_config_field_with_defaults() {
     // The machine's defaults (see `the_form_opens_with_defaults_that_fit_the_machine`).
     let (defaults, _) = form_defaults(Machine::get());
     assert_eq!(form_value(page.text(), "epochs").unwrap(), defaults.epochs.to_string());
-    assert_eq!(form_value(page.text(), "learning_rate").unwrap(), defaults.lr.to_string());
+    assert_eq!(
+        form_value(page.text(), "learning_rate").unwrap(),
+        defaults.lr.to_string()
+    );
     assert_eq!(form_value(page.text(), "model").unwrap(), defaults.architecture.name());
     assert_eq!(form_value(page.text(), "dataset").unwrap(), "demo");
     assert_eq!(
@@ -800,14 +803,21 @@ async fn a_run_estimated_over_an_hour_is_queued_only_when_confirmed() {
         text.contains(r#"<label class="check" id="confirm-long-row">"#),
         "the box is shown: {text}"
     );
-    assert!(text.contains("Estimated duration: "), "the estimate is on the page: {text}");
+    assert!(
+        text.contains("Estimated duration: "),
+        "the estimate is on the page: {text}"
+    );
     // The values come back as typed.
     assert_eq!(form_value(text, "model").unwrap(), "simple-cnn");
 
     let accepted = post_edited(&f, text, &[("confirm_long", Some("true"))]).await;
     assert_eq!(accepted.status, StatusCode::SEE_OTHER, "{}", accepted.short());
     let id = f.store().runs().unwrap()[0].id.clone();
-    let stored = f.store().run_estimate(&id).unwrap().expect("the estimate is kept with the run");
+    let stored = f
+        .store()
+        .run_estimate(&id)
+        .unwrap()
+        .expect("the estimate is kept with the run");
     let total = stored["total_seconds"].as_f64().unwrap();
     assert!(total > 3600.0, "{stored}");
 
@@ -823,7 +833,9 @@ async fn the_run_page_sets_the_estimate_against_the_eta_and_the_real_duration() 
     let reply = post_edited(&f, page.text(), &[("confirm_long", Some("true"))]).await;
     assert_eq!(reply.status, StatusCode::SEE_OTHER, "{}", reply.short());
     let id = f.store().runs().unwrap()[0].id.clone();
-    let total = f.store().run_estimate(&id).unwrap().unwrap()["total_seconds"].as_f64().unwrap();
+    let total = f.store().run_estimate(&id).unwrap().unwrap()["total_seconds"]
+        .as_f64()
+        .unwrap();
     // Shown as hours and minutes, as the runs list shows durations.
     let seconds = total.round() as u64;
     let expected = format!("{}h {:02}m", seconds / 3600, seconds % 3600 / 60);
@@ -831,7 +843,10 @@ async fn the_run_page_sets_the_estimate_against_the_eta_and_the_real_duration() 
     let queued = f.app.get(&format!("/runs/{id}")).await;
     let text = queued.text();
     assert!(text.contains(&format!("estimated {expected} before start")), "{text}");
-    assert!(text.contains(r#"<span id="eta-now">"#), "the live ETA goes beside it: {text}");
+    assert!(
+        text.contains(r#"<span id="eta-now">"#),
+        "the live ETA goes beside it: {text}"
+    );
 
     f.store().set_status(&id, RunStatus::Running, None).unwrap();
     f.store().set_status(&id, RunStatus::Done, None).unwrap();
@@ -841,7 +856,12 @@ async fn the_run_page_sets_the_estimate_against_the_eta_and_the_real_duration() 
 
     // A run submitted without an estimate shows no estimate line.
     let other = f.run("no estimate", &TrainConfig::default(), RunStatus::Done);
-    assert!(!f.app.get(&format!("/runs/{other}")).await.text().contains("before start"));
+    assert!(!f
+        .app
+        .get(&format!("/runs/{other}"))
+        .await
+        .text()
+        .contains("before start"));
 }
 
 #[tokio::test]
@@ -906,9 +926,17 @@ async fn the_api_reports_a_timed_estimate_with_the_new_run_without_asking_to_con
     let config = json!({"model": "simple-cnn", "image_size": 64, "epochs": 8, "dataset": "demo"});
     let untimed = f.app.post_json("/api/runs", &config).await;
     assert_eq!(untimed.status, StatusCode::CREATED, "{}", untimed.short());
-    assert!(untimed.json()["estimate"].is_null(), "not timed yet: {}", untimed.text());
+    assert!(
+        untimed.json()["estimate"].is_null(),
+        "not timed yet: {}",
+        untimed.text()
+    );
 
-    let timed = f.app.get("/api/estimate?model=simple-cnn&image_size=64&epochs=8").await.json();
+    let timed = f
+        .app
+        .get("/api/estimate?model=simple-cnn&image_size=64&epochs=8")
+        .await
+        .json();
     assert_eq!(timed["needs_confirmation"], true);
     let created = f.app.post_json("/api/runs", &config).await;
     assert_eq!(created.status, StatusCode::CREATED, "over an hour, queued all the same");

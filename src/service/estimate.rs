@@ -34,17 +34,25 @@ pub const CONFIRM_ABOVE_SECONDS: f64 = 3600.0;
 /// Images per second per CPU thread that building the image cache decodes and resizes: 1024²
 /// NIH PNGs, `cxr8 dataset cache` at 157 images/s on 2 threads (BENCHMARKS.md "Cache").
 const CACHE_IMAGES_PER_SECOND_PER_THREAD: f64 = 78.0;
+/// The source size that rate was measured at; decoding time grows with the pixels.
+const CACHE_RATE_PIXELS: f64 = 1024.0 * 1024.0;
+/// Small images do not build faster than this per thread (files, resizing and hashing remain).
+const CACHE_MAX_IMAGES_PER_SECOND_PER_THREAD: f64 = 1000.0;
 
-/// The CPU backend's per-image cost hardly depends on the batch beyond a few images, so a CPU
-/// probe uses at most this batch: a 224-px DenseNet-121 step of 8 takes ~4 s on two cores. GPUs
-/// are timed at the run's batch, where the batch decides how busy the device is.
+/// The CPU backend's per-image cost hardly depends on the batch beyond a few images (simple-cnn
+/// at 64 px: the same images/s at batch 8 and 32, BENCHMARKS.md "CPU defaults"), so a CPU probe
+/// uses at most this batch, and half of it above [`CPU_SMALL_PROBE_ABOVE_PX`]: a 224-px
+/// resnet-18 step of 8 took 8 s on two busy cores. GPUs are timed at the run's batch, which
+/// decides how busy the device is.
 const CPU_PROBE_BATCH: usize = 8;
+const CPU_SMALL_PROBE_ABOVE_PX: u32 = 128;
 /// Untimed steps before timing: allocation and (on CUDA) kernel autotuning.
 const PROBE_WARMUP: usize = 1;
-/// Timed training steps and inference batches at most.
-const PROBE_STEPS: usize = 3;
+/// Timed training steps and inference batches at most: many for fast steps, whose few
+/// milliseconds each are at the mercy of the scheduler, bounded by the time cap for slow ones.
+const PROBE_STEPS: usize = 20;
 /// Each timed phase stops after this, having timed at least one step.
-const PROBE_TIME_CAP: Duration = Duration::from_secs(4);
+const PROBE_TIME_CAP: Duration = Duration::from_secs(3);
 /// Part of the cache key: a new cxr8 may train faster, so its timings are its own.
 const KEY_VERSION: &str = env!("CARGO_PKG_VERSION");
 
@@ -116,13 +124,16 @@ impl Measure for BurnSteps {
 
 /// Images in each part of the run's split (after `max_images`), and the images the cache would
 /// have to decode first when it is not built yet.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct SplitImages {
     pub train: usize,
     pub val: usize,
     pub test: usize,
     /// 0 when the cache at this image size is built.
     pub to_cache: usize,
+    /// Pixels of a source image (the first listed one found), which decides how fast the cache
+    /// builds; NIH's 1024² when unknown.
+    pub source_pixels: f64,
 }
 
 /// Where the time goes, in seconds.
@@ -144,11 +155,17 @@ impl Parts {
     }
 }
 
+/// Images per second per thread the cache builds from sources of `pixels` each.
+fn cache_rate_per_thread(pixels: f64) -> f64 {
+    let scaled = CACHE_IMAGES_PER_SECOND_PER_THREAD * CACHE_RATE_PIXELS / pixels.max(1.0);
+    scaled.min(CACHE_MAX_IMAGES_PER_SECOND_PER_THREAD)
+}
+
 /// The parts of a run of `epochs` over `images`, from a measured step cost.
 pub fn parts(cost: &StepCost, images: &SplitImages, epochs: usize, threads: usize) -> Parts {
     let epochs = epochs as f64;
     Parts {
-        data_cache: images.to_cache as f64 / (CACHE_IMAGES_PER_SECOND_PER_THREAD * threads.max(1) as f64),
+        data_cache: images.to_cache as f64 / (cache_rate_per_thread(images.source_pixels) * threads.max(1) as f64),
         training: epochs * images.train as f64 * cost.train_seconds_per_image(),
         validation: epochs * images.val as f64 * cost.infer_seconds_per_image(),
         test: images.test as f64 * cost.infer_seconds_per_image(),
@@ -308,7 +325,10 @@ pub fn cache_key(machine: &Machine, probe: &Probe) -> String {
         "{device}|cxr8 {KEY_VERSION}|{}|w{}|{}|{}px|b{}|{}",
         c.architecture,
         c.width,
-        serde_json::to_value(c.norm).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default(),
+        serde_json::to_value(c.norm)
+            .ok()
+            .and_then(|v| v.as_str().map(String::from))
+            .unwrap_or_default(),
         c.image_size,
         probe.batch,
         c.precision
@@ -325,11 +345,20 @@ pub fn split_images(config: &TrainConfig, paths: &JobPaths) -> crate::train::Res
     let (table, split) = job::load_split(config, paths)?;
     let share = |n: usize| job::max_images_share(config, &split, n).map_or(n, |cap| cap.min(n));
     let built = cache::path_for(paths.cache_dir(), &table, config.image_size).is_file();
+    let (_, images_dir) = job::dataset_paths(config, paths)?;
+    // The header of one image is enough: a data set's images share a size.
+    let source_pixels = table
+        .records
+        .iter()
+        .take(16)
+        .find_map(|r| image::image_dimensions(images_dir.join(&r.image)).ok())
+        .map_or(CACHE_RATE_PIXELS, |(w, h)| w as f64 * h as f64);
     Ok(SplitImages {
         train: share(split.train.len()),
         val: share(split.val.len()),
         test: share(split.test.len()),
         to_cache: if built { 0 } else { table.records.len() },
+        source_pixels,
     })
 }
 
@@ -348,6 +377,7 @@ fn planned_demo_split(config: &TrainConfig, images: usize) -> SplitImages {
         val: share(val),
         test: share(test),
         to_cache: images,
+        source_pixels: (DemoConfig::default().size as f64).powi(2),
     }
 }
 
@@ -407,7 +437,8 @@ impl Estimator {
 
     fn estimate_with(&self, config: &TrainConfig, may_measure: bool) -> Result<Estimate> {
         let machine = Machine::get();
-        let unavailable = |device: String, note: String| Estimate::without_figure(Basis::Unavailable, config.epochs, device, note);
+        let unavailable =
+            |device: String, note: String| Estimate::without_figure(Basis::Unavailable, config.epochs, device, note);
         let backend = match machine.backend(config.device) {
             Ok(backend) => backend,
             Err(why) => return Ok(unavailable(String::new(), why)),
@@ -418,6 +449,9 @@ impl Estimator {
             Err(e) => return Ok(unavailable(device, format!("the data set cannot be read: {e}"))),
         };
         let batch = match backend {
+            BackendKind::Cpu if config.image_size > CPU_SMALL_PROBE_ABOVE_PX => {
+                config.batch_size.min(CPU_PROBE_BATCH / 2)
+            }
             BackendKind::Cpu => config.batch_size.min(CPU_PROBE_BATCH),
             BackendKind::Cuda(_) => config.batch_size,
         }
@@ -432,12 +466,22 @@ impl Estimator {
             Some((cost, at)) => (cost, at, Basis::Cached),
             None if !may_measure => {
                 let note = "not measured yet: it is measured when the estimate is asked for with the form";
-                return Ok(Estimate::without_figure(Basis::Deferred, config.epochs, device, note.into()));
+                return Ok(Estimate::without_figure(
+                    Basis::Deferred,
+                    config.epochs,
+                    device,
+                    note.into(),
+                ));
             }
             None if (self.busy)() => {
                 let note = "a run is queued or training on this machine: timing this configuration now would \
                             slow it and read low, so it is timed once the queue is empty";
-                return Ok(Estimate::without_figure(Basis::Deferred, config.epochs, device, note.into()));
+                return Ok(Estimate::without_figure(
+                    Basis::Deferred,
+                    config.epochs,
+                    device,
+                    note.into(),
+                ));
             }
             None => {
                 let _one_at_a_time = self.measuring.lock().unwrap_or_else(|p| p.into_inner());
@@ -477,7 +521,9 @@ impl Estimator {
             return Ok(None);
         };
         // A row this version cannot read is measured again.
-        Ok(serde_json::from_value(stored.timing).ok().map(|cost| (cost, stored.measured_at)))
+        Ok(serde_json::from_value(stored.timing)
+            .ok()
+            .map(|cost| (cost, stored.measured_at)))
     }
 
     /// The estimate of a config as the form and the API post it (JSON): resolved and validated as
@@ -549,6 +595,7 @@ mod tests {
             val: 200,
             test: 300,
             to_cache: 0,
+            source_pixels: CACHE_RATE_PIXELS,
         };
         let p = parts(&cost(), &images, 5, 2);
         // 0.1 s per training image, 0.025 s per inference image.
@@ -567,23 +614,45 @@ mod tests {
             ..TrainConfig::default()
         };
         let planned = planned_demo_split(&config, 3000);
-        assert_eq!((planned.train, planned.val, planned.test, planned.to_cache), (2100, 300, 600, 3000));
-        let capped = planned_demo_split(&TrainConfig { max_images: Some(300), ..config }, 3000);
+        assert_eq!(
+            (planned.train, planned.val, planned.test, planned.to_cache),
+            (2100, 300, 600, 3000)
+        );
+        let capped = planned_demo_split(
+            &TrainConfig {
+                max_images: Some(300),
+                ..config
+            },
+            3000,
+        );
         assert_eq!((capped.train, capped.val, capped.test), (210, 30, 60));
     }
 
     #[test]
     fn an_unbuilt_cache_adds_its_decoding_time_by_thread_count() {
-        let images = SplitImages {
+        let nih = SplitImages {
             train: 0,
             val: 0,
             test: 0,
             to_cache: 1560,
+            source_pixels: 1024.0 * 1024.0,
         };
-        let two = parts(&cost(), &images, 1, 2).data_cache;
-        let four = parts(&cost(), &images, 1, 4).data_cache;
+        let two = parts(&cost(), &nih, 1, 2).data_cache;
+        let four = parts(&cost(), &nih, 1, 4).data_cache;
         assert!((two - 1560.0 / (2.0 * CACHE_IMAGES_PER_SECOND_PER_THREAD)).abs() < 1e-9);
         assert!((two - 2.0 * four).abs() < 1e-9, "twice the threads, half the time");
+        // Quarter-size sources decode four times as fast; tiny ones no faster than the ceiling.
+        let half_side = SplitImages {
+            source_pixels: 512.0 * 512.0,
+            ..nih
+        };
+        assert!((parts(&cost(), &half_side, 1, 2).data_cache - two / 4.0).abs() < 1e-9);
+        let tiny = SplitImages {
+            source_pixels: 64.0 * 64.0,
+            ..nih
+        };
+        let floor = 1560.0 / (2.0 * CACHE_MAX_IMAGES_PER_SECOND_PER_THREAD);
+        assert!((parts(&cost(), &tiny, 1, 2).data_cache - floor).abs() < 1e-9);
     }
 
     fn machine() -> Machine {
@@ -628,7 +697,11 @@ mod tests {
         }
         let mut more_threads = machine();
         more_threads.threads = 16;
-        assert_ne!(cache_key(&more_threads, &probe), key, "the thread count is part of the machine");
+        assert_ne!(
+            cache_key(&more_threads, &probe),
+            key,
+            "the thread count is part of the machine"
+        );
         // Settings that do not change a step's time share the timing.
         let mut same = probe.clone();
         same.config.epochs = 99;
@@ -641,7 +714,10 @@ mod tests {
     fn without_a_gpu_the_form_starts_cpu_sized_and_says_why() {
         let (config, line) = form_defaults(&machine());
         assert_eq!(config, presets::cpu_sized());
-        assert!(line.contains("No usable GPU (no driver)") && line.contains("64 px"), "{line}");
+        assert!(
+            line.contains("No usable GPU (no driver)") && line.contains("64 px"),
+            "{line}"
+        );
         let gpu = Machine {
             gpu: Some("NVIDIA H100".into()),
             no_gpu_reason: None,
@@ -698,7 +774,10 @@ mod tests {
         assert_eq!(again.total_seconds, first.total_seconds);
         assert_eq!((fixed.0.load(Ordering::Relaxed), estimator.measurements()), (1, 1));
         let images = first.images.unwrap();
-        assert!(images.train > images.val && images.val > 0 && images.test > 0, "{images:?}");
+        assert!(
+            images.train > images.val && images.val > 0 && images.test > 0,
+            "{images:?}"
+        );
         assert!(images.to_cache > 0, "a fresh data folder has no cache");
         assert!(first.note.contains("image cache"), "{}", first.note);
         // 20 epochs of 2,100 training images at 0.1 s each: more than an hour.

@@ -203,7 +203,10 @@ mod tests {
     fn the_cpu_sized_default_is_the_quick_demo_on_auto() {
         let cpu = cpu_sized();
         let demo = preset("quick-demo").unwrap();
-        assert_eq!((cpu.architecture, cpu.image_size, cpu.epochs), (demo.architecture, 64, demo.epochs));
+        assert_eq!(
+            (cpu.architecture, cpu.image_size, cpu.epochs),
+            (demo.architecture, 64, demo.epochs)
+        );
         assert_eq!(cpu.device, DeviceChoice::Auto, "follows the machine");
         assert!(cpu.tags.is_empty());
         assert_ne!(cpu.architecture, TrainConfig::default().architecture);

@@ -32,8 +32,8 @@ pub use routes::compare::MAX_COMPARED;
 
 use crate::service::estimate::Estimator;
 use crate::service::{self, predict::Predictions};
-use crate::train::job::JobPaths;
 use crate::store::{EventRow, Store};
+use crate::train::job::JobPaths;
 
 /// The write side of the dashboard, implemented over the training engine (and by a fake in tests).
 /// Calls must return quickly: they queue or signal work, they do not wait for it.

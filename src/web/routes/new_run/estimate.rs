@@ -78,11 +78,7 @@ fn query_config(specs: &[Spec], query: Vec<(String, String)>) -> Result<Value, A
             Kind::Flag => match value.as_str() {
                 "true" | "on" | "1" => "true".to_string(),
                 "false" | "off" | "0" | "" => String::new(),
-                other => {
-                    return Err(AppError::BadRequest(format!(
-                        "{key}: '{other}' is not true or false"
-                    )))
-                }
+                other => return Err(AppError::BadRequest(format!("{key}: '{other}' is not true or false"))),
             },
             _ => value,
         };
@@ -122,7 +118,11 @@ pub(super) async fn estimate_api(
 
 /// The form's estimate shown before any JavaScript runs: a cached figure, never a measurement
 /// (the page must open at once; the script asks for a measured one).
-pub(super) async fn cached_lines(state: &Arc<AppState>, values: HashMap<String, String>, specs: Vec<Spec>) -> (String, String) {
+pub(super) async fn cached_lines(
+    state: &Arc<AppState>,
+    values: HashMap<String, String>,
+    specs: Vec<Spec>,
+) -> (String, String) {
     let (config, errors) = parse(&specs, &values);
     if !errors.is_empty() {
         return (String::new(), String::new());
@@ -143,7 +143,11 @@ pub(crate) fn stored_estimate_line(stored: Option<&Value>) -> (String, Option<f6
     };
     match estimate.total_seconds {
         Some(total) => (
-            format!("estimated {} before start ({})", format_duration(total), estimate.device),
+            format!(
+                "estimated {} before start ({})",
+                format_duration(total),
+                estimate.device
+            ),
             Some(total),
         ),
         None => (String::new(), None),
@@ -171,6 +175,7 @@ mod tests {
                 val: 1,
                 test: 1,
                 to_cache: 0,
+                source_pixels: 1.0,
             }),
             epochs: 8,
             step: Some(StepCost {
@@ -210,7 +215,10 @@ mod tests {
     }
 
     fn specs() -> Vec<Spec> {
-        super::super::fields::groups(&[]).into_iter().flat_map(|(_, s)| s).collect()
+        super::super::fields::groups(&[])
+            .into_iter()
+            .flat_map(|(_, s)| s)
+            .collect()
     }
 
     fn pairs(query: &[(&str, &str)]) -> Vec<(String, String)> {
@@ -222,20 +230,37 @@ mod tests {
         let config = query_config(
             &specs(),
             pairs(&[("model", "simple-cnn"), ("image_size", "64"), ("pos_weight", "false")]),
-        ).unwrap();
+        )
+        .unwrap();
         assert_eq!(config["model"], "simple-cnn");
         assert_eq!(config["image_size"], 64);
         assert_eq!(config["pos_weight"], false);
-        assert_eq!(config["epochs"], TrainConfig::default().epochs, "left out: the API's default");
+        assert_eq!(
+            config["epochs"],
+            TrainConfig::default().epochs,
+            "left out: the API's default"
+        );
     }
 
     #[test]
     fn unknown_names_and_bad_values_are_named() {
-        let message = query_config(&specs(), pairs(&[("modle", "x")])).unwrap_err().to_string();
-        assert!(message.contains("unknown parameter 'modle'") && message.contains("image_size"), "{message}");
-        let message = query_config(&specs(), pairs(&[("image_size", "big")])).unwrap_err().to_string();
-        assert!(message.contains("image_size") && message.contains("'big' is not a whole number"), "{message}");
-        let message = query_config(&specs(), pairs(&[("pos_weight", "maybe")])).unwrap_err().to_string();
+        let message = query_config(&specs(), pairs(&[("modle", "x")]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            message.contains("unknown parameter 'modle'") && message.contains("image_size"),
+            "{message}"
+        );
+        let message = query_config(&specs(), pairs(&[("image_size", "big")]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            message.contains("image_size") && message.contains("'big' is not a whole number"),
+            "{message}"
+        );
+        let message = query_config(&specs(), pairs(&[("pos_weight", "maybe")]))
+            .unwrap_err()
+            .to_string();
         assert!(message.contains("not true or false"), "{message}");
     }
 }

@@ -203,7 +203,10 @@ async fn new_run_form(State(state): State<Arc<AppState>>, Query(query): Query<Ne
 
 /// The form for the query, with the fields and values it shows (for the cached estimate).
 /// Blocking: the first call asks the CUDA driver whether a GPU is usable.
-fn new_run_page(state: &AppState, query: &NewRunQuery) -> Result<(NewRunPage, Vec<Spec>, HashMap<String, String>), AppError> {
+fn new_run_page(
+    state: &AppState,
+    query: &NewRunQuery,
+) -> Result<(NewRunPage, Vec<Spec>, HashMap<String, String>), AppError> {
     let preset = query.preset.as_deref().map(str::trim).filter(|p| !p.is_empty());
     let from = query.from.as_deref().map(str::trim).filter(|p| !p.is_empty());
     let (config, about) = match (preset, from) {
@@ -368,9 +371,7 @@ async fn submit_form(
         let worker = state.clone();
         let config = Value::Object(config);
         match tokio::task::spawn_blocking(move || check_estimate_queue(&worker, config, confirmed)).await {
-            Ok(Submitted::Queued(id)) => {
-                return Redirect::to(&format!("/runs/{}", encode_query(&id))).into_response()
-            }
+            Ok(Submitted::Queued(id)) => return Redirect::to(&format!("/runs/{}", encode_query(&id))).into_response(),
             Ok(Submitted::Rejected(rejected)) => errors = rejected,
             Ok(Submitted::Unconfirmed(estimate)) => unconfirmed = Some(estimate),
             Err(e) => return page_error(AppError::Internal(format!("submitting a run: {e}"))),

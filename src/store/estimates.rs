@@ -85,20 +85,6 @@ mod tests {
 
     use super::*;
 
-    fn run(store: &Store) -> String {
-        store
-            .create_run(&NewRun {
-                name: "r",
-                config: &json!({}),
-                dataset: "demo",
-                model: "simple-cnn",
-                image_size: 64,
-                epochs_planned: 1,
-                tags: &[],
-            })
-            .unwrap()
-    }
-
     #[test]
     fn a_timing_is_kept_per_key_and_replaced_by_a_new_measurement() {
         let store = Store::open_in_memory().unwrap();
@@ -115,7 +101,7 @@ mod tests {
     #[test]
     fn a_run_keeps_its_estimate_and_an_unknown_run_is_named() {
         let store = Store::open_in_memory().unwrap();
-        let id = run(&store);
+        let id = super::super::tests::new_run(&store).unwrap();
         assert_eq!(store.run_estimate(&id).unwrap(), None);
         store.set_run_estimate(&id, &json!({"total_seconds": 240})).unwrap();
         assert_eq!(store.run_estimate(&id).unwrap(), Some(json!({"total_seconds": 240})));

@@ -622,7 +622,8 @@ mod tests {
             .is_ok_and(|m| m.len() == RESERVE_BYTES && m.blocks() * 512 >= RESERVE_BYTES)
     }
 
-    fn new_run(store: &Store) -> Result<String> {
+    /// A queued run with an empty config (shared by the store's test modules).
+    pub(super) fn new_run(store: &Store) -> Result<String> {
         store.create_run(&NewRun {
             name: "r",
             config: &json!({}),

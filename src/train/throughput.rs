@@ -208,9 +208,9 @@ mod tests {
         assert_eq!(parse_vm_hwm("Name:\tcxr8\n"), None);
     }
 
-    #[test]
-    fn tiny_simple_cnn_reports_positive_finite_throughput() {
-        let config = StepTimingConfig {
+    /// A narrow simple CNN on 32-px images, two at a time: milliseconds a step.
+    fn tiny_simple_cnn(steps: usize, warmup: usize, time_cap: Option<Duration>) -> StepTimingConfig {
+        StepTimingConfig {
             spec: ModelSpec {
                 architecture: Architecture::SimpleCnn,
                 norm: NormKind::Batch,
@@ -219,13 +219,17 @@ mod tests {
             },
             size: 32,
             batch: 2,
-            steps: 2,
-            warmup: 1,
+            steps,
+            warmup,
             seed: 1,
             precision: Precision::F32,
-            time_cap: None,
-        };
-        let result = measure_steps(&config, &Device::flex().autodiff()).unwrap();
+            time_cap,
+        }
+    }
+
+    #[test]
+    fn tiny_simple_cnn_reports_positive_finite_throughput() {
+        let result = measure_steps(&tiny_simple_cnn(2, 1, None), &Device::flex().autodiff()).unwrap();
         assert_eq!(result.model, "simple-cnn");
         assert!(result.params > 0);
         assert!(result.final_loss.is_finite(), "{result:?}");
@@ -239,21 +243,7 @@ mod tests {
 
     #[test]
     fn a_time_cap_stops_after_one_timed_step_and_batch() {
-        let config = StepTimingConfig {
-            spec: ModelSpec {
-                architecture: Architecture::SimpleCnn,
-                norm: NormKind::Batch,
-                width: 0.125,
-                dropout: 0.0,
-            },
-            size: 32,
-            batch: 2,
-            steps: 1000,
-            warmup: 0,
-            seed: 1,
-            precision: Precision::F32,
-            time_cap: Some(Duration::ZERO),
-        };
+        let config = tiny_simple_cnn(1000, 0, Some(Duration::ZERO));
         let result = measure_steps(&config, &Device::flex().autodiff()).unwrap();
         assert_eq!((result.steps, result.infer_batches), (1, 1), "{result:?}");
         assert!(result.train_ms_per_step > 0.0 && result.infer_ms_per_batch > 0.0);

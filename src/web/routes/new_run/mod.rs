@@ -201,12 +201,11 @@ async fn new_run_form(State(state): State<Arc<AppState>>, Query(query): Query<Ne
     }
 }
 
-/// The form for the query, with the fields and values it shows (for the cached estimate).
-/// Blocking: the first call asks the CUDA driver whether a GPU is usable.
-fn new_run_page(
-    state: &AppState,
-    query: &NewRunQuery,
-) -> Result<(NewRunPage, Vec<Spec>, HashMap<String, String>), AppError> {
+/// A drawn form with the fields and values it shows (from which its estimate is made).
+type DrawnForm = (NewRunPage, Vec<Spec>, HashMap<String, String>);
+
+/// The form for the query. Blocking: the first call asks the CUDA driver whether a GPU is usable.
+fn new_run_page(state: &AppState, query: &NewRunQuery) -> Result<DrawnForm, AppError> {
     let preset = query.preset.as_deref().map(str::trim).filter(|p| !p.is_empty());
     let from = query.from.as_deref().map(str::trim).filter(|p| !p.is_empty());
     let (config, about) = match (preset, from) {
@@ -314,7 +313,7 @@ enum Submitted {
     Queued(String),
     Rejected(Vec<FieldError>),
     /// Estimated above an hour and not confirmed: nothing was queued.
-    Unconfirmed(Estimate),
+    Unconfirmed(Box<Estimate>),
 }
 
 /// Checks, estimates (timing the step if this machine has not yet) and queues a posted config,
@@ -328,7 +327,7 @@ fn check_estimate_queue(state: &AppState, config: Value, confirmed: bool) -> Sub
         Err(errors) => return Submitted::Rejected(errors),
     };
     if estimate.needs_confirmation && !confirmed {
-        return Submitted::Unconfirmed(estimate);
+        return Submitted::Unconfirmed(Box::new(estimate));
     }
     match state.jobs.submit(config) {
         Ok(id) => {

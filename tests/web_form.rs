@@ -781,8 +781,12 @@ async fn the_form_opens_with_defaults_that_fit_the_machine() {
     let chexnet = f.app.get("/runs/new?preset=chexnet").await;
     assert_eq!(form_value(chexnet.text(), "model").unwrap(), "densenet-121");
     assert!(!chexnet.text().contains("CPU-sized run"));
-    // The page carries its estimate box and script.
+    // The page carries its estimate box and script; nothing is timed before the script asks.
     assert!(text.contains(r#"<section id="estimate""#));
+    assert!(
+        text.contains("Estimated duration: timed when you change the model"),
+        "{text}"
+    );
     assert!(text.contains(r#"<script src="/static/estimate.js" defer></script>"#));
     let script = f.app.get("/static/estimate.js").await;
     assert_eq!(script.status, StatusCode::OK);

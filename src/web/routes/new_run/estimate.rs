@@ -130,6 +130,8 @@ pub(super) async fn cached_lines(
     let estimates = state.estimates.clone();
     let config = Value::Object(config);
     match tokio::task::spawn_blocking(move || estimates.estimate_posted(&config, false)).await {
+        // Not timed yet: the page says when it will be.
+        Ok(Ok(estimate)) if estimate.basis == Basis::Deferred => (String::new(), String::new()),
         Ok(Ok(estimate)) => estimate_lines(&estimate),
         _ => (String::new(), String::new()),
     }

@@ -77,6 +77,9 @@
     if (typeof p.images_per_sec === "number") text += ", " + p.images_per_sec.toFixed(0) + " img/s";
     if (typeof p.loss === "number") text += ", loss " + p.loss.toFixed(4);
     if (typeof p.eta_seconds === "number") text += ", ETA " + formatDuration(p.eta_seconds);
+    // Set against the estimate made before the run started.
+    const etaNow = document.getElementById("eta-now");
+    if (etaNow && typeof p.eta_seconds === "number") etaNow.textContent = "ETA now " + formatDuration(p.eta_seconds);
     setProgress(fraction, text);
   });
 

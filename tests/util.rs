@@ -9,7 +9,8 @@
 mod app;
 
 pub use app::{
-    encode_component, encode_form, from_page, read_events, LoopbackServer, Multipart, Reply, TestApp, FORM, HOST, JSON,
+    encode_component, encode_form, from_page, read_events, FixedStep, LoopbackServer, Multipart, Reply, TestApp, FORM,
+    HOST, JSON,
 };
 
 use std::io::{BufRead, BufReader, Read, Write};

@@ -7,13 +7,14 @@ use std::sync::{Arc, Mutex};
 use axum::body::Body;
 use axum::http::{header, Method, Request, StatusCode};
 use cxr8::service;
+use cxr8::service::estimate::{form_defaults, Machine, Measure, StepCost};
 use cxr8::store::{NewRun, RunStatus, Store};
 use cxr8::train::presets::{self, PRESETS};
 use cxr8::train::TrainConfig;
 use cxr8::web::{FieldError, JobControl};
 use serde_json::{json, Value};
 
-use crate::util::{Reply, TestApp};
+use crate::util::{FixedStep, Reply, TestApp};
 
 /// Stands in for the training engine with its real validation: resolves the data set like the
 /// queue does, parses and validates with `TrainConfig::from_json`, records a queued run.
@@ -92,7 +93,12 @@ struct Fixture {
 
 impl Fixture {
     fn new() -> Fixture {
-        let setup = TestApp::in_memory();
+        Fixture::timing_steps_with(Arc::new(FixedStep::quick()))
+    }
+
+    /// Estimates made with this step timing (the default takes a millisecond a step).
+    fn timing_steps_with(measure: Arc<dyn Measure>) -> Fixture {
+        let setup = TestApp::in_memory().step_timing(measure);
         let jobs = Arc::new(FakeJobs {
             store: setup.store(),
             submitted: Mutex::new(Vec::new()),
@@ -275,9 +281,14 @@ async fn form_has_an_input_for_every_config_field_with_defaults() {
             "fieldset {legend}"
         );
     }
-    assert_eq!(form_value(page.text(), "epochs").unwrap(), "10");
-    assert_eq!(form_value(page.text(), "learning_rate").unwrap(), "0.001");
-    assert_eq!(form_value(page.text(), "model").unwrap(), "resnet-18");
+    // The machine's defaults (see `the_form_opens_with_defaults_that_fit_the_machine`).
+    let (defaults, _) = form_defaults(Machine::get());
+    assert_eq!(form_value(page.text(), "epochs").unwrap(), defaults.epochs.to_string());
+    assert_eq!(
+        form_value(page.text(), "learning_rate").unwrap(),
+        defaults.lr.to_string()
+    );
+    assert_eq!(form_value(page.text(), "model").unwrap(), defaults.architecture.name());
     assert_eq!(form_value(page.text(), "dataset").unwrap(), "demo");
     assert_eq!(
         form_value(page.text(), "pos_weight").unwrap(),
@@ -734,4 +745,207 @@ async fn runs_and_run_pages_link_to_the_form_and_show_the_queue() {
     let js = f.app.get("/static/actions.js").await;
     assert_eq!(js.status, StatusCode::OK);
     assert!(js.text().contains("confirm("));
+}
+
+/// A step of a second per image: the default configuration takes hours.
+fn slow_step() -> Arc<dyn Measure> {
+    Arc::new(FixedStep(StepCost {
+        batch: 8,
+        train_ms_per_step: 8000.0,
+        infer_ms_per_batch: 2000.0,
+        timed_steps: 1,
+        timed_batches: 1,
+    }))
+}
+
+#[tokio::test]
+async fn the_form_opens_with_defaults_that_fit_the_machine() {
+    let f = Fixture::new();
+    let page = f.app.get("/runs/new").await;
+    assert_eq!(page.status, StatusCode::OK);
+    let text = page.text();
+    if cxr8::train::backend::detect_cuda().is_err() {
+        // This machine: the CPU-sized run, and one line saying so.
+        let cpu = presets::cpu_sized();
+        assert_eq!(form_value(text, "model").unwrap(), "simple-cnn");
+        assert_eq!(form_value(text, "image_size").unwrap(), "64");
+        assert_eq!(form_value(text, "epochs").unwrap(), cpu.epochs.to_string());
+        assert_eq!(form_value(text, "device").unwrap(), "auto");
+        assert!(text.contains("No usable GPU ("), "says why: {text}");
+        assert!(text.contains("CPU-sized run"), "{text}");
+    } else {
+        assert_eq!(form_value(text, "model").unwrap(), "resnet-18");
+        assert!(text.contains("A GPU is usable"), "{text}");
+    }
+    // A preset or a clone is shown as it is, whatever the machine.
+    let chexnet = f.app.get("/runs/new?preset=chexnet").await;
+    assert_eq!(form_value(chexnet.text(), "model").unwrap(), "densenet-121");
+    assert!(!chexnet.text().contains("CPU-sized run"));
+    // The page carries its estimate box and script; nothing is timed before the script asks.
+    assert!(text.contains(r#"<section id="estimate""#));
+    assert!(
+        text.contains("Estimated duration: timed when you change the model"),
+        "{text}"
+    );
+    assert!(text.contains(r#"<script src="/static/estimate.js" defer></script>"#));
+    let script = f.app.get("/static/estimate.js").await;
+    assert_eq!(script.status, StatusCode::OK);
+    assert!(script.text().contains("/api/estimate?"));
+}
+
+#[tokio::test]
+async fn a_run_estimated_over_an_hour_is_queued_only_when_confirmed() {
+    let f = Fixture::timing_steps_with(slow_step());
+    let page = f.app.get("/runs/new?preset=quick-demo").await;
+    let refused = post_edited(&f, page.text(), &[]).await;
+    assert_eq!(refused.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", refused.short());
+    assert_eq!(f.run_count(), 0, "nothing is queued without the confirmation");
+    let text = refused.text();
+    assert!(text.contains("This run is estimated to take "), "{text}");
+    assert!(text.contains("more than 1h 00m"), "{text}");
+    assert!(
+        text.contains(r#"<label class="check" id="confirm-long-row">"#),
+        "the box is shown: {text}"
+    );
+    assert!(
+        text.contains("Estimated duration: "),
+        "the estimate is on the page: {text}"
+    );
+    // The values come back as typed.
+    assert_eq!(form_value(text, "model").unwrap(), "simple-cnn");
+
+    let accepted = post_edited(&f, text, &[("confirm_long", Some("true"))]).await;
+    assert_eq!(accepted.status, StatusCode::SEE_OTHER, "{}", accepted.short());
+    let id = f.store().runs().unwrap()[0].id.clone();
+    let stored = f
+        .store()
+        .run_estimate(&id)
+        .unwrap()
+        .expect("the estimate is kept with the run");
+    let total = stored["total_seconds"].as_f64().unwrap();
+    assert!(total > 3600.0, "{stored}");
+
+    // A run under an hour needs no confirmation.
+    let short = post_edited(&f, page.text(), &[("epochs", Some("2")), ("max_images", Some("50"))]).await;
+    assert_eq!(short.status, StatusCode::SEE_OTHER, "{}", short.short());
+}
+
+#[tokio::test]
+async fn the_run_page_sets_the_estimate_against_the_eta_and_the_real_duration() {
+    let f = Fixture::timing_steps_with(slow_step());
+    let page = f.app.get("/runs/new?preset=quick-demo").await;
+    let reply = post_edited(&f, page.text(), &[("confirm_long", Some("true"))]).await;
+    assert_eq!(reply.status, StatusCode::SEE_OTHER, "{}", reply.short());
+    let id = f.store().runs().unwrap()[0].id.clone();
+    let total = f.store().run_estimate(&id).unwrap().unwrap()["total_seconds"]
+        .as_f64()
+        .unwrap();
+    // Shown as hours and minutes, as the runs list shows durations.
+    let seconds = total.round() as u64;
+    let expected = format!("{}h {:02}m", seconds / 3600, seconds % 3600 / 60);
+
+    let queued = f.app.get(&format!("/runs/{id}")).await;
+    let text = queued.text();
+    assert!(text.contains(&format!("estimated {expected} before start")), "{text}");
+    assert!(
+        text.contains(r#"<span id="eta-now">"#),
+        "the live ETA goes beside it: {text}"
+    );
+
+    f.store().set_status(&id, RunStatus::Running, None).unwrap();
+    f.store().set_status(&id, RunStatus::Done, None).unwrap();
+    let done = f.app.get(&format!("/runs/{id}")).await;
+    assert!(done.text().contains(&format!("estimated {expected} before start")));
+    assert!(done.text().contains("; took "), "{}", done.text());
+
+    // A run submitted without an estimate shows no estimate line.
+    let other = f.run("no estimate", &TrainConfig::default(), RunStatus::Done);
+    assert!(!f
+        .app
+        .get(&format!("/runs/{other}"))
+        .await
+        .text()
+        .contains("before start"));
+}
+
+#[tokio::test]
+async fn the_estimate_endpoint_times_a_configuration_once_then_answers_from_the_store() {
+    let app = TestApp::in_memory().real_step_timing().build();
+    let query = "/api/estimate?model=simple-cnn&width=0.125&image_size=64&batch_size=4&epochs=2&max_images=40";
+    let first = app.get(query).await;
+    assert_eq!(first.status, StatusCode::OK, "{}", first.short());
+    let first = first.json();
+    assert_eq!(first["basis"], "measured", "{first}");
+    let total = first["total_seconds"].as_f64().unwrap();
+    assert!(total > 0.0 && total.is_finite(), "{first}");
+    assert_eq!(first["step"]["batch"], 4);
+    assert!(first["step"]["timed_steps"].as_u64().unwrap() >= 1);
+    assert!(first["images"]["train"].as_u64().unwrap() > 0);
+    assert!(first["headline"].as_str().unwrap().starts_with("Estimated duration: "));
+    assert_eq!(first["needs_confirmation"], false);
+
+    // Other epochs and image counts reuse the timing; nothing is timed again.
+    let again = app.get(&query.replace("epochs=2", "epochs=5")).await.json();
+    assert_eq!(again["basis"], "cached", "{again}");
+    assert_eq!(again["measured_at"], first["measured_at"]);
+    assert_eq!(app.state.estimates.measurements(), 1);
+    assert_eq!(app.store().step_timing_count().unwrap(), 1);
+}
+
+#[tokio::test]
+async fn nothing_is_timed_while_a_run_is_queued_or_training() {
+    let f = Fixture::new();
+    f.jobs.queue.lock().unwrap().push("someone".into());
+    let reply = f.app.get("/api/estimate?model=simple-cnn&image_size=64").await;
+    assert_eq!(reply.status, StatusCode::OK);
+    let body = reply.json();
+    assert_eq!(body["basis"], "deferred", "{body}");
+    assert!(body["total_seconds"].is_null());
+    assert!(body["note"].as_str().unwrap().contains("queued or training"), "{body}");
+    assert_eq!(f.app.state.estimates.measurements(), 0);
+}
+
+#[tokio::test]
+async fn bad_estimate_queries_are_400_naming_the_parameter() {
+    let f = Fixture::new();
+    for (query, expected) in [
+        ("image_size=big", "'big' is not a whole number"),
+        ("modle=resnet-18", "unknown parameter 'modle'"),
+        ("model=resnet-1000", "'resnet-1000' is not one of the choices"),
+        ("epochs=0", "epochs"),
+        ("image_size=16", "image_size"),
+        ("dataset=nope", "'nope' is not one of the choices"),
+        ("augment.enabled=perhaps", "not true or false"),
+    ] {
+        let reply = f.app.get(&format!("/api/estimate?{query}")).await;
+        assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{query}: {}", reply.short());
+        let message = reply.json()["error"].as_str().unwrap().to_string();
+        assert!(message.contains(expected), "{query}: {message}");
+    }
+}
+
+#[tokio::test]
+async fn the_api_reports_a_timed_estimate_with_the_new_run_without_asking_to_confirm() {
+    let f = Fixture::timing_steps_with(slow_step());
+    let config = json!({"model": "simple-cnn", "image_size": 64, "epochs": 8, "dataset": "demo"});
+    let untimed = f.app.post_json("/api/runs", &config).await;
+    assert_eq!(untimed.status, StatusCode::CREATED, "{}", untimed.short());
+    assert!(
+        untimed.json()["estimate"].is_null(),
+        "not timed yet: {}",
+        untimed.text()
+    );
+
+    let timed = f
+        .app
+        .get("/api/estimate?model=simple-cnn&image_size=64&epochs=8")
+        .await
+        .json();
+    assert_eq!(timed["needs_confirmation"], true);
+    let created = f.app.post_json("/api/runs", &config).await;
+    assert_eq!(created.status, StatusCode::CREATED, "over an hour, queued all the same");
+    let body = created.json();
+    assert_eq!(body["estimate"]["total_seconds"], timed["total_seconds"]);
+    let id = body["id"].as_str().unwrap();
+    assert_eq!(f.store().run_estimate(id).unwrap().unwrap(), body["estimate"]);
 }

@@ -1,6 +1,6 @@
 //! `cxr8 bench ...`: throughput measurements recorded in BENCHMARKS.md, each against a reference
 //! measured in the same run where one exists. All benchmark code lives here, apart from the
-//! product: `train_step` times Burn training steps, `augment` the loader, `metadata` label files
+//! product: `train` times Burn training steps (`train::throughput`), `augment` the loader, `metadata` label files
 //! and the image cache, `cache` decoding against PIL, `web` the dashboard's pages and live events;
 //! `reference` finds the Python that runs the PyTorch / PIL scripts under benches/.
 
@@ -10,7 +10,6 @@ mod metadata;
 mod parity;
 mod reference;
 mod train;
-mod train_step;
 mod web;
 
 use std::path::PathBuf;

@@ -7,17 +7,17 @@ use serde::Serialize;
 use super::reference::{
     benches_dir, check_python_module, ensure_venv_package, run_script, script, ReferenceError, TORCH_INSTALL,
 };
-use super::train_step::{self, TrainBench, TrainBenchConfig};
 use super::TrainBenchArgs;
 use crate::model::{ModelSpec, NormKind};
-use crate::train::backend::{self, BackendKind};
+use crate::train::backend::{self, BackendKind, Precision};
+use crate::train::throughput::{self, StepTiming, StepTimingConfig};
 
 #[derive(Debug, Serialize)]
 struct TrainBenchReport {
     device: String,
     threads: usize,
     width: f32,
-    cxr8: TrainBench,
+    cxr8: StepTiming,
     /// PyTorch's JSON as printed by benches/train_reference.py.
     #[serde(skip_serializing_if = "Option::is_none")]
     pytorch: Option<serde_json::Value>,
@@ -46,7 +46,7 @@ pub(super) fn bench_train(args: TrainBenchArgs) -> anyhow::Result<()> {
     }
     let resolved = backend::resolve(args.device).context("choosing the device")?;
     eprintln!("{}", resolved.message);
-    let config = TrainBenchConfig {
+    let config = StepTimingConfig {
         spec: ModelSpec {
             architecture: args.model,
             norm: args.norm,
@@ -58,8 +58,10 @@ pub(super) fn bench_train(args: TrainBenchArgs) -> anyhow::Result<()> {
         steps: args.steps,
         warmup: args.warmup,
         seed: 42,
+        precision: Precision::F32,
+        time_cap: None,
     };
-    let cxr8 = train_step::bench_train(&config, &resolved.kind.train_device());
+    let cxr8 = throughput::measure_steps(&config, &resolved.kind.train_device());
     let device = match &resolved.kind {
         BackendKind::Cpu => "cpu".to_string(),
         BackendKind::Cuda(info) => format!("cuda ({})", info.name),

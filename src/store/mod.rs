@@ -11,6 +11,7 @@ use rusqlite::Connection;
 use schema::{SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4, SCHEMA_V5, SCHEMA_V6, SCHEMA_VERSION, SET_BEST_HEADLINES};
 
 mod datasets;
+mod estimates;
 mod reserve;
 mod rows;
 mod runs;
@@ -18,6 +19,7 @@ pub mod scalars;
 mod schema;
 mod steps;
 
+pub use estimates::StoredTiming;
 pub use reserve::{RESERVE_BYTES, RESERVE_FILE};
 pub use rows::{DatasetRow, EpochRow, EventRow, NewRun, Run, RunStatus, SplitFiles};
 pub use steps::StepPoint;
@@ -622,7 +624,8 @@ mod tests {
             .is_ok_and(|m| m.len() == RESERVE_BYTES && m.blocks() * 512 >= RESERVE_BYTES)
     }
 
-    fn new_run(store: &Store) -> Result<String> {
+    /// A queued run with an empty config (shared by the store's test modules).
+    pub(super) fn new_run(store: &Store) -> Result<String> {
         store.create_run(&NewRun {
             name: "r",
             config: &json!({}),

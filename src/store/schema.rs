@@ -100,9 +100,18 @@ CREATE INDEX runs_listing ON runs(created_at, id, name, status, dataset, model, 
 ";
 
 /// Version 6: step points are `step` events, between thousands of `progress` events of the same
-/// run; this index makes a run's step chart one range read of its step points alone.
+/// run; `events_by_kind` makes a run's step chart one range read of its step points alone.
+/// Measured training-step timings, the new-run form's duration estimates keyed by machine,
+/// backend, model and shapes (the JSON is the service's), and the estimate a run was submitted
+/// with, to set against its real duration.
 pub(super) const SCHEMA_V6: &str = "
 CREATE INDEX events_by_kind ON events(run_id, kind, seq);
+CREATE TABLE step_timings (
+    key TEXT PRIMARY KEY,
+    timing TEXT NOT NULL,
+    measured_at TEXT NOT NULL
+);
+ALTER TABLE runs ADD COLUMN estimate TEXT;
 ";
 
 /// `UPDATE runs SET` assignments copying the best epoch's headline numbers from its stored

@@ -14,6 +14,7 @@ pub mod optim;
 pub mod predict;
 pub mod presets;
 pub mod runner;
+pub mod throughput;
 pub mod weights;
 
 pub use config::{FieldError, TrainConfig};

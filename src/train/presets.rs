@@ -125,6 +125,19 @@ pub fn preset(name: &str) -> Option<TrainConfig> {
     Some(config)
 }
 
+/// The new-run form's starting configuration on a machine without a usable GPU: the quick-demo
+/// model, size and schedule (a few minutes on the demo set on two CPU cores; BENCHMARKS.md
+/// "CPU defaults"), left on `auto` so that it follows the machine, and untagged. The full
+/// [`TrainConfig::default`] (resnet-18 at 224 px) would take hours there.
+pub fn cpu_sized() -> TrainConfig {
+    let demo = preset("quick-demo").expect("quick-demo is a preset");
+    TrainConfig {
+        device: DeviceChoice::Auto,
+        tags: Vec::new(),
+        ..demo
+    }
+}
+
 /// A preset name that is not one of [`PRESETS`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("unknown preset {name:?}; choose one of: {}", PRESETS.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", "))]
@@ -184,6 +197,19 @@ mod tests {
         let demo = preset("quick-demo").unwrap();
         assert_eq!((demo.image_size, demo.device), (64, DeviceChoice::Cpu));
         assert_eq!(preset("mobilenet-v2").unwrap().architecture, Architecture::MobileNetV2);
+    }
+
+    #[test]
+    fn the_cpu_sized_default_is_the_quick_demo_on_auto() {
+        let cpu = cpu_sized();
+        let demo = preset("quick-demo").unwrap();
+        assert_eq!(
+            (cpu.architecture, cpu.image_size, cpu.epochs),
+            (demo.architecture, 64, demo.epochs)
+        );
+        assert_eq!(cpu.device, DeviceChoice::Auto, "follows the machine");
+        assert!(cpu.tags.is_empty());
+        assert_ne!(cpu.architecture, TrainConfig::default().architecture);
     }
 
     #[test]

@@ -31,8 +31,10 @@ pub use error::{AppError, FieldError};
 /// The most runs one compare page takes.
 pub use routes::compare::MAX_COMPARED;
 
+use crate::service::estimate::Estimator;
 use crate::service::{self, predict::Predictions};
 use crate::store::{EventRow, Store};
+use crate::train::job::JobPaths;
 
 /// The write side of the dashboard, implemented over the training engine (and by a fake in tests).
 /// Calls must return quickly: they queue or signal work, they do not wait for it.
@@ -71,12 +73,22 @@ pub struct AppState {
     pub datasets: crate::service::datasets::LiveDatasets,
     /// Scalar epoch rows of recently shown runs (pages and charts re-read them constantly).
     pub epoch_cache: epochs::EpochCache,
+    /// Runs' durations before they start (the new-run form, `/api/estimate`).
+    pub estimates: Arc<Estimator>,
 }
 
 impl AppState {
     pub fn new(store: Arc<Store>, jobs: Arc<dyn JobControl>, data_dir: PathBuf, ckpt_dir: PathBuf) -> AppState {
         let (events, _) = broadcast::channel(LIVE_EVENT_BUFFER);
+        let paths = JobPaths {
+            data_dir: data_dir.clone(),
+            ckpt_dir: ckpt_dir.clone(),
+        };
+        // The queue lists the running run first: while it holds anything, the worker trains.
+        let queue = jobs.clone();
+        let busy = Box::new(move || !queue.queue().is_empty());
         AppState {
+            estimates: Arc::new(Estimator::on_this_machine(store.clone(), paths, busy)),
             events,
             jobs,
             token: None,

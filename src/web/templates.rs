@@ -188,6 +188,9 @@ pub struct RunPage {
     pub test: Option<TestSection>,
     /// Unscored, not queued or running, with a best checkpoint: the page offers to score it.
     pub can_score_test: bool,
+    /// The duration estimated when the run was submitted ("estimated 4m 00s before start (…)"),
+    /// shown against the live ETA and the real duration; empty when it was submitted without one.
+    pub estimate: String,
 }
 
 /// The run page's "Test (held-out)" section, from the stored report.
@@ -373,6 +376,13 @@ pub struct NewRunPage {
     pub groups: Vec<FormGroup>,
     /// Every problem of a rejected submit, `field: message`, for the summary at the top.
     pub errors: Vec<String>,
+    /// The run's estimated duration and what it includes (empty until known; the page's script
+    /// fills them in as fields change).
+    pub estimate_headline: String,
+    pub estimate_note: String,
+    /// Why "Start anyway" must be ticked: set when a run estimated above an hour was submitted
+    /// without it.
+    pub confirm_long: Option<String>,
 }
 
 /// A run waiting or training, as the runs page lists the queue.

@@ -11,7 +11,9 @@ use axum::body::Body;
 use axum::http::header::{self, AsHeaderName};
 use axum::http::{request, HeaderMap, Method, Request, StatusCode};
 use axum::Router;
+use cxr8::service::estimate::{Estimator, Measure, Probe, StepCost};
 use cxr8::store::{EventRow, Store};
+use cxr8::train::job::JobPaths;
 use cxr8::web::{app, AppState, JobControl};
 use serde_json::Value;
 use tokio::io::AsyncReadExt;
@@ -48,6 +50,30 @@ pub struct TestAppBuilder {
     ckpt_dir: PathBuf,
     jobs: Arc<dyn JobControl>,
     token: Option<String>,
+    /// How the app times a run's step for its duration estimate; `None`: for real, on Burn.
+    step_timing: Option<Arc<dyn Measure>>,
+}
+
+/// A step timing that takes no time to make: the cost given, every time.
+pub struct FixedStep(pub StepCost);
+
+impl FixedStep {
+    /// One millisecond a step: every run is estimated well under an hour.
+    pub fn quick() -> FixedStep {
+        FixedStep(StepCost {
+            batch: 8,
+            train_ms_per_step: 1.0,
+            infer_ms_per_batch: 1.0,
+            timed_steps: 3,
+            timed_batches: 3,
+        })
+    }
+}
+
+impl Measure for FixedStep {
+    fn measure(&self, _: &Probe) -> Result<StepCost, String> {
+        Ok(self.0.clone())
+    }
 }
 
 /// An in-memory store, empty folders, and job control that accepts nothing.
@@ -82,6 +108,7 @@ impl TestApp {
             ckpt_dir: ckpt_dir.to_path_buf(),
             jobs: Arc::new(NoJobs),
             token: None,
+            step_timing: Some(Arc::new(FixedStep::quick())),
         }
     }
 
@@ -198,6 +225,7 @@ impl TestAppBuilder {
             ckpt_dir,
             jobs: Arc::new(NoJobs),
             token: None,
+            step_timing: Some(Arc::new(FixedStep::quick())),
         }
     }
 
@@ -226,9 +254,36 @@ impl TestAppBuilder {
         self
     }
 
+    /// Estimates time each run's step with this instead of the default one-millisecond step
+    /// (which keeps form submissions quick and never asks for a confirmation).
+    pub fn step_timing(mut self, measure: Arc<dyn Measure>) -> TestAppBuilder {
+        self.step_timing = Some(measure);
+        self
+    }
+
+    /// Estimates time real training steps on Burn, as the dashboard does.
+    pub fn real_step_timing(mut self) -> TestAppBuilder {
+        self.step_timing = None;
+        self
+    }
+
     pub fn build(self) -> TestApp {
-        let mut state = AppState::new(self.store, self.jobs, self.data_dir, self.ckpt_dir);
+        let mut state = AppState::new(
+            self.store.clone(),
+            self.jobs.clone(),
+            self.data_dir.clone(),
+            self.ckpt_dir.clone(),
+        );
         state.token = self.token;
+        if let Some(measure) = self.step_timing {
+            let paths = JobPaths {
+                data_dir: self.data_dir,
+                ckpt_dir: self.ckpt_dir,
+            };
+            let jobs = self.jobs;
+            let busy = Box::new(move || !jobs.queue().is_empty());
+            state.estimates = Arc::new(Estimator::new(self.store, paths, measure, busy));
+        }
         TestApp {
             state: Arc::new(state),
             dirs: self.dirs,

@@ -411,16 +411,27 @@ async fn submit_run(
             "send the training config as a JSON object, e.g. {\"model\": \"resnet-18\", \"epochs\": 10}",
         )]));
     }
-    let jobs = state.jobs.clone();
-    let id = tokio::task::spawn_blocking(move || check_submission(&config).and_then(|()| jobs.submit(config)))
-        .await
-        .map_err(|e| AppError::Internal(format!("submitting a run: {e}")))?
-        .map_err(AppError::rejected)?;
+    let worker = state.clone();
+    // Scripts are not asked to confirm a long run, and not kept waiting while a step is timed:
+    // the answer carries the estimate when this configuration was timed before (else `null`;
+    // `GET /api/estimate` times it).
+    let (id, estimate) = tokio::task::spawn_blocking(move || {
+        check_submission(&config)?;
+        let id = worker.jobs.submit(config.clone())?;
+        let estimate = worker.estimates.estimate_posted(&config, false).ok();
+        if let Some(estimate) = &estimate {
+            super::new_run::keep_estimate(&worker, &id, estimate);
+        }
+        Ok::<_, Vec<FieldError>>((id, estimate.filter(|e| e.total_seconds.is_some())))
+    })
+    .await
+    .map_err(|e| AppError::Internal(format!("submitting a run: {e}")))?
+    .map_err(AppError::rejected)?;
     let location = format!("/runs/{id}");
     Ok((
         StatusCode::CREATED,
         [(header::LOCATION, location)],
-        Json(json!({ "id": id })),
+        Json(json!({ "id": id, "estimate": estimate })),
     ))
 }
 

@@ -175,6 +175,7 @@ async fn run_page(
         can_score_test: run.test.is_none()
             && !matches!(run.status, RunStatus::Queued | RunStatus::Running)
             && state.predict.has_best_checkpoint(&run),
+        estimate: super::new_run::estimate::stored_estimate_line(state.store.run_estimate(&id)?.as_ref()).0,
     })
 }
 

@@ -3,10 +3,15 @@
 //! [`JobControl`](crate::web::JobControl) and redirects to the new run (303), or shows the form
 //! again with the user's values and a message next to each bad field (422), having queued nothing.
 //!
+//! The form opens with defaults that fit the machine (a CPU-sized run without a usable GPU) and
+//! shows the run's estimated duration ([`estimate`]); a run estimated above an hour is queued
+//! only with the "start anyway" box ticked.
+//!
 //! The form is generated from one table of fields whose names are the JSON names the API accepts;
 //! the choices of every select come from the option types themselves, so a new model or optimiser
 //! appears here without touching this file.
 
+pub(super) mod estimate;
 mod fields;
 
 use std::collections::HashMap;
@@ -25,6 +30,7 @@ use self::fields::*;
 use super::actions::page_error;
 use super::run::load_run;
 use crate::service::datasets::DEMO_DATASET;
+use crate::service::estimate::{form_defaults, Estimate, Machine, CONFIRM_ABOVE_SECONDS};
 use crate::store::Run;
 use crate::train::presets::{self, PRESETS};
 use crate::train::TrainConfig;
@@ -35,7 +41,19 @@ pub fn router() -> Router<Arc<AppState>> {
     Router::new()
         .route("/runs/new", get(new_run_form))
         .route("/runs", post(submit_form))
+        .route("/api/estimate", get(estimate::estimate_api))
+        .route("/static/estimate.js", get(estimate_script))
 }
+
+async fn estimate_script() -> impl IntoResponse {
+    (
+        [(axum::http::header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
+        include_str!("../../../../static/estimate.js"),
+    )
+}
+
+/// The posted box that confirms a run estimated above an hour (not a config field).
+const CONFIRM_FIELD: &str = "confirm_long";
 
 /// A preset's label on the form.
 fn preset_label(name: &'static str) -> &'static str {
@@ -145,6 +163,9 @@ fn render(
             .collect(),
         groups,
         errors: summary,
+        estimate_headline: String::new(),
+        estimate_note: String::new(),
+        confirm_long: None,
     }
 }
 
@@ -165,13 +186,26 @@ struct NewRunQuery {
 }
 
 async fn new_run_form(State(state): State<Arc<AppState>>, Query(query): Query<NewRunQuery>) -> Response {
-    match new_run_page(&state, &query) {
-        Ok(page) => page.into_response(),
+    let page = tokio::task::spawn_blocking({
+        let state = state.clone();
+        move || new_run_page(&state, &query)
+    })
+    .await
+    .unwrap_or_else(|e| Err(AppError::Internal(format!("drawing the form: {e}"))));
+    match page {
+        Ok((mut page, specs, values)) => {
+            (page.estimate_headline, page.estimate_note) = estimate::cached_lines(&state, values, specs).await;
+            page.into_response()
+        }
         Err(e) => page_error(e),
     }
 }
 
-fn new_run_page(state: &AppState, query: &NewRunQuery) -> Result<NewRunPage, AppError> {
+/// A drawn form with the fields and values it shows (from which its estimate is made).
+type DrawnForm = (NewRunPage, Vec<Spec>, HashMap<String, String>);
+
+/// The form for the query. Blocking: the first call asks the CUDA driver whether a GPU is usable.
+fn new_run_page(state: &AppState, query: &NewRunQuery) -> Result<DrawnForm, AppError> {
     let preset = query.preset.as_deref().map(str::trim).filter(|p| !p.is_empty());
     let from = query.from.as_deref().map(str::trim).filter(|p| !p.is_empty());
     let (config, about) = match (preset, from) {
@@ -211,19 +245,21 @@ fn new_run_page(state: &AppState, query: &NewRunQuery) -> Result<NewRunPage, App
             };
             (config, about)
         }
-        (None, None) => (
-            TrainConfig::default(),
-            FormIntro {
+        (None, None) => {
+            let (config, why) = form_defaults(Machine::get());
+            let about = FormIntro {
                 heading: "New run".into(),
-                source: String::new(),
+                source: why,
                 preset: None,
-            },
-        ),
+            };
+            (config, about)
+        }
     };
     let groups = groups(&dataset_names(state)?);
     let specs: Vec<Spec> = groups.iter().flat_map(|(_, s)| s.iter().cloned()).collect();
     let values = config_values(&specs, &config);
-    Ok(render(&groups, &values, &[], about))
+    let page = render(&groups, &values, &[], about);
+    Ok((page, specs, values))
 }
 
 /// Names longer than this are refused by the config's validation.
@@ -272,6 +308,47 @@ fn stored_config(run: &Run) -> (TrainConfig, Option<String>) {
     (config, problem)
 }
 
+/// What became of a posted form.
+enum Submitted {
+    Queued(String),
+    Rejected(Vec<FieldError>),
+    /// Estimated above an hour and not confirmed: nothing was queued.
+    Unconfirmed(Box<Estimate>),
+}
+
+/// Checks, estimates (timing the step if this machine has not yet) and queues a posted config,
+/// keeping the estimate with the run. Blocking.
+fn check_estimate_queue(state: &AppState, config: Value, confirmed: bool) -> Submitted {
+    if let Err(errors) = super::api::check_submission(&config) {
+        return Submitted::Rejected(errors);
+    }
+    let estimate = match state.estimates.estimate_posted(&config, true) {
+        Ok(estimate) => estimate,
+        Err(errors) => return Submitted::Rejected(errors),
+    };
+    if estimate.needs_confirmation && !confirmed {
+        return Submitted::Unconfirmed(Box::new(estimate));
+    }
+    match state.jobs.submit(config) {
+        Ok(id) => {
+            keep_estimate(state, &id, &estimate);
+            Submitted::Queued(id)
+        }
+        Err(errors) => Submitted::Rejected(errors),
+    }
+}
+
+/// Stores the estimate a run was submitted with, for its page; a run without one just shows none.
+pub(super) fn keep_estimate(state: &AppState, id: &str, estimate: &Estimate) {
+    if estimate.total_seconds.is_none() {
+        return;
+    }
+    let value = serde_json::to_value(estimate).expect("estimates serialise");
+    if let Err(e) = state.store.set_run_estimate(id, &value) {
+        tracing::warn!("run {id}: the estimate was not stored: {e}");
+    }
+}
+
 async fn submit_form(
     State(state): State<Arc<AppState>>,
     form: Result<Form<Vec<(String, String)>>, FormRejection>,
@@ -284,18 +361,38 @@ async fn submit_form(
         Ok(names) => groups(&names),
         Err(e) => return page_error(e),
     };
+    let confirmed = pairs.iter().any(|(k, v)| k == CONFIRM_FIELD && v == "true");
     let specs: Vec<Spec> = groups.iter().flat_map(|(_, s)| s.iter().cloned()).collect();
     let values = posted_values(&specs, pairs);
     let (config, mut errors) = parse(&specs, &values);
+    let mut unconfirmed = None;
     if errors.is_empty() {
-        let jobs = state.jobs.clone();
+        let worker = state.clone();
         let config = Value::Object(config);
-        let submit = move || super::api::check_submission(&config).and_then(|()| jobs.submit(config));
-        match tokio::task::spawn_blocking(submit).await {
-            Ok(Ok(id)) => return Redirect::to(&format!("/runs/{}", encode_query(&id))).into_response(),
-            Ok(Err(rejected)) => errors = rejected,
+        match tokio::task::spawn_blocking(move || check_estimate_queue(&worker, config, confirmed)).await {
+            Ok(Submitted::Queued(id)) => return Redirect::to(&format!("/runs/{}", encode_query(&id))).into_response(),
+            Ok(Submitted::Rejected(rejected)) => errors = rejected,
+            Ok(Submitted::Unconfirmed(estimate)) => unconfirmed = Some(estimate),
             Err(e) => return page_error(AppError::Internal(format!("submitting a run: {e}"))),
         }
+    }
+    let about = FormIntro {
+        heading: "New run".into(),
+        source: String::new(),
+        preset: None,
+    };
+    if let Some(estimate) = unconfirmed {
+        let total = estimate.total_seconds.unwrap_or_default();
+        let message = format!(
+            "This run is estimated to take {} on this machine, more than {}: tick \"Start anyway\" and start \
+             it again, or choose a smaller model, image size, epoch count or data set.",
+            crate::web::metrics::format_duration(total),
+            crate::web::metrics::format_duration(CONFIRM_ABOVE_SECONDS),
+        );
+        let mut page = render(&groups, &values, &[], about);
+        (page.estimate_headline, page.estimate_note) = estimate::estimate_lines(&estimate);
+        page.confirm_long = Some(message);
+        return (StatusCode::UNPROCESSABLE_ENTITY, page).into_response();
     }
     if errors.is_empty() {
         // A refusal must always say why.
@@ -306,11 +403,6 @@ async fn submit_form(
     let status = match AppError::rejected(errors.clone()) {
         AppError::DiskFull(_) => StatusCode::INSUFFICIENT_STORAGE,
         _ => StatusCode::UNPROCESSABLE_ENTITY,
-    };
-    let about = FormIntro {
-        heading: "New run".into(),
-        source: String::new(),
-        preset: None,
     };
     (status, render(&groups, &values, &errors, about)).into_response()
 }

@@ -1,15 +1,17 @@
-//! Training and inference throughput of one model on random inputs, for `cxr8 bench train`:
-//! the same step the runner takes (forward, [`Loss`] BCE on logits, backward, [`Optim`] Adam
-//! step), timed after a few warm-up steps, then inference batches on the inner backend.
+//! Training and inference throughput of one model on random inputs: the same step the runner
+//! takes (forward, [`Loss`] BCE on logits, backward, [`Optim`] Adam step), timed after a few
+//! warm-up steps, then inference batches on the inner backend. `cxr8 bench train` reports it; the
+//! new-run form's duration estimate (`service::estimate`) measures a short, time-capped version.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use burn::optim::GradientsParams;
 use burn::prelude::*;
-use burn::tensor::Distribution;
+use burn::tensor::{Distribution, FloatDType};
 use serde::Serialize;
 
 use crate::model::{Classifier, ModelSpec};
+use crate::train::backend::Precision;
 use crate::train::config::{LossKind, OptimizerKind, OutputActivation, TrainConfig};
 use crate::train::loss::Loss;
 use crate::train::optim::Optim;
@@ -19,7 +21,7 @@ pub const BENCH_LABELS: usize = 14;
 
 /// What to measure.
 #[derive(Debug, Clone, PartialEq)]
-pub struct TrainBenchConfig {
+pub struct StepTimingConfig {
     pub spec: ModelSpec,
     /// Image side in px.
     pub size: usize,
@@ -29,15 +31,24 @@ pub struct TrainBenchConfig {
     /// Untimed steps first: allocator, autotune and caches settle.
     pub warmup: usize,
     pub seed: u64,
+    /// The float format of the model and its inputs, as the run would train it.
+    pub precision: Precision,
+    /// Stop timing training steps (and, separately, inference batches) once this much time has
+    /// gone, after at least one of each; `None` times all `steps`. A 224-px DenseNet step takes
+    /// seconds on two CPU cores, and an estimate must answer while the user waits.
+    pub time_cap: Option<Duration>,
 }
 
 /// Measured throughput; `peak_rss_bytes` is the process's high-water mark (VmHWM) at the end.
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct TrainBench {
+pub struct StepTiming {
     pub model: String,
     pub size: usize,
     pub batch: usize,
+    /// Timed training steps (fewer than asked for when the time cap was reached).
     pub steps: usize,
+    /// Timed inference batches.
+    pub infer_batches: usize,
     pub warmup: usize,
     pub params: usize,
     pub train_ms_per_step: f64,
@@ -54,7 +65,7 @@ pub struct TrainBench {
 #[error("{0}")]
 pub struct UnmeasurableSetting(String);
 
-impl TrainBenchConfig {
+impl StepTimingConfig {
     fn check(&self) -> Result<(), UnmeasurableSetting> {
         if self.batch == 0 || self.steps == 0 {
             return Err(UnmeasurableSetting(
@@ -73,11 +84,12 @@ impl TrainBenchConfig {
 
 /// Runs the benchmark on `device` (an autodiff device; inference uses its plain counterpart).
 /// Errors only for settings that cannot be measured.
-pub fn bench_train(config: &TrainBenchConfig, device: &Device) -> Result<TrainBench, UnmeasurableSetting> {
+pub fn measure_steps(config: &StepTimingConfig, device: &Device) -> Result<StepTiming, UnmeasurableSetting> {
     config.check()?;
     device.seed(config.seed);
-    let mut model: Classifier = config.spec.init(BENCH_LABELS, device);
+    let mut model: Classifier = config.precision.cast_module(config.spec.init(BENCH_LABELS, device));
     let params = model.num_params();
+    let dtype = config.precision.float_dtype();
     let train_config = TrainConfig {
         optimizer: OptimizerKind::Adam,
         loss: LossKind::Bce,
@@ -93,12 +105,14 @@ pub fn bench_train(config: &TrainBenchConfig, device: &Device) -> Result<TrainBe
         focal_alpha: None,
     };
     let shape = [config.batch, 1, config.size, config.size];
-    let images = Tensor::<4>::random(shape, Distribution::Normal(0.0, 1.0), device);
+    let images = Tensor::<4>::random(shape, Distribution::Normal(0.0, 1.0), device).cast(dtype);
     let targets = Tensor::<2>::random([config.batch, BENCH_LABELS], Distribution::Bernoulli(0.3), device);
 
     let mut final_loss = f32::NAN;
     let mut step = |model: Classifier| -> Classifier {
-        let loss = loss_fn.compute(model.forward(images.clone()), targets.clone());
+        // Logits in f32 for the loss, as the runner computes it.
+        let logits = model.forward(images.clone()).cast(FloatDType::F32);
+        let loss = loss_fn.compute(logits, targets.clone());
         // Reading the loss each step as the runner does (it also syncs an asynchronous device).
         final_loss = loss.clone().into_scalar::<f32>();
         let grads = GradientsParams::from_grads(loss.backward(), &model);
@@ -109,10 +123,12 @@ pub fn bench_train(config: &TrainBenchConfig, device: &Device) -> Result<TrainBe
     }
     sync(device);
     let start = Instant::now();
-    for _ in 0..config.steps {
+    let mut steps = 0;
+    while steps < config.steps && (steps == 0 || !over(config.time_cap, start)) {
         model = step(model);
+        steps += 1;
+        sync(device);
     }
-    sync(device);
     let train_seconds = start.elapsed().as_secs_f64();
 
     let inference = model.valid();
@@ -126,26 +142,35 @@ pub fn bench_train(config: &TrainBenchConfig, device: &Device) -> Result<TrainBe
         infer();
     }
     let start = Instant::now();
-    for _ in 0..config.steps {
+    let mut infer_batches = 0;
+    while infer_batches < config.steps && (infer_batches == 0 || !over(config.time_cap, start)) {
         infer();
+        infer_batches += 1;
     }
     let infer_seconds = start.elapsed().as_secs_f64();
 
-    let images_timed = (config.steps * config.batch) as f64;
-    Ok(TrainBench {
+    let batch = config.batch as f64;
+    Ok(StepTiming {
         model: config.spec.architecture.name().to_string(),
         size: config.size,
         batch: config.batch,
-        steps: config.steps,
+        steps,
+        infer_batches,
         warmup: config.warmup,
         params,
-        train_ms_per_step: 1e3 * train_seconds / config.steps as f64,
-        train_images_per_s: images_timed / train_seconds,
-        infer_ms_per_batch: 1e3 * infer_seconds / config.steps as f64,
-        infer_images_per_s: images_timed / infer_seconds,
+        train_ms_per_step: 1e3 * train_seconds / steps as f64,
+        train_images_per_s: steps as f64 * batch / train_seconds,
+        infer_ms_per_batch: 1e3 * infer_seconds / infer_batches as f64,
+        infer_images_per_s: infer_batches as f64 * batch / infer_seconds,
         final_loss,
         peak_rss_bytes: peak_rss_bytes(),
     })
+}
+
+/// Whether a capped phase that began at `start` has used its time (the loops time one step
+/// before asking).
+fn over(cap: Option<Duration>, start: Instant) -> bool {
+    cap.is_some_and(|cap| start.elapsed() >= cap)
 }
 
 /// Waits for queued device work; a failure here shows up as a wrong time, never as a crash.
@@ -183,9 +208,9 @@ mod tests {
         assert_eq!(parse_vm_hwm("Name:\tcxr8\n"), None);
     }
 
-    #[test]
-    fn tiny_simple_cnn_reports_positive_finite_throughput() {
-        let config = TrainBenchConfig {
+    /// A narrow simple CNN on 32-px images, two at a time: milliseconds a step.
+    fn tiny_simple_cnn(steps: usize, warmup: usize, time_cap: Option<Duration>) -> StepTimingConfig {
+        StepTimingConfig {
             spec: ModelSpec {
                 architecture: Architecture::SimpleCnn,
                 norm: NormKind::Batch,
@@ -194,11 +219,17 @@ mod tests {
             },
             size: 32,
             batch: 2,
-            steps: 2,
-            warmup: 1,
+            steps,
+            warmup,
             seed: 1,
-        };
-        let result = bench_train(&config, &Device::flex().autodiff()).unwrap();
+            precision: Precision::F32,
+            time_cap,
+        }
+    }
+
+    #[test]
+    fn tiny_simple_cnn_reports_positive_finite_throughput() {
+        let result = measure_steps(&tiny_simple_cnn(2, 1, None), &Device::flex().autodiff()).unwrap();
         assert_eq!(result.model, "simple-cnn");
         assert!(result.params > 0);
         assert!(result.final_loss.is_finite(), "{result:?}");
@@ -211,19 +242,29 @@ mod tests {
     }
 
     #[test]
+    fn a_time_cap_stops_after_one_timed_step_and_batch() {
+        let config = tiny_simple_cnn(1000, 0, Some(Duration::ZERO));
+        let result = measure_steps(&config, &Device::flex().autodiff()).unwrap();
+        assert_eq!((result.steps, result.infer_batches), (1, 1), "{result:?}");
+        assert!(result.train_ms_per_step > 0.0 && result.infer_ms_per_batch > 0.0);
+    }
+
+    #[test]
     fn zero_steps_or_tiny_images_are_refused() {
-        let mut config = TrainBenchConfig {
+        let mut config = StepTimingConfig {
             spec: ModelSpec::default(),
             size: 64,
             batch: 1,
             steps: 0,
             warmup: 0,
             seed: 1,
+            precision: Precision::F32,
+            time_cap: None,
         };
-        assert!(bench_train(&config, &Device::flex().autodiff()).is_err());
+        assert!(measure_steps(&config, &Device::flex().autodiff()).is_err());
         config.steps = 1;
         config.size = 8;
-        let message = bench_train(&config, &Device::flex().autodiff())
+        let message = measure_steps(&config, &Device::flex().autodiff())
             .unwrap_err()
             .to_string();
         assert!(message.contains("--size"), "{message}");

@@ -889,7 +889,11 @@ fn predict_heatmap_says_when_a_map_is_empty_and_skips_it_by_default() {
     let first = &json[0];
     assert_eq!(
         (&first["heatmap_label"], &first["heatmap_empty"], &first["heatmap_peak"]),
-        (&serde_json::json!("Hernia"), &serde_json::json!(true), &serde_json::json!(0.0)),
+        (
+            &serde_json::json!("Hernia"),
+            &serde_json::json!(true),
+            &serde_json::json!(0.0)
+        ),
         "{json}"
     );
     assert!(
@@ -902,5 +906,8 @@ fn predict_heatmap_says_when_a_map_is_empty_and_skips_it_by_default() {
     let png = image::open(first["heatmap"].as_str().unwrap()).unwrap().to_rgb8();
     assert_eq!(png.dimensions(), (64, 64), "the centre square the model sees");
     let frame = png.get_pixel(0, 32).0;
-    assert!(frame[0] > frame[1] && frame[1] > frame[2] + 40, "amber frame: {frame:?}");
+    assert!(
+        frame[0] > frame[1] && frame[1] > frame[2] + 40,
+        "amber frame: {frame:?}"
+    );
 }

@@ -529,7 +529,11 @@ pub fn empty_map_checkpoint(dir: &Path) -> (PathBuf, PathBuf) {
         architecture: Architecture::ResNet18,
         ..ModelSpec::default()
     };
-    let source = Classifier::new(&spec, EMPTY_MAP_LABELS.len(), &cxr8::train::backend::BackendKind::Cpu.device());
+    let source = Classifier::new(
+        &spec,
+        EMPTY_MAP_LABELS.len(),
+        &cxr8::train::backend::BackendKind::Cpu.device(),
+    );
     let mut tensors = torchvision::export(&source, &spec).unwrap();
     let (shape, weight) = tensors.get_mut("fc.weight").unwrap();
     let inputs = shape[1];

@@ -249,11 +249,20 @@ async fn a_png_upload_shows_sorted_probabilities_thresholds_and_gradcam() {
     let shown_label = overlay[overlay.find("label=").unwrap() + 6..].replace("%20", " ");
     let rank = shown.iter().position(|r| r.0 == shown_label).unwrap();
     for (label, ..) in &shown[..rank] {
-        let row = table.split("<tr").find(|r| r.contains(&format!("<td>{label}</td>"))).unwrap();
+        let row = table
+            .split("<tr")
+            .find(|r| r.contains(&format!("<td>{label}</td>")))
+            .unwrap();
         assert!(row.contains("empty-badge"), "{label} ranks above {shown_label}: {row}");
     }
-    assert!(html.contains(&format!("<figcaption>Grad-CAM for {shown_label}")), "{html}");
-    assert!(html.contains("src=\"/predict/gradcam-scale.svg\""), "the colour scale is shown");
+    assert!(
+        html.contains(&format!("<figcaption>Grad-CAM for {shown_label}")),
+        "{html}"
+    );
+    assert!(
+        html.contains("src=\"/predict/gradcam-scale.svg\""),
+        "the colour scale is shown"
+    );
     let sha = overlay.split('/').nth(2).unwrap().to_string();
     assert_eq!(sha.len(), 64);
     let stored = t.paths.data_dir.join("uploads").join(format!("{sha}.png"));
@@ -507,7 +516,9 @@ async fn the_run_page_shows_predictions_on_its_own_validation_images() {
     );
     // Each Grad-CAM has the colour scale beside it, and so has the run page's strip.
     assert_eq!(
-        details.matches("<img class=\"gradcam-scale\" src=\"/predict/gradcam-scale.svg\"").count(),
+        details
+            .matches("<img class=\"gradcam-scale\" src=\"/predict/gradcam-scale.svg\"")
+            .count(),
         4.min(split.val.len())
     );
     assert!(html.contains("<img class=\"gradcam-scale\" src=\"/predict/gradcam-scale.svg\""));
@@ -797,10 +808,24 @@ async fn an_empty_grad_cam_is_said_in_words_and_the_default_label_skips_it() {
     // The page: Effusion's map by default, the sentence, both empty labels marked, the scale.
     let page = app_for(t).get(&format!("/predict/{sha}?run={id}")).await;
     let html = page.text();
-    assert!(html.contains("<figcaption>Grad-CAM for Effusion</figcaption>"), "{html}");
-    assert!(html.contains("id=\"gradcam-note\"") && html.contains("No region raises the score for Hernia, Mass on this image"), "{html}");
-    assert_eq!(html.matches("class=\"empty-badge\"").count(), 2, "Hernia's and Mass's rows: {html}");
-    assert!(html.contains("<img class=\"gradcam-scale\" src=\"/predict/gradcam-scale.svg\""), "{html}");
+    assert!(
+        html.contains("<figcaption>Grad-CAM for Effusion</figcaption>"),
+        "{html}"
+    );
+    assert!(
+        html.contains("id=\"gradcam-note\"")
+            && html.contains("No region raises the score for Hernia, Mass on this image"),
+        "{html}"
+    );
+    assert_eq!(
+        html.matches("class=\"empty-badge\"").count(),
+        2,
+        "Hernia's and Mass's rows: {html}"
+    );
+    assert!(
+        html.contains("<img class=\"gradcam-scale\" src=\"/predict/gradcam-scale.svg\""),
+        "{html}"
+    );
 
     // Asked for an empty label: shown, said in words and marked, on the page and in the JSON.
     let page = app_for(t).get(&format!("/predict/{sha}?run={id}&label=Hernia")).await;
@@ -809,33 +834,67 @@ async fn an_empty_grad_cam_is_said_in_words_and_the_default_label_skips_it() {
         html.contains("No region raises the score for Hernia on this image: its Grad-CAM is empty"),
         "{html}"
     );
-    assert!(html.contains("id=\"gradcam-empty\"") && html.contains("alt=\"empty Grad-CAM (the image, hatched) for Hernia\""));
-    let reply = post(app_for(t), "/api/predict", &[("run", &id), ("label", "mass")], Some(("x.png", &png))).await;
+    assert!(
+        html.contains("id=\"gradcam-empty\"")
+            && html.contains("alt=\"empty Grad-CAM (the image, hatched) for Hernia\"")
+    );
+    let reply = post(
+        app_for(t),
+        "/api/predict",
+        &[("run", &id), ("label", "mass")],
+        Some(("x.png", &png)),
+    )
+    .await;
     let json = reply.json();
     assert_eq!(
         (&json["gradcam_label"], &json["gradcam_empty"], &json["gradcam_peak"]),
-        (&serde_json::json!("Mass"), &serde_json::json!(true), &serde_json::json!(0.0)),
+        (
+            &serde_json::json!("Mass"),
+            &serde_json::json!(true),
+            &serde_json::json!(0.0)
+        ),
         "{json}"
     );
-    assert_eq!(json["gradcam_skipped"], serde_json::json!([]), "nothing is passed over when a label is asked for");
-    assert!(json["gradcam_note"].as_str().unwrap().starts_with("No region raises the score for Mass on this image"));
+    assert_eq!(
+        json["gradcam_skipped"],
+        serde_json::json!([]),
+        "nothing is passed over when a label is asked for"
+    );
+    assert!(json["gradcam_note"]
+        .as_str()
+        .unwrap()
+        .starts_with("No region raises the score for Mass on this image"));
 
     // The empty overlay is the image hatched in amber, not the plain gray image; between the
     // hatch lines the image shows unchanged.
-    let gray = app_for(t).get(&format!("/predict/{sha}/image.png")).await.png().to_rgb8();
+    let gray = app_for(t)
+        .get(&format!("/predict/{sha}/image.png"))
+        .await
+        .png()
+        .to_rgb8();
     let empty = app_for(t)
         .get(&format!("/predict/{sha}/gradcam.png?run={id}&label=Hernia"))
         .await
         .png()
         .to_rgb8();
     let frame = empty.get_pixel(0, 50).0;
-    assert!(frame[0] > frame[1] && frame[1] > frame[2] + 40, "amber frame: {frame:?}");
+    assert!(
+        frame[0] > frame[1] && frame[1] > frame[2] + 40,
+        "amber frame: {frame:?}"
+    );
     // 100 px: hatch lines every 8 px where (x + y) % 8 == 0.
     assert_eq!(empty.get_pixel(50, 53), gray.get_pixel(50, 53));
     assert_ne!(empty.get_pixel(50, 54), gray.get_pixel(50, 54));
-    let shown = app_for(t).get(&format!("/predict/{sha}/gradcam.png?run={id}")).await.png().to_rgb8();
+    let shown = app_for(t)
+        .get(&format!("/predict/{sha}/gradcam.png?run={id}"))
+        .await
+        .png()
+        .to_rgb8();
     let coloured = shown.pixels().zip(gray.pixels()).filter(|(a, b)| a != b).count();
-    assert!(coloured > 100 * 100 / 2, "Effusion's map colours the image: {coloured} pixels");
+    assert!(
+        coloured > 100 * 100 / 2,
+        "Effusion's map colours the image: {coloured} pixels"
+    );
 
     let scale = app_for(t).get("/predict/gradcam-scale.svg").await;
     assert_eq!(scale.status, StatusCode::OK);

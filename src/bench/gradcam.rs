@@ -84,7 +84,10 @@ pub(super) fn bench_gradcam(args: GradCamBenchArgs) -> anyhow::Result<()> {
         }
     });
     let report = GradCamBench {
-        device: resolved.message,
+        device: match resolved.kind {
+            backend::BackendKind::Cpu => format!("cpu, {} threads", backend::cpu_threads()),
+            backend::BackendKind::Cuda(info) => format!("cuda:0 ({})", info.name),
+        },
         model: args.model.name().to_string(),
         size: args.size,
         labels: args.labels,

@@ -71,7 +71,11 @@ impl HeatMap {
 /// Whether a map with this raw `peak` (after the ReLU) and `scale` (the largest `Σ_c |α_c·A_c|`)
 /// is empty: nothing positive, a peak within [`EMPTY_TOLERANCE`] of the scale, or not finite.
 pub fn is_empty(peak: f32, scale: f32) -> bool {
-    let tolerance = if scale.is_finite() { EMPTY_TOLERANCE * scale } else { 0.0 };
+    let tolerance = if scale.is_finite() {
+        EMPTY_TOLERANCE * scale
+    } else {
+        0.0
+    };
     !(peak.is_finite() && peak > tolerance)
 }
 
@@ -249,7 +253,11 @@ impl GradCamSearch {
             "Showing {}, the most probable label whose Grad-CAM is not empty. {}: {} empty.",
             names[*chosen],
             empty_words(&skipped.join(", ")),
-            if skipped.len() == 1 { "its map is" } else { "their maps are" }
+            if skipped.len() == 1 {
+                "its map is"
+            } else {
+                "their maps are"
+            }
         ))
     }
 }
@@ -472,7 +480,10 @@ mod tests {
             output: dense(vec![0.0, 0.0], [2, 1]),
         };
         let heat = grad_cam(&ignored, features.clone(), 0, 4, 4);
-        assert!(heat.empty && heat.peak == 0.0 && heat.values == vec![0.0; 16], "{heat:?}");
+        assert!(
+            heat.empty && heat.peak == 0.0 && heat.values == vec![0.0; 16],
+            "{heat:?}"
+        );
 
         // Two identical channels read with weights 1 and -(1 - 1e-6): the sum is a positive
         // residue of about 2.5e-7 against terms of 0.25, rounding-sized, so it counts as empty
@@ -533,13 +544,18 @@ mod tests {
 
         let first = GradCamSearch::run(&[3, 0], |label| Ok::<_, ()>(map(label == 0))).unwrap();
         assert_eq!((first.chosen().0, first.computed.len()), (3, 1));
-        assert_eq!(first.note(&names), None, "nothing to say when the top label's map is shown");
+        assert_eq!(
+            first.note(&names),
+            None,
+            "nothing to say when the top label's map is shown"
+        );
 
         let all_empty = GradCamSearch::run(&[1, 0, 3], |_| Ok::<_, ()>(map(true))).unwrap();
         assert_eq!((all_empty.chosen().0, all_empty.skipped()), (1, vec![0, 3]));
         let note = all_empty.note(&names).unwrap();
         assert!(
-            note.contains("No region raises the score for any label on this image") && note.contains("Shown: the most probable, Mass"),
+            note.contains("No region raises the score for any label on this image")
+                && note.contains("Shown: the most probable, Mass"),
             "{note}"
         );
 
@@ -565,16 +581,26 @@ mod tests {
         };
         let decode = |png: Vec<u8>| image::load_from_memory(&png).unwrap().to_rgb8();
         let plain = decode(overlay_png(&gray, &cold));
-        assert!(plain.pixels().all(|p| p.0 == [100, 100, 100]), "a cold map shows the X-ray");
+        assert!(
+            plain.pixels().all(|p| p.0 == [100, 100, 100]),
+            "a cold map shows the X-ray"
+        );
         let marked = decode(overlay_png(&gray, &HeatMap::empty(2, 2, 0.0)));
         let amber = |p: &Rgb<u8>| p.0[0] > p.0[1] && p.0[1] > p.0[2] + 40;
         assert!(amber(marked.get_pixel(0, 50)), "framed: {:?}", marked.get_pixel(0, 50));
         // Hatch lines run where (x + y) is a multiple of the period (96 / 12 = 8); between them
         // the X-ray shows unchanged.
-        assert!(amber(marked.get_pixel(40, 40)), "hatched: {:?}", marked.get_pixel(40, 40));
+        assert!(
+            amber(marked.get_pixel(40, 40)),
+            "hatched: {:?}",
+            marked.get_pixel(40, 40)
+        );
         assert_eq!(marked.get_pixel(40, 43).0, [100, 100, 100]);
         let hatched = marked.pixels().filter(|p| amber(p)).count();
-        assert!(hatched > 96 * 96 / 16 && hatched < 96 * 96 / 2, "{hatched} amber pixels");
+        assert!(
+            hatched > 96 * 96 / 16 && hatched < 96 * 96 / 2,
+            "{hatched} amber pixels"
+        );
     }
 
     #[test]
@@ -592,7 +618,9 @@ mod tests {
         let ramp = HeatMap {
             width: SCALE_STEPS,
             height: 1,
-            values: (0..SCALE_STEPS).map(|i| (i as f32 + 0.5) / SCALE_STEPS as f32).collect(),
+            values: (0..SCALE_STEPS)
+                .map(|i| (i as f32 + 0.5) / SCALE_STEPS as f32)
+                .collect(),
             peak: 1.0,
             empty: false,
         };
@@ -606,8 +634,14 @@ mod tests {
             );
         }
         assert!(fills[0][2] > fills[0][0], "the cold end is bluish: {:?}", fills[0]);
-        assert!(fills[SCALE_STEPS - 1][0] > 190 && fills[SCALE_STEPS - 1][2] < 100, "the hot end is red");
-        assert!(svg.contains(">0</text>") && svg.contains(">1 = this map's peak</text>"), "{svg}");
+        assert!(
+            fills[SCALE_STEPS - 1][0] > 190 && fills[SCALE_STEPS - 1][2] < 100,
+            "the hot end is red"
+        );
+        assert!(
+            svg.contains(">0</text>") && svg.contains(">1 = this map's peak</text>"),
+            "{svg}"
+        );
     }
 
     #[test]

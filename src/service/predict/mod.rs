@@ -6,6 +6,7 @@
 //! content-addressed under `<data dir>/uploads/`. Model work runs on blocking threads, never on
 //! the async runtime.
 
+mod maps;
 mod uploads;
 mod validation;
 
@@ -30,11 +31,6 @@ pub use validation::{ValidationImage, ValidationSet, VALIDATION_IMAGES};
 
 /// Loaded checkpoints kept in memory (each a whole model: tens of MB for DenseNet-121).
 const CACHED_MODELS: usize = 2;
-
-/// Grad-CAM maps kept in memory, per checkpoint, upload and label (each at the model's input
-/// size: 200 KB at 224 px, 1 MB at 512 px), so the page, its overlay image and a label switched
-/// back to reuse them instead of running the model again.
-const CACHED_MAPS: usize = 48;
 
 /// A checkpoint as it is on disk now: a retrained or moved best epoch gets a new key.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -94,16 +90,13 @@ pub struct Outcome {
     pub gradcam: GradCamSummary,
 }
 
-/// One cached Grad-CAM: checkpoint, stored upload and label index.
-type MapKey = (ModelKey, String, usize);
-
 /// The prediction service: the run store and folders it reads, and its caches.
 pub struct Predictions {
     store: Arc<Store>,
     data_dir: PathBuf,
     ckpt_dir: PathBuf,
     models: Mutex<VecDeque<(ModelKey, Arc<Predictor>)>>,
-    maps: Mutex<VecDeque<(MapKey, HeatMap)>>,
+    maps: maps::MapCache,
     validation: Mutex<HashMap<String, (ModelKey, Arc<ValidationSet>)>>,
     /// Serialises computing validation sets, so a page's four image requests compute once.
     validation_gate: tokio::sync::Mutex<()>,
@@ -116,7 +109,7 @@ impl Predictions {
             data_dir,
             ckpt_dir,
             models: Mutex::default(),
-            maps: Mutex::default(),
+            maps: maps::MapCache::new(maps::CACHED_MAPS),
             validation: Mutex::default(),
             validation_gate: tokio::sync::Mutex::new(()),
         }
@@ -286,8 +279,7 @@ impl Predictions {
     }
 
     /// Grad-CAMs of `order`'s labels up to the first non-empty one (see [`GradCamSearch`]),
-    /// taken from the cache while it has them and computed (once, and cached) from there on.
-    /// Blocking.
+    /// from the cache where it has them. Blocking.
     fn gradcam_search(
         &self,
         key: &ModelKey,
@@ -296,34 +288,9 @@ impl Predictions {
         gray: &GrayImage,
         order: &[usize],
     ) -> Result<GradCamSearch> {
-        let map_key = |label: usize| (key.clone(), sha.to_string(), label);
-        let mut computed = Vec::new();
-        {
-            let maps = lock(&self.maps);
-            for &label in order {
-                let Some((_, map)) = maps.iter().find(|(k, _)| *k == map_key(label)) else {
-                    break;
-                };
-                computed.push((label, map.clone()));
-                if !map.empty {
-                    return Ok(GradCamSearch { computed });
-                }
-            }
-        }
-        let rest = &order[computed.len()..];
-        if !rest.is_empty() {
-            let found = model.gradcam_search(gray, rest)?;
-            let mut maps = lock(&self.maps);
-            for (label, map) in &found.computed {
-                maps.retain(|(k, _)| *k != map_key(*label));
-                maps.push_back((map_key(*label), map.clone()));
-            }
-            while maps.len() > CACHED_MAPS {
-                maps.pop_front();
-            }
-            computed.extend(found.computed);
-        }
-        Ok(GradCamSearch { computed })
+        Ok(self
+            .maps
+            .search(key, sha, order, |rest| model.gradcam_search(gray, rest))?)
     }
 
     /// The run's predictions on its first validation images, computed once per best checkpoint.

@@ -407,8 +407,26 @@ pub fn scale_svg() -> String {
     svg
 }
 
+/// Helpers for tests of Grad-CAM's callers.
+#[cfg(test)]
+pub(crate) mod test_utils {
+    use super::HeatMap;
+
+    /// A one-pixel map, empty or at full heat: for tests of how maps are chosen and kept.
+    pub(crate) fn map(empty: bool) -> HeatMap {
+        HeatMap {
+            width: 1,
+            height: 1,
+            values: vec![if empty { 0.0 } else { 1.0 }],
+            peak: if empty { 0.0 } else { 0.5 },
+            empty,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    use super::test_utils::map;
     use super::*;
     use burn::prelude::Device;
 
@@ -510,16 +528,6 @@ mod tests {
         ];
         for (peak, scale, empty, why) in cases {
             assert_eq!(is_empty(peak, scale), empty, "{why}: peak {peak}, scale {scale}");
-        }
-    }
-
-    fn map(empty: bool) -> HeatMap {
-        HeatMap {
-            width: 1,
-            height: 1,
-            values: vec![if empty { 0.0 } else { 1.0 }],
-            peak: if empty { 0.0 } else { 0.5 },
-            empty,
         }
     }
 

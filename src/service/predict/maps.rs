@@ -74,16 +74,7 @@ mod tests {
     use std::path::PathBuf;
 
     use super::*;
-
-    fn map(empty: bool) -> HeatMap {
-        HeatMap {
-            width: 1,
-            height: 1,
-            values: vec![if empty { 0.0 } else { 1.0 }],
-            peak: if empty { 0.0 } else { 0.5 },
-            empty,
-        }
-    }
+    use crate::train::gradcam::test_utils::map;
 
     #[test]
     fn maps_are_computed_once_per_checkpoint_upload_and_label() {

@@ -843,3 +843,71 @@ fn a_run_started_from_torchvision_weights_fine_tunes_resumes_predicts_and_export
         .to_string();
     assert!(err.contains("'features.5.conv.1.0.weight' has shape [3, 3]"), "{err}");
 }
+
+#[test]
+fn predict_heatmap_says_when_a_map_is_empty_and_skips_it_by_default() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (run_dir, _) = crate::util::empty_map_checkpoint(tmp.path());
+    let image_path = tmp.path().join("wide.png");
+    image::GrayImage::from_fn(80, 64, |x, y| image::Luma([((x * 7 + y * 13) % 256) as u8]))
+        .save(&image_path)
+        .unwrap();
+    let heat_dir = tmp.path().join("heat");
+    let (run_dir, heat_dir, image) = (
+        run_dir.to_str().unwrap(),
+        heat_dir.to_str().unwrap(),
+        image_path.to_str().unwrap(),
+    );
+
+    // Default: the two more probable labels have empty maps, so Effusion's is written, and the
+    // output says why.
+    let out = cxr8(&["predict", "--checkpoint", run_dir, "--heatmap", heat_dir, image]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        stdout.contains(&format!(
+            "Grad-CAM for Effusion: {}",
+            Path::new(heat_dir).join("wide.Effusion.gradcam.png").display()
+        )) && stdout.contains("No region raises the score for Hernia, Mass on this image: their maps are empty."),
+        "{stdout}"
+    );
+
+    // Asked for an empty label: flagged in the JSON, said in words, the PNG hatched.
+    let out = cxr8(&[
+        "predict",
+        "--checkpoint",
+        run_dir,
+        "--heatmap",
+        heat_dir,
+        "--label",
+        "hernia",
+        "--json",
+        image,
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let first = &json[0];
+    assert_eq!(
+        (&first["heatmap_label"], &first["heatmap_empty"], &first["heatmap_peak"]),
+        (
+            &serde_json::json!("Hernia"),
+            &serde_json::json!(true),
+            &serde_json::json!(0.0)
+        ),
+        "{json}"
+    );
+    assert!(
+        first["heatmap_note"]
+            .as_str()
+            .unwrap()
+            .starts_with("No region raises the score for Hernia on this image: its Grad-CAM is empty"),
+        "{json}"
+    );
+    let png = image::open(first["heatmap"].as_str().unwrap()).unwrap().to_rgb8();
+    assert_eq!(png.dimensions(), (64, 64), "the centre square the model sees");
+    let frame = png.get_pixel(0, 32).0;
+    assert!(
+        frame[0] > frame[1] && frame[1] > frame[2] + 40,
+        "amber frame: {frame:?}"
+    );
+}

@@ -513,3 +513,53 @@ impl cxr8::web::JobControl for NoJobs {
         Vec::new()
     }
 }
+
+/// Labels of [`empty_map_checkpoint`], most probable first on any image.
+pub const EMPTY_MAP_LABELS: [&str; 3] = ["Hernia", "Mass", "Effusion"];
+
+/// A ResNet-18 checkpoint (64 px, random backbone) imported into run folder `dir/crafted` whose
+/// head makes Grad-CAM empty, by construction, for its two most probable labels: `Hernia` reads
+/// no channel (weights 0, bias +5: zero gradient, so a zero map), `Mass` reads every channel
+/// negatively (bias +3: the backbone's last ReLU makes every activation ≥ 0, so Σ α·A ≤ 0 and
+/// the ReLU leaves nothing); `Effusion` reads every channel positively (bias −6), so its map is
+/// positive wherever the backbone is active. Returns (run folder, epoch folder).
+pub fn empty_map_checkpoint(dir: &Path) -> (PathBuf, PathBuf) {
+    use cxr8::model::{torchvision, Architecture, Classifier, ModelSpec};
+    use cxr8::train::weights::{import_checkpoint, ImportRequest};
+    let spec = ModelSpec {
+        architecture: Architecture::ResNet18,
+        ..ModelSpec::default()
+    };
+    let source = Classifier::new(
+        &spec,
+        EMPTY_MAP_LABELS.len(),
+        &cxr8::train::backend::BackendKind::Cpu.device(),
+    );
+    let mut tensors = torchvision::export(&source, &spec).unwrap();
+    let (shape, weight) = tensors.get_mut("fc.weight").unwrap();
+    let inputs = shape[1];
+    assert_eq!(shape[0], EMPTY_MAP_LABELS.len());
+    for (i, w) in weight.iter_mut().enumerate() {
+        *w = [0.0, -1e-3, 1e-3][i / inputs];
+    }
+    tensors.get_mut("fc.bias").unwrap().1 = vec![5.0, 3.0, -6.0];
+    let weights = dir.join("crafted.safetensors");
+    std::fs::write(
+        &weights,
+        torchvision::safetensors_bytes(&tensors, &Default::default()).unwrap(),
+    )
+    .unwrap();
+    let out = dir.join("crafted");
+    let (epoch_dir, report, _) = import_checkpoint(&ImportRequest {
+        weights,
+        architecture: Architecture::ResNet18,
+        image_size: 64,
+        mean: 0.5,
+        std: 0.25,
+        labels: Some(EMPTY_MAP_LABELS.map(String::from).to_vec()),
+        out: out.clone(),
+    })
+    .unwrap();
+    assert!(report.head_kept, "the crafted head must be the one used");
+    (out, epoch_dir)
+}

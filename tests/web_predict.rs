@@ -239,14 +239,29 @@ async fn a_png_upload_shows_sorted_probabilities_thresholds_and_gradcam() {
         assert!(row.2.starts_with(&format!("{threshold:.4}")), "{label}: {row:?}");
     }
 
-    // The overlay of the top label has the uploaded size; other labels' pages are linked.
+    // The overlay shown by default is the most probable label's whose map is not empty: every
+    // label ranked above it is marked as having an empty map. It has the uploaded size; other
+    // labels' pages are linked.
     let overlay = links(html, "/predict/")
         .into_iter()
         .find(|l| l.contains("/gradcam.png"))
         .unwrap();
+    let shown_label = overlay[overlay.find("label=").unwrap() + 6..].replace("%20", " ");
+    let rank = shown.iter().position(|r| r.0 == shown_label).unwrap();
+    for (label, ..) in &shown[..rank] {
+        let row = table
+            .split("<tr")
+            .find(|r| r.contains(&format!("<td>{label}</td>")))
+            .unwrap();
+        assert!(row.contains("empty-badge"), "{label} ranks above {shown_label}: {row}");
+    }
     assert!(
-        overlay.ends_with(&format!("label={}", shown[0].0.replace(' ', "%20"))),
-        "{overlay}"
+        html.contains(&format!("<figcaption>Grad-CAM for {shown_label}")),
+        "{html}"
+    );
+    assert!(
+        html.contains("src=\"/predict/gradcam-scale.svg\""),
+        "the colour scale is shown"
     );
     let sha = overlay.split('/').nth(2).unwrap().to_string();
     assert_eq!(sha.len(), 64);
@@ -268,9 +283,7 @@ async fn a_png_upload_shows_sorted_probabilities_thresholds_and_gradcam() {
         .unwrap_or_else(|| panic!("no Grad-CAM link for {other}"));
     let page = app_for(t).get(&link).await;
     assert_eq!(page.status, StatusCode::OK);
-    assert!(page
-        .text()
-        .contains(&format!("<figcaption>Grad-CAM for {other}</figcaption>")));
+    assert!(page.text().contains(&format!("<figcaption>Grad-CAM for {other}")));
     let other_overlay = app_for(t)
         .get(&format!(
             "/predict/{sha}/gradcam.png?run={}&label={}",
@@ -501,6 +514,14 @@ async fn the_run_page_shows_predictions_on_its_own_validation_images() {
         details.matches("class=\"validation-image\"").count(),
         4.min(split.val.len())
     );
+    // Each Grad-CAM has the colour scale beside it, and so has the run page's strip.
+    assert_eq!(
+        details
+            .matches("<img class=\"gradcam-scale\" src=\"/predict/gradcam-scale.svg\"")
+            .count(),
+        4.min(split.val.len())
+    );
+    assert!(html.contains("<img class=\"gradcam-scale\" src=\"/predict/gradcam-scale.svg\""));
 
     let image = app_for(t)
         .get(&format!("/runs/{}/predictions/0/image.png", t.run))
@@ -747,4 +768,136 @@ async fn an_imported_checkpoint_is_a_run_the_predict_page_explains_and_exports()
     let file = safetensors::SafeTensors::deserialize(&download.body).unwrap();
     assert_eq!(file.tensor("fc.weight").unwrap().shape(), [2, 512]);
     assert_eq!(file.tensor("conv1.weight").unwrap().shape(), [64, 1, 7, 7]);
+}
+
+#[tokio::test]
+async fn an_empty_grad_cam_is_said_in_words_and_the_default_label_skips_it() {
+    use crate::util::{empty_map_checkpoint, EMPTY_MAP_LABELS};
+    let t = trained();
+    let tmp = tempfile::tempdir().unwrap();
+    let (out, epoch_dir) = empty_map_checkpoint(tmp.path());
+    let config = cxr8::train::checkpoint::read_state_at(&epoch_dir).unwrap().config;
+    let id = cxr8::service::runs::register_imported(&t.store, &config, &out, "crafted.safetensors").unwrap();
+    let png = demo_png(t);
+
+    // By default: Hernia and Mass are more probable, but their maps are empty, so Effusion's
+    // map is shown, and the JSON says which were passed over and why.
+    let reply = post(app_for(t), "/api/predict", &[("run", &id)], Some(("x.png", &png))).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+    let json = reply.json();
+    let ranked: Vec<&str> = json["labels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["label"].as_str().unwrap())
+        .collect();
+    assert_eq!(ranked, EMPTY_MAP_LABELS, "the crafted biases rank the labels");
+    assert_eq!(json["gradcam_label"], "Effusion", "{json}");
+    assert_eq!(json["gradcam_empty"], false);
+    assert!(json["gradcam_peak"].as_f64().unwrap() > 0.0, "{json}");
+    assert_eq!(json["gradcam_skipped"], serde_json::json!(["Hernia", "Mass"]));
+    let note = json["gradcam_note"].as_str().unwrap();
+    assert!(
+        note.contains("Showing Effusion, the most probable label whose Grad-CAM is not empty")
+            && note.contains("No region raises the score for Hernia, Mass on this image"),
+        "{note}"
+    );
+    assert_eq!(json["gradcam_scale"], "/predict/gradcam-scale.svg");
+    let sha = json["image"].as_str().unwrap().to_string();
+
+    // The page: Effusion's map by default, the sentence, both empty labels marked, the scale.
+    let page = app_for(t).get(&format!("/predict/{sha}?run={id}")).await;
+    let html = page.text();
+    assert!(
+        html.contains("<figcaption>Grad-CAM for Effusion</figcaption>"),
+        "{html}"
+    );
+    assert!(
+        html.contains("id=\"gradcam-note\"")
+            && html.contains("No region raises the score for Hernia, Mass on this image"),
+        "{html}"
+    );
+    assert_eq!(
+        html.matches("class=\"empty-badge\"").count(),
+        2,
+        "Hernia's and Mass's rows: {html}"
+    );
+    assert!(
+        html.contains("<img class=\"gradcam-scale\" src=\"/predict/gradcam-scale.svg\""),
+        "{html}"
+    );
+
+    // Asked for an empty label: shown, said in words and marked, on the page and in the JSON.
+    let page = app_for(t).get(&format!("/predict/{sha}?run={id}&label=Hernia")).await;
+    let html = page.text();
+    assert!(
+        html.contains("No region raises the score for Hernia on this image: its Grad-CAM is empty"),
+        "{html}"
+    );
+    assert!(
+        html.contains("id=\"gradcam-empty\"")
+            && html.contains("alt=\"empty Grad-CAM (the image, hatched) for Hernia\"")
+    );
+    let reply = post(
+        app_for(t),
+        "/api/predict",
+        &[("run", &id), ("label", "mass")],
+        Some(("x.png", &png)),
+    )
+    .await;
+    let json = reply.json();
+    assert_eq!(
+        (&json["gradcam_label"], &json["gradcam_empty"], &json["gradcam_peak"]),
+        (
+            &serde_json::json!("Mass"),
+            &serde_json::json!(true),
+            &serde_json::json!(0.0)
+        ),
+        "{json}"
+    );
+    assert_eq!(
+        json["gradcam_skipped"],
+        serde_json::json!([]),
+        "nothing is passed over when a label is asked for"
+    );
+    assert!(json["gradcam_note"]
+        .as_str()
+        .unwrap()
+        .starts_with("No region raises the score for Mass on this image"));
+
+    // The empty overlay is the image hatched in amber, not the plain gray image; between the
+    // hatch lines the image shows unchanged.
+    let gray = app_for(t)
+        .get(&format!("/predict/{sha}/image.png"))
+        .await
+        .png()
+        .to_rgb8();
+    let empty = app_for(t)
+        .get(&format!("/predict/{sha}/gradcam.png?run={id}&label=Hernia"))
+        .await
+        .png()
+        .to_rgb8();
+    let frame = empty.get_pixel(0, 50).0;
+    assert!(
+        frame[0] > frame[1] && frame[1] > frame[2] + 40,
+        "amber frame: {frame:?}"
+    );
+    // 100 px: hatch lines every 8 px where (x + y) % 8 == 0.
+    assert_eq!(empty.get_pixel(50, 53), gray.get_pixel(50, 53));
+    assert_ne!(empty.get_pixel(50, 54), gray.get_pixel(50, 54));
+    let shown = app_for(t)
+        .get(&format!("/predict/{sha}/gradcam.png?run={id}"))
+        .await
+        .png()
+        .to_rgb8();
+    let coloured = shown.pixels().zip(gray.pixels()).filter(|(a, b)| a != b).count();
+    assert!(
+        coloured > 100 * 100 / 2,
+        "Effusion's map colours the image: {coloured} pixels"
+    );
+
+    let scale = app_for(t).get("/predict/gradcam-scale.svg").await;
+    assert_eq!(scale.status, StatusCode::OK);
+    assert_eq!(scale.content_type(), "image/svg+xml");
+    assert!(scale.text().contains("1 = this map's peak"));
 }

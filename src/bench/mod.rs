@@ -1,11 +1,13 @@
 //! `cxr8 bench ...`: throughput measurements recorded in BENCHMARKS.md, each against a reference
 //! measured in the same run where one exists. All benchmark code lives here, apart from the
-//! product: `train` times Burn training steps (`train::throughput`), `augment` the loader, `metadata` label files
-//! and the image cache, `cache` decoding against PIL, `web` the dashboard's pages and live events;
+//! product: `train` times Burn training steps (`train::throughput`), `augment` the loader,
+//! `metadata` label files and the image cache, `cache` decoding against PIL, `web` the dashboard's
+//! pages and live events, `gradcam` the Predict page's default Grad-CAM;
 //! `reference` finds the Python that runs the PyTorch / PIL scripts under benches/.
 
 mod augment;
 mod cache;
+mod gradcam;
 mod metadata;
 mod parity;
 mod reference;
@@ -37,6 +39,29 @@ pub enum BenchCommand {
     /// Logit parity with torchvision for weight import and export, on the files
     /// benches/weights_parity.py makes (see BENCHMARKS.md "Weights").
     WeightsParity(parity::ParityArgs),
+    /// Milliseconds for one image's probabilities, one Grad-CAM, and every label's Grad-CAM from
+    /// one backbone pass (the default map's worst case) or from one pass each.
+    Gradcam(GradCamBenchArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct GradCamBenchArgs {
+    #[arg(long, value_enum, default_value_t = Architecture::DenseNet121)]
+    pub model: Architecture,
+    /// Image side in px.
+    #[arg(long, default_value_t = 224)]
+    pub size: usize,
+    /// Labels of the head (NIH has 14).
+    #[arg(long, default_value_t = 14)]
+    pub labels: usize,
+    /// Timed repetitions; the best is reported (after one untimed run).
+    #[arg(long, default_value_t = 3)]
+    pub repeat: usize,
+    #[arg(long, value_enum, default_value_t = DeviceChoice::Cpu)]
+    pub device: DeviceChoice,
+    /// Print one JSON object instead of text.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -178,6 +203,7 @@ pub fn run(cmd: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Web(args) => web::bench_web(args),
         BenchCommand::Metadata(args) => metadata::bench_metadata(args),
         BenchCommand::WeightsParity(args) => parity::bench_parity(args),
+        BenchCommand::Gradcam(args) => gradcam::bench_gradcam(args),
         BenchCommand::Augment(args) => {
             anyhow::ensure!(
                 args.size >= 8 && args.batch >= 1 && args.batches >= 1,

@@ -59,7 +59,8 @@ pub struct PredictArgs {
     /// non-square images are centre-cropped to the square the model sees).
     #[arg(long, value_name = "DIR")]
     pub heatmap: Option<PathBuf>,
-    /// Label the heat maps explain (default: each image's most probable label).
+    /// Label the heat maps explain (default: each image's most probable label whose map is not
+    /// empty, i.e. where some region raises its score).
     #[arg(long, value_name = "L", requires = "heatmap")]
     pub label: Option<String>,
     /// Print JSON instead of tables.
@@ -86,6 +87,28 @@ struct ImageJson<'a> {
     heatmap: Option<PathBuf>,
     #[serde(skip_serializing_if = "Option::is_none")]
     heatmap_label: Option<&'a str>,
+    /// No region raises the score for `heatmap_label`: the PNG is the image alone, hatched.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    heatmap_empty: Option<bool>,
+    /// The map's raw peak before it was scaled to [0, 1].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    heatmap_peak: Option<f32>,
+    /// More probable labels passed over because their maps are empty.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    heatmap_skipped: Vec<&'a str>,
+    /// Labels passed over, or that the map is empty, in words.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    heatmap_note: Option<String>,
+}
+
+/// The heat map written for one image.
+struct Written<'a> {
+    file: PathBuf,
+    label: &'a str,
+    empty: bool,
+    peak: f32,
+    skipped: Vec<&'a str>,
+    note: Option<String>,
 }
 
 pub fn run(args: PredictArgs) -> anyhow::Result<()> {
@@ -119,21 +142,28 @@ pub fn run(args: PredictArgs) -> anyhow::Result<()> {
             .predict(image)
             .with_context(|| format!("predicting {}", path.display()))?;
         let thresholds = model.thresholds();
-        let mut order: Vec<usize> = (0..probs.len()).collect();
-        order.sort_by(|&a, &b| probs[b].1.total_cmp(&probs[a].1));
+        let probabilities: Vec<f32> = probs.iter().map(|(_, p)| *p).collect();
+        let order = predict::probability_order(&probabilities);
 
-        let mut heatmap = None;
-        let mut heatmap_label = None;
+        let mut written = None;
         if let Some(dir) = &args.heatmap {
-            let label = chosen_label.unwrap_or(order[0]);
-            let file = dir.join(heatmap_name(path, &model.labels()[label]));
-            let heat = model
-                .gradcam(image, label)
+            let labels = model.labels();
+            let candidates = chosen_label.map_or_else(|| order.clone(), |label| vec![label]);
+            let search = model
+                .gradcam_search(image, &candidates)
                 .with_context(|| format!("Grad-CAM for {}", path.display()))?;
-            let png = gradcam::overlay_png(&centre_square(image), &heat);
+            let (label, heat) = search.chosen();
+            let file = dir.join(heatmap_name(path, &labels[*label]));
+            let png = gradcam::overlay_png(&centre_square(image), heat);
             crate::data::write_atomically(&file, &png)?;
-            heatmap = Some(file);
-            heatmap_label = Some(model.labels()[label].as_str());
+            written = Some(Written {
+                file,
+                label: labels[*label].as_str(),
+                empty: heat.empty,
+                peak: heat.peak,
+                skipped: search.skipped().iter().map(|&i| labels[i].as_str()).collect(),
+                note: search.note(labels),
+            });
         }
 
         if args.json {
@@ -148,8 +178,12 @@ pub fn run(args: PredictArgs) -> anyhow::Result<()> {
                         positive: probs[i].1 >= thresholds[i],
                     })
                     .collect(),
-                heatmap,
-                heatmap_label,
+                heatmap_label: written.as_ref().map(|w| w.label),
+                heatmap_empty: written.as_ref().map(|w| w.empty),
+                heatmap_peak: written.as_ref().map(|w| w.peak),
+                heatmap_note: written.as_ref().and_then(|w| w.note.clone()),
+                heatmap_skipped: written.as_ref().map(|w| w.skipped.clone()).unwrap_or_default(),
+                heatmap: written.map(|w| w.file),
             });
         } else {
             writeln!(out, "{}", path.display())?;
@@ -169,8 +203,12 @@ pub fn run(args: PredictArgs) -> anyhow::Result<()> {
                     thresholds[i]
                 )?;
             }
-            if let (Some(file), Some(label)) = (&heatmap, heatmap_label) {
-                writeln!(out, "    Grad-CAM for {label}: {}", file.display())?;
+            if let Some(w) = &written {
+                let empty = if w.empty { " (empty map)" } else { "" };
+                writeln!(out, "    Grad-CAM for {}{empty}: {}", w.label, w.file.display())?;
+                if let Some(note) = &w.note {
+                    writeln!(out, "    {note}")?;
+                }
             }
             writeln!(out)?;
         }

@@ -11,7 +11,7 @@ use super::backend::{self, BackendKind, DeviceChoice};
 use super::checkpoint::{self, CheckpointState, InferenceInfo, RunCheckpoints, Slot};
 use super::config::OutputActivation;
 use super::error::{Error, Result};
-use super::gradcam::{self, HeatMap};
+use super::gradcam::{self, GradCamSearch, HeatMap};
 use super::loss::activate;
 use crate::data::images::{self, SquareResizer};
 use crate::model::Classifier;
@@ -207,17 +207,38 @@ impl Predictor {
 
     /// Grad-CAM heat map of `label_index` for one image, at the model's input size.
     pub fn gradcam(&self, image: &GrayImage, label_index: usize) -> Result<HeatMap> {
-        if label_index >= self.info.labels.len() {
-            return Err(Error::LabelIndex {
-                index: label_index,
-                labels: self.info.labels.len(),
-            });
+        let mut search = self.gradcam_search(image, &[label_index])?;
+        Ok(search.computed.remove(0).1)
+    }
+
+    /// Grad-CAMs of `order`'s labels in turn (most probable first for the default map), up to
+    /// and including the first non-empty one, at the model's input size. The backbone runs once;
+    /// each further label costs only the head's backward pass.
+    pub fn gradcam_search(&self, image: &GrayImage, order: &[usize]) -> Result<GradCamSearch> {
+        let labels = self.info.labels.len();
+        if order.is_empty() {
+            return Err(Error::Config(vec![super::FieldError {
+                field: "label".into(),
+                message: "no label given to compute a Grad-CAM for".into(),
+            }]));
+        }
+        if let Some(&index) = order.iter().find(|&&i| i >= labels) {
+            return Err(Error::LabelIndex { index, labels });
         }
         let pixels = self.model_pixels(image)?;
         let (_, features) = self.model.forward_with_features(self.input(&[pixels.as_raw()]));
         let size = self.info.image_size as usize;
-        Ok(gradcam::grad_cam(&self.head, features, label_index, size, size))
+        GradCamSearch::run(order, |label| {
+            Ok(gradcam::grad_cam(&self.head, features.clone(), label, size, size))
+        })
     }
+}
+
+/// Label indices, most probable first (ties keep output order).
+pub fn probability_order(probabilities: &[f32]) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..probabilities.len()).collect();
+    order.sort_by(|&a, &b| probabilities[b].total_cmp(&probabilities[a]));
+    order
 }
 
 /// A [`Predictor`] on whichever backend was chosen at run time.
@@ -229,7 +250,7 @@ pub trait Inference {
     fn label_index(&self, name: &str) -> Result<usize>;
     fn predict(&self, image: &GrayImage) -> Result<Vec<(String, f32)>>;
     fn probabilities(&self, images: &[&[u8]]) -> Vec<f32>;
-    fn gradcam(&self, image: &GrayImage, label_index: usize) -> Result<HeatMap>;
+    fn gradcam_search(&self, image: &GrayImage, order: &[usize]) -> Result<GradCamSearch>;
 }
 
 impl Inference for Predictor {
@@ -254,8 +275,8 @@ impl Inference for Predictor {
     fn probabilities(&self, images: &[&[u8]]) -> Vec<f32> {
         Predictor::probabilities(self, images)
     }
-    fn gradcam(&self, image: &GrayImage, label_index: usize) -> Result<HeatMap> {
-        Predictor::gradcam(self, image, label_index)
+    fn gradcam_search(&self, image: &GrayImage, order: &[usize]) -> Result<GradCamSearch> {
+        Predictor::gradcam_search(self, image, order)
     }
 }
 

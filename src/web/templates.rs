@@ -273,6 +273,8 @@ pub struct ProbabilityRow {
     pub gradcam_href: String,
     /// This label's Grad-CAM is the one shown.
     pub chosen: bool,
+    /// This label's Grad-CAM is known to be empty (no region raises its score).
+    pub gradcam_empty: bool,
 }
 
 pub struct PredictResult {
@@ -288,6 +290,12 @@ pub struct PredictResult {
     pub rows: Vec<ProbabilityRow>,
     pub gradcam_label: String,
     pub gradcam_src: String,
+    /// The shown map is empty: the overlay is the image alone, hatched.
+    pub gradcam_empty: bool,
+    /// Why this map is shown or what it lacks, in words; empty when there is nothing to say.
+    pub gradcam_note: String,
+    /// The map's raw peak before scaling, e.g. `3.14e-3`.
+    pub gradcam_peak: String,
     pub image_src: String,
     /// The upload was not square: the overlay shows the centred square the model saw.
     pub cropped: bool,
@@ -311,7 +319,11 @@ pub struct ValidationItem {
     pub truth: String,
     pub image_src: String,
     pub gradcam_src: String,
-    pub top_label: String,
+    /// The label whose Grad-CAM is shown: the most probable one whose map is not empty.
+    pub gradcam_label: String,
+    pub gradcam_empty: bool,
+    /// Labels passed over or an empty map, in words; empty when there is nothing to say.
+    pub gradcam_note: String,
     pub top: Vec<ProbabilityRow>,
     /// The Predict page for this image, to see other labels' Grad-CAM.
     pub details_href: String,

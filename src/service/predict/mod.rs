@@ -1,9 +1,12 @@
 //! Predictions for the dashboard (the Predict page, `POST /api/predict`, a run's predictions on
 //! its own validation images), with no HTTP in it: which runs have a best checkpoint, a small
 //! cache of loaded models on the run's device when it is usable here, an image's probabilities
-//! against the run's tuned thresholds, its Grad-CAM overlay, and uploads kept content-addressed
-//! under `<data dir>/uploads/`. Model work runs on blocking threads, never on the async runtime.
+//! against the run's tuned thresholds, its Grad-CAM overlay (by default the most probable label's
+//! whose map is not empty, with the maps looked at cached per upload and label), and uploads kept
+//! content-addressed under `<data dir>/uploads/`. Model work runs on blocking threads, never on
+//! the async runtime.
 
+mod maps;
 mod uploads;
 mod validation;
 
@@ -20,9 +23,9 @@ use crate::service::{Error, Result};
 use crate::store::{Run, RunStatus, Store};
 use crate::train::backend::{self, DeviceChoice};
 use crate::train::checkpoint::{RunCheckpoints, Slot};
-use crate::train::gradcam;
+use crate::train::gradcam::{self, GradCamSearch, HeatMap};
 use crate::train::job::JobPaths;
-use crate::train::predict::{CheckpointRef, Inference, Predictor};
+use crate::train::predict::{probability_order, CheckpointRef, Inference, Predictor};
 pub use uploads::MAX_SIDE;
 pub use validation::{ValidationImage, ValidationSet, VALIDATION_IMAGES};
 
@@ -41,11 +44,41 @@ pub struct ModelKey {
 pub struct Prediction {
     /// (label, probability, threshold), most probable first.
     pub ranked: Vec<(String, f32, f32)>,
+    /// The labels' output indices in `ranked`'s order.
+    pub order: Vec<usize>,
     /// The model's input side in pixels.
     pub image_size: u32,
 }
 
-/// A predicted upload: the run, the stored image, its predictions and the Grad-CAM label.
+/// What the Grad-CAM shown found: its label, whether its map is empty, and why it was chosen.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GradCamSummary {
+    pub label: String,
+    /// No region raises the label's score: the overlay is the image alone, hatched.
+    pub empty: bool,
+    /// The map's raw peak before it was scaled to `[0, 1]` (0 when nothing is positive; a
+    /// rounding-sized residue when an empty map had one).
+    pub peak: f32,
+    /// More probable labels passed over by the default choice because their maps are empty.
+    pub skipped: Vec<String>,
+    /// The sentence to show beside the overlay, when there is something to say.
+    pub note: Option<String>,
+}
+
+impl GradCamSummary {
+    fn of(search: &GradCamSearch, names: &[String]) -> GradCamSummary {
+        let (label, map) = search.chosen();
+        GradCamSummary {
+            label: names[*label].clone(),
+            empty: map.empty,
+            peak: map.peak,
+            skipped: search.skipped().iter().map(|&i| names[i].clone()).collect(),
+            note: search.note(names),
+        }
+    }
+}
+
+/// A predicted upload: the run, the stored image, its predictions and the Grad-CAM shown.
 #[derive(Debug, Clone)]
 pub struct Outcome {
     pub run: Run,
@@ -54,7 +87,7 @@ pub struct Outcome {
     pub width: u32,
     pub height: u32,
     pub prediction: Prediction,
-    pub gradcam_label: String,
+    pub gradcam: GradCamSummary,
 }
 
 /// The prediction service: the run store and folders it reads, and its caches.
@@ -63,6 +96,7 @@ pub struct Predictions {
     data_dir: PathBuf,
     ckpt_dir: PathBuf,
     models: Mutex<VecDeque<(ModelKey, Arc<Predictor>)>>,
+    maps: maps::MapCache,
     validation: Mutex<HashMap<String, (ModelKey, Arc<ValidationSet>)>>,
     /// Serialises computing validation sets, so a page's four image requests compute once.
     validation_gate: tokio::sync::Mutex<()>,
@@ -75,6 +109,7 @@ impl Predictions {
             data_dir,
             ckpt_dir,
             models: Mutex::default(),
+            maps: maps::MapCache::new(maps::CACHED_MAPS),
             validation: Mutex::default(),
             validation_gate: tokio::sync::Mutex::new(()),
         }
@@ -206,22 +241,22 @@ impl Predictions {
         uploads::upload_path(&self.uploads_dir(), sha)
     }
 
-    /// The Grad-CAM overlay (PNG) of a stored upload for `label` (empty: the most probable).
+    /// The Grad-CAM overlay (PNG) of a stored upload for `label` (empty: the default, the most
+    /// probable label whose map is not empty).
     pub async fn gradcam_png(self: &Arc<Self>, sha: &str, run_id: &str, label: &str) -> Result<Vec<u8>> {
         let path = self.upload_path(sha)?;
         let (run, key) = self.checkpoint_of(run_id, "run")?;
-        let (service, label) = (self.clone(), label.to_string());
+        let (service, sha, label) = (self.clone(), sha.to_string(), label.to_string());
         blocking(move || {
             let gray = images::load_gray(&path)?;
             let loaded = service.load_model(&key, &run)?;
             let model: &dyn Inference = loaded.as_ref();
-            let top = if label.trim().is_empty() {
-                predict(model, &gray)?.ranked[0].0.clone()
-            } else {
-                String::new()
+            let order = match asked_label(model, &label)? {
+                Some(index) => vec![index],
+                None => predict(model, &gray)?.order,
             };
-            let chosen = gradcam_label(model, &label, &top)?;
-            overlay(model, &gray, chosen)
+            let search = service.gradcam_search(&key, model, &sha, &gray, &order)?;
+            Ok(overlay(&gray, &search.chosen().1))
         })
         .await
     }
@@ -229,16 +264,33 @@ impl Predictions {
     fn predict_gray(&self, run: Run, key: ModelKey, sha: String, gray: &GrayImage, label: &str) -> Result<Outcome> {
         let loaded = self.load_model(&key, &run)?;
         let model: &dyn Inference = loaded.as_ref();
+        let asked = asked_label(model, label)?;
         let prediction = predict(model, gray)?;
-        let chosen = gradcam_label(model, label, &prediction.ranked[0].0)?;
+        let order = asked.map_or_else(|| prediction.order.clone(), |index| vec![index]);
+        let search = self.gradcam_search(&key, model, &sha, gray, &order)?;
         Ok(Outcome {
             run,
             sha,
             width: gray.width(),
             height: gray.height(),
-            gradcam_label: model.labels()[chosen].clone(),
+            gradcam: GradCamSummary::of(&search, model.labels()),
             prediction,
         })
+    }
+
+    /// Grad-CAMs of `order`'s labels up to the first non-empty one (see [`GradCamSearch`]),
+    /// from the cache where it has them. Blocking.
+    fn gradcam_search(
+        &self,
+        key: &ModelKey,
+        model: &dyn Inference,
+        sha: &str,
+        gray: &GrayImage,
+        order: &[usize],
+    ) -> Result<GradCamSearch> {
+        Ok(self
+            .maps
+            .search(key, sha, order, |rest| model.gradcam_search(gray, rest))?)
     }
 
     /// The run's predictions on its first validation images, computed once per best checkpoint.
@@ -377,23 +429,26 @@ async fn blocking<T: Send + 'static>(work: impl FnOnce() -> Result<T> + Send + '
 
 fn predict(model: &dyn Inference, image: &GrayImage) -> Result<Prediction> {
     let probs = model.predict(image)?;
-    let mut ranked: Vec<(String, f32, f32)> = probs
-        .into_iter()
-        .zip(model.thresholds())
-        .map(|((label, p), &t)| (label, p, t))
+    let probabilities: Vec<f32> = probs.iter().map(|(_, p)| *p).collect();
+    let order = probability_order(&probabilities);
+    let ranked = order
+        .iter()
+        .map(|&i| (probs[i].0.clone(), probs[i].1, model.thresholds()[i]))
         .collect();
-    ranked.sort_by(|a, b| b.1.total_cmp(&a.1));
     Ok(Prediction {
         ranked,
+        order,
         image_size: model.image_size(),
     })
 }
 
-/// The Grad-CAM label: the one asked for (case-insensitive), else the most probable.
-fn gradcam_label(model: &dyn Inference, asked: &str, top: &str) -> Result<usize> {
+/// The Grad-CAM label asked for (case-insensitive), or `None` when none was (blank).
+fn asked_label(model: &dyn Inference, asked: &str) -> Result<Option<usize>> {
     let asked = asked.trim();
-    let name = if asked.is_empty() { top } else { asked };
-    model.label_index(name).map_err(|_| {
+    if asked.is_empty() {
+        return Ok(None);
+    }
+    model.label_index(asked).map(Some).map_err(|_| {
         Error::invalid(
             "label",
             format!(
@@ -404,7 +459,12 @@ fn gradcam_label(model: &dyn Inference, asked: &str, top: &str) -> Result<usize>
     })
 }
 
-fn overlay(model: &dyn Inference, image: &GrayImage, label: usize) -> Result<Vec<u8>> {
-    let heat = model.gradcam(image, label)?;
-    Ok(gradcam::overlay_png(&uploads::centre_square(image), &heat))
+/// The overlay on the square the model saw.
+fn overlay(image: &GrayImage, map: &HeatMap) -> Vec<u8> {
+    gradcam::overlay_png(&uploads::centre_square(image), map)
+}
+
+/// The Grad-CAM overlays' colour scale (SVG), drawn with the overlays' own colours.
+pub fn gradcam_scale_svg() -> String {
+    gradcam::scale_svg()
 }

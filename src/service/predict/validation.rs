@@ -4,7 +4,7 @@
 
 use image::GrayImage;
 
-use super::{gradcam_label, overlay, predict, uploads, ModelKey, Predictions, Result};
+use super::{overlay, predict, uploads, GradCamSummary, ModelKey, Predictions, Result};
 use crate::data::cache::{self, Cache};
 use crate::data::images::{self, ImageIndex};
 use crate::store::Run;
@@ -29,8 +29,10 @@ pub struct ValidationImage {
     /// Its address as a stored upload.
     pub sha: String,
     pub image_png: Vec<u8>,
-    /// Grad-CAM of the most probable label.
+    /// Grad-CAM of the most probable label whose map is not empty.
     pub overlay_png: Vec<u8>,
+    /// What that Grad-CAM found, and the labels passed over for it.
+    pub gradcam: GradCamSummary,
     /// (label, probability, threshold), most probable first.
     pub ranked: Vec<(String, f32, f32)>,
 }
@@ -53,9 +55,9 @@ impl Predictions {
         let mut items = Vec::new();
         for (name, targets, gray) in chosen {
             let prediction = predict(model, &gray)?;
-            let top = gradcam_label(model, "", &prediction.ranked[0].0)?;
-            let overlay_png = overlay(model, &gray, top)?;
             let (sha, image_png) = uploads::store_upload(&self.uploads_dir(), &gray)?;
+            let search = self.gradcam_search(key, model, &sha, &gray, &prediction.order)?;
+            let overlay_png = overlay(&gray, &search.chosen().1);
             let truth: Vec<String> = (0..labels.len().min(32))
                 .filter(|i| targets & (1 << i) != 0)
                 .map(|i| labels[i].clone())
@@ -66,6 +68,7 @@ impl Predictions {
                 sha,
                 image_png,
                 overlay_png,
+                gradcam: GradCamSummary::of(&search, &labels),
                 ranked: prediction.ranked,
             });
         }

@@ -164,24 +164,30 @@ pub(super) fn probability_row(label: &str, p: f32, t: f32, href: String, chosen:
         threshold_x: format!("{:.1}", (t.clamp(0.0, 1.0) * 100.0)),
         gradcam_href: href,
         chosen,
+        gradcam_empty: false,
     }
 }
 
 pub(super) fn result_view(outcome: &Outcome) -> PredictResult {
     let run = encode_query(&outcome.run.id);
     let sha = &outcome.sha;
+    let gradcam = &outcome.gradcam;
     let rows = outcome
         .prediction
         .ranked
         .iter()
         .map(|(label, p, t)| {
-            probability_row(
-                label,
-                *p,
-                *t,
-                format!("/predict/{sha}?run={run}&label={}", encode_query(label)),
-                *label == outcome.gradcam_label,
-            )
+            let chosen = *label == gradcam.label;
+            ProbabilityRow {
+                gradcam_empty: (chosen && gradcam.empty) || gradcam.skipped.contains(label),
+                ..probability_row(
+                    label,
+                    *p,
+                    *t,
+                    format!("/predict/{sha}?run={run}&label={}", encode_query(label)),
+                    chosen,
+                )
+            }
         })
         .collect::<Vec<_>>();
     PredictResult {
@@ -193,11 +199,14 @@ pub(super) fn result_view(outcome: &Outcome) -> PredictResult {
         model_size: outcome.prediction.image_size,
         positives: rows.iter().filter(|r| r.positive).count(),
         rows,
-        gradcam_label: outcome.gradcam_label.clone(),
+        gradcam_label: gradcam.label.clone(),
         gradcam_src: format!(
             "/predict/{sha}/gradcam.png?run={run}&label={}",
-            encode_query(&outcome.gradcam_label)
+            encode_query(&gradcam.label)
         ),
+        gradcam_empty: gradcam.empty,
+        gradcam_note: gradcam.note.clone().unwrap_or_default(),
+        gradcam_peak: format!("{:.3e}", gradcam.peak),
         image_src: format!("/predict/{sha}/image.png"),
         cropped: outcome.width != outcome.height,
     }

@@ -24,6 +24,7 @@ pub const UPLOAD_LIMIT_BYTES: usize = 16 * 1024 * 1024;
 pub fn router() -> Router<Arc<AppState>> {
     Router::new()
         .route("/predict", get(form::form_page).post(form::predict_form))
+        .route("/predict/gradcam-scale.svg", get(api::gradcam_scale))
         .route("/predict/{sha}", get(form::result_page))
         .route("/predict/{sha}/gradcam.png", get(api::upload_gradcam))
         .route("/predict/{sha}/image.png", get(api::upload_image))

@@ -1,5 +1,6 @@
 //! A run's predictions on a few of its own validation images (`/runs/{id}/predictions`): each
-//! image with its labels, Grad-CAM of the top label and the top labels' bars.
+//! image with its labels, Grad-CAM of the most probable label whose map is not empty and the top
+//! labels' bars.
 
 use std::sync::Arc;
 
@@ -9,7 +10,7 @@ use axum::response::{IntoResponse, Response};
 
 use super::form::probability_row;
 use super::png;
-use crate::web::templates::{encode_query, ValidationItem, ValidationPage};
+use crate::web::templates::{encode_query, ProbabilityRow, ValidationItem, ValidationPage};
 use crate::web::{AppError, AppState};
 
 /// Labels listed per validation image.
@@ -35,19 +36,25 @@ pub(super) async fn validation_page(
             },
             image_src: format!("/runs/{run_q}/predictions/{n}/image.png"),
             gradcam_src: format!("/runs/{run_q}/predictions/{n}/gradcam.png"),
-            top_label: item.ranked[0].0.clone(),
+            gradcam_label: item.gradcam.label.clone(),
+            gradcam_empty: item.gradcam.empty,
+            gradcam_note: item.gradcam.note.clone().unwrap_or_default(),
             top: item
                 .ranked
                 .iter()
                 .take(TOP_LABELS)
                 .map(|(label, p, t)| {
-                    probability_row(
-                        label,
-                        *p,
-                        *t,
-                        format!("/predict/{}?run={run_q}&label={}", item.sha, encode_query(label)),
-                        false,
-                    )
+                    let shown = *label == item.gradcam.label;
+                    ProbabilityRow {
+                        gradcam_empty: (shown && item.gradcam.empty) || item.gradcam.skipped.contains(label),
+                        ..probability_row(
+                            label,
+                            *p,
+                            *t,
+                            format!("/predict/{}?run={run_q}&label={}", item.sha, encode_query(label)),
+                            shown,
+                        )
+                    }
                 })
                 .collect(),
             details_href: format!("/predict/{}?run={run_q}", item.sha),
@@ -61,7 +68,8 @@ pub(super) async fn validation_page(
     })
 }
 
-/// `image.png`, `gradcam.png` (top label) or `top.svg` (top-3 bars) of validation image `n`.
+/// `image.png`, `gradcam.png` (the default label's) or `top.svg` (top-3 bars) of validation
+/// image `n`.
 pub(super) async fn validation_file(
     State(state): State<Arc<AppState>>,
     Path((id, n, file)): Path<(String, String, String)>,

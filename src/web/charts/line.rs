@@ -156,9 +156,12 @@ fn prepare(chart: &LineChart, series: &[Series]) -> Vec<(Option<Points>, Points)
         .collect()
 }
 
+/// The x range, the y range and the number of x ticks of a line chart.
+type PlotRanges = ((f64, f64), (f64, f64), usize);
+
 /// The axes' ranges around the prepared points and the number of x ticks; `None` when there is
 /// no point. Headroom: no point sits on the frame, and the top leaves room for the legend box.
-fn plot_ranges(prepared: &[(Option<Points>, Points)], x_axis: XAxis) -> Option<((f64, f64), (f64, f64), usize)> {
+fn plot_ranges(prepared: &[(Option<Points>, Points)], x_axis: XAxis) -> Option<PlotRanges> {
     let all = prepared.iter().flat_map(|(raw, main)| raw.iter().flatten().chain(main));
     let (mut x0, mut x1, mut y0, mut y1) = (f64::MAX, f64::MIN, f64::MAX, f64::MIN);
     for &(x, y) in all {

@@ -428,8 +428,9 @@ fn browser_watches_a_run_live_and_compares_two() {
         browser.script("return Array.from(document.querySelectorAll('#matrices ~ .matrices img')).map(i => i.src);");
     let matrices: Vec<String> = serde_json::from_value(matrices).unwrap();
     assert_eq!(matrices.len(), 2, "{matrices:?}");
-    for (id, src) in [&first, &second].iter().zip(&matrices) {
-        assert!(src.contains(&format!("/runs/{id}/charts/confusion.svg")), "{src}");
+    for id in [&first, &second] {
+        let own = format!("/runs/{id}/charts/confusion.svg");
+        assert!(matrices.iter().any(|src| src.contains(&own)), "{id}: {matrices:?}");
     }
     browser.screenshot("5-compare");
 }

@@ -200,7 +200,10 @@ async fn run_page_shows_epochs_labels_and_events() {
     assert!(page.text().contains("Per label, epoch 2"), "the best epoch by default");
     assert!(page.text().contains("Effusion") && page.text().contains("812"));
     assert!(page.text().contains(&format!("/runs/{}/charts/loss.svg", f.done)));
-    assert!(page.text().contains("confusion.svg?epoch=2&#38;label=No%20Finding"));
+    // Every label's 2×2 in one figure, and one label's at 0.5 chosen from a list of all.
+    assert!(page.text().contains("/charts/confusion.svg?epoch=2\""), "the grid");
+    assert!(page.text().contains("confusion.svg?epoch=2&#38;label=Effusion"));
+    assert!(page.text().contains("<option>No Finding</option>"));
     assert!(page.text().contains("class=\"best\""), "best epoch row marked");
     assert!(page.text().contains("/static/live.js"));
     let page = f.app.get(&format!("/runs/{}?epoch=3", f.done)).await;
@@ -253,10 +256,11 @@ async fn run_charts_are_svg() {
         .get(&format!("/runs/{}/charts/confusion.svg?label=Effusion&epoch=1", f.done))
         .await;
     assert_eq!(confusion.status, StatusCode::OK);
-    assert!(confusion.text().contains("812") && confusion.text().contains("Effusion (epoch 1)"));
+    assert!(confusion.text().contains("812") && confusion.text().contains("Effusion at 0.5 (epoch 1)"));
     for (uri, status) in [
         (format!("/runs/{}/charts/colour.svg", f.done), StatusCode::NOT_FOUND),
-        (format!("/runs/{}/charts/loss.png", f.done), StatusCode::NOT_FOUND),
+        (format!("/runs/{}/charts/loss.gif", f.done), StatusCode::NOT_FOUND),
+        (format!("/runs/{}/charts/loss.png", f.done), StatusCode::OK),
         (
             format!("/runs/{}/charts/confusion.svg?label=Nope", f.done),
             StatusCode::NOT_FOUND,

@@ -48,6 +48,9 @@ pub struct LineChart {
     /// EMA smoothing weight in `[0, 1)`; the raw line is then drawn faintly underneath.
     pub smoothing: Option<f64>,
     pub log_y: bool,
+    /// The range the values can take (e.g. 0–1 for an accuracy or an AUROC): the y-axis never
+    /// extends more than a sliver beyond it, so a flat line at 0 does not show negative accuracy.
+    pub y_within: Option<(f64, f64)>,
     pub size: (u32, u32),
     /// Longer series are reduced to about this many points (min and max per bucket).
     pub max_points: usize,
@@ -62,6 +65,7 @@ impl LineChart {
             y_label: String::new(),
             smoothing: None,
             log_y: false,
+            y_within: None,
             size: (560, 340),
             max_points: 1000,
         }
@@ -161,7 +165,11 @@ type PlotRanges = ((f64, f64), (f64, f64), usize);
 
 /// The axes' ranges around the prepared points and the number of x ticks; `None` when there is
 /// no point. Headroom: no point sits on the frame, and the top leaves room for the legend box.
-fn plot_ranges(prepared: &[(Option<Points>, Points)], x_axis: XAxis) -> Option<PlotRanges> {
+fn plot_ranges(
+    prepared: &[(Option<Points>, Points)],
+    x_axis: XAxis,
+    y_within: Option<(f64, f64)>,
+) -> Option<PlotRanges> {
     let all = prepared.iter().flat_map(|(raw, main)| raw.iter().flatten().chain(main));
     let (mut x0, mut x1, mut y0, mut y1) = (f64::MAX, f64::MIN, f64::MAX, f64::MIN);
     for &(x, y) in all {
@@ -179,7 +187,14 @@ fn plot_ranges(prepared: &[(Option<Points>, Points)], x_axis: XAxis) -> Option<P
         XAxis::Step | XAxis::Time => 8,
     };
     let (lo, hi) = pad_range(y0, y1, 0.06);
-    Some((pad_range(x0, x1, 0.03), (lo, hi + (hi - lo) * 0.12), x_ticks))
+    let (mut lo, mut hi) = (lo, hi + (hi - lo) * 0.12);
+    if let Some((min, max)) = y_within {
+        // A sliver beyond the bounds keeps a point at 0 or 1 off the frame.
+        let sliver = 0.04 * (max - min);
+        lo = lo.max(min - sliver);
+        hi = hi.min(max + sliver);
+    }
+    Some((pad_range(x0, x1, 0.03), (lo, hi), x_ticks))
 }
 
 pub(super) fn draw<DB: DrawingBackend>(
@@ -189,7 +204,9 @@ pub(super) fn draw<DB: DrawingBackend>(
     series: &[Series],
 ) -> Result<(), Error> {
     let prepared = prepare(chart, series);
-    let Some(((x0, x1), (y0, y1), x_ticks)) = plot_ranges(&prepared, chart.x_axis) else {
+    let Some(((x0, x1), (y0, y1), x_ticks)) =
+        plot_ranges(&prepared, chart.x_axis, chart.y_within.filter(|_| !chart.log_y))
+    else {
         return draw_empty(root, k, &chart.title);
     };
     let log_y = chart.log_y;
@@ -378,7 +395,7 @@ mod tests {
             Series::new("flat", vec![(1.0, 0.5), (3.0, 0.5)]),
         ];
         let prepared = prepare(&LineChart::new("loss"), &series);
-        let ((x0, x1), (y0, y1), ticks) = plot_ranges(&prepared, XAxis::Epoch).unwrap();
+        let ((x0, x1), (y0, y1), ticks) = plot_ranges(&prepared, XAxis::Epoch, None).unwrap();
         assert_eq!(ticks, 3, "one tick per epoch");
         let (dx, dy) = (x1 - x0, y1 - y0);
         for (x, y) in prepared.iter().flat_map(|(_, main)| main.iter().copied()) {
@@ -387,12 +404,19 @@ mod tests {
             assert!(y1 - y >= 0.12 * dy, "y {y} leaves no room for the legend under {y1}");
         }
         let one = prepare(&LineChart::new("one"), &[Series::new("a", vec![(4.0, 0.5)])]);
-        let ((x0, x1), (y0, y1), _) = plot_ranges(&one, XAxis::Epoch).unwrap();
+        let ((x0, x1), (y0, y1), _) = plot_ranges(&one, XAxis::Epoch, None).unwrap();
         assert!(
             x0 < 4.0 && 4.0 < x1 && y0 < 0.5 && 0.5 < y1,
             "a lone point is inside too"
         );
-        assert!(plot_ranges(&[], XAxis::Epoch).is_none());
+        assert!(plot_ranges(&[], XAxis::Epoch, None).is_none());
+        // An accuracy stuck at 0 stays on a 0–1 scale's bottom, not centred on a negative range.
+        let zero = prepare(
+            &LineChart::new("acc"),
+            &[Series::new("a", vec![(1.0, 0.0), (2.0, 0.0)])],
+        );
+        let (_, (y0, y1), _) = plot_ranges(&zero, XAxis::Epoch, Some((0.0, 1.0))).unwrap();
+        assert!((-0.05..0.0).contains(&y0) && y1 > 0.0 && y1 <= 1.04, "{y0}..{y1}");
     }
 
     #[test]

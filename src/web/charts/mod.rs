@@ -234,14 +234,15 @@ impl Figure {
         hex::encode(Sha256::digest(json))
     }
 
-    /// Size in pixels at scale 1.
+    /// Size in pixels at scale 1; a matrix is at least as wide as its title.
     fn size(&self) -> (u32, u32) {
+        let fit_title = |(w, h): (u32, u32), title: &str| (w.max(text_width(title, TITLE) as u32 + 40), h);
         match self {
             Figure::Line { chart, .. } => chart.size,
             Figure::Bars { categories, groups, .. } => bar::size(categories, groups),
-            Figure::Confusion { classes, .. } => matrix::confusion_layout(classes).size(),
-            Figure::LabelGrid { panels, .. } => matrix::grid_layout(panels).size(),
-            Figure::Counts { labels, .. } => matrix::counts_layout(labels).size(),
+            Figure::Confusion { title, classes, .. } => fit_title(matrix::confusion_layout(classes).size(), title),
+            Figure::LabelGrid { title, panels } => fit_title(matrix::grid_layout(panels).size(), title),
+            Figure::Counts { title, labels, .. } => fit_title(matrix::counts_layout(labels).size(), title),
         }
     }
 
@@ -387,7 +388,8 @@ fn pad_range(lo: f64, hi: f64, fraction: f64) -> (f64, f64) {
 /// Short axis labels: 0.5, 12, 1.2e-4, 3.0e6.
 pub fn format_number(v: f64) -> String {
     let a = v.abs();
-    if a == 0.0 {
+    // A tick meant to be 0 often lands at ±1e-17 from the arithmetic that placed it.
+    if a < 1e-12 {
         "0".into()
     } else if !(1e-3..1e5).contains(&a) {
         format!("{v:.1e}")
@@ -512,6 +514,18 @@ mod tests {
     }
 
     #[test]
+    fn a_matrix_is_as_wide_as_its_title() {
+        let title = "Confusion matrix, row-normalised (validation, epoch 12)".to_string();
+        let figure = Figure::Confusion {
+            title: title.clone(),
+            classes: vec!["a".into(), "b".into()],
+            counts: vec![vec![1, 0], vec![0, 1]],
+            view: MatrixView::Recall,
+        };
+        assert!(figure.size().0 as i32 > text_width(&title, TITLE) + 20);
+    }
+
+    #[test]
     fn no_text_on_any_chart_is_smaller_than_11_px() {
         for figure in figures() {
             let svg = figure.svg().unwrap();
@@ -569,6 +583,8 @@ mod tests {
         assert_eq!(format_number(12.0), "12");
         assert_eq!(format_number(0.0001), "1.0e-4");
         assert_eq!(format_number(0.123456), "0.123");
+        assert_eq!(format_number(5.6e-17), "0", "rounding noise of a 0 tick");
+        assert_eq!(format_number(1e-9), "1.0e-9", "a tiny learning rate is still a number");
     }
 
     #[test]

@@ -537,6 +537,7 @@ async fn compare_chart(
             let mut series = overlaid_series(&state, &runs, &names, key, &display)?;
             let mut chart = LineChart::new(metric_title(key));
             chart.y_label = key.replace('_', " ");
+            chart.y_within = super::value_bounds(key);
             display.apply(&mut chart);
             axes::fit_x(display.x, &mut chart, &mut series);
             Figure::Line { chart, series }

@@ -322,6 +322,16 @@ pub(super) fn accuracy_chart(epochs: &[EpochRow]) -> (&'static str, &'static [(&
     }
 }
 
+/// The range a metric's values can take: 0–1 for accuracies, AUROC, AP/mAP and F1 (so their
+/// charts keep to it), unbounded for losses, learning rates and times.
+fn value_bounds(key: &str) -> Option<(f64, f64)> {
+    let bounded = ["accuracy", "auroc", "map", "f1"]
+        .iter()
+        .any(|word| key.split('_').any(|part| part == *word))
+        || key.ends_with("_ap");
+    bounded.then_some((0.0, 1.0))
+}
+
 /// Short chart names for the compare page, which plots one metric key per chart.
 fn metric_key(name: &str) -> &str {
     match name {
@@ -371,6 +381,27 @@ fn metric_title(key: &str) -> String {
                 .collect::<Vec<_>>()
                 .join(" ");
             format!("{split}{words}")
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::value_bounds;
+
+    #[test]
+    fn scores_are_bounded_and_losses_are_not() {
+        for key in [
+            "val_balanced_accuracy",
+            "val_mean_auroc",
+            "val_map",
+            "train_ap",
+            "val_macro_f1_tuned",
+        ] {
+            assert_eq!(value_bounds(key), Some((0.0, 1.0)), "{key}");
+        }
+        for key in ["val_loss", "lr", "seconds", "train_non_finite_outputs"] {
+            assert_eq!(value_bounds(key), None, "{key}");
         }
     }
 }

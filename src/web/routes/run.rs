@@ -543,6 +543,9 @@ fn line_figure(
     let mut series = axes::run_series(epochs, points, &keys, display.x);
     let mut chart = LineChart::new(title);
     chart.y_label = y_label;
+    if keys.iter().all(|(key, _)| super::value_bounds(key).is_some()) {
+        chart.y_within = Some((0.0, 1.0));
+    }
     display.apply(&mut chart);
     axes::fit_x(display.x, &mut chart, &mut series);
     Ok(Figure::Line { chart, series })

@@ -62,6 +62,33 @@ fn shade(share: f64) -> (RGBColor, RGBColor) {
     (RGBColor(channel(0), channel(114), channel(178)), ink)
 }
 
+/// One square cell at `(x, y)`: shaded by `share`, framed in white, `text` centred in the ink that
+/// reads on the shade (or `ink` when given).
+fn draw_cell<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    k: Scale,
+    (x, y): (i32, i32),
+    cell: i32,
+    share: f64,
+    text: String,
+    ink: Option<RGBColor>,
+) -> Result<(), Error> {
+    let (fill, readable) = shade(share);
+    let rect = [(x, y), (x + cell, y + cell)];
+    root.draw(&Rectangle::new(rect, fill.filled())).map_err(draw_error)?;
+    root.draw(&Rectangle::new(rect, WHITE.stroke_width(k.upx(1))))
+        .map_err(draw_error)?;
+    root.draw(&Text::new(
+        text,
+        (x + cell / 2, y + cell / 2),
+        k.text(TEXT)
+            .color(&ink.unwrap_or(readable))
+            .pos(Pos::new(HPos::Center, VPos::Center)),
+    ))
+    .map_err(draw_error)?;
+    Ok(())
+}
+
 const TOP: i32 = 44;
 
 /// The confusion matrix's cell size: large for a 2×2, still holding five digits at 20 classes.
@@ -137,11 +164,6 @@ pub(super) fn draw_confusion<DB: DrawingBackend>(
             let x = left + cell * col as i32;
             let count = row_counts.get(col).copied().unwrap_or(0);
             let share = if total > 0 { count as f64 / total as f64 } else { 0.0 };
-            let (fill, ink) = shade(share);
-            let rect = [(x, y), (x + cell, y + cell)];
-            root.draw(&Rectangle::new(rect, fill.filled())).map_err(draw_error)?;
-            root.draw(&Rectangle::new(rect, WHITE.stroke_width(k.upx(1))))
-                .map_err(draw_error)?;
             let text = match view {
                 MatrixView::Counts => count.to_string(),
                 MatrixView::Recall if total == 0 => "–".into(),
@@ -149,13 +171,8 @@ pub(super) fn draw_confusion<DB: DrawingBackend>(
                 MatrixView::Recall => format!("{:.0}", 100.0 * share),
             };
             // Zeros recede so the diagonal and the real confusions stand out at 20 classes.
-            let ink = if count == 0 { RGBColor(170, 170, 170) } else { ink };
-            root.draw(&Text::new(
-                text,
-                (x + cell / 2, y + cell / 2),
-                k.text(TEXT).color(&ink).pos(centered),
-            ))
-            .map_err(draw_error)?;
+            let ink = (count == 0).then_some(RGBColor(170, 170, 170));
+            draw_cell(root, k, (x, y), cell, share, text, ink)?;
         }
         // The diagonal (correct predictions) is framed, so it can be followed across the grid.
         if row < n {
@@ -267,17 +284,7 @@ pub(super) fn draw_grid<DB: DrawingBackend>(
             for (col, &count) in counts.iter().enumerate() {
                 let cx = cells_x + cell * col as i32;
                 let share = if total > 0 { count as f64 / total as f64 } else { 0.0 };
-                let (fill, ink) = shade(share);
-                let rect = [(cx, row_y), (cx + cell, row_y + cell)];
-                root.draw(&Rectangle::new(rect, fill.filled())).map_err(draw_error)?;
-                root.draw(&Rectangle::new(rect, WHITE.stroke_width(k.upx(1))))
-                    .map_err(draw_error)?;
-                root.draw(&Text::new(
-                    count.to_string(),
-                    (cx + cell / 2, row_y + cell / 2),
-                    k.text(TEXT).color(&ink).pos(centered),
-                ))
-                .map_err(draw_error)?;
+                draw_cell(root, k, (cx, row_y), cell, share, count.to_string(), None)?;
             }
         }
     }
@@ -353,17 +360,8 @@ pub(super) fn draw_counts<DB: DrawingBackend>(
         for col in 0..n {
             let x = left + cell * col as i32;
             let count = counts.get(row).and_then(|r| r.get(col)).copied().unwrap_or(0);
-            let (fill, ink) = shade((count as f64 / max).sqrt());
-            let rect = [(x, y), (x + cell, y + cell)];
-            root.draw(&Rectangle::new(rect, fill.filled())).map_err(draw_error)?;
-            root.draw(&Rectangle::new(rect, WHITE.stroke_width(k.upx(1))))
-                .map_err(draw_error)?;
-            root.draw(&Text::new(
-                count.to_string(),
-                (x + cell / 2, y + cell / 2),
-                k.text(TEXT).color(&ink).pos(centered),
-            ))
-            .map_err(draw_error)?;
+            let share = (count as f64 / max).sqrt();
+            draw_cell(root, k, (x, y), cell, share, count.to_string(), None)?;
         }
     }
     Ok(())

@@ -536,7 +536,13 @@ async fn compare_chart(
             }
             let mut series = overlaid_series(&state, &runs, &names, key, &display)?;
             let mut chart = LineChart::new(metric_title(key));
-            chart.y_label = key.replace('_', " ");
+            // The title names the split; the axis the quantity ("exact-match accuracy", not a key).
+            let title = metric_title(key);
+            chart.y_label = ["Validation ", "Training "]
+                .iter()
+                .find_map(|split| title.strip_prefix(split))
+                .unwrap_or(&title)
+                .to_string();
             chart.y_within = super::value_bounds(key);
             display.apply(&mut chart);
             axes::fit_x(display.x, &mut chart, &mut series);

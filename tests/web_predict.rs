@@ -535,11 +535,23 @@ async fn the_run_page_shows_predictions_on_its_own_validation_images() {
     assert_eq!(overlay.width(), 64);
     let bars = app_for(t).get(&format!("/runs/{}/predictions/0/top.svg", t.run)).await;
     assert_eq!(bars.content_type(), "image/svg+xml");
-    assert_eq!(
-        bars.text().matches("<line").count(),
-        3.min(t.labels.len()),
-        "a threshold tick per label"
+    let ticks = bars
+        .text()
+        .lines()
+        .filter(|l| l.starts_with("<polyline") && l.contains("#222222"))
+        .count();
+    assert_eq!(ticks, 3.min(t.labels.len()), "a threshold tick per label");
+    // The same bars as a PNG and as CSV, drawn from the same data.
+    let png = app_for(t).get(&format!("/runs/{}/predictions/0/top.png", t.run)).await;
+    assert!(png.png().width() > 0);
+    let csv = app_for(t).get(&format!("/runs/{}/predictions/0/top.csv", t.run)).await;
+    assert!(
+        csv.text().starts_with("label,probability,threshold\n"),
+        "{}",
+        csv.short()
     );
+    assert_eq!(csv.text().lines().count(), 1 + 3.min(t.labels.len()));
+    assert_eq!(bars.header("x-chart-data"), png.header("x-chart-data"));
     for uri in [
         format!("/runs/{}/predictions/99/image.png", t.run),
         format!("/runs/{}/predictions/0/other.png", t.run),

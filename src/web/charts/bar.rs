@@ -122,10 +122,124 @@ pub(super) fn draw<DB: DrawingBackend>(
     Ok(())
 }
 
+/// One label's probability against its tuned threshold (the Predict and validation-image views).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ProbabilityBar {
+    pub label: String,
+    pub probability: f64,
+    pub threshold: f64,
+}
+
+/// The probability bars' columns: labels, then the bar, then the value.
+const BAR_LEFT_MIN: i32 = 60;
+const BAR_LENGTH: i32 = 140;
+const PROBABILITY_ROW: i32 = 24;
+/// Over the threshold (predicted positive) and under it.
+const POSITIVE: RGBColor = RGBColor(192, 57, 43);
+const NEGATIVE: RGBColor = RGBColor(74, 122, 181);
+const TICK: RGBColor = RGBColor(34, 34, 34);
+
+fn bar_left(bars: &[ProbabilityBar]) -> i32 {
+    bars.iter()
+        .map(|b| text_width(&b.label, TEXT))
+        .max()
+        .unwrap_or(0)
+        .max(BAR_LEFT_MIN)
+        + 10
+}
+
+pub(super) fn probabilities_size(bars: &[ProbabilityBar]) -> (u32, u32) {
+    let width = bar_left(bars) + BAR_LENGTH + 10 + text_width("0.000", TEXT) + 8;
+    (width as u32, (PROBABILITY_ROW * bars.len().max(1) as i32 + 6) as u32)
+}
+
+/// A row per label: the bar is the probability (red when it reaches the threshold), the dark
+/// tick the threshold, the number the probability.
+pub(super) fn draw_probabilities<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    k: Scale,
+    bars: &[ProbabilityBar],
+) -> Result<(), Error> {
+    let left = k.px(bar_left(bars));
+    let length = k.px(BAR_LENGTH);
+    for (i, bar) in bars.iter().enumerate() {
+        let top = k.px(4 + PROBABILITY_ROW * i as i32);
+        let (bottom, middle) = (top + k.px(16), top + k.px(8));
+        let at = |value: f64| left + (length as f64 * value.clamp(0.0, 1.0)).round() as i32;
+        root.draw(&Text::new(
+            bar.label.clone(),
+            (left - k.px(6), middle),
+            k.text(TEXT)
+                .into_text_style(root)
+                .pos(Pos::new(HPos::Right, VPos::Center)),
+        ))
+        .map_err(draw_error)?;
+        root.draw(&Rectangle::new(
+            [(left, top), (left + length, bottom)],
+            RGBColor(238, 238, 238).filled(),
+        ))
+        .map_err(draw_error)?;
+        let colour = if bar.probability >= bar.threshold {
+            POSITIVE
+        } else {
+            NEGATIVE
+        };
+        root.draw(&Rectangle::new(
+            [(left, top), (at(bar.probability), bottom)],
+            colour.filled(),
+        ))
+        .map_err(draw_error)?;
+        let tick = at(bar.threshold);
+        root.draw(&PathElement::new(
+            vec![(tick, top - k.px(3)), (tick, bottom + k.px(3))],
+            TICK.stroke_width(k.upx(2)),
+        ))
+        .map_err(draw_error)?;
+        root.draw(&Text::new(
+            format!("{:.3}", bar.probability),
+            (left + length + k.px(8), middle),
+            k.text(TEXT)
+                .into_text_style(root)
+                .pos(Pos::new(HPos::Left, VPos::Center)),
+        ))
+        .map_err(draw_error)?;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
-    use super::super::{palette_hex, Figure};
+    use super::super::{palette_hex, Figure, Format};
     use super::*;
+
+    #[test]
+    fn probability_bars_are_red_from_their_threshold_and_mark_it() {
+        let bars = vec![
+            ProbabilityBar {
+                label: "<b>&".into(),
+                probability: 0.9,
+                threshold: 0.5,
+            },
+            ProbabilityBar {
+                label: "Mass".into(),
+                probability: 0.1,
+                threshold: 0.25,
+            },
+        ];
+        let figure = Figure::Probabilities { bars };
+        let svg = figure.svg().unwrap();
+        assert!(svg.contains("&lt;b&gt;&amp;") && !svg.contains("<b>"), "labels escaped");
+        let fill = |c: RGBColor| format!("fill=\"#{:02X}{:02X}{:02X}\"", c.0, c.1, c.2);
+        assert_eq!(svg.matches(&fill(POSITIVE)).count(), 1, "0.9 reaches 0.5");
+        assert_eq!(svg.matches(&fill(NEGATIVE)).count(), 1, "0.1 does not reach 0.25");
+        let ticks = svg
+            .lines()
+            .filter(|l| l.starts_with("<polyline") && l.contains("#222222"))
+            .count();
+        assert_eq!(ticks, 2, "a threshold tick per label");
+        let csv = String::from_utf8(figure.render(Format::Csv, 1).unwrap()).unwrap();
+        assert_eq!(csv, "label,probability,threshold\n<b>&,0.9,0.5\nMass,0.1,0.25\n");
+    }
 
     #[test]
     fn bar_chart_draws_a_bar_per_value_and_names_every_category() {

@@ -19,7 +19,7 @@ use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 use serde::Serialize;
 
-pub use bar::BarGroup;
+pub use bar::{BarGroup, ProbabilityBar};
 pub use line::{downsample_min_max, ema_debiased, format_count, LineChart, Series, XAxis};
 pub use matrix::{LabelPanel, MatrixView};
 
@@ -176,6 +176,10 @@ pub enum Figure {
         title: String,
         panels: Vec<LabelPanel>,
     },
+    /// A few labels' probabilities, each against its threshold.
+    Probabilities {
+        bars: Vec<ProbabilityBar>,
+    },
     /// A symmetric count matrix (label co-occurrence).
     Counts {
         title: String,
@@ -240,6 +244,7 @@ impl Figure {
         match self {
             Figure::Line { chart, .. } => chart.size,
             Figure::Bars { categories, groups, .. } => bar::size(categories, groups),
+            Figure::Probabilities { bars } => bar::probabilities_size(bars),
             Figure::Confusion { title, classes, .. } => fit_title(matrix::confusion_layout(classes).size(), title),
             Figure::LabelGrid { title, panels } => fit_title(matrix::grid_layout(panels).size(), title),
             Figure::Counts { title, labels, .. } => fit_title(matrix::counts_layout(labels).size(), title),
@@ -263,6 +268,7 @@ impl Figure {
                 view,
             } => matrix::draw_confusion(root, k, title, classes, counts, *view),
             Figure::LabelGrid { title, panels } => matrix::draw_grid(root, k, title, panels),
+            Figure::Probabilities { bars } => bar::draw_probabilities(root, k, bars),
             Figure::Counts { title, labels, counts } => matrix::draw_counts(root, k, title, labels, counts),
         }
     }
@@ -316,6 +322,12 @@ impl Figure {
                         &fn_.to_string(),
                         &tp.to_string(),
                     ]);
+                }
+            }
+            Figure::Probabilities { bars } => {
+                row(&["label", "probability", "threshold"]);
+                for bar in bars {
+                    row(&[&bar.label, &bar.probability.to_string(), &bar.threshold.to_string()]);
                 }
             }
             Figure::Counts { labels, counts, .. } => {
@@ -488,6 +500,13 @@ mod tests {
                 title: "both".into(),
                 labels: names(2),
                 counts: vec![vec![4, 1], vec![1, 2]],
+            },
+            Figure::Probabilities {
+                bars: vec![ProbabilityBar {
+                    label: "Effusion".into(),
+                    probability: 0.7,
+                    threshold: 0.4,
+                }],
             },
         ]
     }

@@ -23,6 +23,22 @@ pub enum MatrixView {
 }
 
 impl MatrixView {
+    /// The `view=` value naming this view.
+    pub fn name(self) -> &'static str {
+        match self {
+            MatrixView::Counts => "counts",
+            MatrixView::Recall => "recall",
+        }
+    }
+
+    /// The view a page's switch offers instead of this one.
+    pub fn other(self) -> MatrixView {
+        match self {
+            MatrixView::Counts => MatrixView::Recall,
+            MatrixView::Recall => MatrixView::Counts,
+        }
+    }
+
     pub fn parse(text: &str) -> Option<MatrixView> {
         match text {
             "counts" => Some(MatrixView::Counts),

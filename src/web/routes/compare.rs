@@ -108,25 +108,16 @@ fn best_epochs(state: &AppState, runs: &Loaded) -> Result<Vec<Option<EpochRow>>,
         .collect()
 }
 
-/// Per-label validation metrics at each run's best epoch (empty where a run has none).
-fn best_per_label(state: &AppState, runs: &Loaded) -> Result<Vec<Vec<metrics::LabelMetrics>>, AppError> {
-    Ok(best_epochs(state, runs)?
-        .iter()
-        .map(|best| {
-            best.as_ref()
-                .map(|e| metrics::per_label(&e.metrics))
-                .unwrap_or_default()
-        })
-        .collect())
+/// Per-label validation metrics of each run's best epoch (empty where a run has none).
+fn per_label_of(best: &[Option<EpochRow>]) -> Vec<Vec<metrics::LabelMetrics>> {
+    best.iter()
+        .map(|e| e.as_ref().map(|e| metrics::per_label(&e.metrics)).unwrap_or_default())
+        .collect()
 }
 
 /// Each run's confusion figure at its best epoch, side by side (a run without counts is left
 /// out): the run page's chart for that epoch, in the view asked for.
 fn matrix_links(runs: &Loaded, names: &[String], best: &[Option<EpochRow>], view: MatrixView) -> Vec<ChartLink> {
-    let view_param = match view {
-        MatrixView::Counts => "counts",
-        MatrixView::Recall => "recall",
-    };
     runs.iter()
         .zip(names)
         .zip(best)
@@ -136,9 +127,10 @@ fn matrix_links(runs: &Loaded, names: &[String], best: &[Option<EpochRow>], view
             Some(ChartLink {
                 title: format!("{name} (epoch {})", epoch.epoch),
                 src: format!(
-                    "/runs/{}/charts/confusion.svg?epoch={}&view={view_param}",
+                    "/runs/{}/charts/confusion.svg?epoch={}&view={}",
                     encode_query(&run.id),
-                    epoch.epoch
+                    epoch.epoch,
+                    view.name()
                 ),
                 wide: false,
             })
@@ -183,23 +175,12 @@ async fn compare_page(State(state): State<Arc<AppState>>, Query(pairs): Query<Pa
         |kind, label| format!("/compare/charts/{kind}.svg?runs={runs_param}&label={label}"),
     );
     let best = best_epochs(&state, &runs)?;
-    let per_label: Vec<Vec<metrics::LabelMetrics>> = best
-        .iter()
-        .map(|e| e.as_ref().map(|e| metrics::per_label(&e.metrics)).unwrap_or_default())
-        .collect();
-    let label_rows = label_rows(&per_label);
-    let view = match value(&pairs, "view").map(str::trim) {
-        None | Some("") => MatrixView::Counts,
-        Some(text) => MatrixView::parse(text).ok_or_else(|| {
-            AppError::BadRequest(format!(
-                "view must be 'counts' or 'recall' (row-normalised), not '{text}'"
-            ))
-        })?,
-    };
+    let label_rows = label_rows(&per_label_of(&best));
+    let view = super::matrix_view(value(&pairs, "view"))?;
     let matrices = matrix_links(&runs, &names, &best, view);
-    let other_view = match view {
-        MatrixView::Counts => ("show row-normalised (recall)", "recall"),
-        MatrixView::Recall => ("show counts", "counts"),
+    let other_view = match view.other() {
+        MatrixView::Recall => "show row-normalised (recall)",
+        MatrixView::Counts => "show counts",
     };
     if !label_rows.is_empty() {
         charts.push(ChartLink {
@@ -217,8 +198,11 @@ async fn compare_page(State(state): State<Arc<AppState>>, Query(pairs): Query<Pa
         .iter()
         .any(|(run, _)| matches!(run.status, RunStatus::Queued | RunStatus::Running));
     let other_view = (
-        other_view.0.to_string(),
-        format!("/compare?runs={runs_param}{suffix}&view={}#matrices", other_view.1),
+        other_view.to_string(),
+        format!(
+            "/compare?runs={runs_param}{suffix}&view={}#matrices",
+            view.other().name()
+        ),
     );
     let export_href = format!("/compare/export.csv?runs={runs_param}{}", display.x_suffix());
     Ok(ComparePage {
@@ -480,7 +464,7 @@ async fn compare_chart(
     let names = display_names(&runs);
     let figure = match name {
         "per_label_auroc" => {
-            let per_label = best_per_label(&state, &runs)?;
+            let per_label = per_label_of(&best_epochs(&state, &runs)?);
             let mut categories: Vec<String> = Vec::new();
             for l in per_label.iter().flatten() {
                 if !categories.contains(&l.label) {

@@ -19,7 +19,7 @@ use axum::Router;
 
 use crate::store::EpochRow;
 use crate::web::axes;
-use crate::web::charts::{self, Figure, Format, LineChart, Series, XAxis};
+use crate::web::charts::{self, Figure, Format, LineChart, MatrixView, Series, XAxis};
 use crate::web::metrics;
 use crate::web::templates;
 use crate::web::{AppError, AppState};
@@ -319,6 +319,18 @@ pub(super) fn accuracy_chart(epochs: &[EpochRow]) -> (&'static str, &'static [(&
                 ("val_top1_accuracy", "validation top-1"),
             ],
         )
+    }
+}
+
+/// `?view=` of a confusion matrix (counts when absent), as the run and compare pages take it.
+fn matrix_view(text: Option<&str>) -> Result<MatrixView, AppError> {
+    match text.map(str::trim) {
+        None | Some("") => Ok(MatrixView::Counts),
+        Some(text) => MatrixView::parse(text).ok_or_else(|| {
+            AppError::BadRequest(format!(
+                "view must be 'counts' or 'recall' (row-normalised), not '{text}'"
+            ))
+        }),
     }
 }
 

@@ -46,14 +46,7 @@ struct RunQuery {
 
 impl RunQuery {
     fn view(&self) -> Result<MatrixView, AppError> {
-        match self.view.as_deref().map(str::trim) {
-            None | Some("") => Ok(MatrixView::Counts),
-            Some(text) => MatrixView::parse(text).ok_or_else(|| {
-                AppError::BadRequest(format!(
-                    "view must be 'counts' or 'recall' (row-normalised), not '{text}'"
-                ))
-            }),
-        }
+        super::matrix_view(self.view.as_deref())
     }
 
     fn epoch(&self) -> Result<Option<u32>, AppError> {
@@ -199,19 +192,19 @@ fn confusion_section(
     };
     Ok(Some(match figure {
         Figure::Confusion { .. } => {
-            let (view_param, other, other_param) = match view {
-                MatrixView::Counts => ("counts", "row-normalised (recall)", "recall"),
-                MatrixView::Recall => ("recall", "counts", "counts"),
+            let other = match view.other() {
+                MatrixView::Recall => "row-normalised (recall)",
+                MatrixView::Counts => "counts",
             };
             ConfusionSection {
                 heading: format!(
                     "Confusion matrix (rows: actual class, columns: predicted class = highest output), epoch {}",
                     epoch.epoch
                 ),
-                chart: chart("Confusion matrix", format!("&view={view_param}")),
+                chart: chart("Confusion matrix", format!("&view={}", view.name())),
                 other_view: Some((
                     format!("show {other}"),
-                    format!("{base}?epoch={}&view={other_param}#confusion", epoch.epoch),
+                    format!("{base}?epoch={}&view={}#confusion", epoch.epoch, view.other().name()),
                 )),
                 labels: Vec::new(),
                 label: String::new(),
